@@ -50,7 +50,7 @@ impl fmt::Display for DecodeError {
             (None, Some(b)) => write!(f, "[v5 {b}] ")?,
             (None, None) => {}
         }
-        write!(f, "{} ({})", self.message, self.reason.name())
+        write!(f, "{} ({})", self.message, self.reason)
     }
 }
 

@@ -147,7 +147,7 @@ impl Default for ReasonCode {
 
 impl fmt::Debug for ReasonCode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:#04x} ({})", self.0, self.name())
+        write!(f, "{:#04x} {}", self.0, self.name())
     }
 }
 

@@ -1,0 +1,165 @@
+//! The fixed header: incremental decoding, the maximum packet size, remaining-length rules,
+//! and zero-copy slicing.
+
+use crate::helpers::*;
+use bytes::BytesMut;
+use roost::protocol::error;
+use roost::protocol::{Limits, Packet, ProtocolVersion::*, decode};
+
+const PUBLISH_QOS1: &[u8] = &[
+    0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x07, b'h', b'i',
+];
+
+#[test]
+fn decodes_incrementally_one_byte_at_a_time() {
+    let mut buf = BytesMut::new();
+    for (i, &b) in PUBLISH_QOS1.iter().enumerate() {
+        assert!(
+            decode(&mut buf, V3_1_1, &Limits::default())
+                .unwrap()
+                .is_none(),
+            "byte {i}"
+        );
+        buf.extend_from_slice(&[b]);
+    }
+    let p = decode(&mut buf, V3_1_1, &Limits::default())
+        .unwrap()
+        .unwrap();
+    assert!(matches!(p, Packet::Publish(ref p) if &p.payload[..] == b"hi" && p.packet_id == 7));
+    assert!(buf.is_empty());
+}
+
+#[test]
+fn consumes_exactly_one_packet_per_call() {
+    let mut buf = BytesMut::from(&cat(&[PUBLISH_QOS1, &[0xC0, 0x00], &[0x40]])[..]);
+    let l = Limits::default();
+    assert!(matches!(
+        decode(&mut buf, V3_1_1, &l).unwrap(),
+        Some(Packet::Publish(_))
+    ));
+    assert_eq!(decode(&mut buf, V3_1_1, &l).unwrap(), Some(Packet::PingReq));
+    assert_eq!(decode(&mut buf, V3_1_1, &l).unwrap(), None);
+    assert_eq!(&buf[..], &[0x40], "partial packet left untouched");
+}
+
+#[test]
+fn maximum_packet_size_is_checked_from_the_fixed_header_alone() {
+    // A PUBLISH announcing 2,097,152 bytes; only its 4-byte header has arrived.
+    let mut buf = BytesMut::from(&[0x30, 0x80, 0x80, 0x80, 0x01][..]);
+    let limits = Limits {
+        max_packet_size: 1024,
+    };
+    assert_eq!(decode(&mut buf, V5, &limits), Err(error::PACKET_TOO_LARGE));
+    assert!(
+        buf.capacity() < 1024,
+        "nothing was reserved for the refused packet"
+    );
+    // The limit counts the whole packet: 11 bytes pass a limit of 11 and fail a limit of 10.
+    let ok = Limits {
+        max_packet_size: 11,
+    };
+    assert!(
+        decode(&mut BytesMut::from(PUBLISH_QOS1), V3_1_1, &ok)
+            .unwrap()
+            .is_some()
+    );
+    let small = Limits {
+        max_packet_size: 10,
+    };
+    let mut buf = BytesMut::from(&PUBLISH_QOS1[..2]);
+    assert_eq!(
+        decode(&mut buf, V3_1_1, &small),
+        Err(error::PACKET_TOO_LARGE)
+    );
+}
+
+#[test]
+fn buffer_is_grown_to_the_announced_size_once_it_is_allowed() {
+    let mut buf = BytesMut::from(&[0x30, 0x80, 0x08][..]); // 1,024-byte body announced
+    assert_eq!(decode(&mut buf, V3_1_1, &Limits::default()), Ok(None));
+    assert!(buf.capacity() >= 1027);
+}
+
+#[test]
+fn remaining_length_over_four_bytes_is_malformed() {
+    let bytes = [0x30, 0xFF, 0xFF, 0xFF, 0xFF, 0x01];
+    assert_eq!(reject(V3_1_1, &bytes), error::REMAINING_LENGTH_TOO_LONG);
+    assert_eq!(reject(V5, &bytes), error::REMAINING_LENGTH_TOO_LONG);
+}
+
+#[test]
+fn non_minimal_remaining_length_is_malformed() {
+    // PINGREQ with remaining length 0 written as two bytes.
+    assert_eq!(
+        reject(V5, &[0xC0, 0x80, 0x00]),
+        error::NON_MINIMAL_VARIABLE_INTEGER
+    );
+    assert_eq!(
+        reject(V3_1_1, &[0xC0, 0x80, 0x00]),
+        error::NON_MINIMAL_VARIABLE_INTEGER
+    );
+}
+
+#[test]
+fn largest_remaining_lengths_of_each_width_are_accepted() {
+    for (len, header) in [(127usize, 2usize), (128, 3), (16_383, 3), (16_384, 4)] {
+        let body = cat(&[&s(b"t"), &vec![b'x'; len - 3]]);
+        let bytes = frame(0x30, &body);
+        assert_eq!(bytes.len(), header + len);
+        canonical(V3_1_1, &bytes);
+    }
+}
+
+#[test]
+fn a_bad_first_byte_is_refused_before_the_rest_arrives() {
+    for (first, err) in [
+        (0x00, error::RESERVED_PACKET_TYPE),
+        (0xF0, error::RESERVED_PACKET_TYPE),
+        (0x80, error::RESERVED_FLAGS),
+        (0x36, error::QOS_3),
+        (0x38, error::DUP_WITH_QOS_0),
+        (0xC1, error::RESERVED_FLAGS),
+    ] {
+        let mut buf = BytesMut::from(&[first][..]);
+        assert_eq!(
+            decode(&mut buf, V3_1_1, &Limits::default()),
+            Err(err),
+            "{first:#04x}"
+        );
+    }
+}
+
+#[test]
+fn topic_and_payload_are_slices_of_the_received_buffer() {
+    let buf = BytesMut::from(PUBLISH_QOS1);
+    let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
+    let mut buf = buf;
+    let Some(Packet::Publish(p)) = decode(&mut buf, V3_1_1, &Limits::default()).unwrap() else {
+        panic!("not a PUBLISH")
+    };
+    assert!(
+        range.contains(&(p.payload.as_ptr() as usize)),
+        "payload was copied"
+    );
+    assert!(
+        range.contains(&(p.topic.as_ptr() as usize)),
+        "topic was copied"
+    );
+}
+
+#[test]
+fn every_error_names_a_statement_and_a_failure_reason_code() {
+    for (name, e) in error::ALL {
+        assert!(
+            e.v311.is_some() || e.v5.is_some(),
+            "{name} cites no statement"
+        );
+        assert!(e.reason.is_error(), "{name} has a success reason code");
+        assert!(!e.to_string().is_empty());
+    }
+    assert_eq!(
+        error::RESERVED_FLAGS.to_string(),
+        "[MQTT-2.2.2-2 | v5 MQTT-2.1.3-1] fixed header flags are not the values the packet type \
+         requires (0x81 Malformed Packet)"
+    );
+}
