@@ -1,1 +1,6 @@
+//! Roost, an MQTT 3.1 / 3.1.1 / 5.0 broker.
+//!
+//! Layout (see `docs/architecture.md`):
+//! - [`protocol`]: the strict, zero-copy codec for every packet of every version. Pure: no I/O.
+
 pub mod protocol;
