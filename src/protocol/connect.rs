@@ -3,7 +3,7 @@
 use super::error::{self as rule, DecodeError, EncodeError};
 use super::properties::{Context, Properties};
 use super::reason::allowed;
-use super::wire::{Reader, put_binary};
+use super::wire::{Reader, check_topic_name, put_binary};
 use super::{ByteStr, ProtocolVersion, QoS, ReasonCode};
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -43,17 +43,6 @@ pub struct ConnAck {
     /// A v5 reason code; 3.1.1 return codes map onto it (see [`ReasonCode::to_v3_connack`]).
     pub reason: ReasonCode,
     pub properties: Properties,
-}
-
-/// A topic name must not be empty or contain `+`/`#` (section 4.7).
-pub(crate) fn check_topic_name(topic: &str) -> Result<(), DecodeError> {
-    if topic.is_empty() {
-        return Err(rule::EMPTY_TOPIC);
-    }
-    if topic.bytes().any(|b| b == b'+' || b == b'#') {
-        return Err(rule::WILDCARD_IN_TOPIC_NAME);
-    }
-    Ok(())
 }
 
 impl Connect {

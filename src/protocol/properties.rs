@@ -4,7 +4,7 @@
 
 use super::ByteStr;
 use super::error::{self as rule, DecodeError, EncodeError};
-use super::wire::{Reader, VARINT_MAX, put_binary, put_varint, varint_len};
+use super::wire::{Reader, VARINT_MAX, check_topic_name, put_binary, put_varint, varint_len};
 use bytes::{BufMut, Bytes, BytesMut};
 
 /// Property identifiers (section 2.2.2.2).
@@ -215,7 +215,12 @@ impl Properties {
             PAYLOAD_FORMAT_INDICATOR => self.payload_format_indicator = Some(flag(r)?),
             MESSAGE_EXPIRY_INTERVAL => self.message_expiry_interval = Some(r.u32()?),
             CONTENT_TYPE => self.content_type = Some(r.string()?),
-            RESPONSE_TOPIC => self.response_topic = Some(r.string()?),
+            RESPONSE_TOPIC => {
+                let topic = r.string()?;
+                // [MQTT-3.3.2-14] a Response Topic is a topic name: no wildcards.
+                check_topic_name(&topic)?;
+                self.response_topic = Some(topic);
+            }
             CORRELATION_DATA => self.correlation_data = Some(r.binary()?),
             SUBSCRIPTION_IDENTIFIER => match r.varint()? {
                 0 => return Err(rule::SUBSCRIPTION_IDENTIFIER_ZERO),

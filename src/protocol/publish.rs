@@ -1,10 +1,9 @@
 //! PUBLISH (3.3): the hot path. Decoding slices topic and payload out of the frame; encoding
 //! writes straight into the caller's buffer with nothing allocated but buffer growth.
 
-use super::connect::check_topic_name;
 use super::error::{self as rule, DecodeError, EncodeError};
 use super::properties::{Context, Properties};
-use super::wire::{Reader, put_binary};
+use super::wire::{Reader, check_topic_name, put_binary};
 use super::{ByteStr, ProtocolVersion, QoS};
 use bytes::{BufMut, Bytes, BytesMut};
 

@@ -147,6 +147,17 @@ pub fn validate_utf8(b: &[u8]) -> Result<(), DecodeError> {
     Ok(())
 }
 
+/// A topic name must not be empty or contain `+`/`#` (section 4.7).
+pub fn check_topic_name(topic: &str) -> Result<(), DecodeError> {
+    if topic.is_empty() {
+        return Err(rule::EMPTY_TOPIC);
+    }
+    if topic.bytes().any(|b| b == b'+' || b == b'#') {
+        return Err(rule::WILDCARD_IN_TOPIC_NAME);
+    }
+    Ok(())
+}
+
 /// Bytes a variable byte integer takes.
 pub(crate) fn varint_len(value: u32) -> usize {
     match value {
