@@ -3,4 +3,10 @@
 //! Layout (see `docs/architecture.md`):
 //! - [`protocol`]: the strict, zero-copy codec for every packet of every version. Pure: no I/O.
 
+pub mod broker;
+pub mod config;
+pub mod connection;
 pub mod protocol;
+pub mod server;
+pub mod session;
+pub mod topic;

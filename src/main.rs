@@ -1,9 +1,69 @@
-//! The `roost` binary. The broker itself arrives with issue 3; until then this says so.
+//! The `roost` binary: command line, logging, start the listeners, shut down on SIGINT/SIGTERM.
 
-fn main() {
-    eprintln!(
-        "roost {}: the MQTT codec is built, the broker is not built yet (see README.md)",
-        env!("CARGO_PKG_VERSION")
-    );
-    std::process::exit(2);
+use anyhow::Context;
+use clap::Parser;
+use roost::config::Config;
+use roost::server::Server;
+use std::path::PathBuf;
+use tracing_subscriber::EnvFilter;
+
+/// Roost, an MQTT 3.1 / 3.1.1 / 5.0 broker.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Args {
+    /// Configuration file (TOML). Every key is documented in config/roost.toml.
+    #[arg(short, long, default_value = "config/roost.toml")]
+    config: PathBuf,
+    /// Overrides the port of the first listener (0 picks a free port).
+    #[arg(short, long)]
+    port: Option<u16>,
+}
+
+fn main() -> std::process::ExitCode {
+    match start(Args::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line that names the key and the fix; no backtrace for a user's mistake.
+            eprintln!("roost: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn start(args: Args) -> anyhow::Result<()> {
+    // The error names the file and the key.
+    let mut config = Config::from_file(&args.config)?;
+    if let Some(port) = args.port {
+        // validate() guarantees at least one listener.
+        if let Some(first) = config.listeners.first_mut() {
+            first.bind.set_port(port);
+        }
+    }
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log.level))
+        .with_context(|| format!("log.level: {:?} is not a valid filter", config.log.level))?;
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?
+        .block_on(run(config))
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let server = Server::start(config).await?;
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    server.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot listen for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
 }

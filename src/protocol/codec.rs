@@ -216,6 +216,12 @@ impl Packet {
 }
 
 impl Publish {
+    /// The size of the encoded PUBLISH, fixed header included.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
+        let remaining = self.remaining_len(version);
+        1 + varint_len(remaining.min(VARINT_MAX as usize) as u32) + remaining
+    }
+
     /// Encodes this PUBLISH without wrapping it in a [`Packet`] (the broker's hot path).
     pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
         let start = out.len();

@@ -1,0 +1,99 @@
+//! The shared state of the broker behind one cheap [`Broker`] handle: the session registry
+//! (client id -> session, takeover, expiry), the router (subscription trie and fan-out) and the
+//! retained store. Every lock here is a std mutex held for a few instructions and never across
+//! an `.await`; nothing here parses bytes.
+
+mod metrics;
+mod registry;
+mod router;
+
+pub use metrics::Metrics;
+pub use registry::{Attached, ConnectionLink, SessionSlot, SlotState};
+pub use router::SubscribeOutcome;
+
+use crate::config::Config;
+use crate::session::Message;
+use crate::topic::{RetainedTree, SubscriptionTrie};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use tokio::sync::watch;
+
+/// A subscription as the router stores it in the trie.
+#[derive(Debug, Clone)]
+pub struct SubEntry {
+    pub slot: Arc<SessionSlot>,
+    pub options: crate::protocol::SubscriptionOptions,
+    /// v5 Subscription Identifier, if the SUBSCRIBE carried one.
+    pub subscription_id: Option<u32>,
+}
+
+/// The broker's shared state. Clone freely: it is an `Arc`.
+#[derive(Clone)]
+pub struct Broker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Arc<Config>,
+    /// Client id -> session. Taken only to find, insert or remove a slot.
+    sessions: Mutex<HashMap<Arc<str>, Arc<SessionSlot>>>,
+    /// Read on every PUBLISH, written on SUBSCRIBE/UNSUBSCRIBE and session end.
+    subscriptions: RwLock<SubscriptionTrie<Arc<str>, SubEntry>>,
+    retained: Mutex<RetainedTree<Arc<Message>>>,
+    metrics: Metrics,
+    /// Flipped to true once when the server shuts down; every connection watches it.
+    shutdown: watch::Sender<bool>,
+}
+
+impl Broker {
+    /// A broker with no sessions, subscriptions or retained messages.
+    pub fn new(config: Arc<Config>) -> Self {
+        let (shutdown, _) = watch::channel(false);
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                sessions: Mutex::default(),
+                subscriptions: RwLock::new(SubscriptionTrie::new()),
+                retained: Mutex::default(),
+                metrics: Metrics::default(),
+                shutdown,
+            }),
+        }
+    }
+
+    /// The configuration the broker runs with.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.inner.config
+    }
+
+    /// Counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// A receiver that turns true when the server shuts down.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.inner.shutdown.subscribe()
+    }
+
+    /// Tells every connection to close (v5: DISCONNECT 0x8B) after sending due wills.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Number of sessions (connected or not).
+    pub fn session_count(&self) -> usize {
+        lock(&self.inner.sessions).len()
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        lock(&self.inner.retained).len()
+    }
+}
+
+/// Locks a std mutex, recovering the data if a panicking thread poisoned it: every critical
+/// section here leaves the data consistent at each step, so the data is still valid.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -1,0 +1,168 @@
+//! The session registry: one [`SessionSlot`] per client id, attached to at most one connection.
+//! A second connection with the same client id takes the session over; sessions end at
+//! disconnect (clean), never (3.1.1 persistent), or when their v5 expiry timer fires.
+
+use super::{Broker, lock};
+use crate::session::{QueueLimits, Session};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// A session and the connection (if any) attached to it.
+#[derive(Debug)]
+pub struct SessionSlot {
+    pub client_id: Arc<str>,
+    /// Held only for short, synchronous updates; never across an `.await`.
+    pub state: Mutex<SlotState>,
+    /// Wakes the attached connection when messages are queued for it.
+    pub wake: Notify,
+}
+
+/// The mutable part of a slot.
+#[derive(Debug)]
+pub struct SlotState {
+    pub session: Session,
+    /// The connection currently attached, if any.
+    pub conn: Option<ConnectionLink>,
+    /// Seconds the session outlives its connection: 0 ends it at disconnect, `u32::MAX` never.
+    pub expiry: u32,
+    /// Every filter this session is subscribed to, to unsubscribe them when it ends.
+    pub filters: HashSet<Box<str>>,
+    /// Bumped on every attach, so an expiry timer armed earlier knows it is stale.
+    generation: u64,
+}
+
+/// How the registry reaches a connection: its id, and a way to tell it it was taken over.
+#[derive(Debug, Clone)]
+pub struct ConnectionLink {
+    pub id: u64,
+    pub kick: Arc<Notify>,
+}
+
+/// What a new connection gets from [`Broker::attach`].
+#[derive(Debug)]
+pub struct Attached {
+    pub slot: Arc<SessionSlot>,
+    /// CONNACK's Session Present flag.
+    pub session_present: bool,
+    pub link: ConnectionLink,
+}
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+impl Broker {
+    fn queue_limits(&self) -> QueueLimits {
+        let s = &self.config().sessions;
+        QueueLimits {
+            max_messages: s.max_queued_messages,
+            max_bytes: s.max_queued_bytes,
+            qos0_offline: s.queue_qos0_offline,
+        }
+    }
+
+    /// Attaches a new connection to the session of `client_id`, taking it over from any
+    /// connection that holds it (which is told through its `kick`), or creating it.
+    /// `clean_start` discards an existing session first [MQTT-3.1.2-4].
+    pub fn attach(
+        &self,
+        client_id: Arc<str>,
+        clean_start: bool,
+        window: u16,
+        expiry: u32,
+    ) -> Attached {
+        let link = ConnectionLink {
+            id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+            kick: Arc::new(Notify::new()),
+        };
+        let mut sessions = lock(&self.inner.sessions);
+        if let Some(slot) = sessions.get(&client_id).cloned() {
+            let mut st = lock(&slot.state);
+            if let Some(old) = st.conn.take() {
+                old.kick.notify_one();
+            }
+            if !clean_start {
+                st.conn = Some(link.clone());
+                st.generation += 1;
+                st.expiry = expiry;
+                st.session.set_window(window);
+                drop(st);
+                return Attached {
+                    slot,
+                    session_present: true,
+                    link,
+                };
+            }
+            let filters: Vec<_> = st.filters.drain().collect();
+            drop(st);
+            sessions.remove(&client_id);
+            self.unsubscribe_all(&client_id, &filters);
+        }
+        let slot = Arc::new(SessionSlot {
+            client_id: client_id.clone(),
+            state: Mutex::new(SlotState {
+                session: Session::new(self.queue_limits(), window),
+                conn: Some(link.clone()),
+                expiry,
+                filters: HashSet::new(),
+                generation: 0,
+            }),
+            wake: Notify::new(),
+        });
+        sessions.insert(client_id, slot.clone());
+        Attached {
+            slot,
+            session_present: false,
+            link,
+        }
+    }
+
+    /// Detaches connection `conn_id` from its session when it closes; a no-op if another
+    /// connection took the session over meanwhile. Starts the session's expiry.
+    pub fn detach(&self, slot: &Arc<SessionSlot>, conn_id: u64) {
+        let mut st = lock(&slot.state);
+        if st.conn.as_ref().map(|c| c.id) != Some(conn_id) {
+            return;
+        }
+        st.conn = None;
+        let (expiry, generation) = (st.expiry, st.generation);
+        drop(st);
+        match expiry {
+            0 => self.discard(slot),
+            u32::MAX => {}
+            secs => {
+                let broker = self.clone();
+                let slot = slot.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(u64::from(secs))).await;
+                    let st = lock(&slot.state);
+                    let stale = st.conn.is_some() || st.generation != generation;
+                    drop(st);
+                    if !stale {
+                        broker.discard(&slot);
+                    }
+                });
+            }
+        }
+    }
+
+    /// Ends a session: its subscriptions go, and its registry entry if it is still this slot.
+    fn discard(&self, slot: &Arc<SessionSlot>) {
+        let mut sessions = lock(&self.inner.sessions);
+        if sessions
+            .get(&slot.client_id)
+            .is_some_and(|s| Arc::ptr_eq(s, slot))
+        {
+            sessions.remove(&slot.client_id);
+        }
+        drop(sessions);
+        let filters: Vec<_> = lock(&slot.state).filters.drain().collect();
+        self.unsubscribe_all(&slot.client_id, &filters);
+    }
+
+    /// Whether `client_id` has a session (connected or not).
+    pub fn has_session(&self, client_id: &str) -> bool {
+        lock(&self.inner.sessions).contains_key(client_id)
+    }
+}

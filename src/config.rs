@@ -1,0 +1,243 @@
+//! Configuration: one serde tree read from TOML, with unknown keys refused, validated once into
+//! an `Arc<Config>` that every part of the broker shares. Never a global.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::Path;
+
+/// The whole configuration file. Every key is documented in `config/roost.toml`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// TCP listeners; the first one's port can be overridden with `--port`.
+    pub listeners: Vec<Listener>,
+    pub limits: Limits,
+    pub sessions: Sessions,
+    pub auth: Auth,
+    pub log: Log,
+}
+
+/// One network listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Address and port, e.g. "127.0.0.1:1883". Port 0 picks a free port.
+    pub bind: SocketAddr,
+}
+
+/// Per-connection limits.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest packet accepted from a client, in bytes, fixed header included.
+    pub max_packet_size: u32,
+    /// Seconds a new connection has to send CONNECT.
+    pub connect_timeout_secs: u64,
+    /// Highest QoS granted to subscriptions and accepted on PUBLISH (0, 1 or 2).
+    pub max_qos: u8,
+    /// Outbound QoS 1/2 messages in flight per 3.1.1 client (v5 clients set their own Receive
+    /// Maximum, capped by this).
+    pub max_inflight: u16,
+    /// Inbound QoS 2 messages a client may have awaiting PUBREL (v5 Receive Maximum we announce).
+    pub receive_maximum: u16,
+    /// Whether retained messages are stored (v5 Retain Available).
+    pub retain_available: bool,
+}
+
+/// Session and queue policy.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Sessions {
+    /// Messages queued per session (offline, or online beyond the in-flight window). Beyond
+    /// this, new messages for that session are dropped and counted.
+    pub max_queued_messages: usize,
+    /// Bytes of payload queued per session; 0 means no byte limit.
+    pub max_queued_bytes: usize,
+    /// Queue QoS 0 messages for offline persistent sessions (off by default, as in Mosquitto).
+    pub queue_qos0_offline: bool,
+}
+
+/// Who may connect.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Accept clients without a user name.
+    pub allow_anonymous: bool,
+}
+
+/// Logging.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Log {
+    /// A tracing filter, e.g. "info" or "roost=debug"; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listeners: vec![Listener {
+                bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            }],
+            limits: Limits::default(),
+            sessions: Sessions::default(),
+            auth: Auth::default(),
+            log: Log::default(),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 1024 * 1024,
+            connect_timeout_secs: 10,
+            max_qos: 2,
+            max_inflight: 20,
+            receive_maximum: 100,
+            retain_available: true,
+        }
+    }
+}
+
+impl Default for Sessions {
+    fn default() -> Self {
+        Self {
+            max_queued_messages: 1000,
+            max_queued_bytes: 0,
+            queue_qos0_offline: false,
+        }
+    }
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Self {
+            allow_anonymous: true,
+        }
+    }
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+        }
+    }
+}
+
+/// A configuration that cannot be used, with the key and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {err}")]
+    Read { path: String, err: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+impl Config {
+    /// Reads and validates a TOML file.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+            path: path.display().to_string(),
+            err,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.display().to_string(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: "config".into(),
+            // toml's message names the key and shows the line; keep it on one line for logs.
+            message: e.to_string().replace('\n', " ").trim().to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values serde cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, message: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                message: message.into(),
+            })
+        };
+        if self.listeners.is_empty() {
+            return invalid(
+                "listeners",
+                "at least one [[listeners]] entry with a bind address is needed",
+            );
+        }
+        if self.limits.max_qos > 2 {
+            return invalid("limits.max_qos", "must be 0, 1 or 2");
+        }
+        if self.limits.max_packet_size < 64 {
+            return invalid("limits.max_packet_size", "must be at least 64 bytes");
+        }
+        if self.limits.max_inflight == 0 {
+            return invalid("limits.max_inflight", "must be at least 1");
+        }
+        if self.limits.receive_maximum == 0 {
+            return invalid(
+                "limits.receive_maximum",
+                "must be at least 1 (MQTT 5.0 forbids 0)",
+            );
+        }
+        if self.limits.connect_timeout_secs == 0 {
+            return invalid("limits.connect_timeout_secs", "must be at least 1 second");
+        }
+        if self.sessions.max_queued_messages == 0 {
+            return invalid("sessions.max_queued_messages", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_default_file_equals_the_built_in_defaults() {
+        let text = include_str!("../config/roost.toml");
+        assert_eq!(Config::from_toml(text).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let e = Config::from_toml("[limits]\nmax_packet_sise = 10\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("max_packet_sise"), "{e}");
+        assert!(
+            e.contains("max_packet_size"),
+            "the message lists the allowed keys: {e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_key_and_the_fix() {
+        let e = Config::from_toml("[limits]\nmax_qos = 3\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "limits.max_qos: must be 0, 1 or 2");
+        let e = Config::from_toml("[[listeners]]\nbind = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bind"), "{e}");
+        let e = Config::from_toml("listeners = []\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("listeners:"), "{e}");
+    }
+}

@@ -1,0 +1,77 @@
+//! Why a connection ended, and what follows from it: the DISCONNECT a v5 client is sent, whether
+//! the will is published, and the one log line.
+
+use crate::protocol::{DecodeError, ReasonCode};
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+
+/// The cause of a connection's end.
+#[derive(Debug)]
+pub enum Close {
+    /// The client sent DISCONNECT 0x00: no will [MQTT-3.14.4-3].
+    Normal,
+    /// v5 DISCONNECT 0x04: close normally but publish the will.
+    NormalWithWill,
+    /// The socket closed without DISCONNECT.
+    SocketClosed,
+    /// A read or write failed.
+    Io(ErrorKind),
+    /// Nothing received for 1.5 times the keep alive.
+    KeepAliveTimeout,
+    /// Another connection took the session over.
+    TakenOver,
+    /// The server is shutting down.
+    ServerShutdown,
+    /// The client sent something the codec refuses.
+    Decode(DecodeError),
+    /// The client broke a rule that needs connection state to see.
+    Protocol {
+        reason: ReasonCode,
+        what: &'static str,
+    },
+}
+
+impl Close {
+    /// The reason code of the DISCONNECT the server sends a v5 client, if it sends one.
+    pub fn disconnect_reason(&self) -> Option<ReasonCode> {
+        match self {
+            Self::Normal | Self::NormalWithWill | Self::SocketClosed | Self::Io(_) => None,
+            Self::KeepAliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
+            Self::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER),
+            Self::ServerShutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
+            Self::Decode(e) => Some(e.reason),
+            Self::Protocol { reason, .. } => Some(*reason),
+        }
+    }
+
+    /// Every end but a normal DISCONNECT publishes the will [MQTT-3.1.2-8].
+    pub fn publishes_will(&self) -> bool {
+        !matches!(self, Self::Normal)
+    }
+
+    /// One log line for the end of a connection.
+    pub fn log(&self, client_id: &str, peer: SocketAddr) {
+        match self {
+            Self::Normal | Self::NormalWithWill => {
+                tracing::info!(%client_id, %peer, "client disconnected")
+            }
+            Self::SocketClosed => {
+                tracing::info!(%client_id, %peer, "client closed the connection without DISCONNECT")
+            }
+            Self::Io(kind) => tracing::info!(%client_id, %peer, ?kind, "connection lost"),
+            Self::KeepAliveTimeout => {
+                tracing::info!(%client_id, %peer, "closed: keep alive timed out")
+            }
+            Self::TakenOver => {
+                tracing::info!(%client_id, %peer, "closed: session taken over by a new connection")
+            }
+            Self::ServerShutdown => {
+                tracing::info!(%client_id, %peer, "closed: server shutting down")
+            }
+            Self::Decode(e) => tracing::warn!(%client_id, %peer, "closed: {e}"),
+            Self::Protocol { reason, what } => {
+                tracing::warn!(%client_id, %peer, "closed: {what} ({reason})")
+            }
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! What the connection does with each packet a client sends.
+
+use super::{Close, Connection};
+use crate::broker::{Metrics, lock};
+use crate::protocol::{
+    Disconnect, Packet, Properties, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck,
+    Unsubscribe,
+};
+use crate::session::{Delivery, Message};
+
+fn protocol(reason: ReasonCode, what: &'static str) -> Close {
+    Close::Protocol { reason, what }
+}
+
+impl Connection {
+    pub(super) fn dispatch(&mut self, packet: Packet) -> Result<(), Close> {
+        match packet {
+            Packet::Publish(p) => self.on_publish(p)?,
+            Packet::PubAck(a) => {
+                lock(&self.slot.state).session.puback(a.packet_id);
+            }
+            Packet::PubRec(a) => {
+                let failed = a.reason.is_error();
+                let known = lock(&self.slot.state).session.pubrec(a.packet_id, failed);
+                if !failed {
+                    let reason = if known {
+                        ReasonCode::SUCCESS
+                    } else {
+                        ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                    };
+                    self.ack(Packet::PubRel, a.packet_id, reason);
+                }
+            }
+            Packet::PubComp(a) => {
+                lock(&self.slot.state).session.pubcomp(a.packet_id);
+            }
+            Packet::PubRel(a) => {
+                let known = lock(&self.slot.state).session.release(a.packet_id);
+                let reason = if known {
+                    ReasonCode::SUCCESS
+                } else {
+                    ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                };
+                self.ack(Packet::PubComp, a.packet_id, reason);
+            }
+            Packet::Subscribe(s) => self.on_subscribe(s)?,
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u),
+            Packet::PingReq => self.write_packet(Packet::PingResp),
+            Packet::Disconnect(d) => return Err(self.on_disconnect(d)),
+            Packet::Connect(_) => {
+                return Err(protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.1.0-2] second CONNECT",
+                ));
+            }
+            Packet::Auth(_) => {
+                return Err(protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "AUTH without enhanced authentication",
+                ));
+            }
+            Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
+                return Err(protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "a packet only a server may send",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn on_publish(&mut self, p: Publish) -> Result<(), Close> {
+        let limits = &self.broker.config().limits;
+        if p.properties.topic_alias.is_some() {
+            // We announce no Topic Alias Maximum, so any alias exceeds it [MQTT-3.3.2-12].
+            return Err(protocol(
+                ReasonCode::TOPIC_ALIAS_INVALID,
+                "Topic Alias above the maximum (0)",
+            ));
+        }
+        if !p.properties.subscription_identifiers.is_empty() {
+            return Err(protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "[MQTT-3.3.4-6] PUBLISH from a client carries a Subscription Identifier",
+            ));
+        }
+        if p.qos as u8 > limits.max_qos {
+            return Err(protocol(
+                ReasonCode::QOS_NOT_SUPPORTED,
+                "PUBLISH above the server's maximum QoS",
+            ));
+        }
+        if p.retain && !limits.retain_available {
+            return Err(protocol(
+                ReasonCode::RETAIN_NOT_SUPPORTED,
+                "retained PUBLISH while retain is unavailable",
+            ));
+        }
+        let receive_maximum = usize::from(limits.receive_maximum);
+        Metrics::inc(&self.broker.metrics().messages_received);
+        let packet_id = p.packet_id;
+        let qos = p.qos;
+        match qos {
+            QoS::AtMostOnce => {
+                self.route(p);
+            }
+            QoS::AtLeastOnce => {
+                let matched = self.route(p);
+                self.ack(Packet::PubAck, packet_id, matched_reason(matched));
+            }
+            QoS::ExactlyOnce => {
+                let (first, pending) = {
+                    let mut st = lock(&self.slot.state);
+                    (
+                        st.session.receive_qos2(packet_id),
+                        st.session.inbound_pending(),
+                    )
+                };
+                if pending > receive_maximum {
+                    return Err(protocol(
+                        ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                        "more QoS 2 messages in flight than Receive Maximum",
+                    ));
+                }
+                // A duplicate before PUBREL is acknowledged but not routed again.
+                let matched = if first { self.route(p) } else { 1 };
+                self.ack(Packet::PubRec, packet_id, matched_reason(matched));
+            }
+        }
+        Ok(())
+    }
+
+    /// Routes a client's PUBLISH; returns how many sessions it matched.
+    fn route(&self, p: Publish) -> usize {
+        let mut properties = p.properties;
+        properties.topic_alias = None;
+        self.broker.publish(Message {
+            topic: p.topic,
+            payload: p.payload,
+            qos: p.qos,
+            retain: p.retain,
+            properties,
+            publisher: self.client_id.clone(),
+        })
+    }
+
+    fn on_subscribe(&mut self, s: Subscribe) -> Result<(), Close> {
+        let subscription_id = s.properties.subscription_identifiers.first().copied();
+        let mut reason_codes = Vec::with_capacity(s.subscriptions.len());
+        let mut retained: Vec<Delivery> = Vec::new();
+        for sub in &s.subscriptions {
+            if sub.options.no_local && sub.filter.starts_with("$share/") {
+                return Err(protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.8.3-4] No Local on a shared subscription",
+                ));
+            }
+            let outcome =
+                self.broker
+                    .subscribe(&self.slot, &sub.filter, sub.options, subscription_id);
+            let reason = if outcome.reason.is_error() && !self.version.is_v5() {
+                ReasonCode::UNSPECIFIED_ERROR // 3.1.1 has one failure code, 0x80
+            } else {
+                outcome.reason
+            };
+            if outcome.reason.is_error() {
+                tracing::info!(client_id = %self.client_id, filter = %sub.filter, "subscription refused ({})", outcome.reason);
+            }
+            reason_codes.push(reason);
+            retained.extend(outcome.retained);
+        }
+        self.write_packet(Packet::SubAck(SubAck {
+            packet_id: s.packet_id,
+            properties: Properties::default(),
+            reason_codes,
+        }));
+        if !retained.is_empty() {
+            let mut st = lock(&self.slot.state);
+            for d in retained {
+                st.session.enqueue(d, true);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_unsubscribe(&mut self, u: Unsubscribe) {
+        let mut reason_codes = Vec::new();
+        for filter in &u.filters {
+            let existed = self.broker.unsubscribe(&self.slot, filter);
+            if self.version.is_v5() {
+                reason_codes.push(if existed {
+                    ReasonCode::SUCCESS
+                } else {
+                    ReasonCode::NO_SUBSCRIPTION_EXISTED
+                });
+            }
+        }
+        self.write_packet(Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            properties: Properties::default(),
+            reason_codes,
+        }));
+    }
+
+    fn on_disconnect(&mut self, d: Disconnect) -> Close {
+        if let Some(expiry) = d.properties.session_expiry_interval {
+            let mut st = lock(&self.slot.state);
+            if st.expiry == 0 && expiry != 0 {
+                // [MQTT-3.14.2-2] a session that was to end at disconnect cannot be revived here.
+                return protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "[MQTT-3.14.2-2] Session Expiry set at DISCONNECT after 0 at CONNECT",
+                );
+            }
+            st.expiry = expiry;
+        }
+        if d.reason == ReasonCode::DISCONNECT_WITH_WILL {
+            Close::NormalWithWill
+        } else {
+            Close::Normal
+        }
+    }
+
+    /// Publishes the will, if the client left one, and forgets it.
+    pub(super) fn publish_will(&mut self) {
+        let Some(will) = self.will.take() else { return };
+        Metrics::inc(&self.broker.metrics().wills_published);
+        let mut properties = will.properties;
+        properties.will_delay_interval = None;
+        self.broker.publish(Message {
+            topic: will.topic,
+            payload: will.payload,
+            qos: will.qos,
+            retain: will.retain,
+            properties,
+            publisher: self.client_id.clone(),
+        });
+    }
+}
+
+/// v5 PUBACK/PUBREC reason: 0x10 when no one is subscribed (as Mosquitto answers).
+fn matched_reason(matched: usize) -> ReasonCode {
+    if matched == 0 {
+        ReasonCode::NO_MATCHING_SUBSCRIBERS
+    } else {
+        ReasonCode::SUCCESS
+    }
+}

@@ -1,0 +1,237 @@
+//! The CONNECT handshake: read CONNECT within the connect timeout, check it, attach the session
+//! (taking it over if need be), answer CONNACK and resend what the session had in flight.
+
+use super::Connection;
+use crate::broker::{Broker, Metrics};
+use crate::protocol::{
+    ConnAck, Connect, DecodeError, Limits, Packet, Properties, ProtocolVersion, ReasonCode, decode,
+    error,
+};
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Why a connection attempt failed, for the one log line.
+enum Refusal {
+    Timeout,
+    Closed,
+    NotConnect(&'static str),
+    Decode(DecodeError),
+    Refused(ReasonCode, &'static str),
+}
+
+/// Runs the handshake; `None` when the connection was refused or lost (already logged).
+pub(super) async fn accept<R, W>(
+    rd: &mut R,
+    wr: &mut W,
+    inbuf: &mut BytesMut,
+    peer: SocketAddr,
+    broker: &Broker,
+) -> Option<Connection>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let config = broker.config().clone();
+    let limits = Limits {
+        max_packet_size: config.limits.max_packet_size,
+    };
+    let timeout = Duration::from_secs(config.limits.connect_timeout_secs);
+    let first = tokio::time::timeout(timeout, read_connect(rd, inbuf, &limits)).await;
+    let connect = match first {
+        Err(_) => Err(Refusal::Timeout),
+        Ok(Err(refusal)) => Err(refusal),
+        Ok(Ok(connect)) => Ok(connect),
+    };
+    let result = match connect {
+        Ok(connect) => establish(*connect, peer, broker, wr, limits).await,
+        Err(Refusal::Decode(e)) if e == error::UNSUPPORTED_PROTOCOL_VERSION => {
+            // [MQTT-3.1.2-2] CONNACK 0x01 (3.1.1 form: the client's version is unknown).
+            let _ = wr.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+            Err(Refusal::Decode(e))
+        }
+        Err(refusal) => Err(refusal),
+    };
+    match result {
+        Ok(conn) => Some(conn),
+        Err(refusal) => {
+            Metrics::inc(&broker.metrics().connections_refused);
+            let _ = wr.shutdown().await;
+            match refusal {
+                Refusal::Timeout => {
+                    tracing::info!(%peer, "closed: no CONNECT within the connect timeout")
+                }
+                Refusal::Closed => tracing::debug!(%peer, "closed before CONNECT"),
+                Refusal::NotConnect(what) => {
+                    tracing::warn!(%peer, "closed: [MQTT-3.1.0-1] first packet was {what}, not CONNECT")
+                }
+                Refusal::Decode(e) => tracing::warn!(%peer, "refused CONNECT: {e}"),
+                Refusal::Refused(reason, why) => {
+                    tracing::warn!(%peer, "refused CONNECT: {why} ({reason})")
+                }
+            }
+            None
+        }
+    }
+}
+
+async fn read_connect<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    inbuf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Box<Connect>, Refusal> {
+    loop {
+        let is_connect = inbuf.first().is_some_and(|b| b >> 4 == 1);
+        // The version is unknown until CONNECT is read; CONNECT decodes in its own version.
+        match decode(inbuf, ProtocolVersion::V5, limits) {
+            Ok(Some(Packet::Connect(c))) => return Ok(c),
+            Ok(Some(other)) => return Err(Refusal::NotConnect(other.name())),
+            Ok(None) => {}
+            Err(_) if !is_connect => return Err(Refusal::NotConnect("an invalid packet")),
+            Err(e) => return Err(Refusal::Decode(e)),
+        }
+        match rd.read_buf(inbuf).await {
+            Ok(0) | Err(_) => return Err(Refusal::Closed),
+            Ok(_) => {}
+        }
+    }
+}
+
+static ASSIGNED: AtomicU64 = AtomicU64::new(1);
+
+/// A client id for a client that sent none (v5 Assigned Client Identifier, or 3.1.1 with a
+/// clean session) [MQTT-3.1.3-6].
+fn assign_client_id() -> String {
+    let n = ASSIGNED.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("roost-{nanos:08x}{n:x}")
+}
+
+async fn establish<W: AsyncWrite + Unpin>(
+    connect: Connect,
+    peer: SocketAddr,
+    broker: &Broker,
+    wr: &mut W,
+    limits: Limits,
+) -> Result<Connection, Refusal> {
+    let config = broker.config().clone();
+    let version = connect.protocol;
+    let v5 = version.is_v5();
+    let refuse = async |wr: &mut W, reason: ReasonCode, why: &'static str| {
+        let ack = ConnAck {
+            session_present: false,
+            reason,
+            properties: Properties::default(),
+        };
+        let mut out = BytesMut::new();
+        // Refusal codes are chosen to exist in both versions, so encoding cannot fail.
+        if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
+            let _ = wr.write_all(&out).await;
+        }
+        Refusal::Refused(reason, why)
+    };
+
+    let mut assigned = None;
+    let client_id: Arc<str> = if connect.client_id.is_empty() {
+        if !v5 && !connect.clean_start {
+            // [MQTT-3.1.3-8] of 3.1.1: an empty id needs a clean session.
+            return Err(refuse(
+                wr,
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                "empty client id without clean session",
+            )
+            .await);
+        }
+        if version == ProtocolVersion::V3_1 {
+            return Err(refuse(
+                wr,
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                "MQTT 3.1 requires a client id",
+            )
+            .await);
+        }
+        let id = assign_client_id();
+        assigned = Some(id.clone());
+        id.into()
+    } else {
+        connect.client_id.as_str().into()
+    };
+    if connect.username.is_none() && !config.auth.allow_anonymous {
+        return Err(refuse(
+            wr,
+            ReasonCode::NOT_AUTHORIZED,
+            "anonymous clients are not allowed",
+        )
+        .await);
+    }
+    if connect.properties.authentication_method.is_some() {
+        return Err(refuse(
+            wr,
+            ReasonCode::BAD_AUTHENTICATION_METHOD,
+            "enhanced authentication is not supported yet",
+        )
+        .await);
+    }
+    let p = &connect.properties;
+    let window = p
+        .receive_maximum
+        .unwrap_or(u16::MAX)
+        .min(config.limits.max_inflight);
+    // 3.1.1: a persistent session never expires (as in Mosquitto's default); v5: as asked.
+    let expiry = match (v5, connect.clean_start) {
+        (true, _) => p.session_expiry_interval.unwrap_or(0),
+        (false, true) => 0,
+        (false, false) => u32::MAX,
+    };
+    let attached = broker.attach(client_id.clone(), connect.clean_start, window, expiry);
+    Metrics::inc(&broker.metrics().connections_accepted);
+
+    let mut properties = Properties::default();
+    if v5 {
+        properties.receive_maximum = Some(config.limits.receive_maximum);
+        properties.maximum_packet_size = Some(config.limits.max_packet_size);
+        properties.assigned_client_identifier =
+            assigned.map(|a| a.try_into()).transpose().ok().flatten();
+        if config.limits.max_qos < 2 {
+            properties.maximum_qos = Some(config.limits.max_qos);
+        }
+        if !config.limits.retain_available {
+            properties.retain_available = Some(0);
+        }
+        properties.shared_subscription_available = Some(0);
+    }
+    let ack = ConnAck {
+        session_present: attached.session_present,
+        reason: ReasonCode::SUCCESS,
+        properties,
+    };
+    let mut conn = Connection {
+        broker: broker.clone(),
+        peer,
+        version,
+        client_id,
+        slot: attached.slot,
+        link: attached.link,
+        limits,
+        keep_alive: (connect.keep_alive > 0)
+            .then(|| Duration::from_secs(u64::from(connect.keep_alive))),
+        will: connect.will,
+        client_max_packet: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+        out: BytesMut::new(),
+    };
+    conn.write_packet(Packet::ConnAck(ack));
+    conn.resend_inflight();
+    tracing::info!(
+        client_id = %conn.client_id,
+        %peer,
+        version = ?version,
+        session_present = attached.session_present,
+        "client connected"
+    );
+    Ok(conn)
+}

@@ -1,0 +1,137 @@
+//! One task per network connection: the CONNECT handshake, then a loop that reads and decodes
+//! packets, dispatches them to the session and the broker, drains the session's queue into one
+//! write buffer, and enforces the keep alive. The task owns its buffers; it takes the session's
+//! mutex only for short synchronous steps, never across an `.await`.
+
+mod close;
+mod dispatch;
+mod handshake;
+mod outbound;
+
+pub use close::Close;
+
+use crate::broker::{Broker, ConnectionLink, SessionSlot};
+use crate::protocol::{Limits, ProtocolVersion, Will};
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+/// Stop filling the write buffer past this many bytes per round, so one busy subscriber's
+/// buffer stays bounded; the rest waits in its session queue.
+const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+/// The state of an established connection.
+struct Connection {
+    broker: Broker,
+    peer: SocketAddr,
+    version: ProtocolVersion,
+    client_id: Arc<str>,
+    slot: Arc<SessionSlot>,
+    link: ConnectionLink,
+    limits: Limits,
+    /// Keep alive granted; `None` when the client turned it off (0).
+    keep_alive: Option<Duration>,
+    /// The will to publish if the connection ends other than by a normal DISCONNECT.
+    will: Option<Will>,
+    /// The largest packet the client accepts (v5 Maximum Packet Size).
+    client_max_packet: usize,
+    /// Outgoing bytes not yet written.
+    out: BytesMut,
+}
+
+/// Serves one client connection until it closes.
+pub async fn serve<S>(stream: S, peer: SocketAddr, broker: Broker)
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut inbuf = BytesMut::with_capacity(1024);
+    let conn = match handshake::accept(&mut rd, &mut wr, &mut inbuf, peer, &broker).await {
+        Some(conn) => conn,
+        None => return,
+    };
+    conn.run(rd, wr, inbuf).await;
+}
+
+impl Connection {
+    async fn run<R, W>(mut self, mut rd: R, mut wr: W, mut inbuf: BytesMut)
+    where
+        R: AsyncRead + Unpin,
+        W: AsyncWrite + Unpin,
+    {
+        let mut shutdown = self.broker.shutdown_signal();
+        let kick = self.link.kick.clone();
+        let slot = self.slot.clone();
+        let mut last_packet = Instant::now();
+        let close = loop {
+            if let Err(close) = self.fill_outbound() {
+                break close;
+            }
+            // [MQTT-3.1.2-24 of 3.1.1] 1.5 times the keep alive without a packet closes it.
+            let deadline = self.keep_alive.map(|k| last_packet + k.mul_f32(1.5));
+            let idle = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = kick.notified() => break Close::TakenOver,
+                _ = shutdown.changed() => break Close::ServerShutdown,
+                read = rd.read_buf(&mut inbuf) => match read {
+                    Ok(0) => break Close::SocketClosed,
+                    Ok(_) => {
+                        last_packet = Instant::now();
+                        if let Err(close) = self.handle_input(&mut inbuf) {
+                            break close;
+                        }
+                    }
+                    Err(e) => break Close::Io(e.kind()),
+                },
+                written = wr.write_buf(&mut self.out), if !self.out.is_empty() => {
+                    if let Err(e) = written {
+                        break Close::Io(e.kind());
+                    }
+                }
+                _ = slot.wake.notified(), if self.out.is_empty() => {}
+                _ = idle => break Close::KeepAliveTimeout,
+            }
+        };
+        self.finish(close, &mut wr).await;
+    }
+
+    /// Decodes and handles every whole packet in `inbuf`.
+    fn handle_input(&mut self, inbuf: &mut BytesMut) -> Result<(), Close> {
+        loop {
+            match crate::protocol::decode(inbuf, self.version, &self.limits) {
+                Ok(Some(packet)) => self.dispatch(packet)?,
+                Ok(None) => return Ok(()),
+                Err(e) => return Err(Close::Decode(e)),
+            }
+        }
+    }
+
+    /// Ends the connection: tells a v5 client why (when the server closes it), publishes the
+    /// will if due, detaches from the session and logs one line.
+    async fn finish<W: AsyncWrite + Unpin>(mut self, close: Close, wr: &mut W) {
+        if let Some(reason) = close.disconnect_reason()
+            && self.version.is_v5()
+        {
+            self.send_disconnect(reason);
+        }
+        // Bounded: a client that stopped reading must not hold the task open.
+        let flush = async {
+            wr.write_all(&self.out).await?;
+            wr.shutdown().await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
+        if close.publishes_will() {
+            self.publish_will();
+        }
+        self.broker.detach(&self.slot, self.link.id);
+        close.log(&self.client_id, self.peer);
+    }
+}

@@ -1,0 +1,258 @@
+//! One client's session state, sans IO: its outbound queue and QoS 1/2 in-flight window, packet
+//! identifiers, and inbound QoS 2 identifiers awaiting PUBREL. Plain data and functions: it never
+//! awaits, locks or touches a socket; the broker keeps it behind a mutex and the connection task
+//! drives it.
+
+mod message;
+
+pub use message::{Delivery, Message};
+
+use crate::protocol::QoS;
+use std::collections::{HashSet, VecDeque};
+
+/// Queue policy for one session (from `[sessions]` in the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueLimits {
+    /// Most messages queued.
+    pub max_messages: usize,
+    /// Most payload bytes queued; 0 = unlimited.
+    pub max_bytes: usize,
+    /// Queue QoS 0 messages while offline.
+    pub qos0_offline: bool,
+}
+
+/// What became of a message offered to a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    Queued,
+    /// Dropped by policy (queue full). `first` is true for the first drop of an episode, so the
+    /// broker logs once per episode rather than once per message.
+    Dropped {
+        first: bool,
+    },
+    /// QoS 0 for an offline session: not queued, by policy, and not counted as a drop.
+    Skipped,
+}
+
+/// A packet the session wants sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    /// A PUBLISH; `packet_id` is 0 at QoS 0.
+    Publish {
+        packet_id: u16,
+        delivery: Delivery,
+        dup: bool,
+    },
+    /// A PUBREL for a QoS 2 message the client has PUBREC'd.
+    PubRel { packet_id: u16 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum InFlight {
+    /// Sent, awaiting PUBACK (QoS 1) or PUBREC (QoS 2).
+    Sent(Delivery),
+    /// QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP.
+    Released,
+}
+
+/// The state of one session.
+#[derive(Debug)]
+pub struct Session {
+    limits: QueueLimits,
+    /// Messages waiting for the connection or for room in the in-flight window, in order.
+    queue: VecDeque<Delivery>,
+    queued_bytes: usize,
+    /// QoS 1/2 messages sent and not yet fully acknowledged, in the order they were sent.
+    inflight: VecDeque<(u16, InFlight)>,
+    /// Outbound window: the client's Receive Maximum (v5) or the configured limit (3.1.1).
+    window: usize,
+    next_id: u16,
+    /// Inbound QoS 2 packet ids received and not yet released (3.1.1 MQTT-4.3.3-2, 5.0
+    /// MQTT-4.3.3-10): duplicates of
+    /// these are acknowledged but not routed again.
+    inbound_qos2: HashSet<u16>,
+    /// Messages dropped by queue policy since the session began.
+    pub dropped: u64,
+    dropping: bool,
+}
+
+impl Session {
+    /// A new, empty session.
+    pub fn new(limits: QueueLimits, window: u16) -> Self {
+        Self {
+            limits,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            inflight: VecDeque::new(),
+            window: usize::from(window.max(1)),
+            next_id: 1,
+            inbound_qos2: HashSet::new(),
+            dropped: 0,
+            dropping: false,
+        }
+    }
+
+    /// Sets the outbound window for the connection now attached.
+    pub fn set_window(&mut self, window: u16) {
+        self.window = usize::from(window.max(1));
+    }
+
+    /// Messages queued and not yet sent.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// QoS 1/2 messages awaiting acknowledgement.
+    pub fn inflight(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Offers a message. `online` says whether a connection is attached.
+    pub fn enqueue(&mut self, delivery: Delivery, online: bool) -> Enqueued {
+        if !online && delivery.qos == QoS::AtMostOnce && !self.limits.qos0_offline {
+            return Enqueued::Skipped;
+        }
+        let bytes = delivery.message.payload.len();
+        let full = self.queue.len() >= self.limits.max_messages
+            || (self.limits.max_bytes > 0 && self.queued_bytes + bytes > self.limits.max_bytes);
+        if full {
+            self.dropped += 1;
+            let first = !self.dropping;
+            self.dropping = true;
+            return Enqueued::Dropped { first };
+        }
+        self.queued_bytes += bytes;
+        self.queue.push_back(delivery);
+        Enqueued::Queued
+    }
+
+    /// The next packet to send, if the window allows: QoS 0 messages go straight out, QoS 1/2
+    /// take a packet identifier and a place in the window. Order is kept: a QoS 1/2 message
+    /// waiting for the window holds back the messages behind it.
+    pub fn next_outgoing(&mut self) -> Option<Outgoing> {
+        let front = self.queue.front()?;
+        if front.qos != QoS::AtMostOnce && self.inflight.len() >= self.window {
+            return None;
+        }
+        let delivery = self.queue.pop_front()?;
+        self.queued_bytes -= delivery.message.payload.len();
+        if self.queue.len() < self.limits.max_messages / 2 {
+            self.dropping = false;
+        }
+        if delivery.qos == QoS::AtMostOnce {
+            return Some(Outgoing::Publish {
+                packet_id: 0,
+                delivery,
+                dup: false,
+            });
+        }
+        let packet_id = self.allocate_id();
+        self.inflight
+            .push_back((packet_id, InFlight::Sent(delivery.clone())));
+        Some(Outgoing::Publish {
+            packet_id,
+            delivery,
+            dup: false,
+        })
+    }
+
+    /// A packet identifier not in use by any in-flight message.
+    fn allocate_id(&mut self) -> u16 {
+        loop {
+            let id = self.next_id;
+            self.next_id = self.next_id.checked_add(1).unwrap_or(1);
+            if !self.inflight.iter().any(|(i, _)| *i == id) {
+                return id;
+            }
+        }
+    }
+
+    fn position(&self, id: u16) -> Option<usize> {
+        self.inflight.iter().position(|(i, _)| *i == id)
+    }
+
+    /// PUBACK: frees the window. False if `id` was not a QoS 1 message in flight.
+    pub fn puback(&mut self, id: u16) -> bool {
+        match self.position(id) {
+            Some(i) if matches!(&self.inflight[i].1, InFlight::Sent(d) if d.qos == QoS::AtLeastOnce) =>
+            {
+                self.inflight.remove(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// PUBREC: the message is now the client's; a PUBREL is due. False if unknown.
+    /// `failed` is a v5 PUBREC with a reason code of 0x80 or more: the exchange ends there.
+    pub fn pubrec(&mut self, id: u16, failed: bool) -> bool {
+        match self.position(id) {
+            Some(i) if matches!(&self.inflight[i].1, InFlight::Sent(d) if d.qos == QoS::ExactlyOnce) =>
+            {
+                if failed {
+                    self.inflight.remove(i);
+                } else {
+                    self.inflight[i].1 = InFlight::Released;
+                }
+                true
+            }
+            // A repeated PUBREC for a released message: answer with PUBREL again.
+            Some(i) => matches!(self.inflight[i].1, InFlight::Released),
+            None => false,
+        }
+    }
+
+    /// PUBCOMP: the QoS 2 exchange is complete. False if unknown.
+    pub fn pubcomp(&mut self, id: u16) -> bool {
+        match self.position(id) {
+            Some(i) if matches!(self.inflight[i].1, InFlight::Released) => {
+                self.inflight.remove(i);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Gives up on an in-flight message without an acknowledgement (it could not be sent, e.g.
+    /// over the client's Maximum Packet Size [MQTT-3.1.2-25]).
+    pub fn abandon(&mut self, id: u16) {
+        if let Some(i) = self.position(id) {
+            self.inflight.remove(i);
+        }
+    }
+
+    /// What to resend when a client resumes this session: every unacknowledged PUBLISH with
+    /// DUP set, and PUBREL for the released ones, in their original order [MQTT-4.4.0-1].
+    pub fn resend(&self) -> Vec<Outgoing> {
+        self.inflight
+            .iter()
+            .map(|(id, state)| match state {
+                InFlight::Sent(d) => Outgoing::Publish {
+                    packet_id: *id,
+                    delivery: d.clone(),
+                    dup: true,
+                },
+                InFlight::Released => Outgoing::PubRel { packet_id: *id },
+            })
+            .collect()
+    }
+
+    /// An inbound QoS 2 PUBLISH: true the first time `id` is seen (route it), false for a
+    /// duplicate before PUBREL (acknowledge only), MQTT-4.3.3-10 (5.0).
+    pub fn receive_qos2(&mut self, id: u16) -> bool {
+        self.inbound_qos2.insert(id)
+    }
+
+    /// Inbound QoS 2 messages awaiting PUBREL.
+    pub fn inbound_pending(&self) -> usize {
+        self.inbound_qos2.len()
+    }
+
+    /// PUBREL: forgets the id. False if it was not pending.
+    pub fn release(&mut self, id: u16) -> bool {
+        self.inbound_qos2.remove(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+use super::*;
+use crate::protocol::{ByteStr, Properties};
+use bytes::Bytes;
+use std::sync::Arc;
+
+fn limits(max: usize) -> QueueLimits {
+    QueueLimits {
+        max_messages: max,
+        max_bytes: 0,
+        qos0_offline: false,
+    }
+}
+
+fn d(qos: QoS, n: u8) -> Delivery {
+    Delivery {
+        message: Arc::new(Message {
+            topic: ByteStr::from_static("t").unwrap(),
+            payload: Bytes::from(vec![n]),
+            qos,
+            retain: false,
+            properties: Properties::default(),
+            publisher: Arc::from(""),
+        }),
+        qos,
+        retain: false,
+        subscription_ids: Vec::new(),
+    }
+}
+
+fn ids(s: &mut Session) -> Vec<(u16, u8)> {
+    std::iter::from_fn(|| s.next_outgoing())
+        .map(|o| match o {
+            Outgoing::Publish {
+                packet_id,
+                delivery,
+                ..
+            } => (packet_id, delivery.message.payload[0]),
+            Outgoing::PubRel { packet_id } => (packet_id, 255),
+        })
+        .collect()
+}
+
+#[test]
+fn window_limits_qos1_and_keeps_order() {
+    let mut s = Session::new(limits(100), 2);
+    for n in 0..4 {
+        s.enqueue(d(QoS::AtLeastOnce, n), true);
+    }
+    s.enqueue(d(QoS::AtMostOnce, 9), true);
+    assert_eq!(ids(&mut s), [(1, 0), (2, 1)], "window of 2");
+    assert!(s.puback(1));
+    assert!(!s.puback(1), "a second PUBACK is unknown");
+    assert_eq!(ids(&mut s), [(3, 2)]);
+    assert!(s.puback(2) && s.puback(3));
+    assert_eq!(
+        ids(&mut s),
+        [(4, 3), (0, 9)],
+        "QoS 0 waited behind QoS 1: order kept"
+    );
+}
+
+#[test]
+fn qos2_outbound_handshake_and_resend() {
+    let mut s = Session::new(limits(100), 10);
+    s.enqueue(d(QoS::ExactlyOnce, 1), true);
+    s.enqueue(d(QoS::ExactlyOnce, 2), true);
+    assert_eq!(ids(&mut s), [(1, 1), (2, 2)]);
+    assert!(!s.puback(1), "PUBACK is not an answer to QoS 2");
+    assert!(s.pubrec(1, false));
+    assert!(s.pubrec(1, false), "a repeated PUBREC is answered again");
+    assert!(!s.pubcomp(2), "no PUBCOMP before PUBREC");
+    let resend = s.resend();
+    assert_eq!(resend.len(), 2);
+    assert_eq!(resend[0], Outgoing::PubRel { packet_id: 1 });
+    assert!(matches!(
+        &resend[1],
+        Outgoing::Publish {
+            packet_id: 2,
+            dup: true,
+            ..
+        }
+    ));
+    assert!(s.pubcomp(1));
+    assert_eq!(s.inflight(), 1);
+}
+
+#[test]
+fn packet_ids_skip_zero_and_ids_in_flight() {
+    let mut s = Session::new(limits(100_000), 2);
+    s.next_id = u16::MAX;
+    s.enqueue(d(QoS::AtLeastOnce, 0), true);
+    s.enqueue(d(QoS::AtLeastOnce, 1), true);
+    assert_eq!(ids(&mut s), [(u16::MAX, 0), (1, 1)]);
+    assert!(s.puback(1));
+    s.next_id = u16::MAX; // wraps onto an id still in flight: skipped
+    s.enqueue(d(QoS::AtLeastOnce, 2), true);
+    assert_eq!(ids(&mut s), [(1, 2)]);
+}
+
+#[test]
+fn full_queue_drops_and_reports_the_first_drop_of_an_episode() {
+    let mut s = Session::new(limits(2), 1);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 0), true), Enqueued::Queued);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 1), true), Enqueued::Queued);
+    assert_eq!(
+        s.enqueue(d(QoS::AtMostOnce, 2), true),
+        Enqueued::Dropped { first: true }
+    );
+    assert_eq!(
+        s.enqueue(d(QoS::ExactlyOnce, 3), true),
+        Enqueued::Dropped { first: false }
+    );
+    assert_eq!(s.dropped, 2);
+    ids(&mut s);
+    assert!(s.puback(1));
+    ids(&mut s);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 4), true), Enqueued::Queued);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 5), true), Enqueued::Queued);
+    assert_eq!(
+        s.enqueue(d(QoS::AtLeastOnce, 6), true),
+        Enqueued::Dropped { first: true }
+    );
+}
+
+#[test]
+fn byte_limit_and_offline_qos0_policy() {
+    let mut s = Session::new(
+        QueueLimits {
+            max_messages: 10,
+            max_bytes: 2,
+            qos0_offline: false,
+        },
+        5,
+    );
+    assert_eq!(s.enqueue(d(QoS::AtMostOnce, 0), false), Enqueued::Skipped);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 0), false), Enqueued::Queued);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 1), false), Enqueued::Queued);
+    assert_eq!(
+        s.enqueue(d(QoS::AtLeastOnce, 2), false),
+        Enqueued::Dropped { first: true }
+    );
+    let mut s = Session::new(
+        QueueLimits {
+            max_messages: 10,
+            max_bytes: 0,
+            qos0_offline: true,
+        },
+        5,
+    );
+    assert_eq!(s.enqueue(d(QoS::AtMostOnce, 0), false), Enqueued::Queued);
+}
+
+#[test]
+fn inbound_qos2_is_routed_once() {
+    let mut s = Session::new(limits(10), 10);
+    assert!(s.receive_qos2(7));
+    assert!(!s.receive_qos2(7), "duplicate before PUBREL");
+    assert!(s.release(7));
+    assert!(!s.release(7));
+    assert!(s.receive_qos2(7), "after PUBREL the id is new again");
+}

@@ -1,0 +1,208 @@
+//! The subscription trie: one node per topic level, with `+` and `#` children kept apart from
+//! literal levels, so a lookup costs the topic's depth times the wildcard branching, not the
+//! number of subscriptions.
+
+use std::collections::HashMap;
+use std::hash::Hash;
+
+/// Maps topic filters to subscribers. Each subscriber `K` holds at most one value `V` per filter
+/// (subscribing again replaces it, MQTT-3.8.4-3).
+#[derive(Debug)]
+pub struct SubscriptionTrie<K, V> {
+    root: Node<K, V>,
+    len: usize,
+}
+
+#[derive(Debug)]
+struct Node<K, V> {
+    children: HashMap<Box<str>, Node<K, V>>,
+    plus: Option<Box<Node<K, V>>>,
+    /// Subscribers of the filter ending in `#` at this level.
+    hash: HashMap<K, V>,
+    /// Subscribers of the filter ending exactly at this level.
+    here: HashMap<K, V>,
+}
+
+impl<K, V> Default for Node<K, V> {
+    fn default() -> Self {
+        Self {
+            children: HashMap::new(),
+            plus: None,
+            hash: HashMap::new(),
+            here: HashMap::new(),
+        }
+    }
+}
+
+impl<K, V> Node<K, V> {
+    fn is_empty(&self) -> bool {
+        self.children.is_empty()
+            && self.plus.is_none()
+            && self.hash.is_empty()
+            && self.here.is_empty()
+    }
+}
+
+impl<K: Eq + Hash + Clone, V> Default for SubscriptionTrie<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
+    /// An empty trie.
+    pub fn new() -> Self {
+        Self {
+            root: Node::default(),
+            len: 0,
+        }
+    }
+
+    /// Number of (filter, subscriber) entries.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when nothing is subscribed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Adds or replaces `key`'s subscription to `filter` (already validated); returns the value it
+    /// replaced.
+    pub fn insert(&mut self, filter: &str, key: K, value: V) -> Option<V> {
+        let mut node = &mut self.root;
+        let mut levels = super::levels(filter).peekable();
+        while let Some(level) = levels.next() {
+            if level == "#" && levels.peek().is_none() {
+                let old = node.hash.insert(key, value);
+                self.len += usize::from(old.is_none());
+                return old;
+            }
+            node = if level == "+" {
+                node.plus.get_or_insert_with(Box::default)
+            } else {
+                node.children.entry(level.into()).or_default()
+            };
+        }
+        let old = node.here.insert(key, value);
+        self.len += usize::from(old.is_none());
+        old
+    }
+
+    /// Removes `key`'s subscription to `filter`; returns its value if there was one. Empty nodes
+    /// are pruned so churn does not grow the trie.
+    pub fn remove(&mut self, filter: &str, key: &K) -> Option<V> {
+        let levels: Vec<&str> = super::levels(filter).collect();
+        let removed = remove_at(&mut self.root, &levels, key);
+        self.len -= usize::from(removed.is_some());
+        removed
+    }
+
+    /// Calls `f` for every subscription whose filter matches `topic` (a valid topic name).
+    pub fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(&'a K, &'a V)) {
+        let levels: Vec<&str> = super::levels(topic).collect();
+        // [MQTT-4.7.2-1] wildcards at the first level do not match topics starting with '$'.
+        let dollar = topic.starts_with('$');
+        walk(&self.root, &levels, dollar, &mut f);
+    }
+}
+
+fn walk<'a, K, V>(
+    node: &'a Node<K, V>,
+    levels: &[&str],
+    skip_wild: bool,
+    f: &mut impl FnMut(&'a K, &'a V),
+) {
+    if !skip_wild {
+        // `a/#` matches `a` itself and everything below it.
+        node.hash.iter().for_each(|(k, v)| f(k, v));
+    }
+    let Some((first, rest)) = levels.split_first() else {
+        node.here.iter().for_each(|(k, v)| f(k, v));
+        return;
+    };
+    if let Some(child) = node.children.get(*first) {
+        walk(child, rest, false, f);
+    }
+    if !skip_wild && let Some(plus) = &node.plus {
+        walk(plus, rest, false, f);
+    }
+}
+
+fn remove_at<K: Eq + Hash, V>(node: &mut Node<K, V>, levels: &[&str], key: &K) -> Option<V> {
+    match levels {
+        [] => node.here.remove(key),
+        ["#"] => node.hash.remove(key),
+        [first, rest @ ..] => {
+            if *first == "+" {
+                let child = node.plus.as_deref_mut()?;
+                let removed = remove_at(child, rest, key);
+                if child.is_empty() {
+                    node.plus = None;
+                }
+                removed
+            } else {
+                let child = node.children.get_mut(*first)?;
+                let removed = remove_at(child, rest, key);
+                if child.is_empty() {
+                    node.children.remove(*first);
+                }
+                removed
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topic::matches;
+
+    fn matched(t: &SubscriptionTrie<u32, &'static str>, topic: &str) -> Vec<&'static str> {
+        let mut out = Vec::new();
+        t.for_each_match(topic, |_, v| out.push(*v));
+        out.sort();
+        out
+    }
+
+    const FILTERS: &[&str] = &[
+        "#", "+", "a", "a/#", "a/+", "a/b", "a/+/c", "+/b/#", "/", "+/+", "$SYS/#", "$SYS/+",
+        "a//c", "/+", "a/b/c/#",
+    ];
+
+    #[test]
+    fn trie_agrees_with_the_definition() {
+        let mut t = SubscriptionTrie::new();
+        for (i, f) in FILTERS.iter().enumerate() {
+            t.insert(f, i as u32, *f);
+        }
+        for topic in [
+            "a", "a/b", "a/b/c", "a/x/c", "/", "", "$SYS/x", "$SYS", "a//c", "/b", "x/b/y/z",
+            "a/b/c/d",
+        ] {
+            let mut want: Vec<_> = FILTERS
+                .iter()
+                .copied()
+                .filter(|f| matches(f, topic))
+                .collect();
+            want.sort();
+            assert_eq!(matched(&t, topic), want, "topic {topic:?}");
+        }
+    }
+
+    #[test]
+    fn insert_replaces_and_remove_prunes() {
+        let mut t = SubscriptionTrie::new();
+        assert_eq!(t.insert("a/+/c", 1, "x"), None);
+        assert_eq!(t.insert("a/+/c", 1, "y"), Some("x"));
+        t.insert("a/#", 2, "z");
+        assert_eq!(t.len(), 2);
+        assert_eq!(matched(&t, "a/b/c"), ["y", "z"]);
+        assert_eq!(t.remove("a/+/c", &1), Some("y"));
+        assert_eq!(t.remove("a/+/c", &1), None);
+        assert_eq!(t.remove("a/#", &2), Some("z"));
+        assert!(t.is_empty());
+        assert!(t.root.is_empty(), "nodes were pruned");
+    }
+}
