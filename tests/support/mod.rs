@@ -1,0 +1,266 @@
+//! Test support for the broker tests: an in-process broker on port 0, a raw-packet client built on
+//! Roost's own codec, and rumqttc clients (v4 and v5) whose events arrive on a channel.
+
+// Each `tests/<area>.rs` is its own crate and uses a different subset of these helpers.
+#![allow(dead_code)]
+
+use bytes::BytesMut;
+use roost::config::{Config, Listener};
+use roost::protocol::{
+    ByteStr, Connect, Limits, Packet, ProtocolVersion, QoS, Subscribe, Subscription,
+    SubscriptionOptions, decode,
+};
+use roost::server::Server;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+
+/// How long a test waits for something that should happen promptly.
+pub const WAIT: Duration = Duration::from_secs(5);
+
+/// A broker running in this process.
+pub struct TestBroker {
+    pub server: Server,
+    pub addr: SocketAddr,
+}
+
+/// A broker with the default config on 127.0.0.1, port 0.
+pub async fn start() -> TestBroker {
+    start_with(|_| {}).await
+}
+
+/// A broker with the default config changed by `f`, on 127.0.0.1, port 0.
+pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestBroker {
+    let mut config = Config::default();
+    config.listeners = vec![Listener {
+        bind: "127.0.0.1:0".parse().unwrap(),
+    }];
+    f(&mut config);
+    let server = Server::start(config).await.expect("broker starts");
+    let addr = server.local_addr();
+    TestBroker { server, addr }
+}
+
+/// A client that speaks raw packets through Roost's codec.
+pub struct Raw {
+    pub stream: TcpStream,
+    pub version: ProtocolVersion,
+    buf: BytesMut,
+}
+
+impl Raw {
+    /// Opens a TCP connection without sending anything.
+    pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> Self {
+        let stream = TcpStream::connect(addr).await.expect("connect");
+        Self {
+            stream,
+            version,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// Opens a connection, sends CONNECT and expects CONNACK success.
+    pub async fn connect(
+        addr: SocketAddr,
+        version: ProtocolVersion,
+        client_id: &str,
+        clean: bool,
+    ) -> Self {
+        let mut raw = Self::open(addr, version).await;
+        raw.send(&Packet::Connect(Box::new(connect_packet(
+            version, client_id, clean,
+        ))))
+        .await;
+        match raw.recv().await {
+            Packet::ConnAck(a) if !a.reason.is_error() => raw,
+            other => panic!("expected CONNACK success, got {other:?}"),
+        }
+    }
+
+    /// Encodes and sends one packet.
+    pub async fn send(&mut self, p: &Packet) {
+        let mut out = BytesMut::new();
+        p.encode(self.version, &mut out).expect("encode");
+        self.stream.write_all(&out).await.expect("write");
+    }
+
+    /// Sends raw bytes as they are.
+    pub async fn send_bytes(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.expect("write");
+    }
+
+    /// The next packet from the broker, within [`WAIT`]; panics on close or timeout.
+    pub async fn recv(&mut self) -> Packet {
+        match self.try_recv(WAIT).await {
+            Some(p) => p,
+            None => panic!("connection closed while waiting for a packet"),
+        }
+    }
+
+    /// The next packet, or `None` if the broker closed the connection. Panics on timeout.
+    pub async fn try_recv(&mut self, wait: Duration) -> Option<Packet> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(p) = decode(&mut self.buf, self.version, &Limits::default())
+                .expect("broker sent a valid packet")
+            {
+                return Some(p);
+            }
+            let read = tokio::time::timeout_at(deadline, self.stream.read_buf(&mut self.buf)).await;
+            match read {
+                Err(_) => panic!("timed out waiting for a packet"),
+                Ok(Ok(0)) | Ok(Err(_)) => return None,
+                Ok(Ok(_)) => {}
+            }
+        }
+    }
+
+    /// Waits for the broker to close the connection, returning the packets it sent first.
+    pub async fn closed(&mut self) -> Vec<Packet> {
+        let mut before = Vec::new();
+        while let Some(p) = self.try_recv(WAIT).await {
+            before.push(p);
+        }
+        before
+    }
+
+    /// Subscribes to one filter and returns the SUBACK reason codes.
+    pub async fn subscribe(&mut self, filter: &str, qos: QoS) -> Vec<u8> {
+        let options = SubscriptionOptions {
+            qos,
+            ..Default::default()
+        };
+        self.send(&Packet::Subscribe(subscribe_packet(
+            1,
+            &[(filter, options)],
+        )))
+        .await;
+        match self.recv().await {
+            Packet::SubAck(a) => a.reason_codes.iter().map(|c| c.0).collect(),
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+}
+
+/// A CONNECT with keep alive 60 and nothing else.
+pub fn connect_packet(version: ProtocolVersion, client_id: &str, clean: bool) -> Connect {
+    Connect {
+        protocol: version,
+        clean_start: clean,
+        keep_alive: 60,
+        properties: Default::default(),
+        client_id: ByteStr::try_from(client_id).unwrap(),
+        will: None,
+        username: None,
+        password: None,
+    }
+}
+
+/// A SUBSCRIBE for the given filters.
+pub fn subscribe_packet(packet_id: u16, filters: &[(&str, SubscriptionOptions)]) -> Subscribe {
+    Subscribe {
+        packet_id,
+        properties: Default::default(),
+        subscriptions: filters
+            .iter()
+            .map(|(f, options)| Subscription {
+                filter: ByteStr::try_from(*f).unwrap(),
+                options: *options,
+            })
+            .collect(),
+    }
+}
+
+/// A rumqttc 3.1.1 client whose event loop runs in a task; events arrive on the receiver.
+pub async fn client_v4(
+    addr: SocketAddr,
+    id: &str,
+    configure: impl FnOnce(&mut rumqttc::MqttOptions),
+) -> (
+    rumqttc::AsyncClient,
+    mpsc::UnboundedReceiver<rumqttc::Event>,
+) {
+    let mut opts = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    configure(&mut opts);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 100);
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    (client, rx)
+}
+
+/// Waits for the first v4 event that `f` maps to `Some`.
+pub async fn next_v4<T>(
+    rx: &mut mpsc::UnboundedReceiver<rumqttc::Event>,
+    mut f: impl FnMut(&rumqttc::Packet) -> Option<T>,
+) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match rx.recv().await {
+                Some(rumqttc::Event::Incoming(p)) => {
+                    if let Some(t) = f(&p) {
+                        return t;
+                    }
+                }
+                Some(_) => {}
+                None => panic!("client event loop ended"),
+            }
+        }
+    })
+    .await
+    .expect("timed out waiting for a client event")
+}
+
+/// A rumqttc MQTT 5 client whose event loop runs in a task; events arrive on the receiver.
+pub async fn client_v5(
+    addr: SocketAddr,
+    id: &str,
+    configure: impl FnOnce(&mut rumqttc::v5::MqttOptions),
+) -> (
+    rumqttc::v5::AsyncClient,
+    mpsc::UnboundedReceiver<rumqttc::v5::Event>,
+) {
+    let mut opts = rumqttc::v5::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    configure(&mut opts);
+    let (client, mut eventloop) = rumqttc::v5::AsyncClient::new(opts, 100);
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if tx.send(event).is_err() {
+                return;
+            }
+        }
+    });
+    (client, rx)
+}
+
+/// Waits for the first v5 event that `f` maps to `Some`.
+pub async fn next_v5<T>(
+    rx: &mut mpsc::UnboundedReceiver<rumqttc::v5::Event>,
+    mut f: impl FnMut(&rumqttc::v5::mqttbytes::v5::Packet) -> Option<T>,
+) -> T {
+    tokio::time::timeout(WAIT, async {
+        loop {
+            match rx.recv().await {
+                Some(rumqttc::v5::Event::Incoming(p)) => {
+                    if let Some(t) = f(&p) {
+                        return t;
+                    }
+                }
+                Some(_) => {}
+                None => panic!("client event loop ended"),
+            }
+        }
+    })
+    .await
+    .expect("timed out waiting for a client event")
+}
