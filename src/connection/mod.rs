@@ -49,10 +49,14 @@ where
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
     let mut inbuf = BytesMut::with_capacity(1024);
-    let conn = match handshake::accept(&mut rd, &mut wr, &mut inbuf, peer, &broker).await {
-        Some(conn) => conn,
-        None => return,
+    let mut shutdown = broker.shutdown_signal();
+    let handshake = handshake::accept(&mut rd, &mut wr, &mut inbuf, peer, &broker);
+    // A connection still waiting for CONNECT must not hold up shutdown.
+    let conn = tokio::select! {
+        conn = handshake => conn,
+        _ = shutdown.wait_for(|down| *down) => None,
     };
+    let Some(conn) = conn else { return };
     conn.run(rd, wr, inbuf).await;
 }
 
@@ -80,7 +84,7 @@ impl Connection {
             };
             tokio::select! {
                 _ = kick.notified() => break Close::TakenOver,
-                _ = shutdown.changed() => break Close::ServerShutdown,
+                _ = shutdown.wait_for(|down| *down) => break Close::ServerShutdown,
                 read = rd.read_buf(&mut inbuf) => match read {
                     Ok(0) => break Close::SocketClosed,
                     Ok(_) => {
