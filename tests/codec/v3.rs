@@ -215,7 +215,9 @@ fn publish_topics_may_hold_any_valid_unicode() {
     // U+FEFF (a byte order mark) is an ordinary character: kept, never stripped [MQTT-1.5.3-3].
     let topic = "\u{FEFF}caf\u{e9}/\u{1F600}/$x/ /";
     let bytes = frame(0x30, &cat(&[&s(topic.as_bytes()), b"p"]));
-    let Packet::Publish(p) = canonical(V3_1_1, &bytes) else { panic!() };
+    let Packet::Publish(p) = canonical(V3_1_1, &bytes) else {
+        panic!()
+    };
     assert_eq!(p.topic.as_str(), topic);
 }
 
@@ -232,8 +234,14 @@ fn publish_invalid() {
         (frame(0x30, &s(b"a/#")), error::WILDCARD_IN_TOPIC_NAME),
         (frame(0x30, &s(b"")), error::EMPTY_TOPIC),
         (frame(0x30, &s(b"a\0")), error::UTF8_NULL),
-        (frame(0x30, &s(b"tab\there")), error::UTF8_DISALLOWED_CODE_POINT),
-        (frame(0x30, &s("a\u{FFFE}".as_bytes())), error::UTF8_DISALLOWED_CODE_POINT),
+        (
+            frame(0x30, &s(b"tab\there")),
+            error::UTF8_DISALLOWED_CODE_POINT,
+        ),
+        (
+            frame(0x30, &s("a\u{FFFE}".as_bytes())),
+            error::UTF8_DISALLOWED_CODE_POINT,
+        ),
         (frame(0x30, &s(b"\xED\xBF\xBF")), error::INVALID_UTF8),
         (frame(0x30, &[0x00, 0x05, b'a']), error::TRUNCATED),
         (frame(0x32, &s(b"a")), error::TRUNCATED),

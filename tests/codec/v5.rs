@@ -251,7 +251,10 @@ fn publish_v5_invalid_properties() {
     );
     assert_eq!(bad(&[0x03, 0x00, 0x01, 0x00]), error::UTF8_NULL);
     assert_eq!(bad(&[0x08, 0x00, 0x01, 0xC0]), error::INVALID_UTF8);
-    assert_eq!(bad(&[0x08, 0x00, 0x03, b'a', b'/', b'+']), error::WILDCARD_IN_TOPIC_NAME);
+    assert_eq!(
+        bad(&[0x08, 0x00, 0x03, b'a', b'/', b'+']),
+        error::WILDCARD_IN_TOPIC_NAME
+    );
 }
 
 #[test]
