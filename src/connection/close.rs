@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 pub enum Close {
     /// The client sent DISCONNECT 0x00: no will [MQTT-3.14.4-3].
     Normal,
-    /// v5 DISCONNECT 0x04: close normally but publish the will.
+    /// v5 DISCONNECT with any other code (0x04, or an error the client reports): close
+    /// without a DISCONNECT back, but publish the will [MQTT-3.1.2-8].
     NormalWithWill,
     /// The socket closed without DISCONNECT.
     SocketClosed,

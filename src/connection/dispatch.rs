@@ -206,18 +206,20 @@ impl Connection {
         if let Some(expiry) = d.properties.session_expiry_interval {
             let mut st = lock(&self.slot.state);
             if st.expiry == 0 && expiry != 0 {
-                // [MQTT-3.14.2-2] a session that was to end at disconnect cannot be revived here.
+                // 5.0 section 3.14.2.2.2: a session that ended at disconnect cannot be revived.
                 return protocol(
                     ReasonCode::PROTOCOL_ERROR,
-                    "[MQTT-3.14.2-2] Session Expiry set at DISCONNECT after 0 at CONNECT",
+                    "Session Expiry set at DISCONNECT after 0 at CONNECT (3.14.2.2.2)",
                 );
             }
             st.expiry = expiry;
         }
-        if d.reason == ReasonCode::DISCONNECT_WITH_WILL {
-            Close::NormalWithWill
-        } else {
+        // 5.0 [MQTT-3.1.2-8]: only 0x00 deletes the will; 0x04 asks for it and any other code
+        // reports an error, so both publish it. A 3.1.1 DISCONNECT decodes as 0x00.
+        if d.reason == ReasonCode::NORMAL_DISCONNECTION {
             Close::Normal
+        } else {
+            Close::NormalWithWill
         }
     }
 

@@ -33,10 +33,12 @@ pub async fn start() -> TestBroker {
 
 /// A broker with the default config changed by `f`, on 127.0.0.1, port 0.
 pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestBroker {
-    let mut config = Config::default();
-    config.listeners = vec![Listener {
-        bind: "127.0.0.1:0".parse().unwrap(),
-    }];
+    let mut config = Config {
+        listeners: vec![Listener {
+            bind: "127.0.0.1:0".parse().unwrap(),
+        }],
+        ..Config::default()
+    };
     f(&mut config);
     let server = Server::start(config).await.expect("broker starts");
     let addr = server.local_addr();
@@ -263,4 +265,220 @@ pub async fn next_v5<T>(
     })
     .await
     .expect("timed out waiting for a client event")
+}
+
+// Helpers for the delivery tests (publish_qos, subscribe, wildcard, retain, session).
+
+/// A PUBLISH with no properties.
+pub fn publish_packet(
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    retain: bool,
+    packet_id: u16,
+) -> roost::protocol::Publish {
+    roost::protocol::Publish {
+        qos,
+        retain,
+        packet_id,
+        ..roost::protocol::Publish::new(
+            ByteStr::try_from(topic).unwrap(),
+            bytes::Bytes::copy_from_slice(payload),
+        )
+    }
+}
+
+/// Subscription options with this QoS and every v5 option at its default.
+pub fn sub_opts(qos: QoS) -> SubscriptionOptions {
+    SubscriptionOptions {
+        qos,
+        ..Default::default()
+    }
+}
+
+/// The payloads of some PUBLISH packets, as strings, in the order received.
+pub fn payloads(publishes: &[roost::protocol::Publish]) -> Vec<String> {
+    publishes
+        .iter()
+        .map(|p| String::from_utf8_lossy(&p.payload).into_owned())
+        .collect()
+}
+
+impl Raw {
+    /// Sends `connect` and returns the CONNACK, which must be a success.
+    pub async fn connect_with(
+        addr: SocketAddr,
+        connect: Connect,
+    ) -> (Self, roost::protocol::ConnAck) {
+        let mut raw = Self::open(addr, connect.protocol).await;
+        raw.send(&Packet::Connect(Box::new(connect))).await;
+        match raw.recv().await {
+            Packet::ConnAck(a) if !a.reason.is_error() => (raw, a),
+            other => panic!("expected CONNACK success, got {other:?}"),
+        }
+    }
+
+    /// Sends a PUBLISH without waiting for anything.
+    pub async fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool, id: u16) {
+        let p = publish_packet(topic, payload, qos, retain, id);
+        self.send(&Packet::Publish(p)).await;
+    }
+
+    /// Publishes and completes the sender's side of the handshake (QoS 0: a PINGREQ round
+    /// trip), so the broker has routed the message when this returns. Returns the reason code of
+    /// the PUBACK or PUBREC (SUCCESS at QoS 0 and in 3.1.1).
+    pub async fn publish_acked(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+        id: u16,
+    ) -> roost::protocol::ReasonCode {
+        self.publish(topic, payload, qos, retain, id).await;
+        match qos {
+            QoS::AtMostOnce => {
+                self.send(&Packet::PingReq).await;
+                assert_eq!(self.recv().await, Packet::PingResp);
+                roost::protocol::ReasonCode::SUCCESS
+            }
+            QoS::AtLeastOnce => match self.recv().await {
+                Packet::PubAck(a) if a.packet_id == id => a.reason,
+                other => panic!("expected PUBACK {id}, got {other:?}"),
+            },
+            QoS::ExactlyOnce => {
+                let reason = match self.recv().await {
+                    Packet::PubRec(a) if a.packet_id == id => a.reason,
+                    other => panic!("expected PUBREC {id}, got {other:?}"),
+                };
+                self.send(&Packet::PubRel(roost::protocol::PubResp::new(id)))
+                    .await;
+                match self.recv().await {
+                    Packet::PubComp(a) if a.packet_id == id => {}
+                    other => panic!("expected PUBCOMP {id}, got {other:?}"),
+                }
+                reason
+            }
+        }
+    }
+
+    /// The next packet, which must be a PUBLISH.
+    pub async fn expect_publish(&mut self) -> roost::protocol::Publish {
+        match self.recv().await {
+            Packet::Publish(p) => p,
+            other => panic!("expected PUBLISH, got {other:?}"),
+        }
+    }
+
+    /// Acknowledges a received PUBLISH as a client does: PUBACK for QoS 1; PUBREC, PUBREL
+    /// (checked) and PUBCOMP for QoS 2; nothing for QoS 0.
+    pub async fn ack(&mut self, p: &roost::protocol::Publish) {
+        let id = p.packet_id;
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => {
+                self.send(&Packet::PubAck(roost::protocol::PubResp::new(id)))
+                    .await
+            }
+            QoS::ExactlyOnce => {
+                self.send(&Packet::PubRec(roost::protocol::PubResp::new(id)))
+                    .await;
+                match self.recv().await {
+                    Packet::PubRel(r) if r.packet_id == id => {}
+                    other => panic!("expected PUBREL {id}, got {other:?}"),
+                }
+                self.send(&Packet::PubComp(roost::protocol::PubResp::new(id)))
+                    .await;
+            }
+        }
+    }
+
+    /// Subscribes with explicit options and packet id; returns the SUBACK.
+    pub async fn subscribe_with(
+        &mut self,
+        packet_id: u16,
+        filters: &[(&str, SubscriptionOptions)],
+    ) -> roost::protocol::SubAck {
+        self.send(&Packet::Subscribe(subscribe_packet(packet_id, filters)))
+            .await;
+        match self.recv().await {
+            Packet::SubAck(a) => a,
+            other => panic!("expected SUBACK, got {other:?}"),
+        }
+    }
+
+    /// Every PUBLISH the broker has for this client right now, acknowledged as it arrives
+    /// (QoS 2: PUBREC, then PUBCOMP for the broker's PUBREL), until two PINGREQ round trips in a
+    /// row bring nothing; any other packet panics.
+    ///
+    /// Two round trips, not one: a connection may answer a PINGREQ it reads in the same wake-up
+    /// as a queued message before it drains that message into the write buffer, but it always
+    /// drains the queue before it reads the next packet. So anything queued for this client
+    /// before the first PINGREQ was sent arrives before the second PINGRESP.
+    pub async fn drain(&mut self) -> Vec<roost::protocol::Publish> {
+        use roost::protocol::PubResp;
+        let mut got = Vec::new();
+        let mut quiet = 0;
+        while quiet < 2 {
+            quiet += 1;
+            self.send(&Packet::PingReq).await;
+            loop {
+                match self.recv().await {
+                    Packet::PingResp => break,
+                    Packet::Publish(p) => {
+                        let id = p.packet_id;
+                        match p.qos {
+                            QoS::AtMostOnce => {}
+                            QoS::AtLeastOnce => self.send(&Packet::PubAck(PubResp::new(id))).await,
+                            QoS::ExactlyOnce => self.send(&Packet::PubRec(PubResp::new(id))).await,
+                        }
+                        got.push(p);
+                        quiet = 0;
+                    }
+                    Packet::PubRel(r) => {
+                        self.send(&Packet::PubComp(PubResp::new(r.packet_id))).await;
+                        quiet = 0;
+                    }
+                    other => panic!("expected PUBLISH, PUBREL or PINGRESP, got {other:?}"),
+                }
+            }
+        }
+        got
+    }
+
+    /// Asserts that the broker has nothing queued for this client (see [`Raw::drain`]).
+    pub async fn expect_nothing(&mut self) {
+        for _ in 0..2 {
+            self.send(&Packet::PingReq).await;
+            match self.recv().await {
+                Packet::PingResp => {}
+                other => panic!("expected nothing before PINGRESP, got {other:?}"),
+            }
+        }
+    }
+
+    /// Sends DISCONNECT and waits for the broker to close the connection.
+    ///
+    /// On the current-thread runtime of `#[tokio::test]` the broker's connection task detaches
+    /// the session in the same poll in which it closes the socket, so once this returns the
+    /// session is offline (or gone, for a clean session).
+    pub async fn disconnect(mut self) {
+        self.send(&Packet::Disconnect(Default::default())).await;
+        let rest = self.closed().await;
+        assert!(rest.is_empty(), "packets after DISCONNECT: {rest:?}");
+    }
+}
+
+// Helpers for the robustness tests (will, keepalive, takeover, malformed, slow_consumer).
+
+impl Raw {
+    /// Wraps an already connected stream (one opened with socket options of its own, say)
+    /// without sending anything.
+    pub fn from_stream(stream: TcpStream, version: ProtocolVersion) -> Self {
+        Self {
+            stream,
+            version,
+            buf: BytesMut::new(),
+        }
+    }
 }
