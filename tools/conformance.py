@@ -61,6 +61,53 @@ CODEC_EXTRA = {
         "MQTT-4.7.3-3": ("2-byte length; longer strings cannot be encoded (EncodeError::FieldTooLong)", ["codec::roundtrip::any_valid_packet_round_trips"]),
     },
 }
+
+# Broker statements proved by the integration tests: (test, 3.1.1 ids, 5.0 ids).
+BROKER_TESTS = [
+    ("publish_qos::qos0_goes_out_with_qos0_no_packet_id_and_no_dup", "4.3.1-1 2.3.1-5 3.3.1-2", "4.3.1-1 2.2.1-2 3.3.1-2"),
+    ("publish_qos::qos1_handshake_in_both_directions", "2.3.1-6 3.3.1-3 3.3.4-1 4.3.2-1 4.3.2-2", "2.2.1-5 3.3.1-3 3.3.4-1 4.3.2-1 4.3.2-2 4.3.2-4"),
+    ("publish_qos::qos2_handshake_in_both_directions", "4.3.3-1 4.3.3-2 2.3.1-6", "4.3.3-1 4.3.3-2 4.3.3-4 4.3.3-8 4.3.3-11 2.2.1-5"),
+    ("publish_qos::delivered_qos_is_the_minimum_of_published_and_granted", "3.8.4-6", "3.8.4-8"),
+    ("publish_qos::order_is_kept_per_topic_for_200_qos1_messages", "4.6.0-5 4.6.0-6", "4.6.0-5 4.6.0-6"),
+    ("publish_qos::v311_inflight_window_holds_the_third_message_until_a_puback", "2.3.1-4", ""),
+    ("publish_qos::v5_receive_maximum_limits_publishes_until_pubcomp", "", "3.3.4-9 3.3.4-10"),
+    ("publish_qos::packet_ids_are_never_reused_while_in_flight", "2.3.1-4", "2.2.1-4"),
+    ("publish_qos::inbound_qos2_duplicate_is_acknowledged_but_delivered_once", "4.3.3-2", "4.3.3-10 4.3.3-11 4.3.3-12"),
+    ("publish_qos::v5_acks_say_no_matching_subscribers", "", "3.4.2-1 3.5.2-1"),
+    ("publish_qos::v5_failed_acknowledgements_end_the_exchange_and_free_the_window", "", "4.4.0-2"),
+    ("publish_qos::pubrel_for_an_unknown_id_is_still_completed", "", "3.7.2-1"),
+    ("subscribe::suback_grants_the_minimum_of_requested_and_maximum_qos", "3.8.4-1 3.8.4-2 3.8.4-4 3.8.4-5 3.9.3-1", "3.8.4-1 3.8.4-2 3.8.4-5 3.8.4-6 3.8.4-7 3.9.3-1"),
+    ("subscribe::malformed_filters_are_refused_and_the_connection_stays_up", "4.7.1-2 4.7.1-3 3.9.3-2", "4.7.1-1 4.7.1-2 3.9.3-2"),
+    ("subscribe::overlapping_subscriptions_deliver_one_copy_at_the_highest_qos", "3.3.5-1", "3.3.4-2"),
+    ("subscribe::v5_one_copy_carries_every_matching_subscription_identifier", "", "3.3.4-3 3.3.4-4"),
+    ("subscribe::subscribing_again_replaces_the_qos", "3.8.4-3", "3.8.4-3"),
+    ("subscribe::unsubscribe_stops_delivery_and_unsuback_answers_each_filter", "3.10.4-1 3.10.4-2 3.10.4-4 3.10.4-5 3.10.4-6", "3.10.4-1 3.10.4-2 3.10.4-4 3.10.4-5 3.10.4-6 3.11.3-1 3.11.3-2"),
+    ("subscribe::unsubscribe_completes_a_qos2_delivery_already_started", "3.10.4-3", "3.10.4-3"),
+    ("wildcard::spec_examples_of_section_4_7_end_to_end", "4.7.1-2 4.7.1-3 4.7.2-1 4.7.3-4 3.3.2-3", "4.7.1-1 4.7.1-2 4.7.2-1 4.7.3-4 3.3.2-3"),
+    ("wildcard::wildcards_at_the_first_level_do_not_match_dollar_topics", "4.7.2-1", "4.7.2-1"),
+    ("retain::retained_messages_are_sent_on_subscribe_with_retain_set", "3.3.1-5 3.3.1-6 3.3.1-8 3.3.1-12", "3.3.1-5 3.3.1-8 3.3.1-9"),
+    ("retain::delivery_to_an_existing_subscription_clears_retain", "3.3.1-9", "3.3.1-12"),
+    ("retain::a_newer_retained_message_replaces_the_old_one", "3.3.1-5 3.3.1-7", "3.3.1-5"),
+    ("retain::an_empty_retained_payload_deletes_the_retained_message", "3.3.1-10 3.3.1-11", "3.3.1-6 3.3.1-7"),
+    ("retain::v5_retain_handling", "", "3.3.1-9 3.3.1-10 3.3.1-11 3.8.4-4"),
+    ("retain::v5_retain_as_published", "", "3.3.1-12 3.3.1-13"),
+    ("retain::retained_messages_outlive_the_publishers_session", "3.1.2-7", ""),
+    ("session::persistent_session_keeps_subscriptions_and_queues_qos1_and_qos2", "3.1.2-4 3.1.2-5 3.2.2-2 3.2.2-3 4.5.0-1", "3.1.2-5 3.1.2-6 3.1.2-23 3.2.2-3 4.5.0-1"),
+    ("session::unacknowledged_qos1_is_resent_with_dup_and_the_same_id", "4.4.0-1 3.3.1-1 4.6.0-1 2.3.1-3", "4.4.0-1 3.3.1-1"),
+    ("session::released_qos2_gets_pubrel_and_unreceived_qos2_gets_publish_on_reconnect", "4.4.0-1", "4.4.0-1 4.3.3-5 4.3.3-6"),
+    ("session::inbound_qos2_state_survives_a_reconnect", "4.3.3-2", "4.3.3-10 4.3.3-11"),
+    ("session::clean_session_discards_subscriptions_and_queued_messages", "3.1.2-6 3.2.2-1", "3.1.2-4 3.2.2-2"),
+    ("session::v5_session_is_discarded_when_its_expiry_interval_has_passed", "", "3.1.2-23 4.1.0-2"),
+    ("session::v5_expiry_timer_of_an_earlier_connection_spares_a_resumed_session", "", "4.1.0-1"),
+    ("connect::session_present_reflects_a_kept_session", "3.2.2-1 3.2.2-2", "3.2.2-2 3.2.2-3"),
+    ("connect::empty_client_id_v311_needs_clean_session", "3.1.3-6 3.1.3-7 3.1.3-8", ""),
+    ("connect::empty_client_id_v5_gets_an_assigned_one", "", "3.1.3-6 3.1.3-7 3.2.2-16"),
+    ("connect::unsupported_protocol_level_gets_return_code_1", "3.1.2-2", "3.1.2-2"),
+    ("connect::first_packet_must_be_connect", "3.1.0-1", "3.1.0-1"),
+    ("connect::second_connect_is_a_protocol_error", "3.1.0-2", "3.1.0-2"),
+    ("connect::every_version_connects", "3.12.4-1", "3.12.4-1"),
+]
+
 # Statements the codec detects but whose required answer (CONNACK, close) is the broker's.
 PARTIAL = {"MQTT-3.1.2-2", "MQTT-4.8.0-1", "MQTT-4.13.1-1", "MQTT-3.1.0-2"}
 
@@ -114,6 +161,11 @@ def matrix(version, rules, tests):
         if sid and sid.startswith("MQTT-"):
             by_id.setdefault(sid, []).append(name)
     spec = "docs/spec/mqtt-3.1.1-statements.md" if version == "v311" else "docs/spec/mqtt-5.0-statements.md"
+    col = 1 if version == "v311" else 2
+    broker = {}
+    for row in BROKER_TESTS:
+        for sid in row[col].split():
+            broker.setdefault("MQTT-" + sid, []).append(row[0])
     out = ["| statement | section | status | how / where | tests |", "|---|---|---|---|---|"]
     done = 0
     rows = statements(spec)
@@ -121,15 +173,18 @@ def matrix(version, rules, tests):
         section = section.strip()
         if sid in by_id:
             names = by_id[sid]
-            ts = sorted(set().union(*(tests.get(n, set()) for n in names)))
+            ts = sorted(set().union(*(tests.get(n, set()) for n in names))) + broker.get(sid, [])
             how = ", ".join(f"`{n}`" for n in names)
-            status = "partial: codec detects; answer is issue 3" if sid in PARTIAL else "done (codec)"
+            status = "done (codec + broker)" if sid in broker else "done (codec)"
         elif sid in CODEC_EXTRA[version]:
             how, ts = CODEC_EXTRA[version][sid]
             status = "done (codec)"
+        elif sid in broker:
+            how, ts = "", broker[sid]
+            status = "done (broker)"
         else:
             how, ts = "", []
-            status = "partial: codec detects; answer is issue 3" if sid in PARTIAL else owner(version, section, text)
+            status = "partial: codec detects; the broker closes" if sid in PARTIAL else owner(version, section, text)
         if status.startswith("done"):
             done += 1
         short = text if len(text) < 110 else text[:107] + "..."
@@ -153,17 +208,19 @@ Every normative statement of MQTT 3.1.1 and MQTT 5.0 (OASIS, Appendix B of each;
 is in `docs/spec/`), what Roost does about it, and the test that proves it. Test names are
 `<test crate>::<module>::<fn>`: `cargo test --test codec <fn>` runs one.
 
-Status: **done (codec)** enforced by `src/protocol` and tested (for a "receiver MUST close"
-statement: the codec refuses the packet with its error; closing the connection on every decode
-error is one broker mechanism, tracked once under MQTT-4.8.0-1 / MQTT-4.13.1-1); **partial** detected, with the
-rest of the required behaviour owned by the issue named; **not yet: issue N** the broker issue
-that will implement it; **client obligation** binds clients (the broker checks it where a row
-above says so).
+Status:
+- **done (codec)**: enforced by `src/protocol` and tested byte for byte. For a "receiver MUST
+  close" statement the codec refuses the packet; the broker closes on every decode error, which
+  MQTT-4.8.0-1 (3.1.1) and MQTT-4.13.1-1 (5.0) track once.
+- **done (broker)**: proved by a test in `tests/<area>.rs` (the `BROKER_TESTS` table of the tool).
+- **partial**: detected, with the rest of the required behaviour owned by the issue named.
+- **not yet: issue N**: the issue that will implement it (a guess by topic for issue 5 rows).
+- **client obligation**: binds clients; the broker checks it where another row says so.
 
 This file is generated by `python3 tools/conformance.py` from `docs/spec/`, the error table in
 `src/protocol/error.rs` and the tests; edit those, then re-run it.
 
-Summary: MQTT 3.1.1 {d3} of {n3} statements done; MQTT 5.0 {d5} of {n5} done (the codec's share).
+Summary: MQTT 3.1.1 {d3} of {n3} statements done; MQTT 5.0 {d5} of {n5} done.
 
 ## Choices where the spec leaves room
 
