@@ -1,0 +1,207 @@
+//! Session takeover (3.1.4 CONNECT actions): a second connection with a client id already
+//! connected closes the first (5.0: DISCONNECT 0x8E first) and carries on with the session.
+
+mod support;
+
+use bytes::Bytes;
+use roost::protocol::ProtocolVersion::{self, V3_1_1, V5};
+use roost::protocol::{ByteStr, Connect, Packet, QoS, ReasonCode, Will};
+use support::*;
+
+const VERSIONS: [ProtocolVersion; 2] = [V3_1_1, V5];
+
+/// CONNECT for a session that outlives its connection: 3.1.1 clean session 0; 5.0 clean start
+/// 0 with a Session Expiry Interval of a minute.
+fn persistent(v: ProtocolVersion, id: &str) -> Connect {
+    let mut c = connect_packet(v, id, false);
+    if v.is_v5() {
+        c.properties.session_expiry_interval = Some(60);
+    }
+    c
+}
+
+/// Waits for the broker to close `old` after a takeover and checks how: 5.0 gets DISCONNECT
+/// 0x8E first [MQTT-3.1.4-3]; 3.1.1 is simply closed [MQTT-3.1.4-2].
+async fn expect_taken_over(old: &mut Raw) {
+    let before = old.closed().await;
+    if old.version.is_v5() {
+        assert!(
+            matches!(before.as_slice(), [Packet::Disconnect(d)] if d.reason == ReasonCode::SESSION_TAKEN_OVER),
+            "v5: DISCONNECT 0x8E then close: {before:?}"
+        );
+    } else {
+        assert!(
+            before.is_empty(),
+            "3.1.1: closed without a packet: {before:?}"
+        );
+    }
+}
+
+/// Asserts `c` is open and served: a PINGREQ gets its PINGRESP.
+async fn expect_alive(c: &mut Raw) {
+    c.send(&Packet::PingReq).await;
+    assert_eq!(c.recv().await, Packet::PingResp);
+}
+
+#[tokio::test]
+async fn second_connection_closes_the_first() {
+    let b = start().await;
+    for v in VERSIONS {
+        let id = format!("twin-{v:?}");
+        let mut old = Raw::connect(b.addr, v, &id, true).await;
+        expect_alive(&mut old).await;
+        let mut new = Raw::connect(b.addr, v, &id, true).await;
+        expect_taken_over(&mut old).await;
+        expect_alive(&mut new).await;
+        new.subscribe("t/new", QoS::AtLeastOnce).await;
+        new.disconnect().await;
+    }
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn persistent_session_keeps_its_subscriptions_across_a_takeover() {
+    let b = start().await;
+    let mut publisher = Raw::connect(b.addr, V5, "tk-pub", true).await;
+    for v in VERSIONS {
+        let id = format!("keep-{v:?}");
+        let topic = format!("tk/{v:?}");
+        let (mut old, _) = Raw::connect_with(b.addr, persistent(v, &id)).await;
+        old.subscribe(&topic, QoS::AtLeastOnce).await;
+
+        let (mut new, ack) = Raw::connect_with(b.addr, persistent(v, &id)).await;
+        // [MQTT-3.2.2-2 of 3.1.1, MQTT-3.2.2-3 of 5.0] the session is the old one.
+        assert!(ack.session_present, "{v:?} session present");
+        expect_taken_over(&mut old).await;
+
+        // The subscription made on the old connection now delivers to the new one.
+        for (i, qos) in [(1, QoS::AtMostOnce), (2, QoS::AtLeastOnce)] {
+            let reason = publisher.publish_acked(&topic, b"m", qos, false, i).await;
+            assert_eq!(
+                reason,
+                ReasonCode::SUCCESS,
+                "matched the surviving subscription"
+            );
+            let p = new.expect_publish().await;
+            assert_eq!((p.topic.as_str(), p.qos), (topic.as_str(), qos));
+            new.ack(&p).await;
+        }
+        new.expect_nothing().await;
+        new.disconnect().await;
+    }
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn unacknowledged_message_is_resent_to_the_new_connection() {
+    let b = start().await;
+    let mut publisher = Raw::connect(b.addr, V5, "tk-pub", true).await;
+    for v in VERSIONS {
+        let id = format!("resend-{v:?}");
+        let topic = format!("rs/{v:?}");
+        let (mut old, _) = Raw::connect_with(b.addr, persistent(v, &id)).await;
+        old.subscribe(&topic, QoS::AtLeastOnce).await;
+        publisher
+            .publish_acked(&topic, b"once", QoS::AtLeastOnce, false, 7)
+            .await;
+        let first = old.expect_publish().await;
+        assert!(!first.dup);
+        // Not acknowledged: the session still has it in flight when the new connection comes.
+        let (mut new, ack) = Raw::connect_with(b.addr, persistent(v, &id)).await;
+        assert!(ack.session_present);
+        expect_taken_over(&mut old).await;
+        // [MQTT-4.4.0-1] resent with DUP and the original packet identifier.
+        let again = new.expect_publish().await;
+        assert!(again.dup, "{v:?} DUP set on the resend");
+        assert_eq!(again.packet_id, first.packet_id);
+        assert_eq!(&again.payload[..], b"once");
+        new.ack(&again).await;
+        new.expect_nothing().await;
+        new.disconnect().await;
+    }
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn clean_takeover_discards_the_old_session() {
+    let b = start().await;
+    let mut publisher = Raw::connect(b.addr, V5, "tk-pub", true).await;
+    for v in VERSIONS {
+        let id = format!("fresh-{v:?}");
+        let topic = format!("fr/{v:?}");
+        let (mut old, _) = Raw::connect_with(b.addr, persistent(v, &id)).await;
+        old.subscribe(&topic, QoS::AtLeastOnce).await;
+        let (mut new, ack) = Raw::connect_with(b.addr, connect_packet(v, &id, true)).await;
+        // [MQTT-3.1.2-6 of 3.1.1, MQTT-3.1.2-4 of 5.0] clean: the old session is discarded.
+        assert!(!ack.session_present, "{v:?}");
+        expect_taken_over(&mut old).await;
+        let reason = publisher
+            .publish_acked(&topic, b"lost", QoS::AtLeastOnce, false, 1)
+            .await;
+        assert_eq!(reason, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+        new.expect_nothing().await;
+        new.disconnect().await;
+    }
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_old_connections_will_is_published() {
+    let b = start().await;
+    let mut watcher = Raw::connect(b.addr, V5, "tk-watch", true).await;
+    watcher.subscribe("tk-will/#", QoS::AtLeastOnce).await;
+    for v in VERSIONS {
+        let id = format!("willing-{v:?}");
+        let mut connect = persistent(v, &id);
+        connect.will = Some(Will {
+            topic: ByteStr::try_from(format!("tk-will/{id}")).unwrap(),
+            payload: Bytes::from_static(b"taken"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+        });
+        let (mut old, _) = Raw::connect_with(b.addr, connect).await;
+        // The session continues (clean 0), but the old connection ended: its will goes out.
+        let (new, ack) = Raw::connect_with(b.addr, persistent(v, &id)).await;
+        assert!(ack.session_present);
+        expect_taken_over(&mut old).await;
+        let p = watcher.expect_publish().await;
+        assert_eq!(p.topic.as_str(), format!("tk-will/{id}"));
+        assert_eq!((&p.payload[..], p.qos), (&b"taken"[..], QoS::AtLeastOnce));
+        watcher.ack(&p).await;
+        // The new connection carries no will: leaving normally publishes nothing.
+        new.disconnect().await;
+        watcher.expect_nothing().await;
+    }
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_chain_of_takeovers_leaves_only_the_last_connection() {
+    let b = start().await;
+    let mut publisher = Raw::connect(b.addr, V5, "tk-pub", true).await;
+    for v in VERSIONS {
+        let id = format!("chain-{v:?}");
+        let topic = format!("ch/{v:?}");
+        let (mut current, _) = Raw::connect_with(b.addr, persistent(v, &id)).await;
+        current.subscribe(&topic, QoS::AtLeastOnce).await;
+        for _ in 0..5 {
+            let (next, ack) = Raw::connect_with(b.addr, persistent(v, &id)).await;
+            assert!(ack.session_present);
+            let mut old = std::mem::replace(&mut current, next);
+            expect_taken_over(&mut old).await;
+        }
+        publisher
+            .publish_acked(&topic, b"last", QoS::AtLeastOnce, false, 1)
+            .await;
+        let p = current.expect_publish().await;
+        assert_eq!(&p.payload[..], b"last");
+        current.ack(&p).await;
+        current.expect_nothing().await;
+        assert!(b.server.broker().has_session(&id));
+        current.disconnect().await;
+    }
+    // Every session left is one of the persistent ones or the publisher: no strays.
+    assert_eq!(b.server.broker().session_count(), 3);
+    b.server.shutdown().await;
+}
