@@ -177,6 +177,50 @@ async fn anonymous_refused_when_configured() {
 }
 
 #[tokio::test]
+async fn a_will_the_server_cannot_honour_is_refused() {
+    let b = start_with(|c| {
+        c.limits.max_qos = 1;
+        c.limits.retain_available = false;
+    })
+    .await;
+    let will = |qos, retain| roost::protocol::Will {
+        topic: roost::protocol::ByteStr::try_from("w").unwrap(),
+        payload: bytes::Bytes::from_static(b"gone"),
+        qos,
+        retain,
+        properties: Default::default(),
+    };
+    for (v, w, code) in [
+        (
+            V5,
+            will(QoS::ExactlyOnce, false),
+            ReasonCode::QOS_NOT_SUPPORTED,
+        ),
+        (
+            V5,
+            will(QoS::AtMostOnce, true),
+            ReasonCode::RETAIN_NOT_SUPPORTED,
+        ),
+        (
+            V3_1_1,
+            will(QoS::ExactlyOnce, false),
+            ReasonCode::NOT_AUTHORIZED,
+        ),
+    ] {
+        let mut c = Raw::open(b.addr, v).await;
+        let mut connect = connect_packet(v, "willful", true);
+        connect.will = Some(w);
+        c.send(&Packet::Connect(Box::new(connect))).await;
+        let Packet::ConnAck(a) = c.recv().await else {
+            panic!()
+        };
+        assert_eq!(a.reason, code, "[MQTT-3.2.2-12] / [MQTT-3.2.2-13] of 5.0");
+        assert!(c.closed().await.is_empty());
+    }
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
 async fn first_packet_must_be_connect() {
     let b = start().await;
     let mut c = Raw::open(b.addr, V3_1_1).await;

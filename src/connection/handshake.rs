@@ -177,6 +177,25 @@ async fn establish<W: AsyncWrite + Unpin>(
         )
         .await);
     }
+    if let Some(will) = &connect.will {
+        if will.qos as u8 > config.limits.max_qos {
+            // 5.0 [MQTT-3.2.2-12]; 3.1.1 has no code for it, so it gets "not authorized".
+            let reason = if v5 {
+                ReasonCode::QOS_NOT_SUPPORTED
+            } else {
+                ReasonCode::NOT_AUTHORIZED
+            };
+            return Err(refuse(wr, reason, "will QoS above the server's maximum QoS").await);
+        }
+        if will.retain && !config.limits.retain_available {
+            let reason = if v5 {
+                ReasonCode::RETAIN_NOT_SUPPORTED
+            } else {
+                ReasonCode::NOT_AUTHORIZED
+            };
+            return Err(refuse(wr, reason, "retained will while retain is unavailable").await);
+        }
+    }
     let p = &connect.properties;
     let window = p
         .receive_maximum
