@@ -39,7 +39,7 @@ fn publish(qos: QoS, payload_len: usize, properties: Properties) -> Packet {
         p.qos = qos;
         p.packet_id = 42;
     }
-    p.properties = properties;
+    p.properties = properties.into();
     Packet::Publish(p)
 }
 
@@ -57,14 +57,14 @@ fn connect() -> Packet {
         protocol: V4,
         clean_start: true,
         keep_alive: 60,
-        properties: Properties::default(),
+        properties: Default::default(),
         client_id: s("sensor-17-a1b2c3"),
         will: Some(Will {
             topic: s("status/sensor-17-a1b2c3"),
             payload: Bytes::from_static(b"offline"),
             qos: QoS::AtLeastOnce,
             retain: true,
-            properties: Properties::default(),
+            properties: Default::default(),
         }),
         username: Some(s("alice")),
         password: Some(Bytes::from_static(b"correct horse battery staple")),
@@ -81,7 +81,7 @@ fn subscribe() -> Packet {
     };
     Packet::Subscribe(Subscribe {
         packet_id: 7,
-        properties: Properties::default(),
+        properties: Default::default(),
         subscriptions: vec![
             sub("sensors/+/temperature", QoS::AtMostOnce),
             sub("alerts/#", QoS::AtLeastOnce),

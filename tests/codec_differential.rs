@@ -26,7 +26,7 @@ fn connect() -> impl Strategy<Value = Packet> {
             payload,
             qos,
             retain,
-            properties: Properties::default(),
+            properties: Default::default(),
         });
     // 3.1.1 has no password without a user name [MQTT-3.1.2-22]; the oracles hold it as a String.
     let login = (word(), option::of(word()));
@@ -41,7 +41,7 @@ fn connect() -> impl Strategy<Value = Packet> {
                 protocol: V3_1_1,
                 clean_start: clean,
                 keep_alive,
-                properties: Properties::default(),
+                properties: Default::default(),
                 client_id: bs(&id),
                 will,
                 username,
@@ -57,7 +57,7 @@ fn connack() -> impl Strategy<Value = Packet> {
             // Session present only with return code 0 [MQTT-3.2.2-4].
             session_present: present && code == 0,
             reason: ReasonCode::from_v3_connack(code).unwrap(),
-            properties: Properties::default(),
+            properties: Default::default(),
         })
     })
 }
@@ -72,7 +72,7 @@ fn publish() -> impl Strategy<Value = Packet> {
             retain,
             topic: bs(&t),
             packet_id: if qos0 { 0 } else { id },
-            properties: Properties::default(),
+            properties: Default::default(),
             payload,
         })
     })
@@ -89,7 +89,7 @@ fn ack() -> impl Strategy<Value = Packet> {
             3 => Packet::PubComp(a),
             4 => Packet::UnsubAck(UnsubAck {
                 packet_id: id,
-                properties: props,
+                properties: props.into(),
                 reason_codes: Vec::new(),
             }),
             5 => Packet::PingReq,
@@ -104,7 +104,7 @@ fn subscriptions() -> impl Strategy<Value = Packet> {
     (packet_id(), subs, codes, vec(filter(), 1..4)).prop_flat_map(|(id, subs, codes, filters)| {
         let subscribe = Packet::Subscribe(Subscribe {
             packet_id: id,
-            properties: Properties::default(),
+            properties: Default::default(),
             subscriptions: subs
                 .into_iter()
                 .map(|(filter, qos)| Subscription {
@@ -118,12 +118,12 @@ fn subscriptions() -> impl Strategy<Value = Packet> {
         });
         let suback = Packet::SubAck(SubAck {
             packet_id: id,
-            properties: Properties::default(),
+            properties: Default::default(),
             reason_codes: codes.into_iter().map(ReasonCode).collect(),
         });
         let unsubscribe = Packet::Unsubscribe(Unsubscribe {
             packet_id: id,
-            properties: Properties::default(),
+            properties: Default::default(),
             filters,
         });
         prop::sample::select(vec![subscribe, suback, unsubscribe])

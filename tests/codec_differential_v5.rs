@@ -122,7 +122,7 @@ fn connect() -> impl Strategy<Value = Packet> {
             payload,
             qos,
             retain,
-            properties,
+            properties: properties.into(),
         },
     );
     let fields = (
@@ -138,7 +138,7 @@ fn connect() -> impl Strategy<Value = Packet> {
             protocol: V5,
             clean_start: clean,
             keep_alive: ka,
-            properties: props,
+            properties: props.into(),
             client_id: bs(&id),
             will,
             username: u.map(|u| bs(&u)),
@@ -189,7 +189,7 @@ fn connack() -> impl Strategy<Value = Packet> {
             // Session present only with Success [MQTT-3.2.2-6].
             session_present: present && reason == ReasonCode::SUCCESS,
             reason,
-            properties,
+            properties: properties.into(),
         })
     })
 }
@@ -218,7 +218,7 @@ fn publish() -> impl Strategy<Value = Packet> {
                 retain,
                 topic: bs(if aliased { "" } else { &t }),
                 packet_id: if qos0 { 0 } else { id },
-                properties,
+                properties: properties.into(),
                 payload,
             })
         },
@@ -231,7 +231,7 @@ fn pub_resp() -> impl Strategy<Value = Packet> {
             PubResp {
                 packet_id,
                 reason,
-                properties,
+                properties: properties.into(),
             }
         })
     };
@@ -267,7 +267,7 @@ fn subscribe() -> impl Strategy<Value = Packet> {
         |(packet_id, properties, subscriptions)| {
             Packet::Subscribe(Subscribe {
                 packet_id,
-                properties,
+                properties: properties.into(),
                 subscriptions,
             })
         },
@@ -284,21 +284,21 @@ fn other_acks() -> impl Strategy<Value = Packet> {
         (packet_id(), reason_props(), codes(SUBACK)).prop_map(|(packet_id, p, reason_codes)| {
             Packet::SubAck(SubAck {
                 packet_id,
-                properties: p,
+                properties: p.into(),
                 reason_codes,
             })
         }),
         (packet_id(), unsub_props, vec(filter(), 1..4)).prop_map(|(packet_id, p, filters)| {
             Packet::Unsubscribe(Unsubscribe {
                 packet_id,
-                properties: p,
+                properties: p.into(),
                 filters,
             })
         }),
         (packet_id(), reason_props(), codes(UNSUBACK)).prop_map(|(packet_id, p, reason_codes)| {
             Packet::UnsubAck(UnsubAck {
                 packet_id,
-                properties: p,
+                properties: p.into(),
                 reason_codes,
             })
         }),
@@ -314,8 +314,12 @@ fn disconnect() -> impl Strategy<Value = Packet> {
             server_reference: sr,
             ..p
         });
-    (code(DISCONNECT), or_none(props))
-        .prop_map(|(reason, properties)| Packet::Disconnect(Disconnect { reason, properties }))
+    (code(DISCONNECT), or_none(props)).prop_map(|(reason, properties)| {
+        Packet::Disconnect(Disconnect {
+            reason,
+            properties: properties.into(),
+        })
+    })
 }
 
 fn auth() -> impl Strategy<Value = Auth> {
@@ -324,7 +328,10 @@ fn auth() -> impl Strategy<Value = Auth> {
         authentication_data: d,
         ..p
     });
-    (code(AUTH), or_none(props)).prop_map(|(reason, properties)| Auth { reason, properties })
+    (code(AUTH), or_none(props)).prop_map(|(reason, properties)| Auth {
+        reason,
+        properties: properties.into(),
+    })
 }
 
 /// Every 5.0 packet but AUTH, valid.
@@ -477,13 +484,13 @@ fn oracles_reject_valid_short_forms() {
     let disconnect = |code| {
         Packet::Disconnect(Disconnect {
             reason: ReasonCode(code),
-            properties: Properties::default(),
+            properties: Default::default(),
         })
     };
     let auth = |code| {
         Packet::Auth(Auth {
             reason: ReasonCode(code),
-            properties: Properties::default(),
+            properties: Default::default(),
         })
     };
     let rows = [

@@ -91,6 +91,7 @@ async fn empty_client_id_v5_gets_an_assigned_one() {
     let assigned = a
         .properties
         .assigned_client_identifier
+        .clone()
         .expect("[MQTT-3.2.2-16] assigned id");
     assert!(!assigned.is_empty());
     assert!(

@@ -7,7 +7,7 @@
 
 use bytes::{Bytes, BytesMut};
 use roost::protocol::{
-    Auth, ByteStr, ConnAck, Connect, Disconnect, Packet, Properties, ProtocolVersion, PubResp,
+    Auth, ByteStr, ConnAck, Connect, Disconnect, Packet, Properties, Props, ProtocolVersion, PubResp,
     Publish, QoS, ReasonCode, RetainHandling, SubAck, Subscribe, Subscription, SubscriptionOptions,
     UnsubAck, Unsubscribe, Will,
 };
@@ -17,12 +17,12 @@ fn s(text: &'static str) -> ByteStr {
     ByteStr::from_static(text).expect("seed strings are valid")
 }
 
-fn props(v5: bool, f: impl FnOnce(&mut Properties)) -> Properties {
+fn props(v5: bool, f: impl FnOnce(&mut Properties)) -> Props {
     let mut p = Properties::default();
     if v5 {
         f(&mut p);
     }
-    p
+    p.into()
 }
 
 /// A CONNECT with will, user name and password.
@@ -59,7 +59,7 @@ fn connect_bare(v: ProtocolVersion) -> Packet {
         protocol: v,
         clean_start: true,
         keep_alive: 0,
-        properties: Properties::default(),
+        properties: Default::default(),
         client_id: ByteStr::default(),
         will: None,
         username: None,
@@ -116,7 +116,7 @@ fn acks(v: ProtocolVersion) -> Vec<Packet> {
         out.push(Packet::PubComp(PubResp {
             packet_id: 9,
             reason: ReasonCode(0x92),
-            properties: Properties::default(),
+            properties: Default::default(),
         }));
     }
     out
@@ -169,7 +169,7 @@ fn subscriptions(v: ProtocolVersion) -> Vec<Packet> {
     };
     let unsuback = UnsubAck {
         packet_id: 11,
-        properties: Properties::default(),
+        properties: Default::default(),
         reason_codes: if v5 {
             vec![ReasonCode(0x00), ReasonCode(0x11)]
         } else {
@@ -207,7 +207,7 @@ fn session_end(v: ProtocolVersion) -> Vec<Packet> {
         }));
         out.push(Packet::Disconnect(Disconnect {
             reason: ReasonCode(0x8E),
-            properties: Properties::default(),
+            properties: Default::default(),
         }));
         out.push(Packet::Auth(Auth {
             reason: ReasonCode::CONTINUE_AUTHENTICATION,

@@ -3,8 +3,7 @@
 use super::{Close, Connection};
 use crate::broker::{Metrics, lock};
 use crate::protocol::{
-    Disconnect, Packet, Properties, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck,
-    Unsubscribe,
+    Disconnect, Packet, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::session::{Delivery, Message};
 
@@ -133,7 +132,10 @@ impl Connection {
     /// Routes a client's PUBLISH; returns how many sessions it matched.
     fn route(&self, p: Publish) -> usize {
         let mut properties = p.properties;
-        properties.topic_alias = None;
+        // Guarded: a write through `DerefMut` would allocate a set for a PUBLISH without one.
+        if properties.topic_alias.is_some() {
+            properties.topic_alias = None;
+        }
         self.broker.publish(Message {
             topic: p.topic,
             payload: p.payload,
@@ -171,7 +173,7 @@ impl Connection {
         }
         self.write_packet(Packet::SubAck(SubAck {
             packet_id: s.packet_id,
-            properties: Properties::default(),
+            properties: Default::default(),
             reason_codes,
         }));
         if !retained.is_empty() {
@@ -197,7 +199,7 @@ impl Connection {
         }
         self.write_packet(Packet::UnsubAck(UnsubAck {
             packet_id: u.packet_id,
-            properties: Properties::default(),
+            properties: Default::default(),
             reason_codes,
         }));
     }
@@ -228,7 +230,9 @@ impl Connection {
         let Some(will) = self.will.take() else { return };
         Metrics::inc(&self.broker.metrics().wills_published);
         let mut properties = will.properties;
-        properties.will_delay_interval = None;
+        if properties.will_delay_interval.is_some() {
+            properties.will_delay_interval = None;
+        }
         self.broker.publish(Message {
             topic: will.topic,
             payload: will.payload,

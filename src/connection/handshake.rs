@@ -126,7 +126,7 @@ async fn establish<W: AsyncWrite + Unpin>(
         let ack = ConnAck {
             session_present: false,
             reason,
-            properties: Properties::default(),
+            properties: Default::default(),
         };
         let mut out = BytesMut::new();
         // Refusal codes are chosen to exist in both versions, so encoding cannot fail.
@@ -227,7 +227,7 @@ async fn establish<W: AsyncWrite + Unpin>(
     let ack = ConnAck {
         session_present: attached.session_present,
         reason: ReasonCode::SUCCESS,
-        properties,
+        properties: properties.into(),
     };
     let mut conn = Connection {
         broker: broker.clone(),

@@ -3,7 +3,7 @@
 
 use super::{Close, Connection, WRITE_HIGH_WATER};
 use crate::broker::{Metrics, lock};
-use crate::protocol::{Disconnect, Packet, Properties, PubResp, Publish, QoS, ReasonCode};
+use crate::protocol::{Disconnect, Packet, Props, PubResp, Publish, QoS, ReasonCode};
 use crate::session::{Delivery, Message, Outgoing};
 
 impl Connection {
@@ -28,7 +28,7 @@ impl Connection {
     pub(super) fn send_disconnect(&mut self, reason: ReasonCode) {
         self.write_packet(Packet::Disconnect(Disconnect {
             reason,
-            properties: Properties::default(),
+            properties: Default::default(),
         }));
     }
 
@@ -100,10 +100,14 @@ impl Connection {
         let m: &Message = &d.message;
         let properties = if self.version.is_v5() {
             let mut p = m.properties.clone();
-            p.subscription_identifiers.clone_from(&d.subscription_ids);
+            // Only touch the identifiers when there are some: writing through `DerefMut`
+            // would allocate a property set for a message that has none.
+            if !d.subscription_ids.is_empty() || !p.subscription_identifiers.is_empty() {
+                p.subscription_identifiers.clone_from(&d.subscription_ids);
+            }
             p
         } else {
-            Properties::default()
+            Props::NONE
         };
         Publish {
             dup: dup && d.qos != QoS::AtMostOnce,

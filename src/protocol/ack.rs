@@ -2,7 +2,7 @@
 //! reason code and properties, each omitted on the wire when it has its default.
 
 use super::error::{self as rule, DecodeError, EncodeError};
-use super::properties::{Context, Properties};
+use super::properties::{Context, Props};
 use super::wire::Reader;
 use super::{ProtocolVersion, ReasonCode};
 use bytes::{BufMut, BytesMut};
@@ -13,7 +13,7 @@ pub struct PubResp {
     pub packet_id: u16,
     /// Always SUCCESS before 5.0.
     pub reason: ReasonCode,
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 impl PubResp {
@@ -22,7 +22,7 @@ impl PubResp {
         Self {
             packet_id,
             reason: ReasonCode::SUCCESS,
-            properties: Properties::default(),
+            properties: Props::NONE,
         }
     }
 
@@ -44,7 +44,7 @@ impl PubResp {
             }
             resp.reason = ReasonCode(code);
             if !r.is_empty() {
-                resp.properties = Properties::decode(&mut r, Context::Ack)?;
+                resp.properties = Props::decode(&mut r, Context::Ack)?;
             }
         }
         r.finish()?;

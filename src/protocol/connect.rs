@@ -1,7 +1,7 @@
 //! CONNECT (3.1) and CONNACK (3.2).
 
 use super::error::{self as rule, DecodeError, EncodeError};
-use super::properties::{Context, Properties};
+use super::properties::{Context, Props};
 use super::reason::allowed;
 use super::wire::{Reader, check_topic_name, put_binary};
 use super::{ByteStr, ProtocolVersion, QoS, ReasonCode};
@@ -16,7 +16,7 @@ pub struct Connect {
     pub clean_start: bool,
     /// Keep alive in seconds; 0 turns the mechanism off.
     pub keep_alive: u16,
-    pub properties: Properties,
+    pub properties: Props,
     /// May be empty: the server then assigns one (5.0) or requires a clean session (3.1.1).
     pub client_id: ByteStr,
     pub will: Option<Will>,
@@ -33,7 +33,7 @@ pub struct Will {
     pub qos: QoS,
     pub retain: bool,
     /// Will properties (5.0): delay interval, expiry, content type, response topic...
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// The server's CONNACK.
@@ -42,7 +42,7 @@ pub struct ConnAck {
     pub session_present: bool,
     /// A v5 reason code; 3.1.1 return codes map onto it (see [`ReasonCode::to_v3_connack`]).
     pub reason: ReasonCode,
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 impl Connect {
@@ -78,20 +78,20 @@ impl Connect {
         }
         let keep_alive = r.u16()?;
         let properties = if protocol.is_v5() {
-            let p = Properties::decode(&mut r, Context::Connect)?;
+            let p = Props::decode(&mut r, Context::Connect)?;
             if p.authentication_data.is_some() && p.authentication_method.is_none() {
                 return Err(rule::AUTH_DATA_WITHOUT_METHOD);
             }
             p
         } else {
-            Properties::default()
+            Props::NONE
         };
         let client_id = r.string()?;
         let will = if will_flag {
             let properties = if protocol.is_v5() {
-                Properties::decode(&mut r, Context::Will)?
+                Props::decode(&mut r, Context::Will)?
             } else {
-                Properties::default()
+                Props::NONE
             };
             let topic = r.string()?;
             check_topic_name(&topic)?;
@@ -131,7 +131,7 @@ impl Connect {
 
     pub(crate) fn remaining_len(&self) -> usize {
         let v5 = self.protocol.is_v5();
-        let props = |p: &Properties| if v5 { p.encoded_len() } else { 0 };
+        let props = |p: &Props| if v5 { p.encoded_len() } else { 0 };
         let mut n = 2 + self.protocol.protocol_name().len() + 1 + 1 + 2;
         n += props(&self.properties) + 2 + self.client_id.len();
         if let Some(w) = &self.will {
@@ -200,13 +200,10 @@ impl ConnAck {
             if !allowed::CONNACK.contains(&code) {
                 return Err(rule::INVALID_RETURN_CODE);
             }
-            (
-                ReasonCode(code),
-                Properties::decode(&mut r, Context::ConnAck)?,
-            )
+            (ReasonCode(code), Props::decode(&mut r, Context::ConnAck)?)
         } else {
             let reason = ReasonCode::from_v3_connack(code).ok_or(rule::INVALID_RETURN_CODE)?;
-            (reason, Properties::default())
+            (reason, Props::NONE)
         };
         if session_present && reason.is_error() {
             return Err(rule::SESSION_PRESENT_WITH_ERROR);

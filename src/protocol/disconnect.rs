@@ -2,7 +2,7 @@
 //! when the reason is 0x00 and there are no properties.
 
 use super::error::{self as rule, DecodeError, EncodeError};
-use super::properties::{Context, Properties};
+use super::properties::{Context, Props};
 use super::reason::allowed;
 use super::wire::Reader;
 use super::{ProtocolVersion, ReasonCode};
@@ -12,14 +12,14 @@ use bytes::{BufMut, BytesMut};
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Disconnect {
     pub reason: ReasonCode,
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// AUTH (5.0 only): a step of enhanced authentication.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Auth {
     pub reason: ReasonCode,
-    pub properties: Properties,
+    pub properties: Props,
 }
 
 /// The shared body of DISCONNECT and AUTH.
@@ -28,9 +28,9 @@ fn decode_reason(
     v: ProtocolVersion,
     ctx: Context,
     codes: &[u8],
-) -> Result<(ReasonCode, Properties), DecodeError> {
+) -> Result<(ReasonCode, Props), DecodeError> {
     let mut reason = ReasonCode::SUCCESS;
-    let mut properties = Properties::default();
+    let mut properties = Props::NONE;
     if v.is_v5() && !r.is_empty() {
         let code = r.u8()?;
         if !codes.contains(&code) {
@@ -38,14 +38,14 @@ fn decode_reason(
         }
         reason = ReasonCode(code);
         if !r.is_empty() {
-            properties = Properties::decode(&mut r, ctx)?;
+            properties = Props::decode(&mut r, ctx)?;
         }
     }
     r.finish()?;
     Ok((reason, properties))
 }
 
-fn reason_len(reason: ReasonCode, p: &Properties, v: ProtocolVersion) -> usize {
+fn reason_len(reason: ReasonCode, p: &Props, v: ProtocolVersion) -> usize {
     if !v.is_v5() {
         0
     } else if !p.is_empty() {
@@ -59,7 +59,7 @@ fn reason_len(reason: ReasonCode, p: &Properties, v: ProtocolVersion) -> usize {
 
 fn encode_reason(
     reason: ReasonCode,
-    p: &Properties,
+    p: &Props,
     v: ProtocolVersion,
     codes: &[u8],
     out: &mut BytesMut,

@@ -27,7 +27,7 @@ pub use codec::{Limits, decode};
 pub use connect::{ConnAck, Connect, Will};
 pub use disconnect::{Auth, Disconnect};
 pub use error::{DecodeError, EncodeError};
-pub use properties::Properties;
+pub use properties::{Properties, Props};
 pub use publish::Publish;
 pub use reason::ReasonCode;
 pub use subscribe::{

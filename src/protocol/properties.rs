@@ -160,6 +160,87 @@ pub struct Properties {
     pub shared_subscription_available: Option<u8>,
 }
 
+/// A packet's properties as a packet holds them: absent (no allocation) when empty, boxed
+/// otherwise, so every packet stays small — most packets carry no properties, and a 400-byte
+/// struct inside each one was copied on every decode. Reads go through `Deref` (an absent set
+/// reads as all `None`); writes through `DerefMut` allocate on first use.
+#[derive(Clone, Default)]
+pub struct Props(Option<Box<Properties>>);
+
+/// What an absent property set reads as.
+static NO_PROPERTIES: Properties = Properties::EMPTY;
+
+impl Props {
+    /// No properties.
+    pub const NONE: Self = Self(None);
+
+    /// True when no property is set.
+    pub fn is_empty(&self) -> bool {
+        self.0.as_ref().is_none_or(|p| p.is_empty())
+    }
+
+    /// The properties by value.
+    pub fn into_inner(self) -> Properties {
+        self.0.map_or_else(Properties::default, |b| *b)
+    }
+
+    pub(crate) fn decode(r: &mut Reader, ctx: Context) -> Result<Self, DecodeError> {
+        Properties::decode(r, ctx).map(Self::from)
+    }
+
+    /// Bytes of the whole property section: length prefix plus body.
+    pub fn encoded_len(&self) -> usize {
+        self.0.as_ref().map_or(1, |p| p.encoded_len())
+    }
+
+    pub(crate) fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        match &self.0 {
+            Some(p) => p.encode(out),
+            None => {
+                out.put_u8(0);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl From<Properties> for Props {
+    fn from(p: Properties) -> Self {
+        if p.is_empty() {
+            Self(None)
+        } else {
+            Self(Some(Box::new(p)))
+        }
+    }
+}
+
+impl std::ops::Deref for Props {
+    type Target = Properties;
+    fn deref(&self) -> &Properties {
+        self.0.as_deref().unwrap_or(&NO_PROPERTIES)
+    }
+}
+
+impl std::ops::DerefMut for Props {
+    fn deref_mut(&mut self) -> &mut Properties {
+        self.0.get_or_insert_with(Box::default)
+    }
+}
+
+impl PartialEq for Props {
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Props {}
+
+impl std::fmt::Debug for Props {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        (**self).fmt(f)
+    }
+}
+
 fn flag(r: &mut Reader) -> Result<u8, DecodeError> {
     match r.u8()? {
         v @ (0 | 1) => Ok(v),
@@ -175,14 +256,48 @@ fn non_zero_u16(r: &mut Reader, err: DecodeError) -> Result<u16, DecodeError> {
 }
 
 impl Properties {
+    /// No property set.
+    pub const EMPTY: Self = Self {
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        subscription_identifiers: Vec::new(),
+        session_expiry_interval: None,
+        assigned_client_identifier: None,
+        server_keep_alive: None,
+        authentication_method: None,
+        authentication_data: None,
+        request_problem_information: None,
+        will_delay_interval: None,
+        request_response_information: None,
+        response_information: None,
+        server_reference: None,
+        reason_string: None,
+        receive_maximum: None,
+        topic_alias_maximum: None,
+        topic_alias: None,
+        maximum_qos: None,
+        retain_available: None,
+        user_properties: Vec::new(),
+        maximum_packet_size: None,
+        wildcard_subscription_available: None,
+        subscription_identifier_available: None,
+        shared_subscription_available: None,
+    };
+
     /// True when no property is set (the section encodes as a single 0 byte).
     pub fn is_empty(&self) -> bool {
-        *self == Self::default()
+        self.body_len() == 0
     }
 
     /// Reads a property length and the properties it covers, enforcing the rules for `ctx`.
     pub(crate) fn decode(r: &mut Reader, ctx: Context) -> Result<Self, DecodeError> {
         let len = r.varint()? as usize;
+        if len == 0 {
+            return Ok(Self::default());
+        }
         let mut r = Reader::new(r.bytes(len)?);
         let mut p = Self::default();
         let allowed = ctx.allowed();

@@ -2,7 +2,7 @@
 //! writes straight into the caller's buffer with nothing allocated but buffer growth.
 
 use super::error::{self as rule, DecodeError, EncodeError};
-use super::properties::{Context, Properties};
+use super::properties::{Context, Props};
 use super::wire::{Reader, check_topic_name, put_binary};
 use super::{ByteStr, ProtocolVersion, QoS};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -17,7 +17,7 @@ pub struct Publish {
     pub topic: ByteStr,
     /// 0 for QoS 0 (no identifier on the wire), non-zero otherwise.
     pub packet_id: u16,
-    pub properties: Properties,
+    pub properties: Props,
     pub payload: Bytes,
 }
 
@@ -30,7 +30,7 @@ impl Publish {
             retain: false,
             topic,
             packet_id: 0,
-            properties: Properties::default(),
+            properties: Props::NONE,
             payload,
         }
     }
@@ -57,9 +57,9 @@ impl Publish {
             }
         };
         let properties = if version.is_v5() {
-            Properties::decode(&mut r, Context::Publish)?
+            Props::decode(&mut r, Context::Publish)?
         } else {
-            Properties::default()
+            Props::NONE
         };
         // v5 lets a Topic Alias stand in for the topic (section 3.3.2.3.4).
         if !(topic.is_empty() && properties.topic_alias.is_some()) {

@@ -1,7 +1,7 @@
 //! SUBSCRIBE, SUBACK, UNSUBSCRIBE and UNSUBACK (3.8-3.11).
 
 use super::error::{self as rule, DecodeError, EncodeError};
-use super::properties::{Context, Properties};
+use super::properties::{Context, Props};
 use super::reason::allowed;
 use super::wire::{Reader, put_binary};
 use super::{ByteStr, ProtocolVersion, QoS, ReasonCode};
@@ -75,7 +75,7 @@ pub struct Subscription {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscribe {
     pub packet_id: u16,
-    pub properties: Properties,
+    pub properties: Props,
     pub subscriptions: Vec<Subscription>,
 }
 
@@ -83,7 +83,7 @@ pub struct Subscribe {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubAck {
     pub packet_id: u16,
-    pub properties: Properties,
+    pub properties: Props,
     pub reason_codes: Vec<ReasonCode>,
 }
 
@@ -91,7 +91,7 @@ pub struct SubAck {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsubscribe {
     pub packet_id: u16,
-    pub properties: Properties,
+    pub properties: Props,
     pub filters: Vec<ByteStr>,
 }
 
@@ -99,7 +99,7 @@ pub struct Unsubscribe {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsubAck {
     pub packet_id: u16,
-    pub properties: Properties,
+    pub properties: Props,
     pub reason_codes: Vec<ReasonCode>,
 }
 
@@ -110,24 +110,19 @@ fn packet_id(r: &mut Reader) -> Result<u16, DecodeError> {
     }
 }
 
-fn properties(r: &mut Reader, v: ProtocolVersion, ctx: Context) -> Result<Properties, DecodeError> {
+fn properties(r: &mut Reader, v: ProtocolVersion, ctx: Context) -> Result<Props, DecodeError> {
     if v.is_v5() {
-        Properties::decode(r, ctx)
+        Props::decode(r, ctx)
     } else {
-        Ok(Properties::default())
+        Ok(Props::NONE)
     }
 }
 
-fn props_len(p: &Properties, v: ProtocolVersion) -> usize {
+fn props_len(p: &Props, v: ProtocolVersion) -> usize {
     if v.is_v5() { p.encoded_len() } else { 0 }
 }
 
-fn put_head(
-    out: &mut BytesMut,
-    id: u16,
-    p: &Properties,
-    v: ProtocolVersion,
-) -> Result<(), EncodeError> {
+fn put_head(out: &mut BytesMut, id: u16, p: &Props, v: ProtocolVersion) -> Result<(), EncodeError> {
     if id == 0 {
         return Err(EncodeError::PacketIdZero);
     }

@@ -1,6 +1,6 @@
 //! The application message as the broker routes it, and one subscriber's copy of it.
 
-use crate::protocol::{ByteStr, Properties, QoS};
+use crate::protocol::{ByteStr, Props, QoS};
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -13,7 +13,7 @@ pub struct Message {
     pub qos: QoS,
     pub retain: bool,
     /// v5 properties forwarded to subscribers (Topic Alias and Subscription Identifiers removed).
-    pub properties: Properties,
+    pub properties: Props,
     /// Client id of the publisher, for No Local; empty for will and system messages.
     pub publisher: Arc<str>,
 }

@@ -1,5 +1,5 @@
 use super::*;
-use crate::protocol::{ByteStr, Properties};
+use crate::protocol::ByteStr;
 use bytes::Bytes;
 use std::sync::Arc;
 
@@ -18,7 +18,7 @@ fn d(qos: QoS, n: u8) -> Delivery {
             payload: Bytes::from(vec![n]),
             qos,
             retain: false,
-            properties: Properties::default(),
+            properties: Default::default(),
             publisher: Arc::from(""),
         }),
         qos,

@@ -199,7 +199,7 @@ fn publish(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 retain,
                 topic,
                 packet_id: if qos == QoS::AtMostOnce { 0 } else { id },
-                properties: v5_only(v, props),
+                properties: v5_only(v, props).into(),
                 payload,
             })
         })
@@ -218,7 +218,7 @@ fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
             payload,
             qos,
             retain,
-            properties: v5_only(v, p),
+            properties: v5_only(v, p).into(),
         });
     (
         any::<bool>(),
@@ -241,7 +241,7 @@ fn connect(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                     protocol: v,
                     clean_start,
                     keep_alive,
-                    properties: v5_only(v, props),
+                    properties: v5_only(v, props).into(),
                     client_id,
                     will,
                     username,
@@ -265,7 +265,7 @@ fn ack(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
             let resp = |reason| PubResp {
                 packet_id,
                 reason,
-                properties: v5_only(v, p.clone()),
+                properties: v5_only(v, p.clone()).into(),
             };
             match kind {
                 0 => Packet::PubAck(resp(r1)),
@@ -336,7 +336,8 @@ fn subscriptions(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                             user_properties: up,
                             ..Properties::default()
                         },
-                    ),
+                    )
+                    .into(),
                     subscriptions: subs
                         .into_iter()
                         .map(|(filter, options)| Subscription { filter, options })
@@ -344,7 +345,7 @@ fn subscriptions(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                 }),
                 1 => Packet::SubAck(SubAck {
                     packet_id,
-                    properties: v5_only(v, rp),
+                    properties: v5_only(v, rp).into(),
                     reason_codes: codes,
                 }),
                 2 => Packet::Unsubscribe(Unsubscribe {
@@ -355,12 +356,13 @@ fn subscriptions(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
                             user_properties: up,
                             ..Properties::default()
                         },
-                    ),
+                    )
+                    .into(),
                     filters: subs.into_iter().map(|(f, _)| f).collect(),
                 }),
                 _ => Packet::UnsubAck(UnsubAck {
                     packet_id,
-                    properties: v5_only(v, rp),
+                    properties: v5_only(v, rp).into(),
                     reason_codes: if v.is_v5() { unsub_codes } else { Vec::new() },
                 }),
             },
@@ -416,15 +418,15 @@ fn control(v: ProtocolVersion) -> impl Strategy<Value = Packet> {
             2 => Packet::ConnAck(ConnAck {
                 session_present: sp && cc == 0,
                 reason: ReasonCode(cc),
-                properties: v5_only(v, cp),
+                properties: v5_only(v, cp).into(),
             }),
             3 => Packet::Disconnect(Disconnect {
                 reason: dr,
-                properties: v5_only(v, dp),
+                properties: v5_only(v, dp).into(),
             }),
             _ => Packet::Auth(Auth {
                 reason: ReasonCode(ar),
-                properties: ap,
+                properties: ap.into(),
             }),
         })
 }

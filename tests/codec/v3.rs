@@ -167,7 +167,7 @@ fn connack_reason_without_a_3_1_1_code_cannot_be_encoded() {
     let a = Packet::ConnAck(ConnAck {
         session_present: false,
         reason: ReasonCode::BANNED,
-        properties: Properties::default(),
+        properties: Default::default(),
     });
     let mut out = bytes::BytesMut::from(&b"kept"[..]);
     assert_eq!(
