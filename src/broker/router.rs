@@ -6,8 +6,6 @@ use super::{Broker, SubEntry, lock};
 use crate::protocol::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
 use crate::session::{Delivery, Enqueued, Message};
 use crate::topic::{parse_shared, validate_filter};
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use super::metrics::Metrics;
@@ -170,32 +168,33 @@ impl Broker {
             .subscriptions
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        let mut index: HashMap<&Arc<str>, usize> = HashMap::new();
         let mut targets: Vec<Target> = Vec::new();
         trie.for_each_match(&message.topic, |client, e| {
             if e.options.no_local && *client == message.publisher {
                 return; // [MQTT-3.8.3-3] of 5.0
             }
-            let qos = message.qos.min(e.options.qos);
-            let retain = e.options.retain_as_published && message.retain;
-            match index.entry(client) {
-                Entry::Occupied(i) => {
-                    let t = &mut targets[*i.get()];
-                    t.qos = t.qos.max(qos);
-                    t.retain |= retain;
-                    t.subscription_ids.extend(e.subscription_id);
-                }
-                Entry::Vacant(v) => {
-                    v.insert(targets.len());
-                    targets.push(Target {
-                        slot: e.slot.clone(),
-                        qos,
-                        retain,
-                        subscription_ids: e.subscription_id.into_iter().collect(),
-                    });
-                }
-            }
+            targets.push(Target {
+                slot: e.slot.clone(),
+                qos: message.qos.min(e.options.qos),
+                retain: e.options.retain_as_published && message.retain,
+                subscription_ids: e.subscription_id.into_iter().collect(),
+            });
         });
+        drop(trie);
+        // A session appears more than once only when several of its filters match. Sorting by
+        // session and merging neighbours costs no allocation (a hash map did, per PUBLISH).
+        if targets.len() > 1 {
+            targets.sort_unstable_by_key(|t| Arc::as_ptr(&t.slot));
+            targets.dedup_by(|dup, kept| {
+                if !Arc::ptr_eq(&dup.slot, &kept.slot) {
+                    return false;
+                }
+                kept.qos = kept.qos.max(dup.qos);
+                kept.retain |= dup.retain;
+                kept.subscription_ids.append(&mut dup.subscription_ids);
+                true
+            });
+        }
         targets
     }
 }

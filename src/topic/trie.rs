@@ -101,16 +101,17 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
 
     /// Calls `f` for every subscription whose filter matches `topic` (a valid topic name).
     pub fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(&'a K, &'a V)) {
-        let levels: Vec<&str> = super::levels(topic).collect();
         // [MQTT-4.7.2-1] wildcards at the first level do not match topics starting with '$'.
         let dollar = topic.starts_with('$');
-        walk(&self.root, &levels, dollar, &mut f);
+        walk(&self.root, Some(topic), dollar, &mut f);
     }
 }
 
+/// `rest` is the topic from this level on; `None` once every level is consumed. Walking the
+/// string instead of a collected `Vec` of levels keeps a lookup free of allocation.
 fn walk<'a, K, V>(
     node: &'a Node<K, V>,
-    levels: &[&str],
+    rest: Option<&str>,
     skip_wild: bool,
     f: &mut impl FnMut(&'a K, &'a V),
 ) {
@@ -118,11 +119,15 @@ fn walk<'a, K, V>(
         // `a/#` matches `a` itself and everything below it.
         node.hash.iter().for_each(|(k, v)| f(k, v));
     }
-    let Some((first, rest)) = levels.split_first() else {
+    let Some(rest) = rest else {
         node.here.iter().for_each(|(k, v)| f(k, v));
         return;
     };
-    if let Some(child) = node.children.get(*first) {
+    let (first, rest) = match rest.split_once('/') {
+        Some((first, tail)) => (first, Some(tail)),
+        None => (rest, None),
+    };
+    if let Some(child) = node.children.get(first) {
         walk(child, rest, false, f);
     }
     if !skip_wild && let Some(plus) = &node.plus {
