@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# Runs one roost-bench scenario against Roost and Mosquitto in turn (A B A B A B), each broker
+# freshly started and pinned to CPU 0, the bench pinned to CPU 1, and prints the medians and the
+# Roost/Mosquitto ratio of the scenario's main figures.
+#
+#   bench/compare.sh <scenario> [roost-bench options...]
+#   bench/compare.sh fanin --qos 1 --duration 10
+#   RUNS=5 METRICS="delivered_per_sec dropped_pct" bench/compare.sh fanout --subscribers 1000
+#
+# Environment: RUNS (per broker, default 3), METRICS (figure keys to compare; default depends
+# on the scenario), SKIP_BUILD=1 (use the binaries as they are), BROKER_CPU / BENCH_CPU (the
+# CPUs to pin to, default 0 and 1). Each run's JSON and the brokers' logs go to
+# target/bench/<scenario>-<time>/. The open-file limit is raised to the hard limit for both
+# brokers and the bench (needed by `conns`; this machine allows 20,000).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+if [[ $# -lt 1 ]]; then
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+fi
+scenario=$1
+shift
+runs=${RUNS:-3}
+broker_cpu=${BROKER_CPU:-0}
+bench_cpu=${BENCH_CPU:-1}
+roost_port=21884     # bench/roost-bench.toml
+mosquitto_port=21883 # bench/mosquitto.conf
+
+case $scenario in
+    fanin | fanout | shared) default_metrics="delivered_per_sec accepted_per_sec dropped_pct" ;;
+    latency) default_metrics="p50_us p99_us p999_us max_us" ;;
+    conns) default_metrics="connect_secs rss_per_conn_kib" ;;
+    *)
+        echo "unknown scenario '$scenario' (fanin, fanout, latency, conns, shared)" >&2
+        exit 2
+        ;;
+esac
+metrics="${METRICS:-$default_metrics} bench_cpu_pct broker_cpu_pct"
+
+command -v mosquitto >/dev/null || {
+    echo "mosquitto not found: apt-get install -y mosquitto mosquitto-clients" >&2
+    exit 1
+}
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    cargo build --release --quiet --bin roost --bin roost-bench
+fi
+ulimit -n "$(ulimit -Hn)"
+
+out=target/bench/$scenario-$(date +%Y%m%d-%H%M%S)
+mkdir -p "$out"
+echo "scenario: $scenario $*; $runs runs per broker; brokers on CPU $broker_cpu, bench on CPU $bench_cpu"
+echo "results: $out"
+
+# Waits until something listens on 127.0.0.1:$1 (at most 5 s).
+wait_port() {
+    for _ in $(seq 50); do
+        if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# One run: start the broker, run the bench against it, stop the broker.
+# Arguments: roost|mosquitto, the run number, then roost-bench's options.
+run_one() {
+    local broker=$1 i=$2 port cmd pid
+    shift 2
+    if [[ $broker == roost ]]; then
+        port=$roost_port
+        cmd=(target/release/roost -c bench/roost-bench.toml)
+    else
+        port=$mosquitto_port
+        cmd=(mosquitto -c bench/mosquitto.conf)
+    fi
+    taskset -c "$broker_cpu" "${cmd[@]}" >"$out/$broker-$i.log" 2>&1 &
+    pid=$!
+    if ! wait_port "$port"; then
+        echo "$broker did not start listening on $port; see $out/$broker-$i.log" >&2
+        kill "$pid" 2>/dev/null || true
+        return 1
+    fi
+    sleep 0.5 # let the listener's own start-up settle before the RSS baseline
+    if taskset -c "$bench_cpu" target/release/roost-bench "$scenario" --port "$port" \
+        --broker-pid "$pid" --json "$@" >"$out/$broker-$i.json" 2>"$out/$broker-$i.progress"; then
+        echo "  $broker run $i: ok"
+    else
+        echo "  $broker run $i: failed: $(tail -n 1 "$out/$broker-$i.progress")"
+        rm -f "$out/$broker-$i.json"
+    fi
+    kill "$pid"
+    wait "$pid" 2>/dev/null || true
+    sleep 1 # sockets of the finished run close before the next broker starts
+}
+
+for i in $(seq "$runs"); do
+    run_one roost "$i" "$@"
+    run_one mosquitto "$i" "$@"
+done
+
+# The value of figures.<key> in each of a broker's JSON files, one per line.
+values() {
+    local broker=$1 key=$2 f
+    for f in "$out/$broker"-*.json; do
+        [[ -e $f ]] || continue
+        sed -n "s/.*\"$key\":\(-\{0,1\}[0-9][0-9.eE+-]*\).*/\1/p" "$f"
+    done
+}
+
+# Median of numbers on stdin; empty if none.
+median() {
+    sort -g | awk '{ v[NR] = $1 } END {
+        if (NR == 0) exit
+        if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2
+    }'
+}
+
+echo
+printf '%-20s %16s %16s %10s   %s\n' figure roost mosquitto ratio "runs (roost | mosquitto)"
+for key in $metrics; do
+    r=$(values roost "$key" | median)
+    m=$(values mosquitto "$key" | median)
+    ratio=$(awk -v r="$r" -v m="$m" 'BEGIN {
+        if (r == "" || m == "" || m + 0 == 0) print "n/a"; else printf "%.2f", r / m }')
+    printf '%-20s %16s %16s %10s   %s | %s\n' "$key" "${r:-n/a}" "${m:-n/a}" "$ratio" \
+        "$(values roost "$key" | tr '\n' ' ')" "$(values mosquitto "$key" | tr '\n' ' ')"
+done
