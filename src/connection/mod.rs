@@ -23,8 +23,9 @@ use tokio::time::Instant;
 /// buffer stays bounded; the rest waits in its session queue.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 
-/// Room kept free in the read buffer before each read: a busy publisher's packets then arrive
-/// many per syscall (with 1 KiB, reads returned ~13 small PUBLISHes each).
+/// Room made in the read buffer once a read fills all the room there was: a busy publisher's
+/// packets then arrive many per syscall (with 1 KiB, reads returned ~13 small PUBLISHes each),
+/// while an idle connection keeps its small buffer.
 const READ_CHUNK: usize = 16 * 1024;
 
 /// The state of an established connection.
@@ -74,6 +75,8 @@ impl Connection {
         let kick = self.link.kick.clone();
         let slot = self.slot.clone();
         let mut last_packet = Instant::now();
+        // Whether the last read filled the buffer: more is probably waiting.
+        let mut busy = false;
         let close = loop {
             if let Err(close) = self.fill_outbound() {
                 break close;
@@ -86,7 +89,8 @@ impl Connection {
                     None => std::future::pending().await,
                 }
             };
-            if inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
+            let room = inbuf.capacity() - inbuf.len();
+            if busy && room < READ_CHUNK / 4 {
                 inbuf.reserve(READ_CHUNK);
             }
             tokio::select! {
@@ -94,7 +98,8 @@ impl Connection {
                 _ = shutdown.wait_for(|down| *down) => break Close::ServerShutdown,
                 read = rd.read_buf(&mut inbuf) => match read {
                     Ok(0) => break Close::SocketClosed,
-                    Ok(_) => {
+                    Ok(n) => {
+                        busy = n >= room;
                         last_packet = Instant::now();
                         if let Err(close) = self.handle_input(&mut inbuf) {
                             break close;
