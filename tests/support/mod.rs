@@ -56,6 +56,9 @@ impl Raw {
     /// Opens a TCP connection without sending anything.
     pub async fn open(addr: SocketAddr, version: ProtocolVersion) -> Self {
         let stream = TcpStream::connect(addr).await.expect("connect");
+        // As real MQTT clients do: without it, a small packet written after a large one waits
+        // for the peer's delayed ACK (Nagle), ~40 ms per exchange.
+        stream.set_nodelay(true).expect("TCP_NODELAY");
         Self {
             stream,
             version,
@@ -475,6 +478,7 @@ impl Raw {
     /// Wraps an already connected stream (one opened with socket options of its own, say)
     /// without sending anything.
     pub fn from_stream(stream: TcpStream, version: ProtocolVersion) -> Self {
+        stream.set_nodelay(true).expect("TCP_NODELAY");
         Self {
             stream,
             version,
