@@ -129,7 +129,7 @@ impl Connection {
         Ok(())
     }
 
-    /// Routes a client's PUBLISH; returns how many sessions it matched.
+    /// Routes a client's PUBLISH (or its will); returns how many sessions it matched.
     fn route(&self, p: Publish) -> usize {
         let mut properties = p.properties;
         // Guarded: a write through `DerefMut` would allocate a set for a PUBLISH without one.
@@ -233,13 +233,14 @@ impl Connection {
         if properties.will_delay_interval.is_some() {
             properties.will_delay_interval = None;
         }
-        self.broker.publish(Message {
-            topic: will.topic,
-            payload: will.payload,
+        self.route(Publish {
+            dup: false,
             qos: will.qos,
             retain: will.retain,
+            topic: will.topic,
+            packet_id: 0,
             properties,
-            publisher: self.client_id.clone(),
+            payload: will.payload,
         });
     }
 }
