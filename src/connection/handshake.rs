@@ -242,6 +242,7 @@ async fn establish<W: AsyncWrite + Unpin>(
         will: connect.will,
         client_max_packet: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
         out: BytesMut::new(),
+        batch: Vec::new(),
     };
     conn.write_packet(Packet::ConnAck(ack));
     conn.resend_inflight();

@@ -45,6 +45,8 @@ struct Connection {
     client_max_packet: usize,
     /// Outgoing bytes not yet written.
     out: BytesMut,
+    /// Packets taken from the session under its lock, encoded after it is released.
+    batch: Vec<crate::session::Outgoing>,
 }
 
 /// Serves one client connection until it closes.

@@ -43,7 +43,8 @@ impl Connection {
     /// Moves queued messages into the write buffer while the in-flight window and the buffer's
     /// high-water mark allow. Stops if another connection has taken the session over.
     pub(super) fn fill_outbound(&mut self) -> Result<(), Close> {
-        let mut batch = Vec::new();
+        // Reused across rounds: no allocation per wake-up once it has grown.
+        let mut batch = std::mem::take(&mut self.batch);
         {
             let mut st = lock(&self.slot.state);
             if st.conn.as_ref().map(|c| c.id) != Some(self.link.id) {
@@ -62,9 +63,10 @@ impl Connection {
                 batch.push(o);
             }
         }
-        for o in batch {
+        for o in batch.drain(..) {
             self.write_outgoing(o);
         }
+        self.batch = batch;
         Ok(())
     }
 
