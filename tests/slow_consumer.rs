@@ -112,3 +112,43 @@ async fn a_stalled_subscriber_fills_only_its_own_queue() {
     );
     b.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_unthrottled_qos1_publisher_cannot_grow_a_stalled_sessions_queue() {
+    // 2,000 QoS 1 messages of 1 KiB in one write, as fast as the broker reads them, to a
+    // subscriber that reads nothing: the broker keeps at most QUEUE_LIMIT of them queued (plus
+    // its in-flight window) and drops the rest, and the publisher is acknowledged throughout.
+    const SENT: u16 = 2_000;
+    let b = start_with(|c| c.sessions.max_queued_messages = QUEUE_LIMIT).await;
+    let broker = b.server.broker().clone();
+    let mut stalled = stalled_subscriber(&b).await;
+    stalled.subscribe("flood/#", QoS::AtLeastOnce).await;
+    let mut publisher = Raw::connect(b.addr, V3_1_1, "unthrottled", true).await;
+    let mut out = BytesMut::new();
+    for id in 1..=SENT {
+        let p = publish_packet("flood/q1", &payload(id.into()), QoS::AtLeastOnce, false, id);
+        Packet::Publish(p).encode(V3_1_1, &mut out).unwrap();
+    }
+    publisher.send_bytes(&out).await;
+    // Every PUBLISH is acknowledged, in order, while the subscriber is stalled.
+    for id in 1..=SENT {
+        match publisher.recv().await {
+            Packet::PubAck(a) => assert_eq!(a.packet_id, id),
+            other => panic!("expected PUBACK {id}, got {other:?}"),
+        }
+    }
+    let (queued, inflight) = broker.queue_depth("stalled").expect("session exists");
+    let max_inflight = usize::from(broker.config().limits.max_inflight);
+    assert!(queued <= QUEUE_LIMIT, "queue bounded: {queued} queued");
+    assert!(
+        inflight <= max_inflight,
+        "window bounded: {inflight} in flight"
+    );
+    let dropped = Metrics::get(&broker.metrics().messages_dropped) as usize;
+    assert!(
+        dropped >= usize::from(SENT) - QUEUE_LIMIT - max_inflight - 100,
+        "the rest was dropped and counted ({dropped}); at most ~100 fit in socket buffers"
+    );
+    drop(stalled);
+    b.server.shutdown().await;
+}

@@ -161,6 +161,14 @@ impl Broker {
         self.unsubscribe_all(&slot.client_id, &filters);
     }
 
+    /// Messages queued and QoS 1/2 messages in flight for `client_id`'s session, if it has one
+    /// (for operators and tests: the queue is bounded by `sessions.max_queued_messages`).
+    pub fn queue_depth(&self, client_id: &str) -> Option<(usize, usize)> {
+        let slot = lock(&self.inner.sessions).get(client_id).cloned()?;
+        let st = lock(&slot.state);
+        Some((st.session.queued(), st.session.inflight()))
+    }
+
     /// Whether `client_id` has a session (connected or not).
     pub fn has_session(&self, client_id: &str) -> bool {
         lock(&self.inner.sessions).contains_key(client_id)
