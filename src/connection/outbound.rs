@@ -81,7 +81,10 @@ impl Connection {
                 dup,
             } => {
                 let publish = self.publish_for(&delivery, packet_id, dup);
-                if publish.encoded_len(self.version) > self.client_max_packet {
+                // Measured only for clients that set a limit: it walks the packet once more.
+                if self.client_max_packet != usize::MAX
+                    && publish.encoded_len(self.version) > self.client_max_packet
+                {
                     // [MQTT-3.1.2-25] too large for the client: discard as if it was delivered.
                     if packet_id != 0 {
                         lock(&self.slot.state).session.abandon(packet_id);

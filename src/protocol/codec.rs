@@ -179,8 +179,7 @@ impl Packet {
     /// The size of the whole encoded packet, to check it against a peer's Maximum Packet Size
     /// before encoding it.
     pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
-        let remaining = self.remaining_len(version);
-        1 + varint_len(remaining.min(VARINT_MAX as usize) as u32) + remaining
+        total_len(self.remaining_len(version))
     }
 
     /// Appends the packet, encoded for `version`, to `out`. On error `out` is left as it was.
@@ -218,8 +217,7 @@ impl Packet {
 impl Publish {
     /// The size of the encoded PUBLISH, fixed header included.
     pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
-        let remaining = self.remaining_len(version);
-        1 + varint_len(remaining.min(VARINT_MAX as usize) as u32) + remaining
+        total_len(self.remaining_len(version))
     }
 
     /// Encodes this PUBLISH without wrapping it in a [`Packet`] (the broker's hot path).
@@ -232,4 +230,9 @@ impl Publish {
         }
         result
     }
+}
+
+/// Whole packet size for a remaining length: first byte, length bytes, body.
+fn total_len(remaining: usize) -> usize {
+    1 + varint_len(remaining.min(VARINT_MAX as usize) as u32) + remaining
 }
