@@ -1,6 +1,7 @@
 //! Counters the broker keeps (a Prometheus endpoint comes with the operations issue).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Instant;
 
 /// Broker-wide counters. Relaxed atomics: they are statistics, not synchronisation.
 #[derive(Debug, Default)]
@@ -20,8 +21,65 @@ impl Metrics {
         counter.fetch_add(1, Relaxed);
     }
 
+    /// Adds `n` to a counter (callers batch their counts: one atomic add per batch, not per
+    /// message, keeps the counter's cache line from bouncing between cores).
+    pub fn add(counter: &AtomicU64, n: u64) {
+        if n > 0 {
+            counter.fetch_add(n, Relaxed);
+        }
+    }
+
     /// Reads a counter.
     pub fn get(counter: &AtomicU64) -> u64 {
         counter.load(Relaxed)
+    }
+}
+
+/// Rate-limits the "queue full" warning: when one hot topic overloads a thousand subscribers at
+/// once, the log gets one line a second naming one of them and counting the others, not a
+/// thousand lines.
+#[derive(Debug)]
+pub struct OverloadLog {
+    started: Instant,
+    /// Milliseconds after `started` of the last line written; `u64::MAX` before the first.
+    last_ms: AtomicU64,
+    /// Sessions that began dropping since the last line.
+    suppressed: AtomicU64,
+}
+
+impl Default for OverloadLog {
+    fn default() -> Self {
+        Self {
+            started: Instant::now(),
+            last_ms: AtomicU64::new(u64::MAX),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+}
+
+impl OverloadLog {
+    /// At most one line a second.
+    const INTERVAL_MS: u64 = 1000;
+
+    /// Notes that `client_id`'s queue just filled and logs if a line is due.
+    pub fn queue_full(&self, client_id: &str) {
+        let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
+        let last = self.last_ms.load(Relaxed);
+        let due = last == u64::MAX || now.saturating_sub(last) >= Self::INTERVAL_MS;
+        if !due
+            || self
+                .last_ms
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_err()
+        {
+            self.suppressed.fetch_add(1, Relaxed);
+            return;
+        }
+        let others = self.suppressed.swap(0, Relaxed);
+        tracing::warn!(
+            client_id,
+            others_since_last_warning = others,
+            "session queue full: dropping messages for this client until it drains"
+        );
     }
 }

@@ -7,7 +7,7 @@ mod metrics;
 mod registry;
 mod router;
 
-pub use metrics::Metrics;
+pub use metrics::{Metrics, OverloadLog};
 pub use registry::{Attached, ConnectionLink, SessionSlot, SlotState};
 pub use router::SubscribeOutcome;
 
@@ -41,6 +41,7 @@ struct Inner {
     subscriptions: RwLock<SubscriptionTrie<Arc<str>, SubEntry>>,
     retained: Mutex<RetainedTree<Arc<Message>>>,
     metrics: Metrics,
+    overload_log: OverloadLog,
     /// Flipped to true once when the server shuts down; every connection watches it.
     shutdown: watch::Sender<bool>,
 }
@@ -56,6 +57,7 @@ impl Broker {
                 subscriptions: RwLock::new(SubscriptionTrie::new()),
                 retained: Mutex::default(),
                 metrics: Metrics::default(),
+                overload_log: OverloadLog::default(),
                 shutdown,
             }),
         }

@@ -4,7 +4,7 @@
 
 use super::{Broker, SubEntry, lock};
 use crate::protocol::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
-use crate::session::{Delivery, Enqueued, Message};
+use crate::session::{Delivery, Enqueued, Message, SubscriptionIds};
 use crate::topic::{parse_shared, validate_filter};
 use std::sync::Arc;
 
@@ -20,12 +20,19 @@ pub struct SubscribeOutcome {
     pub retained: Vec<Delivery>,
 }
 
+thread_local! {
+    /// The targets of the PUBLISH being routed on this thread (empty between calls).
+    static TARGETS: std::cell::RefCell<Vec<Target>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// One session's share of a PUBLISH while the match is being collected.
 struct Target {
     slot: Arc<SessionSlot>,
+    /// The highest QoS granted by the session's matching subscriptions.
     qos: QoS,
-    retain: bool,
-    subscription_ids: Vec<u32>,
+    /// Whether any of them asked for Retain As Published.
+    retain_as_published: bool,
+    subscription_ids: SubscriptionIds,
 }
 
 impl Broker {
@@ -80,7 +87,7 @@ impl Broker {
                     message: m.clone(),
                     qos: m.qos.min(granted),
                     retain: true, // [MQTT-3.3.1-8]
-                    subscription_ids: subscription_id.into_iter().collect(),
+                    subscription_ids: SubscriptionIds::one(subscription_id),
                 });
             });
         }
@@ -121,80 +128,99 @@ impl Broker {
     /// Routes a message: updates the retained store if it is retained, then offers it to every
     /// matching session. Returns how many sessions it matched.
     pub fn publish(&self, message: Message) -> usize {
-        let message = Arc::new(message);
-        if message.retain && self.config().limits.retain_available {
+        self.publish_run(&[Arc::new(message)])
+    }
+
+    /// Routes a run of messages that share one topic and one publisher, in order: the matching
+    /// is done once, and each matching session is locked and woken once for the whole run. A
+    /// device's burst of telemetry arrives as such runs, many to a read. Returns how many
+    /// sessions the topic matched.
+    pub fn publish_run(&self, run: &[Arc<Message>]) -> usize {
+        let Some(first) = run.first() else { return 0 };
+        debug_assert!(run.iter().all(|m| m.topic == first.topic));
+        if self.config().limits.retain_available && run.iter().any(|m| m.retain) {
             let mut retained = lock(&self.inner.retained);
-            if message.payload.is_empty() {
-                retained.remove(&message.topic); // [MQTT-3.3.1-10]
-            } else {
-                retained.insert(&message.topic, message.clone());
-            }
-        }
-        let targets = self.match_targets(&message);
-        let matched = targets.len();
-        for t in targets {
-            let delivery = Delivery {
-                message: message.clone(),
-                qos: t.qos,
-                retain: t.retain,
-                subscription_ids: t.subscription_ids,
-            };
-            let mut st = lock(&t.slot.state);
-            let online = st.conn.is_some();
-            let outcome = st.session.enqueue(delivery, online);
-            drop(st);
-            match outcome {
-                Enqueued::Queued if online => t.slot.wake.notify_one(),
-                Enqueued::Queued | Enqueued::Skipped => {}
-                Enqueued::Dropped { first } => {
-                    Metrics::inc(&self.metrics().messages_dropped);
-                    if first {
-                        tracing::warn!(
-                            client_id = %t.slot.client_id,
-                            "session queue full: dropping messages for this client until it drains"
-                        );
-                    }
+            for m in run.iter().filter(|m| m.retain) {
+                if m.payload.is_empty() {
+                    retained.remove(&m.topic); // [MQTT-3.3.1-10]
+                } else {
+                    retained.insert(&m.topic, m.clone());
                 }
             }
         }
+        // One vector per thread, reused: collecting a thousand targets into a fresh vector grew
+        // it ten times per PUBLISH, and the allocator handed back freshly zeroed pages each time.
+        let mut targets = TARGETS.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        self.match_targets(first, &mut targets);
+        let matched = targets.len();
+        let mut dropped = 0;
+        for t in targets.drain(..) {
+            let mut st = lock(&t.slot.state);
+            let online = st.conn.is_some();
+            // The connection drains its whole queue on every turn of its loop, so only a queue
+            // that was empty can have a connection asleep on it: one wake per run at most.
+            let was_empty = st.session.queued() == 0;
+            let mut first_drop = false;
+            for m in run {
+                let delivery = Delivery {
+                    message: m.clone(),
+                    qos: m.qos.min(t.qos),
+                    retain: t.retain_as_published && m.retain,
+                    subscription_ids: t.subscription_ids.clone(),
+                };
+                if let Enqueued::Dropped { first } = st.session.enqueue(delivery, online) {
+                    dropped += 1;
+                    first_drop |= first;
+                }
+            }
+            let wake = online && was_empty && st.session.queued() > 0;
+            drop(st);
+            if wake {
+                t.slot.wake.notify_one();
+            }
+            if first_drop {
+                self.inner.overload_log.queue_full(&t.slot.client_id);
+            }
+        }
+        Metrics::add(&self.metrics().messages_dropped, dropped);
+        TARGETS.with(|t| *t.borrow_mut() = targets);
         matched
     }
 
     /// One target per session: overlapping subscriptions collapse to the highest granted QoS,
     /// carrying every matching Subscription Identifier [MQTT-3.3.5-1, MQTT-3.3.4-3..4].
-    fn match_targets(&self, message: &Message) -> Vec<Target> {
+    fn match_targets(&self, message: &Message, targets: &mut Vec<Target>) {
         let trie = self
             .inner
             .subscriptions
             .read()
             .unwrap_or_else(|e| e.into_inner());
-        let mut targets: Vec<Target> = Vec::new();
-        trie.for_each_match(&message.topic, |client, e| {
+        let sets = trie.for_each_match(&message.topic, |client, e| {
             if e.options.no_local && *client == message.publisher {
                 return; // [MQTT-3.8.3-3] of 5.0
             }
             targets.push(Target {
                 slot: e.slot.clone(),
-                qos: message.qos.min(e.options.qos),
-                retain: e.options.retain_as_published && message.retain,
-                subscription_ids: e.subscription_id.into_iter().collect(),
+                qos: e.options.qos,
+                retain_as_published: e.options.retain_as_published,
+                subscription_ids: SubscriptionIds::one(e.subscription_id),
             });
         });
         drop(trie);
-        // A session appears more than once only when several of its filters match. Sorting by
-        // session and merging neighbours costs no allocation (a hash map did, per PUBLISH).
-        if targets.len() > 1 {
+        // A session appears more than once only when several of its filters match, so only when
+        // several filters' sets matched. Sorting by session and merging neighbours costs no
+        // allocation (a hash map did, per PUBLISH).
+        if sets > 1 && targets.len() > 1 {
             targets.sort_unstable_by_key(|t| Arc::as_ptr(&t.slot));
             targets.dedup_by(|dup, kept| {
                 if !Arc::ptr_eq(&dup.slot, &kept.slot) {
                     return false;
                 }
                 kept.qos = kept.qos.max(dup.qos);
-                kept.retain |= dup.retain;
+                kept.retain_as_published |= dup.retain_as_published;
                 kept.subscription_ids.append(&mut dup.subscription_ids);
                 true
             });
         }
-        targets
     }
 }

@@ -6,6 +6,10 @@ use crate::protocol::{
     Disconnect, Packet, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::session::{Delivery, Message};
+use std::sync::Arc;
+
+/// Most messages routed as one run: bounds how long the first of them waits for the last.
+const MAX_RUN: usize = 256;
 
 fn protocol(reason: ReasonCode, what: &'static str) -> Close {
     Close::Protocol { reason, what }
@@ -13,6 +17,10 @@ fn protocol(reason: ReasonCode, what: &'static str) -> Close {
 
 impl Connection {
     pub(super) fn dispatch(&mut self, packet: Packet) -> Result<(), Close> {
+        if !matches!(&packet, Packet::Publish(p) if p.qos != QoS::ExactlyOnce) {
+            // Whatever this packet does must come after the messages received before it.
+            self.flush_run();
+        }
         match packet {
             Packet::Publish(p) => self.on_publish(p)?,
             Packet::PubAck(a) => {
@@ -100,12 +108,16 @@ impl Connection {
         let packet_id = p.packet_id;
         let qos = p.qos;
         match qos {
-            QoS::AtMostOnce => {
-                self.route(p);
-            }
-            QoS::AtLeastOnce => {
-                let matched = self.route(p);
-                self.ack(Packet::PubAck, packet_id, matched_reason(matched));
+            QoS::AtMostOnce | QoS::AtLeastOnce => {
+                if self.run.first().is_some_and(|m| m.topic != p.topic) || self.run.len() >= MAX_RUN
+                {
+                    self.flush_run();
+                }
+                if qos == QoS::AtLeastOnce {
+                    self.run_acks.push(packet_id);
+                }
+                let message = self.message(p);
+                self.run.push(Arc::new(message));
             }
             QoS::ExactlyOnce => {
                 let (first, pending) = {
@@ -129,21 +141,42 @@ impl Connection {
         Ok(())
     }
 
-    /// Routes a client's PUBLISH (or its will); returns how many sessions it matched.
+    /// Routes the QoS 0 and 1 messages received since the last flush (one topic), then sends
+    /// their PUBACKs: an acknowledgement says the message was accepted, so it follows routing.
+    pub(super) fn flush_run(&mut self) {
+        if self.run.is_empty() {
+            return;
+        }
+        let matched = self.broker.publish_run(&self.run);
+        self.run.clear();
+        let acks = std::mem::take(&mut self.run_acks);
+        for &packet_id in &acks {
+            self.ack(Packet::PubAck, packet_id, matched_reason(matched));
+        }
+        self.run_acks = acks;
+        self.run_acks.clear();
+    }
+
+    /// Routes a client's PUBLISH (or its will) on its own; returns how many sessions it matched.
     fn route(&self, p: Publish) -> usize {
+        self.broker.publish(self.message(p))
+    }
+
+    /// The message a client's PUBLISH (or its will) becomes.
+    fn message(&self, p: Publish) -> Message {
         let mut properties = p.properties;
         // Guarded: a write through `DerefMut` would allocate a set for a PUBLISH without one.
         if properties.topic_alias.is_some() {
             properties.topic_alias = None;
         }
-        self.broker.publish(Message {
+        Message {
             topic: p.topic,
             payload: p.payload,
             qos: p.qos,
             retain: p.retain,
             properties,
             publisher: self.client_id.clone(),
-        })
+        }
     }
 
     fn on_subscribe(&mut self, s: Subscribe) -> Result<(), Close> {

@@ -243,6 +243,8 @@ async fn establish<W: AsyncWrite + Unpin>(
         client_max_packet: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
         out: BytesMut::new(),
         batch: Vec::new(),
+        run: Vec::new(),
+        run_acks: Vec::new(),
     };
     conn.write_packet(Packet::ConnAck(ack));
     conn.resend_inflight();

@@ -47,6 +47,10 @@ struct Connection {
     out: BytesMut,
     /// Packets taken from the session under its lock, encoded after it is released.
     batch: Vec<crate::session::Outgoing>,
+    /// QoS 0 and 1 messages received with one topic, not yet routed (see `flush_run`).
+    run: Vec<Arc<crate::session::Message>>,
+    /// Packet ids of the QoS 1 messages in `run`, to acknowledge once it is routed.
+    run_acks: Vec<u16>,
 }
 
 /// Serves one client connection until it closes.
@@ -122,14 +126,22 @@ impl Connection {
     }
 
     /// Decodes and handles every whole packet in `inbuf`.
+    /// The messages among them are routed in runs (see `flush_run`); every run is routed before
+    /// this returns, also when a bad packet ends the connection.
     fn handle_input(&mut self, inbuf: &mut BytesMut) -> Result<(), Close> {
-        loop {
+        let result = loop {
             match crate::protocol::decode(inbuf, self.version, &self.limits) {
-                Ok(Some(packet)) => self.dispatch(packet)?,
-                Ok(None) => return Ok(()),
-                Err(e) => return Err(Close::Decode(e)),
+                Ok(Some(packet)) => {
+                    if let Err(close) = self.dispatch(packet) {
+                        break Err(close);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(Close::Decode(e)),
             }
-        }
+        };
+        self.flush_run();
+        result
     }
 
     /// Ends the connection: tells a v5 client why (when the server closes it), publishes the

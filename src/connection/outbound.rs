@@ -3,8 +3,12 @@
 
 use super::{Close, Connection, WRITE_HIGH_WATER};
 use crate::broker::{Metrics, lock};
-use crate::protocol::{Disconnect, Packet, Props, PubResp, Publish, QoS, ReasonCode};
+use crate::protocol::{
+    Disconnect, EncodeError, Packet, PlainPublish, Props, ProtocolVersion, PubResp, Publish, QoS,
+    ReasonCode,
+};
 use crate::session::{Delivery, Message, Outgoing};
+use bytes::BytesMut;
 
 impl Connection {
     /// Appends a packet to the write buffer. Packets the broker builds always encode; a failure
@@ -35,9 +39,8 @@ impl Connection {
     /// Resends, with DUP, what the session had in flight when the client last left.
     pub(super) fn resend_inflight(&mut self) {
         let resend = lock(&self.slot.state).session.resend();
-        for o in resend {
-            self.write_outgoing(o);
-        }
+        let delivered: u64 = resend.into_iter().map(|o| self.write_outgoing(o)).sum();
+        Metrics::add(&self.broker.metrics().messages_delivered, delivered);
     }
 
     /// Moves queued messages into the write buffer while the in-flight window and the buffer's
@@ -63,42 +66,74 @@ impl Connection {
                 batch.push(o);
             }
         }
+        let mut delivered = 0;
         for o in batch.drain(..) {
-            self.write_outgoing(o);
+            delivered += self.write_outgoing(o);
         }
         self.batch = batch;
+        Metrics::add(&self.broker.metrics().messages_delivered, delivered);
         Ok(())
     }
 
-    fn write_outgoing(&mut self, o: Outgoing) {
-        match o {
+    /// Writes one packet the session released; returns 1 if it was a PUBLISH that went out.
+    fn write_outgoing(&mut self, o: Outgoing) -> u64 {
+        let (packet_id, delivery, dup) = match o {
             Outgoing::PubRel { packet_id } => {
-                self.ack(Packet::PubRel, packet_id, ReasonCode::SUCCESS)
+                self.ack(Packet::PubRel, packet_id, ReasonCode::SUCCESS);
+                return 0;
             }
             Outgoing::Publish {
                 packet_id,
                 delivery,
                 dup,
-            } => {
-                let publish = self.publish_for(&delivery, packet_id, dup);
-                // Measured only for clients that set a limit: it walks the packet once more.
-                if self.client_max_packet != usize::MAX
-                    && publish.encoded_len(self.version) > self.client_max_packet
-                {
-                    // [MQTT-3.1.2-25] too large for the client: discard as if it was delivered.
-                    if packet_id != 0 {
-                        lock(&self.slot.state).session.abandon(packet_id);
-                    }
-                    Metrics::inc(&self.broker.metrics().messages_dropped);
-                    return;
-                }
-                if let Err(e) = publish.encode(self.version, &mut self.out) {
-                    tracing::error!(client_id = %self.client_id, "cannot encode PUBLISH: {e}");
-                    return;
-                }
-                Metrics::inc(&self.broker.metrics().messages_delivered);
+            } => (packet_id, delivery, dup),
+        };
+        let m: &Message = &delivery.message;
+        // Most messages carry no properties: those are written straight from the shared message.
+        let plain = !self.version.is_v5()
+            || (m.properties.is_empty() && delivery.subscription_ids.is_empty());
+        let written = if plain {
+            let p = PlainPublish {
+                dup: dup && delivery.qos != QoS::AtMostOnce,
+                qos: delivery.qos,
+                retain: delivery.retain,
+                topic: &m.topic,
+                packet_id,
+                payload: &m.payload,
+            };
+            self.encode_within_limit(packet_id, |v| p.encoded_len(v), |v, out| p.encode(v, out))
+        } else {
+            let p = self.publish_for(&delivery, packet_id, dup);
+            self.encode_within_limit(packet_id, |v| p.encoded_len(v), |v, out| p.encode(v, out))
+        };
+        match written {
+            Ok(true) => 1,
+            Ok(false) => 0,
+            Err(e) => {
+                tracing::error!(client_id = %self.client_id, "cannot encode PUBLISH: {e}");
+                0
             }
         }
+    }
+
+    /// Encodes a PUBLISH unless it exceeds the client's Maximum Packet Size; returns whether it
+    /// was written.
+    fn encode_within_limit(
+        &mut self,
+        packet_id: u16,
+        len: impl Fn(ProtocolVersion) -> usize,
+        encode: impl Fn(ProtocolVersion, &mut BytesMut) -> Result<(), EncodeError>,
+    ) -> Result<bool, EncodeError> {
+        // Measured only for clients that set a limit: it walks the packet once more.
+        if self.client_max_packet != usize::MAX && len(self.version) > self.client_max_packet {
+            // [MQTT-3.1.2-25] too large for the client: discard as if it was delivered.
+            if packet_id != 0 {
+                lock(&self.slot.state).session.abandon(packet_id);
+            }
+            Metrics::inc(&self.broker.metrics().messages_dropped);
+            return Ok(false);
+        }
+        encode(self.version, &mut self.out).map(|()| true)
     }
 
     fn publish_for(&self, d: &Delivery, packet_id: u16, dup: bool) -> Publish {
@@ -108,7 +143,7 @@ impl Connection {
             // Only touch the identifiers when there are some: writing through `DerefMut`
             // would allocate a property set for a message that has none.
             if !d.subscription_ids.is_empty() || !p.subscription_identifiers.is_empty() {
-                p.subscription_identifiers.clone_from(&d.subscription_ids);
+                p.subscription_identifiers = d.subscription_ids.to_vec();
             }
             p
         } else {

@@ -233,6 +233,6 @@ impl Publish {
 }
 
 /// Whole packet size for a remaining length: first byte, length bytes, body.
-fn total_len(remaining: usize) -> usize {
+pub(crate) fn total_len(remaining: usize) -> usize {
     1 + varint_len(remaining.min(VARINT_MAX as usize) as u32) + remaining
 }

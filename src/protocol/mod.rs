@@ -28,7 +28,7 @@ pub use connect::{ConnAck, Connect, Will};
 pub use disconnect::{Auth, Disconnect};
 pub use error::{DecodeError, EncodeError};
 pub use properties::{Properties, Props};
-pub use publish::Publish;
+pub use publish::{PlainPublish, Publish};
 pub use reason::ReasonCode;
 pub use subscribe::{
     RetainHandling, SubAck, Subscribe, Subscription, SubscriptionOptions, UnsubAck, Unsubscribe,

@@ -3,7 +3,7 @@
 
 use super::error::{self as rule, DecodeError, EncodeError};
 use super::properties::{Context, Props};
-use super::wire::{Reader, check_topic_name, put_binary};
+use super::wire::{Reader, check_topic_name, put_binary, put_header};
 use super::{ByteStr, ProtocolVersion, QoS};
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -117,6 +117,60 @@ impl Publish {
         {
             return Err(rule::PAYLOAD_NOT_UTF8);
         }
+        Ok(())
+    }
+}
+
+/// A PUBLISH with no properties, encoded from borrowed parts: the fan-out path writes one
+/// message to many subscribers without cloning its topic and payload handles, since each clone
+/// and drop is an atomic on a reference count that every subscriber of the message shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlainPublish<'a> {
+    pub dup: bool,
+    pub qos: QoS,
+    pub retain: bool,
+    pub topic: &'a str,
+    /// 0 for QoS 0, non-zero otherwise.
+    pub packet_id: u16,
+    pub payload: &'a [u8],
+}
+
+impl PlainPublish<'_> {
+    fn remaining_len(&self, version: ProtocolVersion) -> usize {
+        let id = if self.qos == QoS::AtMostOnce { 0 } else { 2 };
+        // v5: an empty property section is its one length byte.
+        let props = usize::from(version.is_v5());
+        2 + self.topic.len() + id + props + self.payload.len()
+    }
+
+    /// The size of the encoded PUBLISH, fixed header included.
+    pub fn encoded_len(&self, version: ProtocolVersion) -> usize {
+        super::codec::total_len(self.remaining_len(version))
+    }
+
+    /// Appends the PUBLISH to `out`, byte for byte what [`Publish::encode`] writes for the same
+    /// message with no properties. On error `out` is left as it was.
+    pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
+        if self.qos != QoS::AtMostOnce && self.packet_id == 0 {
+            return Err(EncodeError::PacketIdZero);
+        }
+        let start = out.len();
+        let flags = (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain);
+        if let Err(e) = put_header(out, 0x30 | flags, self.remaining_len(version)) {
+            out.truncate(start);
+            return Err(e);
+        }
+        if let Err(e) = put_binary(out, self.topic.as_bytes()) {
+            out.truncate(start);
+            return Err(e);
+        }
+        if self.qos != QoS::AtMostOnce {
+            out.put_u16(self.packet_id);
+        }
+        if version.is_v5() {
+            out.put_u8(0);
+        }
+        out.put_slice(self.payload);
         Ok(())
     }
 }

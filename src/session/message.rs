@@ -28,5 +28,57 @@ pub struct Delivery {
     /// Published subscriptions; clear otherwise [MQTT-3.3.1-9].
     pub retain: bool,
     /// v5 Subscription Identifiers of the matching subscriptions.
-    pub subscription_ids: Vec<u32>,
+    pub subscription_ids: SubscriptionIds,
+}
+
+/// The Subscription Identifiers one delivery carries. Almost every delivery has none or one, so
+/// those cases are stored inline: a fan-out to many v5 subscribers allocates nothing per copy.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SubscriptionIds {
+    /// The first identifier; 0 means none (identifiers are 1 to 268,435,455 [MQTT-3.8.2.1.2]).
+    first: u32,
+    /// The rest, when overlapping subscriptions of one client each carry an identifier. Boxed
+    /// so the rare case costs one pointer, not a `Vec`'s three words, in every queued delivery.
+    #[allow(clippy::box_collection)]
+    more: Option<Box<Vec<u32>>>,
+}
+
+impl SubscriptionIds {
+    /// No identifier, or the one a subscription was made with.
+    pub fn one(id: Option<u32>) -> Self {
+        Self {
+            first: id.unwrap_or(0),
+            more: None,
+        }
+    }
+
+    /// True when there is no identifier.
+    pub fn is_empty(&self) -> bool {
+        self.first == 0
+    }
+
+    /// Moves `other`'s identifiers after this one's.
+    pub fn append(&mut self, other: &mut Self) {
+        let theirs = std::mem::take(other);
+        for id in theirs.iter() {
+            if self.first == 0 {
+                self.first = id;
+            } else {
+                self.more.get_or_insert_default().push(id);
+            }
+        }
+    }
+
+    /// The identifiers, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        let first = (self.first != 0).then_some(self.first);
+        first
+            .into_iter()
+            .chain(self.more.iter().flat_map(|m| m.iter().copied()))
+    }
+
+    /// The identifiers as a vector, for a PUBLISH's properties.
+    pub fn to_vec(&self) -> Vec<u32> {
+        self.iter().collect()
+    }
 }

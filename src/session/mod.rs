@@ -5,7 +5,7 @@
 
 mod message;
 
-pub use message::{Delivery, Message};
+pub use message::{Delivery, Message, SubscriptionIds};
 
 use crate::protocol::QoS;
 use std::collections::{HashSet, VecDeque};

@@ -23,7 +23,7 @@ fn d(qos: QoS, n: u8) -> Delivery {
         }),
         qos,
         retain: false,
-        subscription_ids: Vec::new(),
+        subscription_ids: Default::default(),
     }
 }
 

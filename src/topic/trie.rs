@@ -100,10 +100,15 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
     }
 
     /// Calls `f` for every subscription whose filter matches `topic` (a valid topic name).
-    pub fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(&'a K, &'a V)) {
+    ///
+    /// Returns how many filters' subscriber sets matched. Each set holds a key at most once, so
+    /// a key can be seen twice only when this is above 1: callers skip deduplication otherwise.
+    pub fn for_each_match<'a>(&'a self, topic: &str, mut f: impl FnMut(&'a K, &'a V)) -> usize {
         // [MQTT-4.7.2-1] wildcards at the first level do not match topics starting with '$'.
         let dollar = topic.starts_with('$');
-        walk(&self.root, Some(topic), dollar, &mut f);
+        let mut sets = 0;
+        walk(&self.root, Some(topic), dollar, &mut sets, &mut f);
+        sets
     }
 }
 
@@ -113,14 +118,19 @@ fn walk<'a, K, V>(
     node: &'a Node<K, V>,
     rest: Option<&str>,
     skip_wild: bool,
+    sets: &mut usize,
     f: &mut impl FnMut(&'a K, &'a V),
 ) {
-    if !skip_wild {
+    if !skip_wild && !node.hash.is_empty() {
         // `a/#` matches `a` itself and everything below it.
+        *sets += 1;
         node.hash.iter().for_each(|(k, v)| f(k, v));
     }
     let Some(rest) = rest else {
-        node.here.iter().for_each(|(k, v)| f(k, v));
+        if !node.here.is_empty() {
+            *sets += 1;
+            node.here.iter().for_each(|(k, v)| f(k, v));
+        }
         return;
     };
     let (first, rest) = match rest.split_once('/') {
@@ -128,10 +138,10 @@ fn walk<'a, K, V>(
         None => (rest, None),
     };
     if let Some(child) = node.children.get(first) {
-        walk(child, rest, false, f);
+        walk(child, rest, false, sets, f);
     }
     if !skip_wild && let Some(plus) = &node.plus {
-        walk(plus, rest, false, f);
+        walk(plus, rest, false, sets, f);
     }
 }
 

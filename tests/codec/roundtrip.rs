@@ -471,6 +471,50 @@ fn any_valid_packet_round_trips() {
     });
 }
 
+/// The fan-out encoder writes from borrowed parts; it must write exactly what the full encoder
+/// writes for the same PUBLISH without properties.
+#[test]
+fn plain_publish_encodes_as_publish_does() {
+    let strategy = (
+        version(),
+        topic_name(),
+        binary(),
+        qos(),
+        packet_id(),
+        any::<(bool, bool)>(),
+    );
+    check(
+        1000,
+        strategy,
+        |(v, topic, payload, qos, id, (dup, retain))| {
+            let packet_id = if qos == QoS::AtMostOnce { 0 } else { id };
+            let full = Publish {
+                dup,
+                qos,
+                retain,
+                topic: topic.clone(),
+                packet_id,
+                properties: Props::NONE,
+                payload: payload.clone(),
+            };
+            let plain = PlainPublish {
+                dup,
+                qos,
+                retain,
+                topic: &topic,
+                packet_id,
+                payload: &payload,
+            };
+            let (mut want, mut got) = (BytesMut::new(), BytesMut::new());
+            full.encode(v, &mut want).unwrap();
+            plain.encode(v, &mut got).unwrap();
+            prop_assert_eq!(&got, &want);
+            prop_assert_eq!(plain.encoded_len(v), want.len());
+            Ok(())
+        },
+    );
+}
+
 #[test]
 fn arbitrary_bytes_never_panic_or_over_read() {
     let max = prop_oneof![Just(u32::MAX), 2u32..600];
