@@ -67,7 +67,3 @@ async fn wait_for_signal() -> anyhow::Result<()> {
     }
     Ok(())
 }
-
-/// mimalloc instead of glibc's allocator: see docs/decisions.md ("Allocator").
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -81,12 +81,10 @@ async fn accept_loop(listener: TcpListener, broker: Broker, done: mpsc::Sender<(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                let broker = broker.clone();
-                let done = done.clone();
-                tokio::spawn(async move {
-                    crate::connection::serve(stream, peer, broker).await;
-                    drop(done);
-                });
+                // Spawned as it is, not wrapped in another async block that would hold a second
+                // copy of its arguments for the connection's whole life.
+                let serve = crate::connection::serve(stream, peer, broker.clone(), done.clone());
+                tokio::spawn(serve);
             }
             Err(e) => {
                 // Typically EMFILE: back off briefly instead of spinning.

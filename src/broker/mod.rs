@@ -15,6 +15,7 @@ use crate::config::Config;
 use crate::session::Message;
 use crate::topic::{RetainedTree, SubscriptionTrie};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::watch;
 
@@ -42,8 +43,11 @@ struct Inner {
     retained: Mutex<RetainedTree<Arc<Message>>>,
     metrics: Metrics,
     overload_log: OverloadLog,
-    /// Flipped to true once when the server shuts down; every connection watches it.
+    /// Flipped to true once when the server shuts down; the accept loops and connections still
+    /// in their handshake watch it.
     shutdown: watch::Sender<bool>,
+    /// The same, for established connections (see [`Broker::is_shutting_down`]).
+    shutting_down: AtomicBool,
 }
 
 impl Broker {
@@ -59,6 +63,7 @@ impl Broker {
                 metrics: Metrics::default(),
                 overload_log: OverloadLog::default(),
                 shutdown,
+                shutting_down: AtomicBool::new(false),
             }),
         }
     }
@@ -80,7 +85,18 @@ impl Broker {
 
     /// Tells every connection to close (v5: DISCONNECT 0x8B) after sending due wills.
     pub fn begin_shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::Release);
         self.inner.shutdown.send_replace(true);
+        let slots: Vec<_> = lock(&self.inner.sessions).values().cloned().collect();
+        for slot in slots {
+            slot.wake.notify_waiters();
+        }
+    }
+
+    /// Whether [`Broker::begin_shutdown`] was called. Established connections check this on
+    /// every turn of their loop instead of each holding a watch future.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
     }
 
     /// Number of sessions (connected or not).

@@ -34,11 +34,11 @@ pub struct SlotState {
     generation: u64,
 }
 
-/// How the registry reaches a connection: its id, and a way to tell it it was taken over.
+/// The connection attached to a session. A connection that finds another id in its slot has
+/// been taken over; the slot's `wake` tells it to look.
 #[derive(Debug, Clone)]
 pub struct ConnectionLink {
     pub id: u64,
-    pub kick: Arc<Notify>,
 }
 
 /// What a new connection gets from [`Broker::attach`].
@@ -63,7 +63,7 @@ impl Broker {
     }
 
     /// Attaches a new connection to the session of `client_id`, taking it over from any
-    /// connection that holds it (which is told through its `kick`), or creating it.
+    /// connection that holds it (woken through the slot's `wake`), or creating it.
     /// `clean_start` discards an existing session first [MQTT-3.1.2-4].
     pub fn attach(
         &self,
@@ -74,13 +74,13 @@ impl Broker {
     ) -> Attached {
         let link = ConnectionLink {
             id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
-            kick: Arc::new(Notify::new()),
         };
         let mut sessions = lock(&self.inner.sessions);
         if let Some(slot) = sessions.get(&client_id).cloned() {
             let mut st = lock(&slot.state);
-            if let Some(old) = st.conn.take() {
-                old.kick.notify_one();
+            if st.conn.take().is_some() {
+                // The old connection checks its link on every turn of its loop.
+                slot.wake.notify_waiters();
             }
             if !clean_start {
                 st.conn = Some(link.clone());

@@ -30,7 +30,7 @@ pub(super) async fn accept<R, W>(
     inbuf: &mut BytesMut,
     peer: SocketAddr,
     broker: &Broker,
-) -> Option<Connection>
+) -> Option<Box<Connection>>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -118,7 +118,7 @@ async fn establish<W: AsyncWrite + Unpin>(
     broker: &Broker,
     wr: &mut W,
     limits: Limits,
-) -> Result<Connection, Refusal> {
+) -> Result<Box<Connection>, Refusal> {
     let config = broker.config().clone();
     let version = connect.protocol;
     let v5 = version.is_v5();
@@ -229,7 +229,9 @@ async fn establish<W: AsyncWrite + Unpin>(
         reason: ReasonCode::SUCCESS,
         properties: properties.into(),
     };
-    let mut conn = Connection {
+    // Boxed: the connection task's future then holds a pointer, not the struct (an async fn
+    // keeps a copy of each by-value argument beside the moved value).
+    let mut conn = Box::new(Connection {
         broker: broker.clone(),
         peer,
         version,
@@ -245,7 +247,7 @@ async fn establish<W: AsyncWrite + Unpin>(
         batch: Vec::new(),
         run: Vec::new(),
         run_acks: Vec::new(),
-    };
+    });
     conn.write_packet(Packet::ConnAck(ack));
     conn.resend_inflight();
     tracing::info!(

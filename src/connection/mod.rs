@@ -28,6 +28,10 @@ const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// while an idle connection keeps its small buffer.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// The read buffer of a quiet connection: enough for a PINGREQ or a small PUBLISH. A read that
+/// fills it grows it to `READ_CHUNK`; once a read leaves nothing partial behind, it is freed.
+const IDLE_READ: usize = 64;
+
 /// The state of an established connection.
 struct Connection {
     broker: Broker,
@@ -53,39 +57,57 @@ struct Connection {
     run_acks: Vec<u16>,
 }
 
-/// Serves one client connection until it closes.
-pub async fn serve<S>(stream: S, peer: SocketAddr, broker: Broker)
+/// Serves one client connection until it closes. `guard` is dropped when it has (the server
+/// counts live connections by it).
+pub async fn serve<S, G>(stream: S, peer: SocketAddr, broker: Broker, guard: G)
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut inbuf = BytesMut::with_capacity(1024);
+    let mut inbuf = BytesMut::new();
     let mut shutdown = broker.shutdown_signal();
-    let handshake = handshake::accept(&mut rd, &mut wr, &mut inbuf, peer, &broker);
+    // Boxed, so its state is on the heap only during the handshake: inline, it would size this
+    // task's future, and so the memory of every idle connection, for its whole life.
+    let handshake = Box::pin(handshake::accept(
+        &mut rd, &mut wr, &mut inbuf, peer, &broker,
+    ));
     // A connection still waiting for CONNECT must not hold up shutdown.
     let conn = tokio::select! {
         conn = handshake => conn,
         _ = shutdown.wait_for(|down| *down) => None,
     };
-    let Some(conn) = conn else { return };
-    conn.run(rd, wr, inbuf).await;
+    drop(shutdown);
+    if let Some(conn) = conn {
+        conn.run(rd, wr, inbuf).await;
+    }
+    drop(guard);
 }
 
 impl Connection {
-    async fn run<R, W>(mut self, mut rd: R, mut wr: W, mut inbuf: BytesMut)
+    async fn run<R, W>(mut self: Box<Self>, mut rd: R, mut wr: W, mut inbuf: BytesMut)
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
     {
-        let mut shutdown = self.broker.shutdown_signal();
-        let kick = self.link.kick.clone();
         let slot = self.slot.clone();
         let mut last_packet = Instant::now();
         // Whether the last read filled the buffer: more is probably waiting.
         let mut busy = false;
         let close = loop {
+            // One wake-up serves queued messages, takeover and shutdown alike: registered before
+            // the checks below, so a notification sent after them still wakes this loop.
+            let wake = slot.wake.notified();
+            tokio::pin!(wake);
+            wake.as_mut().enable();
+            if self.broker.is_shutting_down() {
+                break Close::ServerShutdown;
+            }
             if let Err(close) = self.fill_outbound() {
                 break close;
+            }
+            if self.out.is_empty() && self.out.capacity() > 0 {
+                // Idle: hand the write buffer back rather than hold it per connection.
+                self.out = BytesMut::new();
             }
             // [MQTT-3.1.2-24 of 3.1.1] 1.5 times the keep alive without a packet closes it.
             let deadline = self.keep_alive.map(|k| last_packet + k.mul_f32(1.5));
@@ -95,13 +117,13 @@ impl Connection {
                     None => std::future::pending().await,
                 }
             };
-            let room = inbuf.capacity() - inbuf.len();
-            if busy && room < READ_CHUNK / 4 {
+            if inbuf.capacity() == 0 {
+                inbuf.reserve(IDLE_READ);
+            } else if busy && inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
                 inbuf.reserve(READ_CHUNK);
             }
+            let room = inbuf.capacity() - inbuf.len();
             tokio::select! {
-                _ = kick.notified() => break Close::TakenOver,
-                _ = shutdown.wait_for(|down| *down) => break Close::ServerShutdown,
                 read = rd.read_buf(&mut inbuf) => match read {
                     Ok(0) => break Close::SocketClosed,
                     Ok(n) => {
@@ -109,6 +131,11 @@ impl Connection {
                         last_packet = Instant::now();
                         if let Err(close) = self.handle_input(&mut inbuf) {
                             break close;
+                        }
+                        if inbuf.is_empty() && !busy {
+                            // Nothing partial is waiting: free the read buffer while the client
+                            // is quiet (the next read allocates a small one).
+                            inbuf = BytesMut::new();
                         }
                     }
                     Err(e) => break Close::Io(e.kind()),
@@ -118,11 +145,12 @@ impl Connection {
                         break Close::Io(e.kind());
                     }
                 }
-                _ = slot.wake.notified(), if self.out.is_empty() => {}
+                _ = &mut wake => {}
                 _ = idle => break Close::KeepAliveTimeout,
             }
         };
-        self.finish(close, &mut wr).await;
+        // Boxed for the same reason as the handshake: it runs once, at the end.
+        Box::pin(self.finish(close, &mut wr)).await;
     }
 
     /// Decodes and handles every whole packet in `inbuf`.
@@ -146,7 +174,7 @@ impl Connection {
 
     /// Ends the connection: tells a v5 client why (when the server closes it), publishes the
     /// will if due, detaches from the session and logs one line.
-    async fn finish<W: AsyncWrite + Unpin>(mut self, close: Close, wr: &mut W) {
+    async fn finish<W: AsyncWrite + Unpin>(mut self: Box<Self>, close: Close, wr: &mut W) {
         if let Some(reason) = close.disconnect_reason()
             && self.version.is_v5()
         {
