@@ -162,13 +162,15 @@ impl Broker {
             let was_empty = st.session.queued() == 0;
             let mut first_drop = false;
             for m in run {
-                let delivery = Delivery {
+                let qos = m.qos.min(t.qos);
+                let delivery = || Delivery {
                     message: m.clone(),
-                    qos: m.qos.min(t.qos),
+                    qos,
                     retain: t.retain_as_published && m.retain,
                     subscription_ids: t.subscription_ids.clone(),
                 };
-                if let Enqueued::Dropped { first } = st.session.enqueue(delivery, online) {
+                let outcome = st.session.offer(qos, m.payload.len(), online, delivery);
+                if let Enqueued::Dropped { first } = outcome {
                     dropped += 1;
                     first_drop |= first;
                 }

@@ -109,10 +109,23 @@ impl Session {
 
     /// Offers a message. `online` says whether a connection is attached.
     pub fn enqueue(&mut self, delivery: Delivery, online: bool) -> Enqueued {
-        if !online && delivery.qos == QoS::AtMostOnce && !self.limits.qos0_offline {
+        let (qos, bytes) = (delivery.qos, delivery.message.payload.len());
+        self.offer(qos, bytes, online, || delivery)
+    }
+
+    /// Offers a message of `qos` with a payload of `bytes`, building its delivery only if it
+    /// is queued: under overload most offers are refused, and a refused delivery would cost
+    /// the router a reference count increment and decrement for nothing.
+    pub fn offer(
+        &mut self,
+        qos: QoS,
+        bytes: usize,
+        online: bool,
+        delivery: impl FnOnce() -> Delivery,
+    ) -> Enqueued {
+        if !online && qos == QoS::AtMostOnce && !self.limits.qos0_offline {
             return Enqueued::Skipped;
         }
-        let bytes = delivery.message.payload.len();
         let full = self.queue.len() >= self.limits.max_messages
             || (self.limits.max_bytes > 0 && self.queued_bytes + bytes > self.limits.max_bytes);
         if full {
@@ -122,7 +135,7 @@ impl Session {
             return Enqueued::Dropped { first };
         }
         self.queued_bytes += bytes;
-        self.queue.push_back(delivery);
+        self.queue.push_back(delivery());
         Enqueued::Queued
     }
 
