@@ -13,6 +13,7 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub limits: Limits,
     pub sessions: Sessions,
+    pub shared_subscriptions: SharedSubscriptions,
     pub auth: Auth,
     pub log: Log,
 }
@@ -57,6 +58,34 @@ pub struct Sessions {
     pub queue_qos0_offline: bool,
 }
 
+/// Shared subscriptions (`$share/{group}/{filter}`).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SharedSubscriptions {
+    /// Whether `$share/...` filters are accepted (v5 Shared Subscription Available).
+    pub available: bool,
+    /// How a group picks the member that gets each message.
+    pub strategy: ShareStrategy,
+}
+
+/// How a shared subscription group picks a member for each message. Whatever the strategy, a
+/// member with a connection is preferred to one without.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ShareStrategy {
+    /// Members in turn.
+    RoundRobin,
+    /// A member at random.
+    Random,
+    /// The same member for every message of one publisher (by its client id).
+    HashClientId,
+    /// The same member for every message of one topic, so a topic's messages stay in order.
+    HashTopic,
+    /// Reserved for clusters (prefer a member on the publisher's node); on one node it is
+    /// round-robin.
+    Local,
+}
+
 /// Who may connect.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -81,6 +110,7 @@ impl Default for Config {
             }],
             limits: Limits::default(),
             sessions: Sessions::default(),
+            shared_subscriptions: SharedSubscriptions::default(),
             auth: Auth::default(),
             log: Log::default(),
         }
@@ -106,6 +136,15 @@ impl Default for Sessions {
             max_queued_messages: 1000,
             max_queued_bytes: 0,
             queue_qos0_offline: false,
+        }
+    }
+}
+
+impl Default for SharedSubscriptions {
+    fn default() -> Self {
+        Self {
+            available: true,
+            strategy: ShareStrategy::RoundRobin,
         }
     }
 }
@@ -239,5 +278,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("listeners:"), "{e}");
+        let e = Config::from_toml("[shared_subscriptions]\nstrategy = \"fastest\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("strategy") && e.contains("round_robin"), "{e}");
     }
 }

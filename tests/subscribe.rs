@@ -81,8 +81,8 @@ async fn malformed_filters_are_refused_and_the_connection_stays_up() {
 }
 
 #[tokio::test]
-async fn v5_shared_subscriptions_are_refused_for_now() {
-    let b = start().await;
+async fn v5_shared_subscriptions_are_refused_when_turned_off() {
+    let b = start_with(|c| c.shared_subscriptions.available = false).await;
     let mut c = Raw::connect(b.addr, V5, "shared", true).await;
     let ack = c
         .subscribe_with(

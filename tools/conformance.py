@@ -64,6 +64,11 @@ CODEC_EXTRA = {
 
 # Broker statements proved by the integration tests: (test, 3.1.1 ids, 5.0 ids).
 BROKER_TESTS = [
+    ("shared_v5::malformed_share_filters_are_refused_and_connack_announces_the_feature", "", "4.8.2-1 4.8.2-2"),
+    ("shared_v5::each_message_goes_to_one_member_in_turn", "", "4.8.2-3"),
+    ("session::tests::take_shared_takes_unfinished_shared_deliveries_and_frees_their_ids", "", "4.8.2-4 4.8.2-5"),
+    ("shared_v5::no_local_on_a_shared_subscription_is_a_protocol_error", "", "3.8.3-4"),
+    ("shared_v5::a_message_refused_by_its_member_is_discarded_not_passed_on", "", "4.8.2-6"),
     ("publish_qos::qos0_goes_out_with_qos0_no_packet_id_and_no_dup", "4.3.1-1 2.3.1-5 3.3.1-2", "4.3.1-1 2.2.1-2 3.3.1-2"),
     ("publish_qos::qos1_handshake_in_both_directions", "2.3.1-6 3.3.1-3 3.3.4-1 4.3.2-1 4.3.2-2", "2.2.1-5 3.3.1-3 3.3.4-1 4.3.2-1 4.3.2-2 4.3.2-4"),
     ("publish_qos::qos2_handshake_in_both_directions", "4.3.3-1 4.3.3-2 2.3.1-6", "4.3.3-1 4.3.3-2 4.3.3-4 4.3.3-8 4.3.3-11 2.2.1-5"),

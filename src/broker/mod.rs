@@ -6,10 +6,12 @@
 mod metrics;
 mod registry;
 mod router;
+mod shared;
 
 pub use metrics::{Metrics, OverloadLog};
 pub use registry::{Attached, ConnectionLink, SessionSlot, SlotState};
 pub use router::SubscribeOutcome;
+pub use shared::SharedGroup;
 
 use crate::config::Config;
 use crate::session::Message;
@@ -28,6 +30,15 @@ pub struct SubEntry {
     pub subscription_id: Option<u32>,
 }
 
+/// Both subscription tries, behind one lock: a PUBLISH is matched against both.
+#[derive(Debug, Default)]
+struct Subscriptions {
+    /// Non-shared subscriptions, keyed by client id.
+    direct: SubscriptionTrie<Arc<str>, SubEntry>,
+    /// Shared subscriptions, keyed by group name.
+    shared: SubscriptionTrie<Arc<str>, SharedGroup>,
+}
+
 /// The broker's shared state. Clone freely: it is an `Arc`.
 #[derive(Clone)]
 pub struct Broker {
@@ -39,7 +50,7 @@ struct Inner {
     /// Client id -> session. Taken only to find, insert or remove a slot.
     sessions: Mutex<HashMap<Arc<str>, Arc<SessionSlot>>>,
     /// Read on every PUBLISH, written on SUBSCRIBE/UNSUBSCRIBE and session end.
-    subscriptions: RwLock<SubscriptionTrie<Arc<str>, SubEntry>>,
+    subscriptions: RwLock<Subscriptions>,
     retained: Mutex<RetainedTree<Arc<Message>>>,
     metrics: Metrics,
     overload_log: OverloadLog,
@@ -58,7 +69,7 @@ impl Broker {
             inner: Arc::new(Inner {
                 config,
                 sessions: Mutex::default(),
-                subscriptions: RwLock::new(SubscriptionTrie::new()),
+                subscriptions: RwLock::default(),
                 retained: Mutex::default(),
                 metrics: Metrics::default(),
                 overload_log: OverloadLog::default(),

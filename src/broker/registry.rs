@@ -5,7 +5,7 @@
 use super::{Broker, lock};
 use crate::session::{QueueLimits, Session};
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -18,6 +18,16 @@ pub struct SessionSlot {
     pub state: Mutex<SlotState>,
     /// Wakes the attached connection when messages are queued for it.
     pub wake: Notify,
+    /// Whether a connection is attached (`state.conn` is some), readable without the lock:
+    /// shared subscription groups prefer connected members.
+    online: AtomicBool,
+}
+
+impl SessionSlot {
+    /// Whether a connection is attached right now.
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
 }
 
 /// The mutable part of a slot.
@@ -84,6 +94,7 @@ impl Broker {
             }
             if !clean_start {
                 st.conn = Some(link.clone());
+                slot.online.store(true, Ordering::Relaxed);
                 st.generation += 1;
                 st.expiry = expiry;
                 st.session.set_window(window);
@@ -109,6 +120,7 @@ impl Broker {
                 generation: 0,
             }),
             wake: Notify::new(),
+            online: AtomicBool::new(true),
         });
         sessions.insert(client_id, slot.clone());
         Attached {
@@ -126,8 +138,16 @@ impl Broker {
             return;
         }
         st.conn = None;
+        slot.online.store(false, Ordering::Relaxed);
         let (expiry, generation) = (st.expiry, st.generation);
+        // What came through shared subscriptions and is not finished goes to another member
+        // now rather than wait for this one to come back [MQTT-4.8.2 of 5.0 allows it; the
+        // issue asks that none be lost].
+        let handed_back = st.session.take_shared();
         drop(st);
+        if !handed_back.is_empty() {
+            self.hand_back(slot, handed_back, expiry != 0);
+        }
         match expiry {
             0 => self.discard(slot),
             u32::MAX => {}

@@ -2,7 +2,7 @@
 //! session's bounded queue. Matching happens under a read lock without awaiting; each session is
 //! then locked on its own for one enqueue, so a slow subscriber delays no one.
 
-use super::{Broker, SubEntry, lock};
+use super::{Broker, SubEntry, Subscriptions, lock};
 use crate::protocol::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
 use crate::session::{Delivery, Enqueued, Message, SubscriptionIds};
 use crate::topic::{parse_shared, validate_filter};
@@ -28,16 +28,35 @@ thread_local! {
 /// One session's share of a PUBLISH while the match is being collected.
 struct Target {
     slot: Arc<SessionSlot>,
+    grant: Grant,
+}
+
+/// What a session's matching subscriptions entitle it to.
+pub(super) struct Grant {
     /// The highest QoS granted by the session's matching subscriptions.
-    qos: QoS,
+    pub qos: QoS,
     /// Whether any of them asked for Retain As Published.
-    retain_as_published: bool,
-    subscription_ids: SubscriptionIds,
+    pub retain_as_published: bool,
+    pub subscription_ids: SubscriptionIds,
+    /// The `$share/{group}/{filter}` the delivery is made through, if any.
+    pub shared: Option<Arc<str>>,
+}
+
+impl Grant {
+    /// The grant of one subscription.
+    pub(super) fn of(e: &SubEntry, shared: Option<Arc<str>>) -> Self {
+        Self {
+            qos: e.options.qos,
+            retain_as_published: e.options.retain_as_published,
+            subscription_ids: SubscriptionIds::one(e.subscription_id),
+            shared,
+        }
+    }
 }
 
 impl Broker {
     /// Subscribes `slot` to `filter`. Refusals are reason codes: 0x8F for a malformed filter,
-    /// 0x9E for `$share` (shared subscriptions arrive with the MQTT 5 issue).
+    /// 0x9E for `$share` when shared subscriptions are turned off.
     pub fn subscribe(
         &self,
         slot: &Arc<SessionSlot>,
@@ -49,10 +68,14 @@ impl Broker {
             reason,
             retained: Vec::new(),
         };
-        if parse_shared(filter).is_some() {
+        let shared = parse_shared(filter);
+        if let Some(Err(_)) = shared {
+            return refuse(ReasonCode::TOPIC_FILTER_INVALID);
+        }
+        if shared.is_some() && !self.config().shared_subscriptions.available {
             return refuse(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
         }
-        if validate_filter(filter).is_err() {
+        if shared.is_none() && validate_filter(filter).is_err() {
             return refuse(ReasonCode::TOPIC_FILTER_INVALID);
         }
         let max_qos = QoS::from_bits(self.config().limits.max_qos).unwrap_or(QoS::ExactlyOnce);
@@ -66,14 +89,20 @@ impl Broker {
             options,
             subscription_id,
         };
-        let existed = {
-            let mut trie = self
-                .inner
-                .subscriptions
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            trie.insert(filter, slot.client_id.clone(), entry).is_some()
-        };
+        if let Some(Ok((group, shared_filter))) = shared {
+            self.join_group(filter, group, shared_filter, entry);
+            lock(&slot.state).filters.insert(filter.into());
+            // No retained messages on a shared subscription (MQTT 5.0 section 4.8.2).
+            return SubscribeOutcome {
+                reason: ReasonCode(granted as u8),
+                retained: Vec::new(),
+            };
+        }
+        let existed = self
+            .subscriptions_mut()
+            .direct
+            .insert(filter, slot.client_id.clone(), entry)
+            .is_some();
         lock(&slot.state).filters.insert(filter.into());
         let send_retained = match options.retain_handling {
             RetainHandling::SendAtSubscribe => true,
@@ -88,6 +117,7 @@ impl Broker {
                     qos: m.qos.min(granted),
                     retain: true, // [MQTT-3.3.1-8]
                     subscription_ids: SubscriptionIds::one(subscription_id),
+                    shared: None,
                 });
             });
         }
@@ -100,12 +130,11 @@ impl Broker {
     /// Removes `slot`'s subscription to `filter`; false if there was none.
     pub fn unsubscribe(&self, slot: &Arc<SessionSlot>, filter: &str) -> bool {
         let removed = {
-            let mut trie = self
-                .inner
-                .subscriptions
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            trie.remove(filter, &slot.client_id).is_some()
+            let mut subs = self.subscriptions_mut();
+            match parse_shared(filter) {
+                Some(Ok((group, f))) => subs.leave_group(f, group, &slot.client_id),
+                _ => subs.direct.remove(filter, &slot.client_id).is_some(),
+            }
         };
         lock(&slot.state).filters.remove(filter);
         removed
@@ -115,14 +144,33 @@ impl Broker {
         if filters.is_empty() {
             return;
         }
-        let mut trie = self
-            .inner
+        let mut subs = self.subscriptions_mut();
+        for filter in filters {
+            match parse_shared(filter) {
+                Some(Ok((group, f))) => {
+                    subs.leave_group(f, group, client_id);
+                }
+                _ => {
+                    subs.direct.remove(filter, client_id);
+                }
+            }
+        }
+    }
+
+    /// The subscriptions, for writing.
+    pub(super) fn subscriptions_mut(&self) -> std::sync::RwLockWriteGuard<'_, Subscriptions> {
+        self.inner
             .subscriptions
             .write()
-            .unwrap_or_else(|e| e.into_inner());
-        for f in filters {
-            trie.remove(f, client_id);
-        }
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The subscriptions, for matching.
+    pub(super) fn subscriptions(&self) -> std::sync::RwLockReadGuard<'_, Subscriptions> {
+        self.inner
+            .subscriptions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Routes a message: updates the retained store if it is retained, then offers it to every
@@ -152,63 +200,63 @@ impl Broker {
         // it ten times per PUBLISH, and the allocator handed back freshly zeroed pages each time.
         let mut targets = TARGETS.with(|t| std::mem::take(&mut *t.borrow_mut()));
         self.match_targets(first, &mut targets);
-        let matched = targets.len();
-        let mut dropped = 0;
+        let mut matched = targets.len();
         for t in targets.drain(..) {
-            let mut st = lock(&t.slot.state);
-            let online = st.conn.is_some();
-            // The connection drains its whole queue on every turn of its loop, so only a queue
-            // that was empty can have a connection asleep on it: one wake per run at most.
-            let was_empty = st.session.queued() == 0;
-            let mut first_drop = false;
-            for m in run {
-                let qos = m.qos.min(t.qos);
-                let delivery = || Delivery {
-                    message: m.clone(),
-                    qos,
-                    retain: t.retain_as_published && m.retain,
-                    subscription_ids: t.subscription_ids.clone(),
-                };
-                let outcome = st.session.offer(qos, m.payload.len(), online, delivery);
-                if let Enqueued::Dropped { first } = outcome {
-                    dropped += 1;
-                    first_drop |= first;
-                }
-            }
-            let wake = online && was_empty && st.session.queued() > 0;
-            drop(st);
-            if wake {
-                t.slot.wake.notify_one();
-            }
-            if first_drop {
-                self.inner.overload_log.queue_full(&t.slot.client_id);
-            }
+            self.offer_run(&t.slot, run, &t.grant);
         }
-        Metrics::add(&self.metrics().messages_dropped, dropped);
         TARGETS.with(|t| *t.borrow_mut() = targets);
+        matched += self.route_shared(run);
         matched
     }
 
+    /// Offers a run of messages to one session under one lock, and wakes its connection if the
+    /// queue was empty. Drops by queue policy are counted and logged (rate-limited).
+    pub(super) fn offer_run(&self, slot: &Arc<SessionSlot>, run: &[Arc<Message>], grant: &Grant) {
+        let mut st = lock(&slot.state);
+        let online = st.conn.is_some();
+        // The connection drains its whole queue on every turn of its loop, so only a queue
+        // that was empty can have a connection asleep on it: one wake per run at most.
+        let was_empty = st.session.queued() == 0;
+        let (mut dropped, mut first_drop) = (0, false);
+        for m in run {
+            let qos = m.qos.min(grant.qos);
+            let delivery = || Delivery {
+                message: m.clone(),
+                qos,
+                retain: grant.retain_as_published && m.retain,
+                subscription_ids: grant.subscription_ids.clone(),
+                shared: grant.shared.clone(),
+            };
+            let outcome = st.session.offer(qos, m.payload.len(), online, delivery);
+            if let Enqueued::Dropped { first } = outcome {
+                dropped += 1;
+                first_drop |= first;
+            }
+        }
+        let wake = online && was_empty && st.session.queued() > 0;
+        drop(st);
+        if wake {
+            slot.wake.notify_one();
+        }
+        if first_drop {
+            self.inner.overload_log.queue_full(&slot.client_id);
+        }
+        Metrics::add(&self.metrics().messages_dropped, dropped);
+    }
     /// One target per session: overlapping subscriptions collapse to the highest granted QoS,
     /// carrying every matching Subscription Identifier [MQTT-3.3.5-1, MQTT-3.3.4-3..4].
     fn match_targets(&self, message: &Message, targets: &mut Vec<Target>) {
-        let trie = self
-            .inner
-            .subscriptions
-            .read()
-            .unwrap_or_else(|e| e.into_inner());
-        let sets = trie.for_each_match(&message.topic, |client, e| {
+        let subs = self.subscriptions();
+        let sets = subs.direct.for_each_match(&message.topic, |client, e| {
             if e.options.no_local && *client == message.publisher {
                 return; // [MQTT-3.8.3-3] of 5.0
             }
             targets.push(Target {
                 slot: e.slot.clone(),
-                qos: e.options.qos,
-                retain_as_published: e.options.retain_as_published,
-                subscription_ids: SubscriptionIds::one(e.subscription_id),
+                grant: Grant::of(e, None),
             });
         });
-        drop(trie);
+        drop(subs);
         // A session appears more than once only when several of its filters match, so only when
         // several filters' sets matched. Sorting by session and merging neighbours costs no
         // allocation (a hash map did, per PUBLISH).
@@ -218,6 +266,7 @@ impl Broker {
                 if !Arc::ptr_eq(&dup.slot, &kept.slot) {
                     return false;
                 }
+                let (kept, dup) = (&mut kept.grant, &mut dup.grant);
                 kept.qos = kept.qos.max(dup.qos);
                 kept.retain_as_published |= dup.retain_as_published;
                 kept.subscription_ids.append(&mut dup.subscription_ids);

@@ -222,7 +222,9 @@ async fn establish<W: AsyncWrite + Unpin>(
         if !config.limits.retain_available {
             properties.retain_available = Some(0);
         }
-        properties.shared_subscription_available = Some(0);
+        if !config.shared_subscriptions.available {
+            properties.shared_subscription_available = Some(0);
+        }
     }
     let ack = ConnAck {
         session_present: attached.session_present,

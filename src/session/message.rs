@@ -29,6 +29,9 @@ pub struct Delivery {
     pub retain: bool,
     /// v5 Subscription Identifiers of the matching subscriptions.
     pub subscription_ids: SubscriptionIds,
+    /// The `$share/{group}/{filter}` this delivery was made through, if any: if the member
+    /// leaves before finishing it, it goes to another member.
+    pub shared: Option<Arc<str>>,
 }
 
 /// The Subscription Identifiers one delivery carries. Almost every delivery has none or one, so

@@ -169,6 +169,35 @@ impl Session {
         })
     }
 
+    /// Takes out every delivery made through a shared subscription that another member may
+    /// have instead: QoS 1 messages in flight awaiting PUBACK (their packet ids are freed), then
+    /// every queued one, in order. A QoS 2 message once sent stays: its delivery must complete
+    /// with this client [MQTT-4.8.2-4] and never go to another [MQTT-4.8.2-5].
+    pub fn take_shared(&mut self) -> Vec<Delivery> {
+        let mut taken = Vec::new();
+        self.inflight.retain(|(_, f)| match f {
+            InFlight::Sent(d) if d.shared.is_some() && d.qos == QoS::AtLeastOnce => {
+                taken.push(d.clone());
+                false
+            }
+            _ => true,
+        });
+        if !self.queue.iter().any(|d| d.shared.is_some()) {
+            return taken;
+        }
+        let mut kept = VecDeque::with_capacity(self.queue.len());
+        for d in self.queue.drain(..) {
+            if d.shared.is_some() {
+                self.queued_bytes -= d.message.payload.len();
+                taken.push(d);
+            } else {
+                kept.push_back(d);
+            }
+        }
+        self.queue = kept;
+        taken
+    }
+
     /// A packet identifier not in use by any in-flight message.
     fn allocate_id(&mut self) -> u16 {
         loop {

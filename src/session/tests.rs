@@ -24,6 +24,7 @@ fn d(qos: QoS, n: u8) -> Delivery {
         qos,
         retain: false,
         subscription_ids: Default::default(),
+        shared: None,
     }
 }
 
@@ -158,4 +159,38 @@ fn inbound_qos2_is_routed_once() {
     assert!(s.release(7));
     assert!(!s.release(7));
     assert!(s.receive_qos2(7), "after PUBREL the id is new again");
+}
+
+#[test]
+fn take_shared_takes_unfinished_shared_deliveries_and_frees_their_ids() {
+    let shared = |qos, n| Delivery {
+        shared: Some(Arc::from("$share/g/t")),
+        ..d(qos, n)
+    };
+    let mut s = Session::new(limits(100), 4);
+    s.enqueue(shared(QoS::AtLeastOnce, 0), true); // in flight, id 1
+    s.enqueue(d(QoS::AtLeastOnce, 1), true); // in flight, id 2, not shared
+    s.enqueue(shared(QoS::ExactlyOnce, 2), true); // in flight, id 3, then PUBREC'd
+    s.enqueue(shared(QoS::ExactlyOnce, 6), true); // in flight, id 4, awaiting PUBREC
+    s.enqueue(shared(QoS::AtLeastOnce, 3), true); // queued behind the window
+    s.enqueue(shared(QoS::ExactlyOnce, 4), true); // queued, never sent
+    s.enqueue(d(QoS::AtMostOnce, 5), true); // queued, not shared
+    assert_eq!(ids(&mut s), [(1, 0), (2, 1), (3, 2), (4, 6)]);
+    assert!(s.pubrec(3, false));
+    let taken: Vec<u8> = s
+        .take_shared()
+        .iter()
+        .map(|d| d.message.payload[0])
+        .collect();
+    assert_eq!(
+        taken,
+        [0, 3, 4],
+        "QoS 1 in flight, then queued, in order; QoS 2 once sent stays"
+    );
+    assert!(!s.puback(1), "id 1 was freed");
+    assert_eq!(s.queued(), 1);
+    assert_eq!(s.inflight(), 3, "ids 2, 3 and 4 stay");
+    assert!(s.puback(2));
+    assert_eq!(ids(&mut s), [(0, 5)]);
+    assert!(s.take_shared().is_empty());
 }

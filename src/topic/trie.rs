@@ -90,6 +90,40 @@ impl<K: Eq + Hash + Clone, V> SubscriptionTrie<K, V> {
         old
     }
 
+    /// `key`'s subscription to `filter`, if there is one.
+    pub fn get(&self, filter: &str, key: &K) -> Option<&V> {
+        let mut node = &self.root;
+        let mut levels = super::levels(filter).peekable();
+        while let Some(level) = levels.next() {
+            if level == "#" && levels.peek().is_none() {
+                return node.hash.get(key);
+            }
+            node = if level == "+" {
+                node.plus.as_deref()?
+            } else {
+                node.children.get(level)?
+            };
+        }
+        node.here.get(key)
+    }
+
+    /// `key`'s subscription to `filter`, mutably, if there is one.
+    pub fn get_mut(&mut self, filter: &str, key: &K) -> Option<&mut V> {
+        let mut node = &mut self.root;
+        let mut levels = super::levels(filter).peekable();
+        while let Some(level) = levels.next() {
+            if level == "#" && levels.peek().is_none() {
+                return node.hash.get_mut(key);
+            }
+            node = if level == "+" {
+                node.plus.as_deref_mut()?
+            } else {
+                node.children.get_mut(level)?
+            };
+        }
+        node.here.get_mut(key)
+    }
+
     /// Removes `key`'s subscription to `filter`; returns its value if there was one. Empty nodes
     /// are pruned so churn does not grow the trie.
     pub fn remove(&mut self, filter: &str, key: &K) -> Option<V> {
@@ -187,6 +221,22 @@ mod tests {
     ];
 
     #[test]
+    fn get_finds_exactly_what_was_inserted() {
+        let mut t = SubscriptionTrie::new();
+        for (i, f) in FILTERS.iter().enumerate() {
+            t.insert(f, i as u32, *f);
+        }
+        for (i, f) in FILTERS.iter().enumerate() {
+            assert_eq!(t.get(f, &(i as u32)), Some(f));
+            assert_eq!(t.get(f, &99), None);
+            *t.get_mut(f, &(i as u32)).unwrap() = "changed";
+            assert_eq!(t.get(f, &(i as u32)), Some(&"changed"));
+        }
+        assert_eq!(t.get("a/b/c", &0), None);
+        assert_eq!(t.get("x/#", &0), None);
+    }
+
+    #[test]
     fn trie_agrees_with_the_definition() {
         let mut t = SubscriptionTrie::new();
         for (i, f) in FILTERS.iter().enumerate() {
@@ -203,6 +253,8 @@ mod tests {
                 .collect();
             want.sort();
             assert_eq!(matched(&t, topic), want, "topic {topic:?}");
+            // One key per filter here, so as many sets matched as filters.
+            assert_eq!(t.for_each_match(topic, |_, _| {}), want.len(), "{topic:?}");
         }
     }
 
