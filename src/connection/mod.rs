@@ -132,6 +132,14 @@ impl Connection {
                         if let Err(close) = self.handle_input(&mut inbuf) {
                             break close;
                         }
+                        if n >= READ_CHUNK / 2 {
+                            // A big read means more is probably waiting, but let the other
+                            // tasks have a turn first: a flooding publisher would otherwise read
+                            // and route until tokio's budget ran out (128 full reads, ~25,000
+                            // small messages) while its subscribers waited to drain them.
+                            // Small reads (a subscriber's PUBACKs) go straight on.
+                            tokio::task::yield_now().await;
+                        }
                         if inbuf.is_empty() && !busy {
                             // Nothing partial is waiting: free the read buffer while the client
                             // is quiet (the next read allocates a small one).
