@@ -14,6 +14,7 @@ pub struct Config {
     pub limits: Limits,
     pub sessions: Sessions,
     pub shared_subscriptions: SharedSubscriptions,
+    pub mqtt5: Mqtt5,
     pub auth: Auth,
     pub log: Log,
 }
@@ -43,6 +44,29 @@ pub struct Limits {
     pub receive_maximum: u16,
     /// Whether retained messages are stored (v5 Retain Available).
     pub retain_available: bool,
+    /// Longest keep alive a client may ask for, in seconds. A v5 client asking for more (or
+    /// for none) is told this value as Server Keep Alive; a 3.1.1 client asking for more is
+    /// refused (CONNACK 0x02), as Mosquitto does. 65535 = no limit.
+    pub max_keepalive: u16,
+    /// Whether filters with `+` or `#` are accepted (v5 Wildcard Subscription Available).
+    pub wildcard_subscription_available: bool,
+    /// Whether SUBSCRIBE may carry a Subscription Identifier (v5 Subscription Identifiers
+    /// Available).
+    pub subscription_identifier_available: bool,
+}
+
+/// MQTT 5 features an operator sets.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Mqtt5 {
+    /// Answer a client's Request Response Information with this prefix followed by its client
+    /// id and "/" (e.g. "responses/" gives "responses/sensor-7/"); "" sends none.
+    pub response_information_prefix: String,
+    /// Redirect every v5 client to this server ("host:port"); "" serves them here.
+    pub server_reference: String,
+    /// With `server_reference`: true answers 0x9D Server moved (permanent), false 0x9C Use
+    /// another server (temporary).
+    pub server_moved: bool,
 }
 
 /// Session and queue policy.
@@ -111,6 +135,7 @@ impl Default for Config {
             limits: Limits::default(),
             sessions: Sessions::default(),
             shared_subscriptions: SharedSubscriptions::default(),
+            mqtt5: Mqtt5::default(),
             auth: Auth::default(),
             log: Log::default(),
         }
@@ -126,6 +151,9 @@ impl Default for Limits {
             max_inflight: 20,
             receive_maximum: 100,
             retain_available: true,
+            max_keepalive: 65535,
+            wildcard_subscription_available: true,
+            subscription_identifier_available: true,
         }
     }
 }
@@ -234,6 +262,18 @@ impl Config {
         }
         if self.limits.connect_timeout_secs == 0 {
             return invalid("limits.connect_timeout_secs", "must be at least 1 second");
+        }
+        if self.limits.max_keepalive == 0 {
+            return invalid(
+                "limits.max_keepalive",
+                "must be at least 1 second (65535 means no limit)",
+            );
+        }
+        if self.mqtt5.server_moved && self.mqtt5.server_reference.is_empty() {
+            return invalid(
+                "mqtt5.server_moved",
+                "needs mqtt5.server_reference, the server clients are sent to",
+            );
         }
         if self.sessions.max_queued_messages == 0 {
             return invalid("sessions.max_queued_messages", "must be at least 1");

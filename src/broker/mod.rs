@@ -7,6 +7,7 @@ mod metrics;
 mod registry;
 mod router;
 mod shared;
+mod will;
 
 pub use metrics::{Metrics, OverloadLog};
 pub use registry::{Attached, ConnectionLink, SessionSlot, SlotState};
@@ -101,6 +102,8 @@ impl Broker {
         let slots: Vec<_> = lock(&self.inner.sessions).values().cloned().collect();
         for slot in slots {
             slot.wake.notify_waiters();
+            // Sessions end with the server: wills still waiting for their delay go out now.
+            self.release_will(&slot);
         }
     }
 

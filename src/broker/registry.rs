@@ -3,7 +3,7 @@
 //! disconnect (clean), never (3.1.1 persistent), or when their v5 expiry timer fires.
 
 use super::{Broker, lock};
-use crate::session::{QueueLimits, Session};
+use crate::session::{Message, QueueLimits, Session};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -42,6 +42,15 @@ pub struct SlotState {
     pub filters: HashSet<Box<str>>,
     /// Bumped on every attach, so an expiry timer armed earlier knows it is stale.
     generation: u64,
+    /// A will waiting for its Will Delay Interval (see `broker/will.rs`).
+    pub pending_will: Option<Message>,
+}
+
+impl SlotState {
+    /// Bumped on every attach: a timer armed earlier compares it to know it is stale.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
 }
 
 /// The connection attached to a session. A connection that finds another id in its slot has
@@ -95,6 +104,8 @@ impl Broker {
             if !clean_start {
                 st.conn = Some(link.clone());
                 slot.online.store(true, Ordering::Relaxed);
+                // [MQTT-3.1.3-9] back within the Will Delay Interval: no will.
+                st.pending_will = None;
                 st.generation += 1;
                 st.expiry = expiry;
                 st.session.set_window(window);
@@ -106,9 +117,15 @@ impl Broker {
                 };
             }
             let filters: Vec<_> = st.filters.drain().collect();
+            // Clean Start ends the old session, so a will it was holding goes out now.
+            let will = st.pending_will.take();
             drop(st);
             sessions.remove(&client_id);
             self.unsubscribe_all(&client_id, &filters);
+            if let Some(will) = will {
+                // Routing takes the trie and session locks, never the registry's.
+                self.publish_will(will);
+            }
         }
         let slot = Arc::new(SessionSlot {
             client_id: client_id.clone(),
@@ -118,6 +135,7 @@ impl Broker {
                 expiry,
                 filters: HashSet::new(),
                 generation: 0,
+                pending_will: None,
             }),
             wake: Notify::new(),
             online: AtomicBool::new(true),
@@ -179,6 +197,7 @@ impl Broker {
         drop(sessions);
         let filters: Vec<_> = lock(&slot.state).filters.drain().collect();
         self.unsubscribe_all(&slot.client_id, &filters);
+        self.release_will(slot);
     }
 
     /// Messages queued and QoS 1/2 messages in flight for `client_id`'s session, if it has one

@@ -78,6 +78,13 @@ impl Broker {
         if shared.is_none() && validate_filter(filter).is_err() {
             return refuse(ReasonCode::TOPIC_FILTER_INVALID);
         }
+        let plain = match shared {
+            Some(Ok((_, f))) => f,
+            _ => filter,
+        };
+        if !self.config().limits.wildcard_subscription_available && plain.contains(['+', '#']) {
+            return refuse(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED);
+        }
         let max_qos = QoS::from_bits(self.config().limits.max_qos).unwrap_or(QoS::ExactlyOnce);
         let granted = options.qos.min(max_qos);
         let options = SubscriptionOptions {
@@ -111,7 +118,15 @@ impl Broker {
         };
         let mut retained = Vec::new();
         if send_retained {
-            lock(&self.inner.retained).for_each_match(filter, |m| {
+            let now = std::time::Instant::now();
+            let mut store = lock(&self.inner.retained);
+            let mut expired = Vec::new();
+            store.for_each_match(filter, |m| {
+                if m.expired(now) {
+                    // [MQTT-3.3.2-5] an expired retained message is not sent, and goes.
+                    expired.push(m.topic.clone());
+                    return;
+                }
                 retained.push(Delivery {
                     message: m.clone(),
                     qos: m.qos.min(granted),
@@ -120,6 +135,9 @@ impl Broker {
                     shared: None,
                 });
             });
+            for topic in expired {
+                store.remove(&topic);
+            }
         }
         SubscribeOutcome {
             reason: ReasonCode(granted as u8),

@@ -45,6 +45,18 @@ impl Close {
         }
     }
 
+    /// The Reason String of that DISCONNECT: what went wrong, in words.
+    pub fn reason_string(&self) -> Option<String> {
+        Some(match self {
+            Self::Normal | Self::NormalWithWill | Self::SocketClosed | Self::Io(_) => return None,
+            Self::KeepAliveTimeout => "no packet within 1.5 times the keep alive".into(),
+            Self::TakenOver => "another connection took the session over".into(),
+            Self::ServerShutdown => "the server is shutting down".into(),
+            Self::Decode(e) => e.to_string(),
+            Self::Protocol { what, .. } => (*what).into(),
+        })
+    }
+
     /// Every end but a normal DISCONNECT publishes the will [MQTT-3.1.2-8].
     pub fn publishes_will(&self) -> bool {
         !matches!(self, Self::Normal)

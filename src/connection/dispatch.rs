@@ -107,6 +107,25 @@ impl Connection {
         Metrics::inc(&self.broker.metrics().messages_received);
         let packet_id = p.packet_id;
         let qos = p.qos;
+        if p.check_payload_format().is_err() {
+            // 5.0 section 3.3.2.3.2: a Payload Format Indicator of 1 with a payload that is
+            // not UTF-8. Refused: in the acknowledgement at QoS 1 and 2, by DISCONNECT at QoS 0,
+            // which has none.
+            if qos == QoS::AtMostOnce {
+                return Err(protocol(
+                    ReasonCode::PAYLOAD_FORMAT_INVALID,
+                    "payload is not UTF-8 though its Payload Format Indicator says so",
+                ));
+            }
+            self.flush_run();
+            let make = if qos == QoS::AtLeastOnce {
+                Packet::PubAck
+            } else {
+                Packet::PubRec
+            };
+            self.ack(make, packet_id, ReasonCode::PAYLOAD_FORMAT_INVALID);
+            return Ok(());
+        }
         match qos {
             QoS::AtMostOnce | QoS::AtLeastOnce => {
                 if self.run.first().is_some_and(|m| m.topic != p.topic) || self.run.len() >= MAX_RUN
@@ -157,7 +176,7 @@ impl Connection {
         self.run_acks.clear();
     }
 
-    /// Routes a client's PUBLISH (or its will) on its own; returns how many sessions it matched.
+    /// Routes a client's PUBLISH on its own; returns how many sessions it matched.
     fn route(&self, p: Publish) -> usize {
         self.broker.publish(self.message(p))
     }
@@ -169,6 +188,9 @@ impl Connection {
         if properties.topic_alias.is_some() {
             properties.topic_alias = None;
         }
+        let expires_at = properties
+            .message_expiry_interval
+            .map(|secs| std::time::Instant::now() + std::time::Duration::from_secs(secs.into()));
         Message {
             topic: p.topic,
             payload: p.payload,
@@ -176,11 +198,24 @@ impl Connection {
             retain: p.retain,
             properties,
             publisher: self.client_id.clone(),
+            expires_at,
         }
     }
 
     fn on_subscribe(&mut self, s: Subscribe) -> Result<(), Close> {
         let subscription_id = s.properties.subscription_identifiers.first().copied();
+        if subscription_id.is_some()
+            && !self
+                .broker
+                .config()
+                .limits
+                .subscription_identifier_available
+        {
+            return Err(protocol(
+                ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
+                "Subscription Identifier while limits.subscription_identifier_available is off",
+            ));
+        }
         let mut reason_codes = Vec::with_capacity(s.subscriptions.len());
         let mut retained: Vec<Delivery> = Vec::new();
         for sub in &s.subscriptions {
@@ -258,15 +293,18 @@ impl Connection {
         }
     }
 
-    /// Publishes the will, if the client left one, and forgets it.
-    pub(super) fn publish_will(&mut self) {
+    /// Publishes the will, if the client left one, and forgets it: at once, or after its v5
+    /// Will Delay Interval (not when the server is shutting down: the session ends now).
+    pub(super) fn publish_will(&mut self, close: &Close) {
         let Some(will) = self.will.take() else { return };
-        Metrics::inc(&self.broker.metrics().wills_published);
         let mut properties = will.properties;
+        let delay = properties.will_delay_interval.filter(|&secs| {
+            secs > 0 && self.version.is_v5() && !matches!(close, Close::ServerShutdown)
+        });
         if properties.will_delay_interval.is_some() {
             properties.will_delay_interval = None;
         }
-        self.route(Publish {
+        let message = self.message(Publish {
             dup: false,
             qos: will.qos,
             retain: will.retain,
@@ -275,6 +313,12 @@ impl Connection {
             properties,
             payload: will.payload,
         });
+        match delay {
+            Some(secs) => self
+                .broker
+                .defer_will(&self.slot, self.link.id, message, secs),
+            None => self.broker.publish_will(message),
+        }
     }
 }
 

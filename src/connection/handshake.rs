@@ -4,8 +4,8 @@
 use super::Connection;
 use crate::broker::{Broker, Metrics};
 use crate::protocol::{
-    ConnAck, Connect, DecodeError, Limits, Packet, Properties, ProtocolVersion, ReasonCode, decode,
-    error,
+    ByteStr, ConnAck, Connect, DecodeError, Limits, Packet, Properties, ProtocolVersion,
+    ReasonCode, decode, error,
 };
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -136,6 +136,51 @@ async fn establish<W: AsyncWrite + Unpin>(
         Refusal::Refused(reason, why)
     };
 
+    let reference = &config.mqtt5.server_reference;
+    if !reference.is_empty() {
+        // The operator sends clients elsewhere (5.0 section 4.11); 3.1.1 has only "server
+        // unavailable" for it.
+        let (reason, why) = match (v5, config.mqtt5.server_moved) {
+            (false, _) => (
+                ReasonCode::SERVER_UNAVAILABLE,
+                "redirected (server_reference)",
+            ),
+            (true, false) => (ReasonCode::USE_ANOTHER_SERVER, "sent to another server"),
+            (true, true) => (ReasonCode::SERVER_MOVED, "sent to the server it moved to"),
+        };
+        let mut properties = Properties::default();
+        if v5 {
+            properties.server_reference = ByteStr::try_from(reference.as_str()).ok();
+        }
+        let ack = ConnAck {
+            session_present: false,
+            reason,
+            properties: properties.into(),
+        };
+        let mut out = BytesMut::new();
+        if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
+            let _ = wr.write_all(&out).await;
+        }
+        return Err(Refusal::Refused(reason, why));
+    }
+    // Server Keep Alive, as Mosquitto's max_keepalive: a v5 client asking for more than the
+    // limit, or for none, is told the limit; a 3.1.1 client asking for more is refused.
+    let max_keepalive = config.limits.max_keepalive;
+    let mut keep_alive = connect.keep_alive;
+    let mut server_keep_alive = None;
+    if max_keepalive < u16::MAX && (keep_alive > max_keepalive || (v5 && keep_alive == 0)) {
+        if !v5 {
+            return Err(refuse(
+                wr,
+                ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
+                "keep alive above limits.max_keepalive",
+            )
+            .await);
+        }
+        keep_alive = max_keepalive;
+        server_keep_alive = Some(max_keepalive); // [MQTT-3.2.2-21]
+    }
+
     let mut assigned = None;
     let client_id: Arc<str> = if connect.client_id.is_empty() {
         if !v5 && !connect.clean_start {
@@ -225,6 +270,19 @@ async fn establish<W: AsyncWrite + Unpin>(
         if !config.shared_subscriptions.available {
             properties.shared_subscription_available = Some(0);
         }
+        if !config.limits.wildcard_subscription_available {
+            properties.wildcard_subscription_available = Some(0);
+        }
+        if !config.limits.subscription_identifier_available {
+            properties.subscription_identifier_available = Some(0);
+        }
+        properties.server_keep_alive = server_keep_alive;
+        let prefix = &config.mqtt5.response_information_prefix;
+        if p.request_response_information == Some(1) && !prefix.is_empty() {
+            // 5.0 section 4.10: the basis of response topics; one per client.
+            properties.response_information =
+                ByteStr::try_from(format!("{prefix}{client_id}/")).ok();
+        }
     }
     let ack = ConnAck {
         session_present: attached.session_present,
@@ -241,10 +299,10 @@ async fn establish<W: AsyncWrite + Unpin>(
         slot: attached.slot,
         link: attached.link,
         limits,
-        keep_alive: (connect.keep_alive > 0)
-            .then(|| Duration::from_secs(u64::from(connect.keep_alive))),
+        keep_alive: (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive))),
         will: connect.will,
         client_max_packet: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+        problem_info: p.request_problem_information != Some(0),
         out: BytesMut::new(),
         batch: Vec::new(),
         run: Vec::new(),

@@ -47,6 +47,8 @@ struct Connection {
     will: Option<Will>,
     /// The largest packet the client accepts (v5 Maximum Packet Size).
     client_max_packet: usize,
+    /// Whether the client wants Reason Strings (v5 Request Problem Information, 1 unless 0).
+    problem_info: bool,
     /// Outgoing bytes not yet written.
     out: BytesMut,
     /// Packets taken from the session under its lock, encoded after it is released.
@@ -186,7 +188,7 @@ impl Connection {
         if let Some(reason) = close.disconnect_reason()
             && self.version.is_v5()
         {
-            self.send_disconnect(reason);
+            self.send_disconnect(reason, close.reason_string());
         }
         // Bounded: a client that stopped reading must not hold the task open.
         let flush = async {
@@ -195,7 +197,7 @@ impl Connection {
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
         if close.publishes_will() {
-            self.publish_will();
+            self.publish_will(&close);
         }
         self.broker.detach(&self.slot, self.link.id);
         close.log(&self.client_id, self.peer);

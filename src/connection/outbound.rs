@@ -4,8 +4,8 @@
 use super::{Close, Connection, WRITE_HIGH_WATER};
 use crate::broker::{Metrics, lock};
 use crate::protocol::{
-    Disconnect, EncodeError, Packet, PlainPublish, Props, ProtocolVersion, PubResp, Publish, QoS,
-    ReasonCode,
+    ByteStr, Disconnect, EncodeError, Packet, PlainPublish, Props, ProtocolVersion, PubResp,
+    Publish, QoS, ReasonCode,
 };
 use crate::session::{Delivery, Message, Outgoing};
 use bytes::BytesMut;
@@ -29,11 +29,25 @@ impl Connection {
         self.write_packet(make(resp));
     }
 
-    pub(super) fn send_disconnect(&mut self, reason: ReasonCode) {
-        self.write_packet(Packet::Disconnect(Disconnect {
+    /// The DISCONNECT a v5 client is sent before the server closes, with a Reason String when
+    /// the client did not turn problem information off and the packet still fits its Maximum
+    /// Packet Size [MQTT-3.14.2-3].
+    pub(super) fn send_disconnect(&mut self, reason: ReasonCode, why: Option<String>) {
+        let mut disconnect = Disconnect {
             reason,
             properties: Default::default(),
-        }));
+        };
+        if self.problem_info
+            && let Some(why) = why.and_then(|w| ByteStr::try_from(w).ok())
+        {
+            disconnect.properties.reason_string = Some(why);
+            if Packet::Disconnect(disconnect.clone()).encoded_len(self.version)
+                > self.client_max_packet
+            {
+                disconnect.properties = Default::default();
+            }
+        }
+        self.write_packet(Packet::Disconnect(disconnect));
     }
 
     /// Resends, with DUP, what the session had in flight when the client last left.
@@ -54,8 +68,9 @@ impl Connection {
                 return Err(Close::TakenOver);
             }
             let mut budget = WRITE_HIGH_WATER.saturating_sub(self.out.len());
+            let now = std::time::Instant::now();
             while budget > 0 {
-                let Some(o) = st.session.next_outgoing() else {
+                let Some(o) = st.session.next_outgoing(now) else {
                     break;
                 };
                 if let Outgoing::Publish { delivery, .. } = &o {
@@ -144,6 +159,9 @@ impl Connection {
             // would allocate a property set for a message that has none.
             if !d.subscription_ids.is_empty() || !p.subscription_identifiers.is_empty() {
                 p.subscription_identifiers = d.subscription_ids.to_vec();
+            }
+            if let Some(left) = m.remaining_expiry(std::time::Instant::now()) {
+                p.message_expiry_interval = Some(left); // [MQTT-3.3.2-6]
             }
             p
         } else {

@@ -3,6 +3,7 @@
 use crate::protocol::{ByteStr, Props, QoS};
 use bytes::Bytes;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// A PUBLISH as received, built once and shared by every subscriber (never copied per
 /// subscriber).
@@ -16,6 +17,24 @@ pub struct Message {
     pub properties: Props,
     /// Client id of the publisher, for No Local; empty for will and system messages.
     pub publisher: Arc<str>,
+    /// When its v5 Message Expiry Interval runs out, counted from its arrival; `None` never.
+    pub expires_at: Option<Instant>,
+}
+
+impl Message {
+    /// Whether its Message Expiry Interval has passed at `now`.
+    pub fn expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| now >= at)
+    }
+
+    /// The Message Expiry Interval to send on at `now`: the received value minus the time the
+    /// message has waited here [MQTT-3.3.2-6], in whole seconds rounded up (so rounding never
+    /// shortens its life), at least 1.
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        let left = self.expires_at?.saturating_duration_since(now);
+        let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        Some(u32::try_from(secs).unwrap_or(u32::MAX).max(1))
+    }
 }
 
 /// One subscriber's delivery of a message.

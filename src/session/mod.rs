@@ -9,6 +9,7 @@ pub use message::{Delivery, Message, SubscriptionIds};
 
 use crate::protocol::QoS;
 use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
 
 /// Queue policy for one session (from `[sessions]` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +74,8 @@ pub struct Session {
     inbound_qos2: HashSet<u16>,
     /// Messages dropped by queue policy since the session began.
     pub dropped: u64,
+    /// Queued messages discarded because their Message Expiry Interval passed.
+    pub expired: u64,
     dropping: bool,
 }
 
@@ -88,6 +91,7 @@ impl Session {
             next_id: 1,
             inbound_qos2: HashSet::new(),
             dropped: 0,
+            expired: 0,
             dropping: false,
         }
     }
@@ -141,8 +145,15 @@ impl Session {
 
     /// The next packet to send, if the window allows: QoS 0 messages go straight out, QoS 1/2
     /// take a packet identifier and a place in the window. Order is kept: a QoS 1/2 message
-    /// waiting for the window holds back the messages behind it.
-    pub fn next_outgoing(&mut self) -> Option<Outgoing> {
+    /// waiting for the window holds back the messages behind it. Messages whose expiry interval
+    /// has passed by `now` are discarded on the way [MQTT-3.3.2-5] and counted in `expired`.
+    pub fn next_outgoing(&mut self, now: Instant) -> Option<Outgoing> {
+        while self.queue.front()?.message.expired(now) {
+            if let Some(gone) = self.queue.pop_front() {
+                self.queued_bytes -= gone.message.payload.len();
+                self.expired += 1;
+            }
+        }
         let front = self.queue.front()?;
         if front.qos != QoS::AtMostOnce && self.inflight.len() >= self.window {
             return None;

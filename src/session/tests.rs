@@ -20,6 +20,7 @@ fn d(qos: QoS, n: u8) -> Delivery {
             retain: false,
             properties: Default::default(),
             publisher: Arc::from(""),
+            expires_at: None,
         }),
         qos,
         retain: false,
@@ -29,7 +30,7 @@ fn d(qos: QoS, n: u8) -> Delivery {
 }
 
 fn ids(s: &mut Session) -> Vec<(u16, u8)> {
-    std::iter::from_fn(|| s.next_outgoing())
+    std::iter::from_fn(|| s.next_outgoing(std::time::Instant::now()))
         .map(|o| match o {
             Outgoing::Publish {
                 packet_id,
@@ -193,4 +194,30 @@ fn take_shared_takes_unfinished_shared_deliveries_and_frees_their_ids() {
     assert!(s.puback(2));
     assert_eq!(ids(&mut s), [(0, 5)]);
     assert!(s.take_shared().is_empty());
+}
+
+#[test]
+fn expired_messages_are_discarded_from_the_queue_not_sent() {
+    let start = std::time::Instant::now();
+    let expiring = |n, secs| {
+        let mut x = d(QoS::AtLeastOnce, n);
+        Arc::make_mut(&mut x.message).expires_at =
+            Some(start + std::time::Duration::from_secs(secs));
+        x
+    };
+    let mut s = Session::new(limits(100), 10);
+    s.enqueue(expiring(0, 5), true);
+    s.enqueue(d(QoS::AtLeastOnce, 1), true);
+    s.enqueue(expiring(2, 20), true);
+    let later = start + std::time::Duration::from_secs(6);
+    let mut sent = Vec::new();
+    while let Some(Outgoing::Publish { delivery, .. }) = s.next_outgoing(later) {
+        sent.push(delivery.message.payload[0]);
+        assert_eq!(
+            delivery.message.remaining_expiry(later),
+            (delivery.message.payload[0] == 2).then_some(14)
+        );
+    }
+    assert_eq!(sent, [1, 2]);
+    assert_eq!(s.expired, 1);
 }

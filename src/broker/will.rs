@@ -1,0 +1,82 @@
+//! Will messages: published when a connection ends without a normal DISCONNECT, at once or,
+//! with a v5 Will Delay Interval, once the delay has passed or the session has ended, whichever
+//! comes first; a reconnection to the session within the delay cancels it [MQTT-3.1.3-9].
+
+use super::registry::SessionSlot;
+use super::{Broker, Metrics, lock};
+use crate::session::Message;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+impl Broker {
+    /// Publishes a will now. Its Message Expiry Interval counts from now, the moment it is
+    /// published (5.0 section 3.1.3.2.4), not from when the client connected.
+    pub fn publish_will(&self, mut will: Message) {
+        will.expires_at = will
+            .properties
+            .message_expiry_interval
+            .map(|secs| Instant::now() + Duration::from_secs(secs.into()));
+        Metrics::inc(&self.metrics().wills_published);
+        self.publish(will);
+    }
+
+    /// Holds `will` for `delay_secs` on the session that connection `conn_id` is leaving (it
+    /// is called before the connection detaches). If another connection has already resumed
+    /// the session, the will is cancelled; if one ended it with Clean Start, it goes now.
+    pub fn defer_will(
+        &self,
+        slot: &Arc<SessionSlot>,
+        conn_id: u64,
+        will: Message,
+        delay_secs: u32,
+    ) {
+        let mut st = lock(&slot.state);
+        match &st.conn {
+            Some(c) if c.id == conn_id => {}
+            // [MQTT-3.1.3-9] the client is back on this session before the delay passed.
+            Some(_) => return,
+            // A Clean Start connection took the session away and ended it: the session ended
+            // first, so the will goes now.
+            None => {
+                drop(st);
+                self.publish_will(will);
+                return;
+            }
+        }
+        // Checked under the slot's lock, which `begin_shutdown` takes after raising the flag:
+        // a will is either held here before shutdown releases it, or published now.
+        if self.is_shutting_down() {
+            drop(st);
+            self.publish_will(will);
+            return;
+        }
+        st.pending_will = Some(will);
+        let generation = st.generation();
+        drop(st);
+        let broker = self.clone();
+        let slot = slot.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(delay_secs.into())).await;
+            let will = {
+                let mut st = lock(&slot.state);
+                // A reconnection bumped the generation and took the will away.
+                if st.generation() == generation {
+                    st.pending_will.take()
+                } else {
+                    None
+                }
+            };
+            if let Some(will) = will {
+                broker.publish_will(will);
+            }
+        });
+    }
+
+    /// Publishes the will a session was holding, if any: its session is ending.
+    pub(super) fn release_will(&self, slot: &SessionSlot) {
+        let will = lock(&slot.state).pending_will.take();
+        if let Some(will) = will {
+            self.publish_will(will);
+        }
+    }
+}
