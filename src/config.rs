@@ -44,6 +44,8 @@ pub struct Limits {
     pub receive_maximum: u16,
     /// Whether retained messages are stored (v5 Retain Available).
     pub retain_available: bool,
+    /// Topic aliases a v5 client may use toward us (v5 Topic Alias Maximum); 0 = none.
+    pub topic_alias_maximum: u16,
     /// Longest keep alive a client may ask for, in seconds. A v5 client asking for more (or
     /// for none) is told this value as Server Keep Alive; a 3.1.1 client asking for more is
     /// refused (CONNACK 0x02), as Mosquitto does. 65535 = no limit.
@@ -151,6 +153,7 @@ impl Default for Limits {
             max_inflight: 20,
             receive_maximum: 100,
             retain_available: true,
+            topic_alias_maximum: 10,
             max_keepalive: 65535,
             wildcard_subscription_available: true,
             subscription_identifier_available: true,

@@ -109,12 +109,26 @@ fn cases() -> Vec<Case> {
             v5: publish(V5, "m/big", &[7; 2 * MAX_PACKET as usize], |_| {}),
             reason: ReasonCode::PACKET_TOO_LARGE,
         },
-        // 5.0 [MQTT-3.2.2-18]: no Topic Alias Maximum announced, so no alias is valid.
+        // 5.0 [MQTT-3.3.2-9]: above the Topic Alias Maximum announced (10 by default).
         Case {
-            what: "Topic Alias while none is allowed",
+            what: "Topic Alias above the maximum",
             v311: None,
-            v5: with_props(|p| p.topic_alias = Some(1)),
+            v5: with_props(|p| p.topic_alias = Some(11)),
             reason: ReasonCode::TOPIC_ALIAS_INVALID,
+        },
+        // 5.0 [MQTT-3.3.2-8]: 0 is not a Topic Alias.
+        Case {
+            what: "Topic Alias 0",
+            v311: None,
+            v5: with_props(|p| p.topic_alias = Some(0)),
+            reason: ReasonCode::TOPIC_ALIAS_INVALID,
+        },
+        // 5.0 section 3.3.2.3.4: an empty topic needs an alias set earlier on the connection.
+        Case {
+            what: "empty topic with an alias never set",
+            v311: None,
+            v5: vec![0x30, 0x07, 0x00, 0x00, 0x03, 0x23, 0x00, 0x05, b'a'],
+            reason: ReasonCode::PROTOCOL_ERROR,
         },
         // 5.0 [MQTT-3.3.4-6]
         Case {
@@ -188,7 +202,7 @@ async fn each_malformed_input_closes_only_its_connection() {
                 Raw::connect_with(b.addr, connect_packet(v, &format!("bad-{i}-{v:?}"), true)).await;
             if v.is_v5() {
                 assert_eq!(ack.properties.maximum_packet_size, Some(MAX_PACKET));
-                assert_eq!(ack.properties.topic_alias_maximum, None);
+                assert_eq!(ack.properties.topic_alias_maximum, Some(10));
             }
             healthy.exchange().await;
             bad.send_bytes(&bytes).await;

@@ -64,6 +64,17 @@ CODEC_EXTRA = {
 
 # Broker statements proved by the integration tests: (test, 3.1.1 ids, 5.0 ids).
 BROKER_TESTS = [
+    ("expiry_v5::a_queued_message_that_expires_is_not_delivered_and_the_rest_carry_what_is_left", "", "3.3.2-5 3.3.2-6"),
+    ("expiry_v5::an_expired_retained_message_is_not_sent_and_a_live_one_carries_what_is_left", "", "3.3.2-5 3.3.2-6"),
+    ("properties_v5::message_properties_are_forwarded_untouched", "", "3.3.2-4 3.3.2-15 3.3.2-16 3.3.2-17 3.3.2-18 3.3.2-20"),
+    ("will_delay_v5::reconnecting_within_the_delay_cancels_the_will", "", "3.1.3-9"),
+    ("connack_v5::server_keep_alive_caps_what_a_client_asks_for", "", "3.2.2-21 3.2.2-22"),
+    ("connack_v5::response_information_answers_only_a_client_that_asks", "", "3.1.2-28"),
+    ("connack_v5::a_reason_string_explains_a_server_disconnect_unless_the_client_declined", "", "3.1.2-29 3.14.2-3"),
+    ("topic_alias_v5::a_clients_aliases_stand_for_the_topics_it_set_them_to", "", "3.3.2-12"),
+    ("topic_alias_v5::the_server_uses_aliases_toward_a_client_that_accepts_them", "", "3.3.2-8 3.3.2-11"),
+    ("topic_alias_v5::aliases_do_not_outlive_the_connection", "", "3.3.2-7"),
+    ("malformed::each_malformed_input_closes_only_its_connection", "", "3.3.2-8 3.3.2-9"),
     ("shared_v5::malformed_share_filters_are_refused_and_connack_announces_the_feature", "", "4.8.2-1 4.8.2-2"),
     ("shared_v5::each_message_goes_to_one_member_in_turn", "", "4.8.2-3"),
     ("session::tests::take_shared_takes_unfinished_shared_deliveries_and_frees_their_ids", "", "4.8.2-4 4.8.2-5"),

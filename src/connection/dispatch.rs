@@ -1,5 +1,6 @@
 //! What the connection does with each packet a client sends.
 
+use super::alias::AliasError;
 use super::{Close, Connection};
 use crate::broker::{Metrics, lock};
 use crate::protocol::{
@@ -76,14 +77,23 @@ impl Connection {
         Ok(())
     }
 
-    fn on_publish(&mut self, p: Publish) -> Result<(), Close> {
+    fn on_publish(&mut self, mut p: Publish) -> Result<(), Close> {
         let limits = &self.broker.config().limits;
-        if p.properties.topic_alias.is_some() {
-            // We announce no Topic Alias Maximum, so any alias exceeds it [MQTT-3.3.2-12].
-            return Err(protocol(
-                ReasonCode::TOPIC_ALIAS_INVALID,
-                "Topic Alias above the maximum (0)",
-            ));
+        if let Some(alias) = p.properties.topic_alias {
+            let topic = std::mem::take(&mut p.topic);
+            p.topic = self
+                .aliases_in
+                .resolve(topic, alias, limits.topic_alias_maximum)
+                .map_err(|e| match e {
+                    AliasError::OutOfRange => protocol(
+                        ReasonCode::TOPIC_ALIAS_INVALID,
+                        "[MQTT-3.3.2-8, -9] Topic Alias 0 or above the Topic Alias Maximum",
+                    ),
+                    AliasError::Unknown => protocol(
+                        ReasonCode::PROTOCOL_ERROR,
+                        "empty topic with a Topic Alias this connection never set",
+                    ),
+                })?;
         }
         if !p.properties.subscription_identifiers.is_empty() {
             return Err(protocol(

@@ -277,6 +277,9 @@ async fn establish<W: AsyncWrite + Unpin>(
             properties.subscription_identifier_available = Some(0);
         }
         properties.server_keep_alive = server_keep_alive;
+        if config.limits.topic_alias_maximum > 0 {
+            properties.topic_alias_maximum = Some(config.limits.topic_alias_maximum);
+        }
         let prefix = &config.mqtt5.response_information_prefix;
         if p.request_response_information == Some(1) && !prefix.is_empty() {
             // 5.0 section 4.10: the basis of response topics; one per client.
@@ -303,6 +306,11 @@ async fn establish<W: AsyncWrite + Unpin>(
         will: connect.will,
         client_max_packet: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
         problem_info: p.request_problem_information != Some(0),
+        aliases_in: Default::default(),
+        aliases_out: p
+            .topic_alias_maximum
+            .filter(|&m| v5 && m > 0)
+            .map(|m| Box::new(super::alias::Outbound::new(m))),
         out: BytesMut::new(),
         batch: Vec::new(),
         run: Vec::new(),

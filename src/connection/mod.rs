@@ -3,6 +3,7 @@
 //! write buffer, and enforces the keep alive. The task owns its buffers; it takes the session's
 //! mutex only for short synchronous steps, never across an `.await`.
 
+mod alias;
 mod close;
 mod dispatch;
 mod handshake;
@@ -49,6 +50,10 @@ struct Connection {
     client_max_packet: usize,
     /// Whether the client wants Reason Strings (v5 Request Problem Information, 1 unless 0).
     problem_info: bool,
+    /// The client's topic aliases.
+    aliases_in: alias::Inbound,
+    /// Ours toward the client, if it accepts any (boxed: most clients do not).
+    aliases_out: Option<Box<alias::Outbound>>,
     /// Outgoing bytes not yet written.
     out: BytesMut,
     /// Packets taken from the session under its lock, encoded after it is released.

@@ -1,6 +1,7 @@
 //! Outbound packets: the session's queue drained into the write buffer, acknowledgements, and
 //! the DISCONNECT a v5 client is sent before the server closes.
 
+use super::alias::Naming;
 use super::{Close, Connection, WRITE_HIGH_WATER};
 use crate::broker::{Metrics, lock};
 use crate::protocol::{
@@ -106,7 +107,9 @@ impl Connection {
         let m: &Message = &delivery.message;
         // Most messages carry no properties: those are written straight from the shared message.
         let plain = !self.version.is_v5()
-            || (m.properties.is_empty() && delivery.subscription_ids.is_empty());
+            || (m.properties.is_empty()
+                && delivery.subscription_ids.is_empty()
+                && self.aliases_out.is_none());
         let written = if plain {
             let p = PlainPublish {
                 dup: dup && delivery.qos != QoS::AtMostOnce,
@@ -118,8 +121,17 @@ impl Connection {
             };
             self.encode_within_limit(packet_id, |v| p.encoded_len(v), |v, out| p.encode(v, out))
         } else {
-            let p = self.publish_for(&delivery, packet_id, dup);
-            self.encode_within_limit(packet_id, |v| p.encoded_len(v), |v, out| p.encode(v, out))
+            let mut p = self.publish_for(&delivery, packet_id, dup);
+            let naming = self.name_topic(&mut p);
+            let written = self.encode_within_limit(
+                packet_id,
+                |v| p.encoded_len(v),
+                |v, out| p.encode(v, out),
+            );
+            if let (Ok(true), Some(aliases)) = (&written, &mut self.aliases_out) {
+                aliases.commit(&m.topic, naming);
+            }
+            written
         };
         match written {
             Ok(true) => 1,
@@ -149,6 +161,24 @@ impl Connection {
             return Ok(false);
         }
         encode(self.version, &mut self.out).map(|()| true)
+    }
+
+    /// Names the topic of an outgoing PUBLISH by alias where the client accepts aliases; the
+    /// plan is committed only once the packet is written.
+    fn name_topic(&self, p: &mut Publish) -> Naming {
+        let Some(aliases) = &self.aliases_out else {
+            return Naming::Topic;
+        };
+        let naming = aliases.plan(&p.topic);
+        match naming {
+            Naming::Topic => {}
+            Naming::Alias(alias) => {
+                p.topic = ByteStr::default();
+                p.properties.topic_alias = Some(alias);
+            }
+            Naming::Assign(alias) => p.properties.topic_alias = Some(alias),
+        }
+        naming
     }
 
     fn publish_for(&self, d: &Delivery, packet_id: u16, dup: bool) -> Publish {
