@@ -116,8 +116,20 @@ pub enum ShareStrategy {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Auth {
-    /// Accept clients without a user name.
+    /// Accept clients without a user name (or enhanced authentication).
     pub allow_anonymous: bool,
+    /// Users of v5 enhanced authentication with SCRAM-SHA-256; none disables the method.
+    pub scram_users: Vec<ScramUser>,
+}
+
+/// One SCRAM-SHA-256 user: a name and its stored credential (never the password).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScramUser {
+    pub user: String,
+    /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, as printed by
+    /// `roost --scram-credential <password>`.
+    pub credential: String,
 }
 
 /// Logging.
@@ -184,6 +196,7 @@ impl Default for Auth {
     fn default() -> Self {
         Self {
             allow_anonymous: true,
+            scram_users: Vec::new(),
         }
     }
 }
@@ -277,6 +290,23 @@ impl Config {
                 "mqtt5.server_moved",
                 "needs mqtt5.server_reference, the server clients are sent to",
             );
+        }
+        for u in &self.auth.scram_users {
+            if u.user.is_empty() || !u.user.chars().all(|c| c == ' ' || c.is_ascii_graphic()) {
+                return invalid(
+                    "auth.scram_users.user",
+                    "must be printable ASCII (SASLprep is not supported yet)",
+                );
+            }
+            if u.credential
+                .parse::<crate::auth::ScramCredentials>()
+                .is_err()
+            {
+                return invalid(
+                    "auth.scram_users.credential",
+                    "not a SCRAM-SHA-256 credential: make one with `roost --scram-credential PASSWORD`",
+                );
+            }
         }
         if self.sessions.max_queued_messages == 0 {
             return invalid("sessions.max_queued_messages", "must be at least 1");

@@ -3,6 +3,7 @@
 //! Layout (see `docs/architecture.md`):
 //! - [`protocol`]: the strict, zero-copy codec for every packet of every version. Pure: no I/O.
 
+pub mod auth;
 pub mod broker;
 pub mod config;
 pub mod connection;

@@ -17,6 +17,10 @@ struct Args {
     /// Overrides the port of the first listener (0 picks a free port).
     #[arg(short, long)]
     port: Option<u16>,
+    /// Prints the SCRAM-SHA-256 credential for PASSWORD (a random salt, 4096 iterations), for
+    /// `auth.scram_users`, and exits. The password itself is never stored.
+    #[arg(long, value_name = "PASSWORD")]
+    scram_credential: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -31,6 +35,12 @@ fn main() -> std::process::ExitCode {
 }
 
 fn start(args: Args) -> anyhow::Result<()> {
+    if let Some(password) = args.scram_credential {
+        let credential = roost::auth::ScramCredentials::generate(&password, 4096)
+            .context("cannot make a SCRAM credential")?;
+        println!("{credential}");
+        return Ok(());
+    }
     // The error names the file and the key.
     let mut config = Config::from_file(&args.config)?;
     if let Some(port) = args.port {
@@ -42,7 +52,12 @@ fn start(args: Args) -> anyhow::Result<()> {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.log.level))
         .with_context(|| format!("log.level: {:?} is not a valid filter", config.log.level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    // Colour only on a terminal: a log file or a CI log gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .init();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

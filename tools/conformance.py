@@ -64,6 +64,16 @@ CODEC_EXTRA = {
 
 # Broker statements proved by the integration tests: (test, 3.1.1 ids, 5.0 ids).
 BROKER_TESTS = [
+    ("flow_control_v5::a_message_over_the_clients_maximum_packet_size_is_discarded_not_sent", "", "3.1.2-24 3.1.2-25"),
+    ("flow_control_v5::no_local_keeps_a_clients_own_messages_from_it", "", "3.8.3-3"),
+    ("topic_alias_v5::a_clients_aliases_stand_for_the_topics_it_set_them_to", "", "3.1.2-27"),
+    ("topic_alias_v5::the_server_uses_aliases_toward_a_client_that_accepts_them", "", "3.1.2-26"),
+    ("enhanced_auth_v5::scram_authenticates_and_the_client_can_verify_the_server", "", "4.12.0-2 4.12.0-5"),
+    ("enhanced_auth_v5::a_wrong_password_or_unknown_user_is_not_authorized", "", "4.12.0-4"),
+    ("enhanced_auth_v5::an_unknown_method_and_anonymous_clients_are_refused", "", "4.12.0-1"),
+    ("enhanced_auth_v5::a_packet_other_than_auth_during_the_exchange_is_a_protocol_error", "", "3.1.2-30"),
+    ("enhanced_auth_v5::re_authentication_succeeds_for_the_same_user_and_ends_the_connection_otherwise", "", "4.12.1-1 4.12.1-2"),
+    ("enhanced_auth_v5::auth_from_a_client_that_used_no_method_is_a_protocol_error", "", "4.12.0-6 4.12.0-7"),
     ("expiry_v5::a_queued_message_that_expires_is_not_delivered_and_the_rest_carry_what_is_left", "", "3.3.2-5 3.3.2-6"),
     ("expiry_v5::an_expired_retained_message_is_not_sent_and_a_live_one_carries_what_is_left", "", "3.3.2-5 3.3.2-6"),
     ("properties_v5::message_properties_are_forwarded_untouched", "", "3.3.2-4 3.3.2-15 3.3.2-16 3.3.2-17 3.3.2-18 3.3.2-20"),

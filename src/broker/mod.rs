@@ -60,12 +60,15 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     /// The same, for established connections (see [`Broker::is_shutting_down`]).
     shutting_down: AtomicBool,
+    /// The enhanced authentication methods enabled by the configuration.
+    auth: crate::auth::Methods,
 }
 
 impl Broker {
     /// A broker with no sessions, subscriptions or retained messages.
     pub fn new(config: Arc<Config>) -> Self {
         let (shutdown, _) = watch::channel(false);
+        let auth = auth_methods(&config);
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -76,8 +79,14 @@ impl Broker {
                 overload_log: OverloadLog::default(),
                 shutdown,
                 shutting_down: AtomicBool::new(false),
+                auth,
             }),
         }
+    }
+
+    /// The enhanced authentication methods (MQTT 5.0 section 4.12) the configuration enables.
+    pub fn authenticator(&self) -> &dyn crate::auth::Authenticator {
+        &self.inner.auth
     }
 
     /// The configuration the broker runs with.
@@ -122,6 +131,31 @@ impl Broker {
     pub fn retained_count(&self) -> usize {
         lock(&self.inner.retained).len()
     }
+}
+
+/// The methods `[auth]` enables. The configuration was validated, so a credential that does not
+/// parse cannot occur; it is skipped with an error line rather than trusted.
+fn auth_methods(config: &Config) -> crate::auth::Methods {
+    use crate::auth::{Methods, SCRAM_SHA_256, ScramAuthenticator, ScramCredentials};
+    let mut methods = Methods::new();
+    let users = &config.auth.scram_users;
+    if users.is_empty() {
+        return methods;
+    }
+    let mut store = HashMap::new();
+    for u in users {
+        match u.credential.parse::<ScramCredentials>() {
+            Ok(c) => {
+                store.insert(u.user.clone(), c);
+            }
+            Err(e) => tracing::error!(user = %u.user, "auth.scram_users: {e}"),
+        }
+    }
+    match ScramAuthenticator::new(store) {
+        Ok(scram) => methods.insert(SCRAM_SHA_256, Box::new(scram)),
+        Err(e) => tracing::error!("SCRAM-SHA-256 disabled: {e}"),
+    }
+    methods
 }
 
 /// Locks a std mutex, recovering the data if a panicking thread poisoned it: every critical

@@ -61,12 +61,7 @@ impl Connection {
                     "[MQTT-3.1.0-2] second CONNECT",
                 ));
             }
-            Packet::Auth(_) => {
-                return Err(protocol(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "AUTH without enhanced authentication",
-                ));
-            }
+            Packet::Auth(a) => self.on_auth(a)?,
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 return Err(protocol(
                     ReasonCode::PROTOCOL_ERROR,

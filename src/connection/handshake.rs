@@ -1,7 +1,7 @@
 //! The CONNECT handshake: read CONNECT within the connect timeout, check it, attach the session
 //! (taking it over if need be), answer CONNACK and resend what the session had in flight.
 
-use super::Connection;
+use super::{Connection, enhanced_auth};
 use crate::broker::{Broker, Metrics};
 use crate::protocol::{
     ByteStr, ConnAck, Connect, DecodeError, Limits, Packet, Properties, ProtocolVersion,
@@ -14,8 +14,28 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+/// Answers CONNECT with a refusal and says why, for the log line.
+pub(super) async fn refuse<W: AsyncWrite + Unpin>(
+    wr: &mut W,
+    version: ProtocolVersion,
+    reason: ReasonCode,
+    why: &'static str,
+) -> Refusal {
+    let ack = ConnAck {
+        session_present: false,
+        reason,
+        properties: Default::default(),
+    };
+    let mut out = BytesMut::new();
+    // A 3.1.1 CONNACK has no code for some v5 refusals; such a client is only closed.
+    if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
+        let _ = wr.write_all(&out).await;
+    }
+    Refusal::Refused(reason, why)
+}
+
 /// Why a connection attempt failed, for the one log line.
-enum Refusal {
+pub(super) enum Refusal {
     Timeout,
     Closed,
     NotConnect(&'static str),
@@ -40,6 +60,8 @@ where
         max_packet_size: config.limits.max_packet_size,
     };
     let timeout = Duration::from_secs(config.limits.connect_timeout_secs);
+    // The whole handshake, enhanced authentication included, has the connect timeout.
+    let deadline = tokio::time::Instant::now() + timeout;
     let first = tokio::time::timeout(timeout, read_connect(rd, inbuf, &limits)).await;
     let connect = match first {
         Err(_) => Err(Refusal::Timeout),
@@ -47,7 +69,15 @@ where
         Ok(Ok(connect)) => Ok(connect),
     };
     let result = match connect {
-        Ok(connect) => establish(*connect, peer, broker, wr, limits).await,
+        Ok(connect) => {
+            let io = Io {
+                rd,
+                wr,
+                inbuf,
+                deadline,
+            };
+            establish(*connect, peer, broker, io, limits).await
+        }
         Err(Refusal::Decode(e)) if e == error::UNSUPPORTED_PROTOCOL_VERSION => {
             // [MQTT-3.1.2-2] CONNACK 0x01 (3.1.1 form: the client's version is unknown).
             let _ = wr.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
@@ -112,28 +142,32 @@ fn assign_client_id() -> String {
     format!("roost-{nanos:08x}{n:x}")
 }
 
-async fn establish<W: AsyncWrite + Unpin>(
+/// The connection's socket halves and read buffer while the handshake runs.
+struct Io<'a, R, W> {
+    rd: &'a mut R,
+    wr: &'a mut W,
+    inbuf: &'a mut BytesMut,
+    deadline: tokio::time::Instant,
+}
+
+async fn establish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     connect: Connect,
     peer: SocketAddr,
     broker: &Broker,
-    wr: &mut W,
+    io: Io<'_, R, W>,
     limits: Limits,
 ) -> Result<Box<Connection>, Refusal> {
+    let Io {
+        rd,
+        wr,
+        inbuf,
+        deadline,
+    } = io;
     let config = broker.config().clone();
     let version = connect.protocol;
     let v5 = version.is_v5();
     let refuse = async |wr: &mut W, reason: ReasonCode, why: &'static str| {
-        let ack = ConnAck {
-            session_present: false,
-            reason,
-            properties: Default::default(),
-        };
-        let mut out = BytesMut::new();
-        // Refusal codes are chosen to exist in both versions, so encoding cannot fail.
-        if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
-            let _ = wr.write_all(&out).await;
-        }
-        Refusal::Refused(reason, why)
+        refuse(wr, version, reason, why).await
     };
 
     let reference = &config.mqtt5.server_reference;
@@ -181,6 +215,9 @@ async fn establish<W: AsyncWrite + Unpin>(
         server_keep_alive = Some(max_keepalive); // [MQTT-3.2.2-21]
     }
 
+    let authenticated =
+        enhanced_auth::connect_exchange(&connect, rd, wr, inbuf, &limits, broker, deadline).await?;
+
     let mut assigned = None;
     let client_id: Arc<str> = if connect.client_id.is_empty() {
         if !v5 && !connect.clean_start {
@@ -206,19 +243,11 @@ async fn establish<W: AsyncWrite + Unpin>(
     } else {
         connect.client_id.as_str().into()
     };
-    if connect.username.is_none() && !config.auth.allow_anonymous {
+    if connect.username.is_none() && authenticated.is_none() && !config.auth.allow_anonymous {
         return Err(refuse(
             wr,
             ReasonCode::NOT_AUTHORIZED,
             "anonymous clients are not allowed",
-        )
-        .await);
-    }
-    if connect.properties.authentication_method.is_some() {
-        return Err(refuse(
-            wr,
-            ReasonCode::BAD_AUTHENTICATION_METHOD,
-            "enhanced authentication is not supported yet",
         )
         .await);
     }
@@ -277,6 +306,11 @@ async fn establish<W: AsyncWrite + Unpin>(
             properties.subscription_identifier_available = Some(0);
         }
         properties.server_keep_alive = server_keep_alive;
+        if let Some(a) = &authenticated {
+            // [MQTT-4.12.0-5] a successful CONNACK names the method.
+            properties.authentication_method = Some(a.method.clone());
+            properties.authentication_data = a.data.clone();
+        }
         if config.limits.topic_alias_maximum > 0 {
             properties.topic_alias_maximum = Some(config.limits.topic_alias_maximum);
         }
@@ -307,6 +341,13 @@ async fn establish<W: AsyncWrite + Unpin>(
         client_max_packet: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
         problem_info: p.request_problem_information != Some(0),
         aliases_in: Default::default(),
+        auth: authenticated.map(|a| {
+            Box::new(enhanced_auth::Session {
+                method: a.method,
+                user: a.user,
+                exchange: None,
+            })
+        }),
         aliases_out: p
             .topic_alias_maximum
             .filter(|&m| v5 && m > 0)

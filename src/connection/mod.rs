@@ -6,6 +6,7 @@
 mod alias;
 mod close;
 mod dispatch;
+mod enhanced_auth;
 mod handshake;
 mod outbound;
 
@@ -50,6 +51,9 @@ struct Connection {
     client_max_packet: usize,
     /// Whether the client wants Reason Strings (v5 Request Problem Information, 1 unless 0).
     problem_info: bool,
+    /// The method and user of a client that used enhanced authentication, for
+    /// re-authentication.
+    auth: Option<Box<enhanced_auth::Session>>,
     /// The client's topic aliases.
     aliases_in: alias::Inbound,
     /// Ours toward the client, if it accepts any (boxed: most clients do not).

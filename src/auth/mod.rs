@@ -1,0 +1,102 @@
+//! Enhanced authentication (MQTT 5.0 section 4.12): the challenge/response exchange carried by
+//! the Authentication Method and Authentication Data of CONNECT, AUTH and CONNACK.
+//!
+//! Sans-IO: an [`Exchange`] takes the client's Authentication Data and says what to answer. It
+//! never reads sockets, files or the clock, never logs, and knows nothing of packets or reason
+//! codes: the connection task maps a [`Step`] to AUTH (0x18 Continue authentication), CONNACK or
+//! DISCONNECT, and logs the [`Step::Failure`] reason. Re-authentication (AUTH 0x19) is a fresh
+//! [`Exchange`]; checking that it names the same user is the connection's job.
+//!
+//! Methods: [`SCRAM_SHA_256`] ([`ScramAuthenticator`]).
+
+mod scram;
+
+use std::collections::HashMap;
+use std::fmt;
+
+pub use scram::{SCRAM_SHA_256, ScramAuthenticator, ScramCredentials, ScramError};
+
+/// Starts per-connection exchanges for one or more Authentication Methods.
+///
+/// Object-safe and shared between connection tasks, hence `Send + Sync` and `&self`.
+pub trait Authenticator: Send + Sync {
+    /// Starts an exchange for `method`, or `None` when this authenticator does not serve it
+    /// (the connection answers 0x8C Bad authentication method).
+    fn start(&self, method: &str) -> Option<Box<dyn Exchange>>;
+}
+
+/// One connection's authentication exchange: a state machine fed the client's data in order.
+pub trait Exchange: Send {
+    /// Consumes the client's next Authentication Data: from CONNECT (empty when it had none),
+    /// then from each AUTH 0x18. Once it has returned `Success` or `Failure` the exchange is
+    /// finished and every further call returns `Failure`.
+    fn step(&mut self, client_data: &[u8]) -> Step;
+}
+
+/// What the server answers to one [`Exchange::step`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// More is needed: send this as Authentication Data in AUTH 0x18 Continue authentication.
+    Continue(Vec<u8>),
+    /// The client is authenticated as `user`; `data`, if any, goes with the CONNACK (or the AUTH
+    /// 0x00 that ends a re-authentication) so the client can authenticate the server in turn.
+    Success {
+        /// Final server data (SCRAM's server-final-message), for the client to verify.
+        data: Option<Vec<u8>>,
+        /// The authenticated user name, for authorisation and logs.
+        user: String,
+    },
+    /// Authentication failed. The reason is for the server's log only: sending it would tell an
+    /// attacker which guess was wrong.
+    Failure(&'static str),
+}
+
+/// The enabled Authentication Methods, looked up by name.
+///
+/// It is an [`Authenticator`] itself, so the connection needs only a `&dyn Authenticator` and
+/// tests can hand it a one-method stub.
+#[derive(Default)]
+pub struct Methods {
+    /// Method name, compared exactly (the specification defines no case folding), to the
+    /// authenticator that serves it; one authenticator may be registered under several names.
+    by_name: HashMap<String, Box<dyn Authenticator>>,
+}
+
+impl Methods {
+    /// An empty registry: every method is refused.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Enables `method`, served by `authenticator`, replacing any earlier registration.
+    pub fn insert(&mut self, method: impl Into<String>, authenticator: Box<dyn Authenticator>) {
+        self.by_name.insert(method.into(), authenticator);
+    }
+
+    /// Whether `method` is enabled.
+    pub fn contains(&self, method: &str) -> bool {
+        self.by_name.contains_key(method)
+    }
+
+    /// Whether no method is enabled, in which case CONNECT with a method is refused outright.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
+    /// The enabled method names, in no particular order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.by_name.keys().map(String::as_str)
+    }
+}
+
+impl Authenticator for Methods {
+    fn start(&self, method: &str) -> Option<Box<dyn Exchange>> {
+        self.by_name.get(method)?.start(method)
+    }
+}
+
+impl fmt::Debug for Methods {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.names()).finish()
+    }
+}

@@ -1,0 +1,197 @@
+//! Enhanced authentication on the wire (MQTT 5.0 section 4.12): the AUTH exchange that follows a
+//! CONNECT carrying an Authentication Method, and re-authentication (AUTH 0x19) during the
+//! connection. The method itself is the sans-IO [`crate::auth::Exchange`]; this file maps its
+//! steps to AUTH, CONNACK and DISCONNECT.
+
+use super::handshake::{Refusal, refuse};
+use super::{Close, Connection};
+use crate::auth::{Exchange, Step};
+use crate::broker::Broker;
+use crate::protocol::{
+    Auth, ByteStr, Connect, Limits, Packet, ProtocolVersion, ReasonCode, decode,
+};
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
+
+/// A client that completed enhanced authentication in its handshake.
+#[derive(Debug)]
+pub(super) struct Authenticated {
+    pub method: ByteStr,
+    pub user: String,
+    /// The method's last data, for the CONNACK (SCRAM's server-final-message).
+    pub data: Option<Bytes>,
+}
+
+/// Runs the exchange a CONNECT asks for, if any, before the handshake goes on: `Ok(None)` when
+/// the client named no Authentication Method. Refusals have been answered with CONNACK.
+pub(super) async fn connect_exchange<R, W>(
+    connect: &Connect,
+    rd: &mut R,
+    wr: &mut W,
+    inbuf: &mut BytesMut,
+    limits: &Limits,
+    broker: &Broker,
+    deadline: Instant,
+) -> Result<Option<Authenticated>, Refusal>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let props = &connect.properties;
+    let Some(method) = props.authentication_method.clone() else {
+        if props.authentication_data.is_some() {
+            // 5.0 section 3.1.2.11.10: data without a method is a Protocol Error.
+            let why = "Authentication Data without an Authentication Method";
+            return Err(refuse(wr, connect.protocol, ReasonCode::PROTOCOL_ERROR, why).await);
+        }
+        return Ok(None);
+    };
+    let Some(mut exchange) = broker.authenticator().start(&method) else {
+        let why = "unknown Authentication Method";
+        let reason = ReasonCode::BAD_AUTHENTICATION_METHOD;
+        return Err(refuse(wr, connect.protocol, reason, why).await);
+    };
+    let mut data = props.authentication_data.clone().unwrap_or_default();
+    loop {
+        match exchange.step(&data) {
+            Step::Continue(challenge) => {
+                let auth = auth_packet(ReasonCode::CONTINUE_AUTHENTICATION, &method, challenge);
+                let mut out = BytesMut::new();
+                // An AUTH we build from a valid method name always encodes.
+                if auth.encode(ProtocolVersion::V5, &mut out).is_ok()
+                    && wr.write_all(&out).await.is_err()
+                {
+                    return Err(Refusal::Closed);
+                }
+                data = match tokio::time::timeout_at(deadline, next(rd, inbuf, limits)).await {
+                    Err(_) => return Err(Refusal::Timeout),
+                    Ok(Err(refusal)) => return Err(refusal),
+                    Ok(Ok(Packet::Auth(a)))
+                        if a.reason == ReasonCode::CONTINUE_AUTHENTICATION
+                            && a.properties.authentication_method.as_ref() == Some(&method) =>
+                    {
+                        a.properties.authentication_data.clone().unwrap_or_default()
+                    }
+                    Ok(Ok(Packet::Disconnect(_))) => return Err(Refusal::Closed),
+                    Ok(Ok(_)) => {
+                        // [MQTT-3.1.2-30, MQTT-4.12.0-3, -5] only AUTH 0x18 with the same method.
+                        let why = "expected AUTH 0x18 with the same method during authentication";
+                        let reason = ReasonCode::PROTOCOL_ERROR;
+                        return Err(refuse(wr, connect.protocol, reason, why).await);
+                    }
+                };
+            }
+            Step::Success { data, user } => {
+                return Ok(Some(Authenticated {
+                    method,
+                    user,
+                    data: data.map(Bytes::from),
+                }));
+            }
+            Step::Failure(why) => {
+                let reason = ReasonCode::NOT_AUTHORIZED;
+                return Err(refuse(wr, connect.protocol, reason, why).await);
+            }
+        }
+    }
+}
+
+/// The next packet of a v5 client still in its handshake.
+async fn next<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    inbuf: &mut BytesMut,
+    limits: &Limits,
+) -> Result<Packet, Refusal> {
+    loop {
+        match decode(inbuf, ProtocolVersion::V5, limits) {
+            Ok(Some(packet)) => return Ok(packet),
+            Ok(None) => {}
+            Err(e) => return Err(Refusal::Decode(e)),
+        }
+        match rd.read_buf(inbuf).await {
+            Ok(0) | Err(_) => return Err(Refusal::Closed),
+            Ok(_) => {}
+        }
+    }
+}
+
+fn auth_packet(reason: ReasonCode, method: &ByteStr, data: Vec<u8>) -> Packet {
+    let mut auth = Auth {
+        reason,
+        properties: Default::default(),
+    };
+    auth.properties.authentication_method = Some(method.clone());
+    if !data.is_empty() {
+        auth.properties.authentication_data = Some(Bytes::from(data));
+    }
+    Packet::Auth(auth)
+}
+
+/// The state of a connection that authenticated with a method: re-authentication uses it.
+pub(super) struct Session {
+    pub method: ByteStr,
+    pub user: String,
+    /// A re-authentication in progress.
+    pub exchange: Option<Box<dyn Exchange>>,
+}
+
+impl Connection {
+    /// AUTH from the client after the handshake: starts (0x19) or continues (0x18)
+    /// re-authentication [MQTT-4.12.1-1, 5.0 section 4.12.1].
+    pub(super) fn on_auth(&mut self, auth: Auth) -> Result<(), Close> {
+        let protocol = |what| Close::Protocol {
+            reason: ReasonCode::PROTOCOL_ERROR,
+            what,
+        };
+        let Some(session) = self.auth.as_mut() else {
+            return Err(protocol("AUTH without enhanced authentication in CONNECT"));
+        };
+        if auth.properties.authentication_method.as_ref() != Some(&session.method) {
+            // [MQTT-4.12.1-1] the same method as in CONNECT.
+            return Err(protocol(
+                "AUTH with another Authentication Method than CONNECT's",
+            ));
+        }
+        match (auth.reason, session.exchange.is_some()) {
+            (ReasonCode::REAUTHENTICATE, false) => {
+                let Some(exchange) = self.broker.authenticator().start(&session.method) else {
+                    return Err(protocol("Authentication Method no longer enabled"));
+                };
+                session.exchange = Some(exchange);
+            }
+            (ReasonCode::CONTINUE_AUTHENTICATION, true) => {}
+            _ => return Err(protocol("AUTH out of turn in re-authentication")),
+        }
+        let data = auth
+            .properties
+            .authentication_data
+            .clone()
+            .unwrap_or_default();
+        let step = match session.exchange.as_mut() {
+            Some(exchange) => exchange.step(&data),
+            None => return Err(protocol("AUTH out of turn in re-authentication")),
+        };
+        let method = session.method.clone();
+        match step {
+            Step::Continue(challenge) => {
+                let packet = auth_packet(ReasonCode::CONTINUE_AUTHENTICATION, &method, challenge);
+                self.write_packet(packet);
+            }
+            Step::Success { data, user } if user == session.user => {
+                session.exchange = None;
+                let packet = auth_packet(ReasonCode::SUCCESS, &method, data.unwrap_or_default());
+                self.write_packet(packet);
+                tracing::info!(client_id = %self.client_id, %user, "re-authenticated");
+            }
+            Step::Success { .. } | Step::Failure(_) => {
+                // [MQTT-4.12.1-2] a failed re-authentication ends the connection.
+                return Err(Close::Protocol {
+                    reason: ReasonCode::NOT_AUTHORIZED,
+                    what: "re-authentication failed",
+                });
+            }
+        }
+        Ok(())
+    }
+}
