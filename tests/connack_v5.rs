@@ -6,7 +6,7 @@
 mod support;
 
 use roost::protocol::ProtocolVersion::{V3_1_1, V5};
-use roost::protocol::{Packet, QoS, ReasonCode};
+use roost::protocol::{ByteStr, Packet, QoS, ReasonCode};
 use support::*;
 
 #[tokio::test]
@@ -199,5 +199,60 @@ async fn a_reason_string_explains_a_server_disconnect_unless_the_client_declined
             other => panic!("expected DISCONNECT 0x82, got {other:?}"),
         }
     }
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_refused_connack_says_why_unless_the_client_declined() {
+    let b = start_with(|c| c.auth.allow_anonymous = false).await;
+    for (problem_info, max_packet, want_string) in [
+        (None, None, true),
+        (Some(0), None, false),
+        // [MQTT-3.2.2-19] not if it would exceed the client's Maximum Packet Size.
+        (None, Some(16), false),
+    ] {
+        let mut c = connect_packet(V5, "anon", true);
+        c.properties.request_problem_information = problem_info;
+        c.properties.maximum_packet_size = max_packet;
+        let mut raw = Raw::open(b.addr, V5).await;
+        raw.send(&Packet::Connect(Box::new(c))).await;
+        match raw.recv().await {
+            Packet::ConnAck(a) => {
+                assert_eq!(a.reason, ReasonCode::NOT_AUTHORIZED);
+                assert_eq!(
+                    a.properties.reason_string.is_some(),
+                    want_string,
+                    "{problem_info:?} {max_packet:?}"
+                );
+            }
+            other => panic!("expected CONNACK 0x87, got {other:?}"),
+        }
+    }
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn nothing_after_a_refused_connect_is_processed() {
+    let b = start_with(|c| c.auth.allow_anonymous = false).await;
+    let mut c = connect_packet(V5, "watcher", true);
+    c.username = Some(ByteStr::try_from("watcher").unwrap());
+    let (mut watcher, _) = Raw::connect_with(b.addr, c).await;
+    watcher.subscribe("t", QoS::AtMostOnce).await;
+    // An anonymous CONNECT and a PUBLISH right behind it, in one write.
+    let mut bytes = bytes::BytesMut::new();
+    Packet::Connect(Box::new(connect_packet(V5, "anon", true)))
+        .encode(V5, &mut bytes)
+        .unwrap();
+    Packet::Publish(publish_packet("t", b"sneaky", QoS::AtMostOnce, false, 0))
+        .encode(V5, &mut bytes)
+        .unwrap();
+    let mut raw = Raw::open(b.addr, V5).await;
+    raw.send_bytes(&bytes).await;
+    match raw.closed().await.as_slice() {
+        [Packet::ConnAck(a)] => assert_eq!(a.reason, ReasonCode::NOT_AUTHORIZED),
+        other => panic!("expected CONNACK 0x87 then close, got {other:?}"),
+    }
+    // [MQTT-3.1.4-6]
+    watcher.expect_nothing().await;
     b.server.shutdown().await;
 }

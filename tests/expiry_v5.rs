@@ -107,3 +107,32 @@ async fn an_online_subscriber_gets_the_interval_as_sent() {
     assert_eq!(got[0].properties.message_expiry_interval, Some(30));
     b.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_qos2_exchange_under_way_is_finished_even_after_the_expiry() {
+    let b = start().await;
+    let mut sub = persistent(&b, "sub").await;
+    sub.subscribe("q2/#", QoS::ExactlyOnce).await;
+    let mut publisher = Raw::connect(b.addr, V5, "publisher", true).await;
+    let mut p = publish_packet("q2/x", b"exactly", QoS::ExactlyOnce, false, 7);
+    p.properties.message_expiry_interval = Some(1);
+    publisher.send(&Packet::Publish(p)).await;
+    assert!(matches!(publisher.recv().await, Packet::PubRec(a) if a.packet_id == 7));
+    // The subscriber gets it but does not answer; its connection drops.
+    let first = sub.expect_publish().await;
+    drop(sub);
+    tokio::time::sleep(PAST_ONE_SECOND).await;
+    // [MQTT-4.3.3-13] the publisher's late PUBREL still completes its exchange.
+    publisher
+        .send(&Packet::PubRel(roost::protocol::PubResp::new(7)))
+        .await;
+    assert!(matches!(publisher.recv().await, Packet::PubComp(a) if a.packet_id == 7));
+    // [MQTT-4.3.3-7] the PUBLISH already sent is not expired: it is sent again, with DUP.
+    let mut sub = persistent(&b, "sub").await;
+    let again = sub.expect_publish().await;
+    assert!(again.dup);
+    assert_eq!(again.packet_id, first.packet_id);
+    assert_eq!(&again.payload[..], b"exactly");
+    sub.ack(&again).await;
+    b.server.shutdown().await;
+}

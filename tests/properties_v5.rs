@@ -91,3 +91,32 @@ async fn publish_acked_packet(raw: &mut Raw, p: Publish) -> ReasonCode {
         (_, other) => panic!("expected the acknowledgement of {id}, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn a_wills_user_properties_keep_their_order() {
+    let b = start().await;
+    let mut sub = Raw::connect(b.addr, V5, "sub", true).await;
+    sub.subscribe("will/#", QoS::AtLeastOnce).await;
+    let mut c = connect_packet(V5, "leaver", true);
+    let mut will = roost::protocol::Will {
+        topic: text("will/leaver"),
+        payload: Bytes::from_static(b"gone"),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    };
+    let users = vec![
+        (text("z"), text("1")),
+        (text("a"), text("2")),
+        (text("z"), text("3")),
+    ];
+    will.properties.user_properties = users.clone();
+    c.will = Some(will);
+    let (leaver, _) = Raw::connect_with(b.addr, c).await;
+    drop(leaver);
+    let p = sub.expect_publish().await;
+    // [MQTT-3.1.3-10]
+    assert_eq!(p.properties.user_properties, users);
+    sub.ack(&p).await;
+    b.server.shutdown().await;
+}

@@ -64,6 +64,13 @@ CODEC_EXTRA = {
 
 # Broker statements proved by the integration tests: (test, 3.1.1 ids, 5.0 ids).
 BROKER_TESTS = [
+    ("expiry_v5::a_qos2_exchange_under_way_is_finished_even_after_the_expiry", "", "4.3.3-7 4.3.3-13"),
+    ("properties_v5::a_wills_user_properties_keep_their_order", "", "3.1.3-10"),
+    ("connack_v5::nothing_after_a_refused_connect_is_processed", "", "3.1.4-6"),
+    ("enhanced_auth_v5::an_unknown_method_and_anonymous_clients_are_refused", "", "3.1.4-2"),
+    ("connack_v5::a_refused_connack_says_why_unless_the_client_declined", "", "3.2.2-19 3.1.2-29"),
+    ("enhanced_auth_v5::scram_authenticates_and_the_client_can_verify_the_server", "", "3.15.2-1"),
+    ("publish_qos::v5_receive_maximum_limits_publishes_until_pubcomp", "", "4.9.0-1"),
     ("flow_control_v5::a_message_over_the_clients_maximum_packet_size_is_discarded_not_sent", "", "3.1.2-24 3.1.2-25"),
     ("flow_control_v5::no_local_keeps_a_clients_own_messages_from_it", "", "3.8.3-3"),
     ("topic_alias_v5::a_clients_aliases_stand_for_the_topics_it_set_them_to", "", "3.1.2-27"),
@@ -163,6 +170,23 @@ BROKER_TESTS = [
 # Statements the codec detects but whose required answer (CONNACK, close) is the broker's.
 PARTIAL = set()
 
+# 5.0 statements that limit a property Roost never sends on that packet: met because no code
+# path sets it (the packet is built with empty properties), not shown by a test. Listed as
+# "n/a" and not counted as done.
+NEVER_SENT = {
+    "MQTT-3.2.2-20": "CONNACK carries no User Property",
+    "MQTT-3.4.2-2": "PUBACK carries no Reason String", "MQTT-3.4.2-3": "PUBACK carries no User Property",
+    "MQTT-3.5.2-2": "PUBREC carries no Reason String", "MQTT-3.5.2-3": "PUBREC carries no User Property",
+    "MQTT-3.6.2-2": "PUBREL carries no Reason String", "MQTT-3.6.2-3": "PUBREL carries no User Property",
+    "MQTT-3.7.2-2": "PUBCOMP carries no Reason String", "MQTT-3.7.2-3": "PUBCOMP carries no User Property",
+    "MQTT-3.9.2-1": "SUBACK carries no Reason String", "MQTT-3.9.2-2": "SUBACK carries no User Property",
+    "MQTT-3.11.2-1": "UNSUBACK carries no Reason String", "MQTT-3.11.2-2": "UNSUBACK carries no User Property",
+    "MQTT-3.14.2-2": "the server's DISCONNECT carries no Session Expiry Interval",
+    "MQTT-3.14.2-4": "DISCONNECT carries no User Property",
+    "MQTT-3.15.2-2": "AUTH carries no Reason String", "MQTT-3.15.2-3": "AUTH carries no User Property",
+    "MQTT-3.3.4-5": "overlapping subscriptions get one PUBLISH carrying every identifier, never several",
+}
+
 
 def load_rules():
     src = open("src/protocol/error.rs").read()
@@ -193,8 +217,14 @@ def statements(path):
     return rows
 
 
-def owner(version, section, text):
+# Client obligations the phrasing test below misses (the clause names the server first).
+CLIENT_OBLIGATIONS = {"MQTT-3.1.2-21", "MQTT-4.12.0-3"}
+
+
+def owner(version, section, text, sid=""):
     t = text.lstrip("[").lower()
+    if sid in CLIENT_OBLIGATIONS:
+        return "client obligation"
     if section.startswith("6 "):
         return "not yet: WebSocket transport (later issue)"
     if re.match(r"(the |a |each time a )?client", t) and "server" not in t.split("must")[0]:
@@ -236,9 +266,12 @@ def matrix(version, rules, tests):
         elif sid in broker:
             how, ts = "", broker[sid]
             status = "done (broker)"
+        elif version == "v5" and sid in NEVER_SENT:
+            how, ts = NEVER_SENT[sid], []
+            status = "n/a: never sent"
         else:
             how, ts = "", []
-            status = "partial: codec detects; the broker closes" if sid in PARTIAL else owner(version, section, text)
+            status = "partial: codec detects; the broker closes" if sid in PARTIAL else owner(version, section, text, sid)
         if status.startswith("done"):
             done += 1
         short = text if len(text) < 110 else text[:107] + "..."

@@ -43,14 +43,14 @@ where
         if props.authentication_data.is_some() {
             // 5.0 section 3.1.2.11.10: data without a method is a Protocol Error.
             let why = "Authentication Data without an Authentication Method";
-            return Err(refuse(wr, connect.protocol, ReasonCode::PROTOCOL_ERROR, why).await);
+            return Err(refuse(wr, connect, ReasonCode::PROTOCOL_ERROR, why).await);
         }
         return Ok(None);
     };
     let Some(mut exchange) = broker.authenticator().start(&method) else {
         let why = "unknown Authentication Method";
         let reason = ReasonCode::BAD_AUTHENTICATION_METHOD;
-        return Err(refuse(wr, connect.protocol, reason, why).await);
+        return Err(refuse(wr, connect, reason, why).await);
     };
     let mut data = props.authentication_data.clone().unwrap_or_default();
     loop {
@@ -78,7 +78,7 @@ where
                         // [MQTT-3.1.2-30, MQTT-4.12.0-3, -5] only AUTH 0x18 with the same method.
                         let why = "expected AUTH 0x18 with the same method during authentication";
                         let reason = ReasonCode::PROTOCOL_ERROR;
-                        return Err(refuse(wr, connect.protocol, reason, why).await);
+                        return Err(refuse(wr, connect, reason, why).await);
                     }
                 };
             }
@@ -90,8 +90,11 @@ where
                 }));
             }
             Step::Failure(why) => {
+                // The client learns only that it failed: which check failed would help an
+                // attacker guess.
+                tracing::info!(client_id = %connect.client_id, "enhanced authentication failed: {why}");
                 let reason = ReasonCode::NOT_AUTHORIZED;
-                return Err(refuse(wr, connect.protocol, reason, why).await);
+                return Err(refuse(wr, connect, reason, "authentication failed").await);
             }
         }
     }

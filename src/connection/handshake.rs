@@ -14,18 +14,29 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Answers CONNECT with a refusal and says why, for the log line.
+/// Answers CONNECT with a refusal. A v5 client that did not turn problem information off
+/// also gets `why` as the Reason String, if the CONNACK still fits its Maximum Packet Size
+/// [MQTT-3.2.2-19]. `why` goes to the log line either way.
 pub(super) async fn refuse<W: AsyncWrite + Unpin>(
     wr: &mut W,
-    version: ProtocolVersion,
+    connect: &Connect,
     reason: ReasonCode,
     why: &'static str,
 ) -> Refusal {
-    let ack = ConnAck {
+    let version = connect.protocol;
+    let mut ack = ConnAck {
         session_present: false,
         reason,
         properties: Default::default(),
     };
+    let p = &connect.properties;
+    if version.is_v5() && p.request_problem_information != Some(0) {
+        ack.properties.reason_string = ByteStr::try_from(why).ok();
+        let limit = p.maximum_packet_size.map_or(usize::MAX, |m| m as usize);
+        if Packet::ConnAck(ack.clone()).encoded_len(version) > limit {
+            ack.properties = Default::default();
+        }
+    }
     let mut out = BytesMut::new();
     // A 3.1.1 CONNACK has no code for some v5 refusals; such a client is only closed.
     if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
@@ -167,7 +178,7 @@ async fn establish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     let version = connect.protocol;
     let v5 = version.is_v5();
     let refuse = async |wr: &mut W, reason: ReasonCode, why: &'static str| {
-        refuse(wr, version, reason, why).await
+        refuse(wr, &connect, reason, why).await
     };
 
     let reference = &config.mqtt5.server_reference;
