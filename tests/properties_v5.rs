@@ -65,10 +65,9 @@ async fn a_payload_that_is_not_utf8_despite_its_format_indicator_is_refused() {
     publisher
         .send(&Packet::Publish(bad(QoS::AtMostOnce, 0)))
         .await;
-    match publisher.closed().await.as_slice() {
-        [Packet::Disconnect(d)] => assert_eq!(d.reason, ReasonCode::PAYLOAD_FORMAT_INVALID),
-        other => panic!("expected DISCONNECT 0x99, got {other:?}"),
-    }
+    publisher
+        .expect_disconnect(ReasonCode::PAYLOAD_FORMAT_INVALID)
+        .await;
     sub.expect_nothing().await;
     b.server.shutdown().await;
 }

@@ -292,10 +292,7 @@ async fn no_local_on_a_shared_subscription_is_a_protocol_error() {
         &[("$share/g/t", options)],
     )))
     .await;
-    match c.closed().await.as_slice() {
-        [Packet::Disconnect(d)] => assert_eq!(d.reason, ReasonCode::PROTOCOL_ERROR),
-        other => panic!("expected DISCONNECT 0x82, got {other:?}"),
-    }
+    c.expect_disconnect(ReasonCode::PROTOCOL_ERROR).await;
     b.server.shutdown().await;
 }
 

@@ -460,6 +460,18 @@ impl Raw {
         }
     }
 
+    /// Waits for the broker to close the connection after a DISCONNECT with `reason`, its only
+    /// packet before the close; returns that DISCONNECT.
+    pub async fn expect_disconnect(
+        &mut self,
+        reason: roost::protocol::ReasonCode,
+    ) -> roost::protocol::Disconnect {
+        match self.closed().await.as_slice() {
+            [Packet::Disconnect(d)] if d.reason == reason => d.clone(),
+            other => panic!("expected DISCONNECT {reason} then close, got {other:?}"),
+        }
+    }
+
     /// Sends DISCONNECT and waits for the broker to close the connection.
     ///
     /// On the current-thread runtime of `#[tokio::test]` the broker's connection task detaches
