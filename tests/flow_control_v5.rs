@@ -59,3 +59,20 @@ async fn no_local_keeps_a_clients_own_messages_from_it() {
     assert_eq!(payloads(&other.drain().await), ["from me", "from other"]);
     b.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn more_unreleased_qos2_messages_than_our_receive_maximum_is_disconnect_0x93() {
+    let b = start_with(|c| c.limits.receive_maximum = 2).await;
+    let (mut c, ack) = Raw::connect_with(b.addr, connect_packet(V5, "greedy", true)).await;
+    assert_eq!(ack.properties.receive_maximum, Some(2));
+    for id in 1..=2 {
+        c.publish("q", b"x", QoS::ExactlyOnce, false, id).await;
+        assert!(matches!(c.recv().await, roost::protocol::Packet::PubRec(_)));
+    }
+    // A third before any PUBREL exceeds the Receive Maximum the CONNACK announced: 5.0
+    // section 3.3.4, DISCONNECT 0x93.
+    c.publish("q", b"x", QoS::ExactlyOnce, false, 3).await;
+    c.expect_disconnect(roost::protocol::ReasonCode::RECEIVE_MAXIMUM_EXCEEDED)
+        .await;
+    b.server.shutdown().await;
+}

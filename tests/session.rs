@@ -331,3 +331,17 @@ async fn v5_disconnect_can_shorten_the_expiry_to_zero() {
     assert!(!b.server.broker().has_session("shorten"));
     b.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn v5_session_expiry_0xffffffff_never_ends() {
+    let b = start().await;
+    let mut connect = connect_packet(V5, "forever", false);
+    connect.properties.session_expiry_interval = Some(u32::MAX);
+    let (c, _) = Raw::connect_with(b.addr, connect.clone()).await;
+    c.disconnect().await;
+    // No expiry timer is armed for it (5.0 section 3.1.2.11.2): it is still there, and resumes.
+    assert!(b.server.broker().has_session("forever"));
+    let (_c, ack) = Raw::connect_with(b.addr, connect).await;
+    assert!(ack.session_present);
+    b.server.shutdown().await;
+}
