@@ -43,7 +43,7 @@ pub struct SlotState {
     /// Bumped on every attach, so an expiry timer armed earlier knows it is stale.
     generation: u64,
     /// A will waiting for its Will Delay Interval (see `broker/will.rs`).
-    pub pending_will: Option<Message>,
+    pub pending_will: Option<Box<Message>>,
 }
 
 impl SlotState {
@@ -124,7 +124,7 @@ impl Broker {
             self.unsubscribe_all(&client_id, &filters);
             if let Some(will) = will {
                 // Routing takes the trie and session locks, never the registry's.
-                self.publish_will(will);
+                self.publish_will(*will);
             }
         }
         let slot = Arc::new(SessionSlot {

@@ -50,7 +50,7 @@ impl Broker {
             self.publish_will(will);
             return;
         }
-        st.pending_will = Some(will);
+        st.pending_will = Some(Box::new(will));
         let generation = st.generation();
         drop(st);
         let broker = self.clone();
@@ -67,7 +67,7 @@ impl Broker {
                 }
             };
             if let Some(will) = will {
-                broker.publish_will(will);
+                broker.publish_will(*will);
             }
         });
     }
@@ -76,7 +76,7 @@ impl Broker {
     pub(super) fn release_will(&self, slot: &SessionSlot) {
         let will = lock(&slot.state).pending_will.take();
         if let Some(will) = will {
-            self.publish_will(will);
+            self.publish_will(*will);
         }
     }
 }

@@ -348,7 +348,7 @@ async fn establish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         link: attached.link,
         limits,
         keep_alive: (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive))),
-        will: connect.will,
+        will: connect.will.map(Box::new),
         client_max_packet: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
         problem_info: p.request_problem_information != Some(0),
         aliases_in: Default::default(),

@@ -46,7 +46,7 @@ struct Connection {
     /// Keep alive granted; `None` when the client turned it off (0).
     keep_alive: Option<Duration>,
     /// The will to publish if the connection ends other than by a normal DISCONNECT.
-    will: Option<Will>,
+    will: Option<Box<Will>>,
     /// The largest packet the client accepts (v5 Maximum Packet Size).
     client_max_packet: usize,
     /// Whether the client wants Reason Strings (v5 Request Problem Information, 1 unless 0).

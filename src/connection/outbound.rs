@@ -81,6 +81,13 @@ impl Connection {
                 }
                 batch.push(o);
             }
+            if batch.is_empty() {
+                // Nothing to send: a burst is over, so give its memory back.
+                st.session.compact();
+            }
+        }
+        if batch.is_empty() && batch.capacity() > 64 {
+            batch = Vec::new();
         }
         let mut delivered = 0;
         for o in batch.drain(..) {

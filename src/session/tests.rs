@@ -221,3 +221,17 @@ fn expired_messages_are_discarded_from_the_queue_not_sent() {
     assert_eq!(sent, [1, 2]);
     assert_eq!(s.expired, 1);
 }
+
+#[test]
+fn compact_gives_back_a_drained_queue_but_keeps_a_busy_one() {
+    let mut s = Session::new(limits(10_000), 10);
+    for n in 0..1000 {
+        s.enqueue(d(QoS::AtMostOnce, (n % 250) as u8), true);
+    }
+    s.compact();
+    assert!(s.queue.capacity() >= 1000, "not empty: kept");
+    while s.next_outgoing(std::time::Instant::now()).is_some() {}
+    s.compact();
+    assert_eq!(s.queue.capacity(), 0);
+    assert_eq!(s.queued(), 0);
+}
