@@ -4,7 +4,7 @@
 
 use super::{Broker, SubEntry, Subscriptions, lock};
 use crate::protocol::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
-use crate::session::{Delivery, Enqueued, Message, SubscriptionIds};
+use crate::session::{Delivery, DeliveryExtra, Enqueued, Message, SubscriptionIds};
 use crate::topic::{parse_shared, validate_filter};
 use std::sync::Arc;
 
@@ -131,8 +131,7 @@ impl Broker {
                     message: m.clone(),
                     qos: m.qos.min(granted),
                     retain: true, // [MQTT-3.3.1-8]
-                    subscription_ids: SubscriptionIds::one(subscription_id),
-                    shared: None,
+                    extra: DeliveryExtra::new(SubscriptionIds::one(subscription_id), None),
                 });
             });
             for topic in expired {
@@ -236,14 +235,14 @@ impl Broker {
         // that was empty can have a connection asleep on it: one wake per run at most.
         let was_empty = st.session.queued() == 0;
         let (mut dropped, mut first_drop) = (0, false);
+        let extra = DeliveryExtra::new(grant.subscription_ids.clone(), grant.shared.clone());
         for m in run {
             let qos = m.qos.min(grant.qos);
             let delivery = || Delivery {
                 message: m.clone(),
                 qos,
                 retain: grant.retain_as_published && m.retain,
-                subscription_ids: grant.subscription_ids.clone(),
-                shared: grant.shared.clone(),
+                extra: extra.clone(),
             };
             let outcome = st.session.offer(qos, m.payload.len(), online, delivery);
             if let Enqueued::Dropped { first } = outcome {

@@ -173,7 +173,7 @@ impl Broker {
         let strategy = self.config().shared_subscriptions.strategy;
         let mut stay = Vec::new();
         for d in deliveries {
-            let Some(name) = d.shared.clone() else {
+            let Some(name) = d.shared().cloned() else {
                 continue;
             };
             let other = match parse_shared(&name) {

@@ -115,7 +115,7 @@ impl Connection {
         // Most messages carry no properties: those are written straight from the shared message.
         let plain = !self.version.is_v5()
             || (m.properties.is_empty()
-                && delivery.subscription_ids.is_empty()
+                && delivery.subscription_ids().is_none()
                 && self.aliases_out.is_none());
         let written = if plain {
             let p = PlainPublish {
@@ -194,8 +194,9 @@ impl Connection {
             let mut p = m.properties.clone();
             // Only touch the identifiers when there are some: writing through `DerefMut`
             // would allocate a property set for a message that has none.
-            if !d.subscription_ids.is_empty() || !p.subscription_identifiers.is_empty() {
-                p.subscription_identifiers = d.subscription_ids.to_vec();
+            let ids = d.subscription_ids();
+            if ids.is_some() || !p.subscription_identifiers.is_empty() {
+                p.subscription_identifiers = ids.map(|i| i.to_vec()).unwrap_or_default();
             }
             if let Some(left) = m.remaining_expiry(std::time::Instant::now()) {
                 p.message_expiry_interval = Some(left); // [MQTT-3.3.2-6]

@@ -46,11 +46,47 @@ pub struct Delivery {
     /// The RETAIN flag to send: set for retained messages sent on subscribe, and for Retain As
     /// Published subscriptions; clear otherwise [MQTT-3.3.1-9].
     pub retain: bool,
+    /// What only some deliveries carry, shared by all the deliveries of one subscription in a
+    /// run: out of line so that a queued delivery is 24 bytes, not 48. A fan-out writes each
+    /// subscriber's queue and reads it back, so its size is memory traffic per delivery.
+    pub extra: Option<Arc<DeliveryExtra>>,
+}
+
+/// The rarer parts of a delivery.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeliveryExtra {
     /// v5 Subscription Identifiers of the matching subscriptions.
     pub subscription_ids: SubscriptionIds,
     /// The `$share/{group}/{filter}` this delivery was made through, if any: if the member
     /// leaves before finishing it, it goes to another member.
     pub shared: Option<Arc<str>>,
+}
+
+impl DeliveryExtra {
+    /// `None` when there is nothing to carry, which is the common case.
+    pub fn new(subscription_ids: SubscriptionIds, shared: Option<Arc<str>>) -> Option<Arc<Self>> {
+        (!subscription_ids.is_empty() || shared.is_some()).then(|| {
+            Arc::new(Self {
+                subscription_ids,
+                shared,
+            })
+        })
+    }
+}
+
+impl Delivery {
+    /// The v5 Subscription Identifiers to send with it, if any.
+    pub fn subscription_ids(&self) -> Option<&SubscriptionIds> {
+        self.extra
+            .as_ref()
+            .map(|e| &e.subscription_ids)
+            .filter(|ids| !ids.is_empty())
+    }
+
+    /// The shared subscription it was made through, if any.
+    pub fn shared(&self) -> Option<&Arc<str>> {
+        self.extra.as_ref().and_then(|e| e.shared.as_ref())
+    }
 }
 
 /// The Subscription Identifiers one delivery carries. Almost every delivery has none or one, so

@@ -5,7 +5,7 @@
 
 mod message;
 
-pub use message::{Delivery, Message, SubscriptionIds};
+pub use message::{Delivery, DeliveryExtra, Message, SubscriptionIds};
 
 use crate::protocol::QoS;
 use std::collections::VecDeque;
@@ -192,18 +192,18 @@ impl Session {
     pub fn take_shared(&mut self) -> Vec<Delivery> {
         let mut taken = Vec::new();
         self.inflight.retain(|(_, f)| match f {
-            InFlight::Sent(d) if d.shared.is_some() && d.qos == QoS::AtLeastOnce => {
+            InFlight::Sent(d) if d.shared().is_some() && d.qos == QoS::AtLeastOnce => {
                 taken.push(d.clone());
                 false
             }
             _ => true,
         });
-        if !self.queue.iter().any(|d| d.shared.is_some()) {
+        if !self.queue.iter().any(|d| d.shared().is_some()) {
             return taken;
         }
         let mut kept = VecDeque::with_capacity(self.queue.len());
         for d in self.queue.drain(..) {
-            if d.shared.is_some() {
+            if d.shared().is_some() {
                 self.queued_bytes -= d.message.payload.len();
                 taken.push(d);
             } else {

@@ -24,8 +24,7 @@ fn d(qos: QoS, n: u8) -> Delivery {
         }),
         qos,
         retain: false,
-        subscription_ids: Default::default(),
-        shared: None,
+        extra: None,
     }
 }
 
@@ -165,7 +164,7 @@ fn inbound_qos2_is_routed_once() {
 #[test]
 fn take_shared_takes_unfinished_shared_deliveries_and_frees_their_ids() {
     let shared = |qos, n| Delivery {
-        shared: Some(Arc::from("$share/g/t")),
+        extra: DeliveryExtra::new(Default::default(), Some(Arc::from("$share/g/t"))),
         ..d(qos, n)
     };
     let mut s = Session::new(limits(100), 4);
