@@ -11,6 +11,7 @@ CODEC_EXTRA = {
         "MQTT-1.5.3-3": ("kept, never stripped", ["codec::v3::publish_topics_may_hold_any_valid_unicode"]),
         "MQTT-2.2.2-1": ("encoder writes the required flags", ["codec::roundtrip::any_valid_packet_round_trips", "codec::v3::publish_acknowledgements"]),
         "MQTT-2.3.1-5": ("encoder writes no packet id at QoS 0", ["codec::v3::publish_each_qos_and_flag"]),
+        "MQTT-3.1.2-11": ("WILL_QOS_WITHOUT_WILL, WILL_RETAIN_WITHOUT_WILL; will fields read only when the flag is set, extra bytes refused (TRAILING_BYTES)", ["codec::v3::connect_invalid"]),
         "MQTT-3.1.2-18": ("fields read only when their flag is set; extra bytes refused", ["codec::v3::connect_invalid"]),
         "MQTT-3.1.2-19": ("a flagged field that is missing is refused (TRUNCATED)", ["codec::v3::connect_invalid"]),
         "MQTT-3.1.2-20": ("as MQTT-3.1.2-18", ["codec::v3::connect_invalid"]),
@@ -165,6 +166,18 @@ BROKER_TESTS = [
     ("publish_qos::v5_receive_maximum_limits_publishes_until_pubcomp", "", "4.9.0-2 4.9.0-3"),
     ("codec::v3::publish_invalid", "4.7.1-1", "4.7.0-1"),
     ("codec::roundtrip::any_valid_packet_round_trips", "", "3.2.2-1 3.6.2-1"),
+    ("connect::empty_client_id_v311_needs_clean_session", "3.1.3-9", ""),
+    ("will::will_qos_is_honoured", "", "3.1.2-12"),
+    ("subscribe::suback_grants_the_minimum_of_requested_and_maximum_qos", "", "3.2.2-10"),
+    ("connect::anonymous_refused_when_configured", "", "4.13.2-1"),
+    ("connect::a_will_the_server_cannot_honour_is_refused", "", "4.13.2-1"),
+    ("connect::second_connect_is_a_protocol_error", "", "4.13.2-1"),
+    ("conformance_gaps::a_malformed_v311_connect_is_closed_without_connack", "3.2.2-6", ""),
+    ("conformance_gaps::each_client_id_resumes_its_own_session_state", "3.1.3-2", "3.1.3-2"),
+    ("conformance_gaps::a_qos1_packet_id_reused_after_its_puback_is_a_new_message", "4.3.2-2", "4.3.2-5"),
+    ("conformance_gaps::v5_a_qos2_packet_id_refused_in_pubrec_is_free_for_a_new_message", "", "4.3.3-9"),
+    ("conformance_gaps::v5_connack_announces_a_maximum_qos_below_2_and_subscribe_still_accepts_any_qos", "", "3.2.2-9 3.2.2-10"),
+    ("conformance_gaps::v311_wildcard_filters_get_0x80_when_wildcards_are_turned_off", "3.8.3-2", ""),
 ]
 
 # Statements the codec detects but whose required answer (CONNACK, close) is the broker's.
@@ -185,6 +198,34 @@ NEVER_SENT = {
     "MQTT-3.14.2-4": "DISCONNECT carries no User Property",
     "MQTT-3.15.2-2": "AUTH carries no Reason String", "MQTT-3.15.2-3": "AUTH carries no User Property",
     "MQTT-3.3.4-5": "overlapping subscriptions get one PUBLISH carrying every identifier, never several",
+}
+
+
+# Statements no test can prove, each with its status, why, and optionally tests of the server's
+# side of it: client obligations the phrasing test in owner() misses, statements about transport
+# or conformance in general, and features Roost does not have. None of these counts as done.
+BEYOND = "conformance_gaps::a_publish_beyond_what_the_server_announced_closes_the_connection"
+OTHER_STATUS = {
+    "v311": {
+        "MQTT-3.1.2-23": ("client obligation", "the server's side, closing a silent client, is MQTT-3.1.2-24"),
+        "MQTT-3.14.4-1": ("client obligation", "the server closes its side when it reads DISCONNECT"),
+        "MQTT-3.14.4-2": ("client obligation", ""),
+        "MQTT-7.1.2-1": ("client obligation", ""),
+        "MQTT-3.3.5-2": ("not yet: access control (later issue)", "no ACLs yet: every PUBLISH is authorized"),
+        "MQTT-4.8.0-2": ("met by design (untested)", "the only failure while a packet is processed is a socket read or write error, which ends the connection (`Close::Io`)"),
+        "MQTT-7.0.0-1": ("n/a: no outbound connections", "Roost makes no connections to other servers (no bridge)"),
+        "MQTT-7.0.0-2": ("met by design", "no extension is needed: stock rumqttc clients interoperate (`connect::rumqttc_v4_and_v5_exchange_a_message`)"),
+        "MQTT-7.1.1-1": ("met by design: TCP transport", "every listener is TCP"),
+    },
+    "v5": {
+        "MQTT-3.1.2-20": ("client obligation", "the server's side, closing a silent client, is MQTT-3.1.2-22"),
+        "MQTT-3.2.2-4": ("client obligation", ""),
+        "MQTT-3.2.2-5": ("client obligation", ""),
+        "MQTT-3.2.2-11": ("client obligation", "a PUBLISH above the Maximum QoS gets DISCONNECT 0x9B", [BEYOND]),
+        "MQTT-3.2.2-14": ("client obligation", "a retained PUBLISH while retain is off gets DISCONNECT 0x9A", [BEYOND]),
+        "MQTT-3.1.3-8": ("n/a: never rejected", "Roost accepts every 5.0 ClientID; an empty one gets an assigned id (MQTT-3.1.3-6)"),
+        "MQTT-4.2.0-1": ("met by design: TCP transport", "every listener is TCP"),
+    },
 }
 
 
@@ -235,7 +276,7 @@ def owner(version, section, text, sid=""):
                                     r"retain handling|retain as published|maximum packet size|"
                                     r"server keep alive|will delay|assigned", t):
         return "not yet: issue 5"
-    return "not yet: issue 3"
+    return "unclassified: add it to BROKER_TESTS or OTHER_STATUS"
 
 
 def matrix(version, rules, tests):
@@ -269,6 +310,9 @@ def matrix(version, rules, tests):
         elif version == "v5" and sid in NEVER_SENT:
             how, ts = NEVER_SENT[sid], []
             status = "n/a: never sent"
+        elif sid in OTHER_STATUS[version]:
+            status, how, *more = OTHER_STATUS[version][sid]
+            ts = more[0] if more else []
         else:
             how, ts = "", []
             status = "partial: codec detects; the broker closes" if sid in PARTIAL else owner(version, section, text, sid)
@@ -301,8 +345,13 @@ Status:
   MQTT-4.8.0-1 (3.1.1) and MQTT-4.13.1-1 (5.0) track once.
 - **done (broker)**: proved by a test in `tests/<area>.rs` (the `BROKER_TESTS` table of the tool).
 - **partial**: detected, with the rest of the required behaviour owned by the issue named.
-- **not yet: issue N**: the issue that will implement it (a guess by topic for issue 5 rows).
+- **not yet: ...**: the issue or feature that will implement it.
 - **client obligation**: binds clients; the broker checks it where another row says so.
+- **met by design**: true of how Roost is built (TCP listeners, no extensions), not something a
+  test can show; **untested** says a test could in principle, but none does.
+- **n/a**: about something Roost never does (a property it never sends, connections to other
+  servers, rejecting a 5.0 ClientID).
+- **not yet: access control (later issue)**: needs ACLs, which Roost does not have yet.
 
 This file is generated by `python3 tools/conformance.py` from `docs/spec/`, the error table in
 `src/protocol/error.rs` and the tests; edit those, then re-run it.
