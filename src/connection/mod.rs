@@ -70,32 +70,49 @@ struct Connection {
 
 /// Serves one client connection until it closes. `guard` is dropped when it has (the server
 /// counts live connections by it).
-pub async fn serve<S, G>(stream: S, peer: SocketAddr, broker: Broker, guard: G)
+///
+/// A function returning the future rather than an `async fn`: an `async fn` keeps its
+/// arguments twice in its state (rust-lang/rust#62958), and this future's size is paid by
+/// every idle connection for its whole life.
+pub fn serve<S, G>(
+    stream: S,
+    peer: SocketAddr,
+    broker: Broker,
+    guard: G,
+) -> impl Future<Output = ()> + Send
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    G: Send + 'static,
 {
-    let (mut rd, mut wr) = tokio::io::split(stream);
-    let mut inbuf = BytesMut::new();
-    let mut shutdown = broker.shutdown_signal();
-    // Boxed, so its state is on the heap only during the handshake: inline, it would size this
-    // task's future, and so the memory of every idle connection, for its whole life.
-    let handshake = Box::pin(handshake::accept(
-        &mut rd, &mut wr, &mut inbuf, peer, &broker,
-    ));
-    // A connection still waiting for CONNECT must not hold up shutdown.
-    let conn = tokio::select! {
-        conn = handshake => conn,
-        _ = shutdown.wait_for(|down| *down) => None,
-    };
-    drop(shutdown);
-    if let Some(conn) = conn {
-        conn.run(rd, wr, inbuf).await;
+    let (rd, wr) = tokio::io::split(stream);
+    async move {
+        let (mut rd, mut wr) = (rd, wr);
+        let mut inbuf = BytesMut::new();
+        let conn = {
+            let mut shutdown = broker.shutdown_signal();
+            // Boxed, so its state is on the heap only during the handshake.
+            let handshake = Box::pin(handshake::accept(
+                &mut rd, &mut wr, &mut inbuf, peer, &broker,
+            ));
+            // A connection still waiting for CONNECT must not hold up shutdown.
+            tokio::select! {
+                conn = handshake => conn,
+                _ = shutdown.wait_for(|down| *down) => None,
+            }
+        };
+        drop(broker);
+        if let Some(mut conn) = conn {
+            let close = conn.run(&mut rd, &mut wr, &mut inbuf).await;
+            // Boxed for the same reason as the handshake: it runs once, at the end.
+            Box::pin(conn.finish(close, &mut wr)).await;
+        }
+        drop(guard);
     }
-    drop(guard);
 }
 
 impl Connection {
-    async fn run<R, W>(mut self: Box<Self>, mut rd: R, mut wr: W, mut inbuf: BytesMut)
+    /// The connection's loop, until something ends it; the caller then calls `finish`.
+    async fn run<R, W>(&mut self, rd: &mut R, wr: &mut W, inbuf: &mut BytesMut) -> Close
     where
         R: AsyncRead + Unpin,
         W: AsyncWrite + Unpin,
@@ -104,7 +121,7 @@ impl Connection {
         let mut last_packet = Instant::now();
         // Whether the last read filled the buffer: more is probably waiting.
         let mut busy = false;
-        let close = loop {
+        loop {
             // One wake-up serves queued messages, takeover and shutdown alike: registered before
             // the checks below, so a notification sent after them still wakes this loop.
             let wake = slot.wake.notified();
@@ -135,12 +152,12 @@ impl Connection {
             }
             let room = inbuf.capacity() - inbuf.len();
             tokio::select! {
-                read = rd.read_buf(&mut inbuf) => match read {
+                read = rd.read_buf(inbuf) => match read {
                     Ok(0) => break Close::SocketClosed,
                     Ok(n) => {
                         busy = n >= room;
                         last_packet = Instant::now();
-                        if let Err(close) = self.handle_input(&mut inbuf) {
+                        if let Err(close) = self.handle_input(inbuf) {
                             break close;
                         }
                         if n >= READ_CHUNK / 2 {
@@ -154,7 +171,7 @@ impl Connection {
                         if inbuf.is_empty() && !busy {
                             // Nothing partial is waiting: free the read buffer while the client
                             // is quiet (the next read allocates a small one).
-                            inbuf = BytesMut::new();
+                            *inbuf = BytesMut::new();
                         }
                     }
                     Err(e) => break Close::Io(e.kind()),
@@ -167,9 +184,7 @@ impl Connection {
                 _ = &mut wake => {}
                 _ = idle => break Close::KeepAliveTimeout,
             }
-        };
-        // Boxed for the same reason as the handshake: it runs once, at the end.
-        Box::pin(self.finish(close, &mut wr)).await;
+        }
     }
 
     /// Decodes and handles every whole packet in `inbuf`.
