@@ -4,7 +4,7 @@
 
 use super::registry::SessionSlot;
 use super::{Broker, Metrics, lock};
-use crate::session::Message;
+use crate::session::{Deadline, Message};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ impl Broker {
         will.expires_at = will
             .properties
             .message_expiry_interval
-            .map(|secs| Instant::now() + Duration::from_secs(secs.into()));
+            .map(|secs| Deadline::after(Instant::now(), secs));
         Metrics::inc(&self.metrics().wills_published);
         self.publish(will);
     }

@@ -195,7 +195,7 @@ impl Connection {
         }
         let expires_at = properties
             .message_expiry_interval
-            .map(|secs| std::time::Instant::now() + std::time::Duration::from_secs(secs.into()));
+            .map(|secs| crate::session::Deadline::after(std::time::Instant::now(), secs));
         Message {
             topic: p.topic,
             payload: p.payload,

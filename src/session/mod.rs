@@ -5,7 +5,7 @@
 
 mod message;
 
-pub use message::{Delivery, DeliveryExtra, Message, SubscriptionIds};
+pub use message::{Deadline, Delivery, DeliveryExtra, Message, SubscriptionIds};
 
 use crate::protocol::QoS;
 use std::collections::VecDeque;

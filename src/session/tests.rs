@@ -200,8 +200,7 @@ fn expired_messages_are_discarded_from_the_queue_not_sent() {
     let start = std::time::Instant::now();
     let expiring = |n, secs| {
         let mut x = d(QoS::AtLeastOnce, n);
-        Arc::make_mut(&mut x.message).expires_at =
-            Some(start + std::time::Duration::from_secs(secs));
+        Arc::make_mut(&mut x.message).expires_at = Some(Deadline::after(start, secs));
         x
     };
     let mut s = Session::new(limits(100), 10);
