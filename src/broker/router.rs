@@ -219,7 +219,7 @@ impl Broker {
         self.match_targets(first, &mut targets);
         let mut matched = targets.len();
         for t in targets.drain(..) {
-            self.offer_run(&t.slot, run, &t.grant);
+            self.offer_run(&t.slot, run, t.grant);
         }
         TARGETS.with(|t| *t.borrow_mut() = targets);
         matched += self.route_shared(run);
@@ -228,14 +228,14 @@ impl Broker {
 
     /// Offers a run of messages to one session under one lock, and wakes its connection if the
     /// queue was empty. Drops by queue policy are counted and logged (rate-limited).
-    pub(super) fn offer_run(&self, slot: &Arc<SessionSlot>, run: &[Arc<Message>], grant: &Grant) {
+    pub(super) fn offer_run(&self, slot: &Arc<SessionSlot>, run: &[Arc<Message>], grant: Grant) {
         let mut st = lock(&slot.state);
         let online = st.conn.is_some();
         // The connection drains its whole queue on every turn of its loop, so only a queue
         // that was empty can have a connection asleep on it: one wake per run at most.
         let was_empty = st.session.queued() == 0;
         let (mut dropped, mut first_drop) = (0, false);
-        let extra = DeliveryExtra::new(grant.subscription_ids.clone(), grant.shared.clone());
+        let extra = DeliveryExtra::new(grant.subscription_ids, grant.shared);
         for m in run {
             let qos = m.qos.min(grant.qos);
             let delivery = || Delivery {

@@ -133,15 +133,16 @@ impl Connection {
         }
         match qos {
             QoS::AtMostOnce | QoS::AtLeastOnce => {
-                if self.run.first().is_some_and(|m| m.topic != p.topic) || self.run.len() >= MAX_RUN
+                if self.pending.first().is_some_and(|m| m.topic != p.topic)
+                    || self.pending.len() >= MAX_RUN
                 {
                     self.flush_run();
                 }
                 if qos == QoS::AtLeastOnce {
-                    self.run_acks.push(packet_id);
+                    self.pending_acks.push(packet_id);
                 }
                 let message = self.message(p);
-                self.run.push(Arc::new(message));
+                self.pending.push(Arc::new(message));
             }
             QoS::ExactlyOnce => {
                 let (first, pending) = {
@@ -168,17 +169,17 @@ impl Connection {
     /// Routes the QoS 0 and 1 messages received since the last flush (one topic), then sends
     /// their PUBACKs: an acknowledgement says the message was accepted, so it follows routing.
     pub(super) fn flush_run(&mut self) {
-        if self.run.is_empty() {
+        if self.pending.is_empty() {
             return;
         }
-        let matched = self.broker.publish_run(&self.run);
-        self.run.clear();
-        let acks = std::mem::take(&mut self.run_acks);
-        for &packet_id in &acks {
-            self.ack(Packet::PubAck, packet_id, matched_reason(matched));
+        let matched = self.broker.publish_run(&self.pending);
+        self.pending.clear();
+        let reason = matched_reason(matched);
+        for i in 0..self.pending_acks.len() {
+            let packet_id = self.pending_acks[i];
+            self.ack(Packet::PubAck, packet_id, reason);
         }
-        self.run_acks = acks;
-        self.run_acks.clear();
+        self.pending_acks.clear();
     }
 
     /// Routes a client's PUBLISH on its own; returns how many sessions it matched.

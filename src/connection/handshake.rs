@@ -365,8 +365,8 @@ async fn establish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             .map(|m| Box::new(super::alias::Outbound::new(m))),
         out: BytesMut::new(),
         batch: Vec::new(),
-        run: Vec::new(),
-        run_acks: Vec::new(),
+        pending: Vec::new(),
+        pending_acks: Vec::new(),
     });
     conn.write_packet(Packet::ConnAck(ack));
     conn.resend_inflight();

@@ -63,9 +63,9 @@ struct Connection {
     /// Packets taken from the session under its lock, encoded after it is released.
     batch: Vec<crate::session::Outgoing>,
     /// QoS 0 and 1 messages received with one topic, not yet routed (see `flush_run`).
-    run: Vec<Arc<crate::session::Message>>,
-    /// Packet ids of the QoS 1 messages in `run`, to acknowledge once it is routed.
-    run_acks: Vec<u16>,
+    pending: Vec<Arc<crate::session::Message>>,
+    /// Packet ids of the QoS 1 messages in `pending`, to acknowledge once they are routed.
+    pending_acks: Vec<u16>,
 }
 
 /// Serves one client connection until it closes. `guard` is dropped when it has (the server
