@@ -110,7 +110,10 @@ impl Broker {
         self.inner.shutdown.send_replace(true);
         let slots: Vec<_> = lock(&self.inner.sessions).values().cloned().collect();
         for slot in slots {
-            slot.wake.notify_waiters();
+            let waker = lock(&slot.state).take_waker();
+            if let Some(waker) = waker {
+                waker.wake();
+            }
             // Sessions end with the server: wills still waiting for their delay go out now.
             self.release_will(&slot);
         }

@@ -7,8 +7,8 @@ use crate::session::{Message, QueueLimits, Session};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Waker;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 /// A session and the connection (if any) attached to it.
 #[derive(Debug)]
@@ -16,8 +16,6 @@ pub struct SessionSlot {
     pub client_id: Arc<str>,
     /// Held only for short, synchronous updates; never across an `.await`.
     pub state: Mutex<SlotState>,
-    /// Wakes the attached connection when messages are queued for it.
-    pub wake: Notify,
     /// Whether a connection is attached (`state.conn` is some), readable without the lock:
     /// shared subscription groups prefer connected members.
     online: AtomicBool,
@@ -44,9 +42,27 @@ pub struct SlotState {
     generation: u64,
     /// A will waiting for its Will Delay Interval (see `broker/will.rs`).
     pub pending_will: Option<Box<Message>>,
+    /// The attached connection's task, registered each time it drains the queue: a waker
+    /// under the slot's lock (not a `Notify` beside it) costs an idle connection nothing
+    /// beyond these 16 bytes, and no wake-up can slip between a drain and a new message.
+    waker: Option<Waker>,
 }
 
 impl SlotState {
+    /// Registers the attached connection's task to be woken by [`SlotState::take_waker`].
+    pub fn register(&mut self, waker: &Waker) {
+        match &self.waker {
+            Some(w) if w.will_wake(waker) => {}
+            _ => self.waker = Some(waker.clone()),
+        }
+    }
+
+    /// The waker of the attached connection, if it is waiting: wake it after the lock is
+    /// released. It registers again on its next drain.
+    pub fn take_waker(&mut self) -> Option<Waker> {
+        self.waker.take()
+    }
+
     /// Bumped on every attach: a timer armed earlier compares it to know it is stale.
     pub fn generation(&self) -> u64 {
         self.generation
@@ -99,7 +115,9 @@ impl Broker {
             let mut st = lock(&slot.state);
             if st.conn.take().is_some() {
                 // The old connection checks its link on every turn of its loop.
-                slot.wake.notify_waiters();
+                if let Some(waker) = st.take_waker() {
+                    waker.wake();
+                }
             }
             if !clean_start {
                 st.conn = Some(link.clone());
@@ -136,8 +154,8 @@ impl Broker {
                 filters: HashSet::new(),
                 generation: 0,
                 pending_will: None,
+                waker: None,
             }),
-            wake: Notify::new(),
             online: AtomicBool::new(true),
         });
         sessions.insert(client_id, slot.clone());
@@ -156,6 +174,8 @@ impl Broker {
             return;
         }
         st.conn = None;
+        // The waker keeps the finished task's memory alive: not for a session's whole life.
+        st.waker = None;
         slot.online.store(false, Ordering::Relaxed);
         let (expiry, generation) = (st.expiry, st.generation);
         // What came through shared subscriptions and is not finished goes to another member

@@ -250,10 +250,14 @@ impl Broker {
                 first_drop |= first;
             }
         }
-        let wake = online && was_empty && st.session.queued() > 0;
+        let waker = if online && was_empty && st.session.queued() > 0 {
+            st.take_waker()
+        } else {
+            None
+        };
         drop(st);
-        if wake {
-            slot.wake.notify_one();
+        if let Some(waker) = waker {
+            waker.wake();
         }
         if first_drop {
             self.inner.overload_log.queue_full(&slot.client_id);

@@ -25,32 +25,30 @@ pub(super) struct Authenticated {
 
 /// Runs the exchange a CONNECT asks for, if any, before the handshake goes on: `Ok(None)` when
 /// the client named no Authentication Method. Refusals have been answered with CONNACK.
-pub(super) async fn connect_exchange<R, W>(
+pub(super) async fn connect_exchange<S>(
     connect: &Connect,
-    rd: &mut R,
-    wr: &mut W,
+    io: &mut S,
     inbuf: &mut BytesMut,
     limits: &Limits,
     broker: &Broker,
     deadline: Instant,
 ) -> Result<Option<Authenticated>, Refusal>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let props = &connect.properties;
     let Some(method) = props.authentication_method.clone() else {
         if props.authentication_data.is_some() {
             // 5.0 section 3.1.2.11.10: data without a method is a Protocol Error.
             let why = "Authentication Data without an Authentication Method";
-            return Err(refuse(wr, connect, ReasonCode::PROTOCOL_ERROR, why).await);
+            return Err(refuse(io, connect, ReasonCode::PROTOCOL_ERROR, why).await);
         }
         return Ok(None);
     };
     let Some(mut exchange) = broker.authenticator().start(&method) else {
         let why = "unknown Authentication Method";
         let reason = ReasonCode::BAD_AUTHENTICATION_METHOD;
-        return Err(refuse(wr, connect, reason, why).await);
+        return Err(refuse(io, connect, reason, why).await);
     };
     let mut data = props.authentication_data.clone().unwrap_or_default();
     loop {
@@ -60,11 +58,11 @@ where
                 let mut out = BytesMut::new();
                 // An AUTH we build from a valid method name always encodes.
                 if auth.encode(ProtocolVersion::V5, &mut out).is_ok()
-                    && wr.write_all(&out).await.is_err()
+                    && io.write_all(&out).await.is_err()
                 {
                     return Err(Refusal::Closed);
                 }
-                data = match tokio::time::timeout_at(deadline, next(rd, inbuf, limits)).await {
+                data = match tokio::time::timeout_at(deadline, next(io, inbuf, limits)).await {
                     Err(_) => return Err(Refusal::Timeout),
                     Ok(Err(refusal)) => return Err(refusal),
                     Ok(Ok(Packet::Auth(a)))
@@ -78,7 +76,7 @@ where
                         // [MQTT-3.1.2-30, MQTT-4.12.0-3, -5] only AUTH 0x18 with the same method.
                         let why = "expected AUTH 0x18 with the same method during authentication";
                         let reason = ReasonCode::PROTOCOL_ERROR;
-                        return Err(refuse(wr, connect, reason, why).await);
+                        return Err(refuse(io, connect, reason, why).await);
                     }
                 };
             }
@@ -94,7 +92,7 @@ where
                 // attacker guess.
                 tracing::info!(client_id = %connect.client_id, "enhanced authentication failed: {why}");
                 let reason = ReasonCode::NOT_AUTHORIZED;
-                return Err(refuse(wr, connect, reason, "authentication failed").await);
+                return Err(refuse(io, connect, reason, "authentication failed").await);
             }
         }
     }
@@ -102,7 +100,7 @@ where
 
 /// The next packet of a v5 client still in its handshake.
 async fn next<R: AsyncRead + Unpin>(
-    rd: &mut R,
+    io: &mut R,
     inbuf: &mut BytesMut,
     limits: &Limits,
 ) -> Result<Packet, Refusal> {
@@ -112,7 +110,7 @@ async fn next<R: AsyncRead + Unpin>(
             Ok(None) => {}
             Err(e) => return Err(Refusal::Decode(e)),
         }
-        match rd.read_buf(inbuf).await {
+        match io.read_buf(inbuf).await {
             Ok(0) | Err(_) => return Err(Refusal::Closed),
             Ok(_) => {}
         }

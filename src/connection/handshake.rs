@@ -17,8 +17,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Answers CONNECT with a refusal. A v5 client that did not turn problem information off
 /// also gets `why` as the Reason String, if the CONNACK still fits its Maximum Packet Size
 /// [MQTT-3.2.2-19]. `why` goes to the log line either way.
-pub(super) async fn refuse<W: AsyncWrite + Unpin>(
-    wr: &mut W,
+pub(super) async fn refuse<S: AsyncWrite + Unpin>(
+    io: &mut S,
     connect: &Connect,
     reason: ReasonCode,
     why: &'static str,
@@ -40,7 +40,7 @@ pub(super) async fn refuse<W: AsyncWrite + Unpin>(
     let mut out = BytesMut::new();
     // A 3.1.1 CONNACK has no code for some v5 refusals; such a client is only closed.
     if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
-        let _ = wr.write_all(&out).await;
+        let _ = io.write_all(&out).await;
     }
     Refusal::Refused(reason, why)
 }
@@ -55,16 +55,14 @@ pub(super) enum Refusal {
 }
 
 /// Runs the handshake; `None` when the connection was refused or lost (already logged).
-pub(super) async fn accept<R, W>(
-    rd: &mut R,
-    wr: &mut W,
+pub(super) async fn accept<S>(
+    io: &mut S,
     inbuf: &mut BytesMut,
     peer: SocketAddr,
     broker: &Broker,
 ) -> Option<Box<Connection>>
 where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    S: AsyncRead + AsyncWrite + Unpin,
 {
     let config = broker.config().clone();
     let limits = Limits {
@@ -73,7 +71,7 @@ where
     let timeout = Duration::from_secs(config.limits.connect_timeout_secs);
     // The whole handshake, enhanced authentication included, has the connect timeout.
     let deadline = tokio::time::Instant::now() + timeout;
-    let first = tokio::time::timeout(timeout, read_connect(rd, inbuf, &limits)).await;
+    let first = tokio::time::timeout(timeout, read_connect(io, inbuf, &limits)).await;
     let connect = match first {
         Err(_) => Err(Refusal::Timeout),
         Ok(Err(refusal)) => Err(refusal),
@@ -82,8 +80,7 @@ where
     let result = match connect {
         Ok(connect) => {
             let io = Io {
-                rd,
-                wr,
+                io,
                 inbuf,
                 deadline,
             };
@@ -91,7 +88,7 @@ where
         }
         Err(Refusal::Decode(e)) if e == error::UNSUPPORTED_PROTOCOL_VERSION => {
             // [MQTT-3.1.2-2] CONNACK 0x01 (3.1.1 form: the client's version is unknown).
-            let _ = wr.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
+            let _ = io.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
             Err(Refusal::Decode(e))
         }
         Err(refusal) => Err(refusal),
@@ -100,7 +97,7 @@ where
         Ok(conn) => Some(conn),
         Err(refusal) => {
             Metrics::inc(&broker.metrics().connections_refused);
-            let _ = wr.shutdown().await;
+            let _ = io.shutdown().await;
             match refusal {
                 Refusal::Timeout => {
                     tracing::info!(%peer, "closed: no CONNECT within the connect timeout")
@@ -120,7 +117,7 @@ where
 }
 
 async fn read_connect<R: AsyncRead + Unpin>(
-    rd: &mut R,
+    io: &mut R,
     inbuf: &mut BytesMut,
     limits: &Limits,
 ) -> Result<Box<Connect>, Refusal> {
@@ -134,7 +131,7 @@ async fn read_connect<R: AsyncRead + Unpin>(
             Err(_) if !is_connect => return Err(Refusal::NotConnect("an invalid packet")),
             Err(e) => return Err(Refusal::Decode(e)),
         }
-        match rd.read_buf(inbuf).await {
+        match io.read_buf(inbuf).await {
             Ok(0) | Err(_) => return Err(Refusal::Closed),
             Ok(_) => {}
         }
@@ -153,32 +150,30 @@ fn assign_client_id() -> String {
     format!("roost-{nanos:08x}{n:x}")
 }
 
-/// The connection's socket halves and read buffer while the handshake runs.
-struct Io<'a, R, W> {
-    rd: &'a mut R,
-    wr: &'a mut W,
+/// The connection's socket and read buffer while the handshake runs.
+struct Io<'a, S> {
+    io: &'a mut S,
     inbuf: &'a mut BytesMut,
     deadline: tokio::time::Instant,
 }
 
-async fn establish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
     connect: Connect,
     peer: SocketAddr,
     broker: &Broker,
-    io: Io<'_, R, W>,
+    io: Io<'_, S>,
     limits: Limits,
 ) -> Result<Box<Connection>, Refusal> {
     let Io {
-        rd,
-        wr,
+        io,
         inbuf,
         deadline,
     } = io;
     let config = broker.config().clone();
     let version = connect.protocol;
     let v5 = version.is_v5();
-    let refuse = async |wr: &mut W, reason: ReasonCode, why: &'static str| {
-        refuse(wr, &connect, reason, why).await
+    let refuse = async |io: &mut S, reason: ReasonCode, why: &'static str| {
+        refuse(io, &connect, reason, why).await
     };
 
     let reference = &config.mqtt5.server_reference;
@@ -204,7 +199,7 @@ async fn establish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         };
         let mut out = BytesMut::new();
         if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
-            let _ = wr.write_all(&out).await;
+            let _ = io.write_all(&out).await;
         }
         return Err(Refusal::Refused(reason, why));
     }
@@ -216,7 +211,7 @@ async fn establish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     if max_keepalive < u16::MAX && (keep_alive > max_keepalive || (v5 && keep_alive == 0)) {
         if !v5 {
             return Err(refuse(
-                wr,
+                io,
                 ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
                 "keep alive above limits.max_keepalive",
             )
@@ -227,14 +222,14 @@ async fn establish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     }
 
     let authenticated =
-        enhanced_auth::connect_exchange(&connect, rd, wr, inbuf, &limits, broker, deadline).await?;
+        enhanced_auth::connect_exchange(&connect, io, inbuf, &limits, broker, deadline).await?;
 
     let mut assigned = None;
     let client_id: Arc<str> = if connect.client_id.is_empty() {
         if !v5 && !connect.clean_start {
             // [MQTT-3.1.3-8] of 3.1.1: an empty id needs a clean session.
             return Err(refuse(
-                wr,
+                io,
                 ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
                 "empty client id without clean session",
             )
@@ -242,7 +237,7 @@ async fn establish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
         }
         if version == ProtocolVersion::V3_1 {
             return Err(refuse(
-                wr,
+                io,
                 ReasonCode::CLIENT_IDENTIFIER_NOT_VALID,
                 "MQTT 3.1 requires a client id",
             )
@@ -256,7 +251,7 @@ async fn establish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
     };
     if connect.username.is_none() && authenticated.is_none() && !config.auth.allow_anonymous {
         return Err(refuse(
-            wr,
+            io,
             ReasonCode::NOT_AUTHORIZED,
             "anonymous clients are not allowed",
         )
@@ -270,7 +265,7 @@ async fn establish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             } else {
                 ReasonCode::NOT_AUTHORIZED
             };
-            return Err(refuse(wr, reason, "will QoS above the server's maximum QoS").await);
+            return Err(refuse(io, reason, "will QoS above the server's maximum QoS").await);
         }
         if will.retain && !config.limits.retain_available {
             let reason = if v5 {
@@ -278,7 +273,7 @@ async fn establish<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
             } else {
                 ReasonCode::NOT_AUTHORIZED
             };
-            return Err(refuse(wr, reason, "retained will while retain is unavailable").await);
+            return Err(refuse(io, reason, "retained will while retain is unavailable").await);
         }
     }
     let p = &connect.properties;

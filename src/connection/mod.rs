@@ -14,12 +14,14 @@ pub use close::Close;
 
 use crate::broker::{Broker, ConnectionLink, SessionSlot};
 use crate::protocol::{Limits, ProtocolVersion, Will};
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// Stop filling the write buffer past this many bytes per round, so one busy subscriber's
 /// buffer stays bounded; the rest waits in its session queue.
@@ -68,12 +70,25 @@ struct Connection {
     pending_acks: Vec<u16>,
 }
 
+/// The keep alive of a client that set one.
+struct KeepAlive {
+    /// 1.5 times the keep alive.
+    grace: Duration,
+    last_packet: Instant,
+    timer: Pin<Box<Sleep>>,
+}
+
 /// Serves one client connection until it closes. `guard` is dropped when it has (the server
 /// counts live connections by it).
 ///
 /// A function returning the future rather than an `async fn`: an `async fn` keeps its
 /// arguments twice in its state (rust-lang/rust#62958), and this future's size is paid by
-/// every idle connection for its whole life.
+/// every idle connection for its whole life. For the same reason the stream is not split into
+/// halves (that is one more allocation per connection): reads and writes are polled in turn.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice in the task"
+)]
 pub fn serve<S, G>(
     stream: S,
     peer: SocketAddr,
@@ -84,16 +99,13 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     G: Send + 'static,
 {
-    let (rd, wr) = tokio::io::split(stream);
     async move {
-        let (mut rd, mut wr) = (rd, wr);
+        let mut io = stream;
         let mut inbuf = BytesMut::new();
         let conn = {
             let mut shutdown = broker.shutdown_signal();
             // Boxed, so its state is on the heap only during the handshake.
-            let handshake = Box::pin(handshake::accept(
-                &mut rd, &mut wr, &mut inbuf, peer, &broker,
-            ));
+            let handshake = Box::pin(handshake::accept(&mut io, &mut inbuf, peer, &broker));
             // A connection still waiting for CONNECT must not hold up shutdown.
             tokio::select! {
                 conn = handshake => conn,
@@ -102,89 +114,132 @@ where
         };
         drop(broker);
         if let Some(mut conn) = conn {
-            let close = conn.run(&mut rd, &mut wr, &mut inbuf).await;
+            let close = conn.run(&mut io, &mut inbuf).await;
             // Boxed for the same reason as the handshake: it runs once, at the end.
-            Box::pin(conn.finish(close, &mut wr)).await;
+            Box::pin(conn.finish(close, &mut io)).await;
         }
         drop(guard);
     }
 }
 
+/// What one turn of the connection's loop did.
+enum Turn {
+    /// Read `n` bytes into the read buffer, which had `room` bytes free.
+    Read { n: usize, room: usize },
+    /// Wrote some of the outgoing bytes.
+    Wrote,
+}
+
 impl Connection {
     /// The connection's loop, until something ends it; the caller then calls `finish`.
-    async fn run<R, W>(&mut self, rd: &mut R, wr: &mut W, inbuf: &mut BytesMut) -> Close
+    async fn run<S>(&mut self, io: &mut S, inbuf: &mut BytesMut) -> Close
     where
-        R: AsyncRead + Unpin,
-        W: AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Unpin,
     {
-        let slot = self.slot.clone();
-        let mut last_packet = Instant::now();
+        // [MQTT-3.1.2-24 of 3.1.1] 1.5 times the keep alive without a packet closes it. One
+        // timer for the connection's life, moved only when it fires early: resetting it on
+        // every packet would touch the timer wheel on every turn. Boxed: a client without a
+        // keep alive does not pay for it.
+        let mut keep_alive = self.keep_alive.map(|k| {
+            let grace = k.mul_f32(1.5);
+            KeepAlive {
+                grace,
+                last_packet: Instant::now(),
+                timer: Box::pin(tokio::time::sleep(grace)),
+            }
+        });
         // Whether the last read filled the buffer: more is probably waiting.
         let mut busy = false;
         loop {
-            // One wake-up serves queued messages, takeover and shutdown alike: registered before
-            // the checks below, so a notification sent after them still wakes this loop.
-            let wake = slot.wake.notified();
-            tokio::pin!(wake);
-            wake.as_mut().enable();
-            if self.broker.is_shutting_down() {
-                break Close::ServerShutdown;
-            }
-            if let Err(close) = self.fill_outbound() {
-                break close;
-            }
-            if self.out.is_empty() && self.out.capacity() > 0 {
-                // Idle: hand the write buffer back rather than hold it per connection.
-                self.out = BytesMut::new();
-            }
-            // [MQTT-3.1.2-24 of 3.1.1] 1.5 times the keep alive without a packet closes it.
-            let deadline = self.keep_alive.map(|k| last_packet + k.mul_f32(1.5));
-            let idle = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => std::future::pending().await,
-                }
-            };
-            if inbuf.capacity() == 0 {
-                inbuf.reserve(IDLE_READ);
-            } else if busy && inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
-                inbuf.reserve(READ_CHUNK);
-            }
-            let room = inbuf.capacity() - inbuf.len();
-            tokio::select! {
-                read = rd.read_buf(inbuf) => match read {
-                    Ok(0) => break Close::SocketClosed,
-                    Ok(n) => {
-                        busy = n >= room;
-                        last_packet = Instant::now();
-                        if let Err(close) = self.handle_input(inbuf) {
-                            break close;
-                        }
-                        if n >= READ_CHUNK / 2 {
-                            // A big read means more is probably waiting, but let the other
-                            // tasks have a turn first: a flooding publisher would otherwise read
-                            // and route until tokio's budget ran out (128 full reads, ~25,000
-                            // small messages) while its subscribers waited to drain them.
-                            // Small reads (a subscriber's PUBACKs) go straight on.
-                            tokio::task::yield_now().await;
-                        }
-                        if inbuf.is_empty() && !busy {
-                            // Nothing partial is waiting: free the read buffer while the client
-                            // is quiet (the next read allocates a small one).
-                            *inbuf = BytesMut::new();
-                        }
+            let turn =
+                std::future::poll_fn(|cx| self.poll_turn(cx, io, inbuf, busy, keep_alive.as_mut()))
+                    .await;
+            match turn {
+                Err(close) => break close,
+                Ok(Turn::Wrote) => {}
+                Ok(Turn::Read { n, room }) => {
+                    busy = n >= room;
+                    if let Some(k) = keep_alive.as_mut() {
+                        k.last_packet = Instant::now();
                     }
-                    Err(e) => break Close::Io(e.kind()),
-                },
-                written = wr.write_buf(&mut self.out), if !self.out.is_empty() => {
-                    if let Err(e) = written {
-                        break Close::Io(e.kind());
+                    if let Err(close) = self.handle_input(inbuf) {
+                        break close;
+                    }
+                    if n >= READ_CHUNK / 2 {
+                        // A big read means more is probably waiting, but let the other tasks
+                        // have a turn first: a flooding publisher would otherwise read and
+                        // route until tokio's budget ran out (128 full reads, ~25,000 small
+                        // messages) while its subscribers waited to drain them. Small reads (a
+                        // subscriber's PUBACKs) go straight on.
+                        tokio::task::yield_now().await;
+                    }
+                    if inbuf.is_empty() && !busy {
+                        // Nothing partial is waiting: free the read buffer while the client is
+                        // quiet (the next read allocates a small one).
+                        *inbuf = BytesMut::new();
                     }
                 }
-                _ = &mut wake => {}
-                _ = idle => break Close::KeepAliveTimeout,
             }
         }
+    }
+
+    /// One turn: queued messages into the write buffer, then a write if there is anything to
+    /// write, else a read; pending until the socket, the session or the keep alive timer
+    /// has something. The session's queue wakes this task through the waker it registers.
+    fn poll_turn<S>(
+        &mut self,
+        cx: &mut Context<'_>,
+        io: &mut S,
+        inbuf: &mut BytesMut,
+        busy: bool,
+        keep_alive: Option<&mut KeepAlive>,
+    ) -> Poll<Result<Turn, Close>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if self.broker.is_shutting_down() {
+            return Poll::Ready(Err(Close::ServerShutdown));
+        }
+        self.fill_outbound(cx.waker())?;
+        if !self.out.is_empty() {
+            match Pin::new(&mut *io).poll_write(cx, &self.out) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(Close::Io(std::io::ErrorKind::WriteZero)));
+                }
+                Poll::Ready(Ok(n)) => {
+                    self.out.advance(n);
+                    return Poll::Ready(Ok(Turn::Wrote));
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(Close::Io(e.kind()))),
+                Poll::Pending => {}
+            }
+        } else if self.out.capacity() > 0 {
+            // Idle: hand the write buffer back rather than hold it per connection.
+            self.out = BytesMut::new();
+        }
+        if inbuf.capacity() == 0 {
+            inbuf.reserve(IDLE_READ);
+        } else if busy && inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
+            inbuf.reserve(READ_CHUNK);
+        }
+        let room = inbuf.capacity() - inbuf.len();
+        match std::pin::pin!(io.read_buf(inbuf)).poll(cx) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Err(Close::SocketClosed)),
+            Poll::Ready(Ok(n)) => return Poll::Ready(Ok(Turn::Read { n, room })),
+            Poll::Ready(Err(e)) => return Poll::Ready(Err(Close::Io(e.kind()))),
+            Poll::Pending => {}
+        }
+        if let Some(k) = keep_alive {
+            while k.timer.as_mut().poll(cx).is_ready() {
+                let due = k.last_packet + k.grace;
+                if Instant::now() >= due {
+                    return Poll::Ready(Err(Close::KeepAliveTimeout));
+                }
+                // Packets came since it was set: move it and poll again to register.
+                k.timer.as_mut().reset(due);
+            }
+        }
+        Poll::Pending
     }
 
     /// Decodes and handles every whole packet in `inbuf`.

@@ -10,6 +10,7 @@ use crate::protocol::{
 };
 use crate::session::{Delivery, Message, Outgoing};
 use bytes::BytesMut;
+use std::task::Waker;
 
 impl Connection {
     /// Appends a packet to the write buffer. Packets the broker builds always encode; a failure
@@ -60,7 +61,9 @@ impl Connection {
 
     /// Moves queued messages into the write buffer while the in-flight window and the buffer's
     /// high-water mark allow. Stops if another connection has taken the session over.
-    pub(super) fn fill_outbound(&mut self) -> Result<(), Close> {
+    /// Registers `waker` with the session under the same lock, so a message queued after this
+    /// drain wakes the connection.
+    pub(super) fn fill_outbound(&mut self, waker: &Waker) -> Result<(), Close> {
         // Reused across rounds: no allocation per wake-up once it has grown.
         let mut batch = std::mem::take(&mut self.batch);
         {
@@ -85,6 +88,7 @@ impl Connection {
                 // Nothing to send: a burst is over, so give its memory back.
                 st.session.compact();
             }
+            st.register(waker);
         }
         if batch.is_empty() && batch.capacity() > 64 {
             batch = Vec::new();
