@@ -3,12 +3,14 @@
 //! retained store. Every lock here is a std mutex held for a few instructions and never across
 //! an `.await`; nothing here parses bytes.
 
+mod keep_alive;
 mod metrics;
 mod registry;
 mod router;
 mod shared;
 mod will;
 
+pub use keep_alive::now_ms;
 pub use metrics::{Metrics, OverloadLog};
 pub use registry::{Attached, ConnectionLink, SessionSlot, SlotState};
 pub use router::SubscribeOutcome;
@@ -62,6 +64,8 @@ struct Inner {
     shutting_down: AtomicBool,
     /// The enhanced authentication methods enabled by the configuration.
     auth: crate::auth::Methods,
+    /// Every connection's keep-alive deadline.
+    keep_alives: keep_alive::KeepAlives,
 }
 
 impl Broker {
@@ -80,6 +84,7 @@ impl Broker {
                 shutdown,
                 shutting_down: AtomicBool::new(false),
                 auth,
+                keep_alives: keep_alive::KeepAlives::default(),
             }),
         }
     }

@@ -19,9 +19,22 @@ pub struct SessionSlot {
     /// Whether a connection is attached (`state.conn` is some), readable without the lock:
     /// shared subscription groups prefer connected members.
     online: AtomicBool,
+    /// When the attached connection last read a packet, on [`super::now_ms`]'s clock: the
+    /// keep-alive sweeper reads it.
+    last_heard: AtomicU64,
 }
 
 impl SessionSlot {
+    /// Notes that the attached connection received a packet at `now_ms`.
+    pub fn heard_from(&self, now_ms: u64) {
+        self.last_heard.store(now_ms, Ordering::Relaxed);
+    }
+
+    /// When the attached connection last received a packet (see [`SessionSlot::heard_from`]).
+    pub fn last_heard(&self) -> u64 {
+        self.last_heard.load(Ordering::Relaxed)
+    }
+
     /// Whether a connection is attached right now.
     pub fn is_online(&self) -> bool {
         self.online.load(Ordering::Relaxed)
@@ -46,6 +59,8 @@ pub struct SlotState {
     /// under the slot's lock (not a `Notify` beside it) costs an idle connection nothing
     /// beyond these 16 bytes, and no wake-up can slip between a drain and a new message.
     waker: Option<Waker>,
+    /// Set by the keep-alive sweeper: the attached connection let its keep alive lapse.
+    pub keep_alive_expired: bool,
 }
 
 impl SlotState {
@@ -121,6 +136,7 @@ impl Broker {
             }
             if !clean_start {
                 st.conn = Some(link.clone());
+                st.keep_alive_expired = false;
                 slot.online.store(true, Ordering::Relaxed);
                 // [MQTT-3.1.3-9] back within the Will Delay Interval: no will.
                 st.pending_will = None;
@@ -155,8 +171,10 @@ impl Broker {
                 generation: 0,
                 pending_will: None,
                 waker: None,
+                keep_alive_expired: false,
             }),
             online: AtomicBool::new(true),
+            last_heard: AtomicU64::new(0),
         });
         sessions.insert(client_id, slot.clone());
         Attached {

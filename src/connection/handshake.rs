@@ -358,6 +358,7 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
             .topic_alias_maximum
             .filter(|&m| v5 && m > 0)
             .map(|m| Box::new(super::alias::Outbound::new(m))),
+        inbuf: BytesMut::new(),
         out: BytesMut::new(),
         batch: Vec::new(),
         pending: Vec::new(),

@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, Sleep};
 
 /// Stop filling the write buffer past this many bytes per round, so one busy subscriber's
 /// buffer stays bounded; the rest waits in its session queue.
@@ -60,6 +59,8 @@ struct Connection {
     aliases_in: alias::Inbound,
     /// Ours toward the client, if it accepts any (boxed: most clients do not).
     aliases_out: Option<Box<alias::Outbound>>,
+    /// Bytes read and not yet decoded.
+    inbuf: BytesMut,
     /// Outgoing bytes not yet written.
     out: BytesMut,
     /// Packets taken from the session under its lock, encoded after it is released.
@@ -70,14 +71,6 @@ struct Connection {
     pending_acks: Vec<u16>,
 }
 
-/// The keep alive of a client that set one.
-struct KeepAlive {
-    /// 1.5 times the keep alive.
-    grace: Duration,
-    last_packet: Instant,
-    timer: Pin<Box<Sleep>>,
-}
-
 /// Serves one client connection until it closes. `guard` is dropped when it has (the server
 /// counts live connections by it).
 ///
@@ -85,12 +78,8 @@ struct KeepAlive {
 /// arguments twice in its state (rust-lang/rust#62958), and this future's size is paid by
 /// every idle connection for its whole life. For the same reason the stream is not split into
 /// halves (that is one more allocation per connection): reads and writes are polled in turn.
-#[expect(
-    clippy::manual_async_fn,
-    reason = "an async fn would keep its arguments twice in the task"
-)]
 pub fn serve<S, G>(
-    stream: S,
+    mut stream: S,
     peer: SocketAddr,
     broker: Broker,
     guard: G,
@@ -99,24 +88,28 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     G: Send + 'static,
 {
+    // What only the handshake needs, boxed: a future keeps what it captures for its whole life.
+    let start = Box::new((peer, broker));
     async move {
-        let mut io = stream;
-        let mut inbuf = BytesMut::new();
-        let conn = {
+        // Boxed, so the handshake's state is on the heap only while it runs.
+        let conn = Box::pin(async {
+            let (peer, broker) = *start;
+            let mut inbuf = BytesMut::new();
             let mut shutdown = broker.shutdown_signal();
-            // Boxed, so its state is on the heap only during the handshake.
-            let handshake = Box::pin(handshake::accept(&mut io, &mut inbuf, peer, &broker));
             // A connection still waiting for CONNECT must not hold up shutdown.
-            tokio::select! {
-                conn = handshake => conn,
+            let mut conn = tokio::select! {
+                conn = handshake::accept(&mut stream, &mut inbuf, peer, &broker) => conn,
                 _ = shutdown.wait_for(|down| *down) => None,
-            }
-        };
-        drop(broker);
+            }?;
+            // What the client sent after CONNECT is waiting there.
+            conn.inbuf = inbuf;
+            Some(conn)
+        })
+        .await;
         if let Some(mut conn) = conn {
-            let close = conn.run(&mut io, &mut inbuf).await;
+            let close = conn.run(&mut stream).await;
             // Boxed for the same reason as the handshake: it runs once, at the end.
-            Box::pin(conn.finish(close, &mut io)).await;
+            Box::pin(conn.finish(close, &mut stream)).await;
         }
         drop(guard);
     }
@@ -132,37 +125,29 @@ enum Turn {
 
 impl Connection {
     /// The connection's loop, until something ends it; the caller then calls `finish`.
-    async fn run<S>(&mut self, io: &mut S, inbuf: &mut BytesMut) -> Close
+    async fn run<S>(&mut self, io: &mut S) -> Close
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        // [MQTT-3.1.2-24 of 3.1.1] 1.5 times the keep alive without a packet closes it. One
-        // timer for the connection's life, moved only when it fires early: resetting it on
-        // every packet would touch the timer wheel on every turn. Boxed: a client without a
-        // keep alive does not pay for it.
-        let mut keep_alive = self.keep_alive.map(|k| {
-            let grace = k.mul_f32(1.5);
-            KeepAlive {
-                grace,
-                last_packet: Instant::now(),
-                timer: Box::pin(tokio::time::sleep(grace)),
-            }
-        });
+        // [MQTT-3.1.2-24 of 3.1.1] 1.5 times the keep alive without a packet closes it; the
+        // broker's sweeper watches that (see `broker/keep_alive.rs`).
+        if let Some(k) = self.keep_alive {
+            self.broker
+                .watch_keep_alive(&self.slot, self.link.id, k.mul_f32(1.5));
+        }
         // Whether the last read filled the buffer: more is probably waiting.
         let mut busy = false;
         loop {
-            let turn =
-                std::future::poll_fn(|cx| self.poll_turn(cx, io, inbuf, busy, keep_alive.as_mut()))
-                    .await;
+            let turn = std::future::poll_fn(|cx| self.poll_turn(cx, io, busy)).await;
             match turn {
                 Err(close) => break close,
                 Ok(Turn::Wrote) => {}
                 Ok(Turn::Read { n, room }) => {
                     busy = n >= room;
-                    if let Some(k) = keep_alive.as_mut() {
-                        k.last_packet = Instant::now();
+                    if self.keep_alive.is_some() {
+                        self.slot.heard_from(crate::broker::now_ms());
                     }
-                    if let Err(close) = self.handle_input(inbuf) {
+                    if let Err(close) = self.handle_input() {
                         break close;
                     }
                     if n >= READ_CHUNK / 2 {
@@ -173,10 +158,10 @@ impl Connection {
                         // subscriber's PUBACKs) go straight on.
                         tokio::task::yield_now().await;
                     }
-                    if inbuf.is_empty() && !busy {
+                    if self.inbuf.is_empty() && !busy {
                         // Nothing partial is waiting: free the read buffer while the client is
                         // quiet (the next read allocates a small one).
-                        *inbuf = BytesMut::new();
+                        self.inbuf = BytesMut::new();
                     }
                 }
             }
@@ -184,15 +169,14 @@ impl Connection {
     }
 
     /// One turn: queued messages into the write buffer, then a write if there is anything to
-    /// write, else a read; pending until the socket, the session or the keep alive timer
-    /// has something. The session's queue wakes this task through the waker it registers.
+    /// write, else a read; pending until the socket or the session has something. The
+    /// session wakes this task (new messages, takeover, a lapsed keep alive) through the waker
+    /// registered with it.
     fn poll_turn<S>(
         &mut self,
         cx: &mut Context<'_>,
         io: &mut S,
-        inbuf: &mut BytesMut,
         busy: bool,
-        keep_alive: Option<&mut KeepAlive>,
     ) -> Poll<Result<Turn, Close>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
@@ -217,6 +201,7 @@ impl Connection {
             // Idle: hand the write buffer back rather than hold it per connection.
             self.out = BytesMut::new();
         }
+        let inbuf = &mut self.inbuf;
         if inbuf.capacity() == 0 {
             inbuf.reserve(IDLE_READ);
         } else if busy && inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
@@ -229,25 +214,18 @@ impl Connection {
             Poll::Ready(Err(e)) => return Poll::Ready(Err(Close::Io(e.kind()))),
             Poll::Pending => {}
         }
-        if let Some(k) = keep_alive {
-            while k.timer.as_mut().poll(cx).is_ready() {
-                let due = k.last_packet + k.grace;
-                if Instant::now() >= due {
-                    return Poll::Ready(Err(Close::KeepAliveTimeout));
-                }
-                // Packets came since it was set: move it and poll again to register.
-                k.timer.as_mut().reset(due);
-            }
-        }
         Poll::Pending
     }
 
-    /// Decodes and handles every whole packet in `inbuf`.
+    /// Decodes and handles every whole packet in the read buffer.
     /// The messages among them are routed in runs (see `flush_run`); every run is routed before
     /// this returns, also when a bad packet ends the connection.
-    fn handle_input(&mut self, inbuf: &mut BytesMut) -> Result<(), Close> {
+    fn handle_input(&mut self) -> Result<(), Close> {
+        // Taken out while its packets are dispatched (which borrows all of `self`); an empty
+        // `BytesMut` costs no allocation.
+        let mut inbuf = std::mem::take(&mut self.inbuf);
         let result = loop {
-            match crate::protocol::decode(inbuf, self.version, &self.limits) {
+            match crate::protocol::decode(&mut inbuf, self.version, &self.limits) {
                 Ok(Some(packet)) => {
                     if let Err(close) = self.dispatch(packet) {
                         break Err(close);
@@ -257,6 +235,7 @@ impl Connection {
                 Err(e) => break Err(Close::Decode(e)),
             }
         };
+        self.inbuf = inbuf;
         self.flush_run();
         result
     }

@@ -71,6 +71,9 @@ impl Connection {
             if st.conn.as_ref().map(|c| c.id) != Some(self.link.id) {
                 return Err(Close::TakenOver);
             }
+            if st.keep_alive_expired {
+                return Err(Close::KeepAliveTimeout);
+            }
             let mut budget = WRITE_HIGH_WATER.saturating_sub(self.out.len());
             let now = std::time::Instant::now();
             while budget > 0 {
