@@ -8,6 +8,7 @@
 //! MQTT-3.1.2-22 of 5.0]. A close comes at most one tick (250 ms) late, never early.
 
 use super::{Broker, SessionSlot, lock};
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
@@ -29,7 +30,7 @@ pub fn now_ms() -> u64 {
 struct Entry {
     slot: Arc<SessionSlot>,
     /// The connection (its link id): a later connection to the same session has its own.
-    link: u64,
+    link: NonZeroU64,
     /// 1.5 times the keep alive, in milliseconds.
     grace_ms: u32,
 }
@@ -66,7 +67,7 @@ impl Broker {
     /// Watches the keep alive of connection `link` on `slot`: once `grace` passes without
     /// [`SessionSlot::heard_from`], the slot's `keep_alive_expired` is set and its connection
     /// woken.
-    pub fn watch_keep_alive(&self, slot: &Arc<SessionSlot>, link: u64, grace: Duration) {
+    pub fn watch_keep_alive(&self, slot: &Arc<SessionSlot>, link: NonZeroU64, grace: Duration) {
         let ka = &self.inner.keep_alives;
         if !ka.started.swap(true, Ordering::Relaxed) {
             tokio::spawn(sweep(Arc::downgrade(&self.inner)));

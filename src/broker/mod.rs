@@ -66,6 +66,8 @@ struct Inner {
     auth: crate::auth::Methods,
     /// Every connection's keep-alive deadline.
     keep_alives: keep_alive::KeepAlives,
+    /// The queue policy of every session (from `[sessions]`).
+    queue_limits: Arc<crate::session::QueueLimits>,
 }
 
 impl Broker {
@@ -73,6 +75,12 @@ impl Broker {
     pub fn new(config: Arc<Config>) -> Self {
         let (shutdown, _) = watch::channel(false);
         let auth = auth_methods(&config);
+        let s = &config.sessions;
+        let queue_limits = Arc::new(crate::session::QueueLimits {
+            max_messages: s.max_queued_messages,
+            max_bytes: s.max_queued_bytes,
+            qos0_offline: s.queue_qos0_offline,
+        });
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -85,6 +93,7 @@ impl Broker {
                 shutting_down: AtomicBool::new(false),
                 auth,
                 keep_alives: keep_alive::KeepAlives::default(),
+                queue_limits,
             }),
         }
     }

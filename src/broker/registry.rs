@@ -5,6 +5,7 @@
 use super::{Broker, lock};
 use crate::session::{Message, QueueLimits, Session};
 use std::collections::HashSet;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Waker;
@@ -50,7 +51,7 @@ pub struct SlotState {
     /// Seconds the session outlives its connection: 0 ends it at disconnect, `u32::MAX` never.
     pub expiry: u32,
     /// Every filter this session is subscribed to, to unsubscribe them when it ends.
-    pub filters: HashSet<Box<str>>,
+    pub filters: Filters,
     /// Bumped on every attach, so an expiry timer armed earlier knows it is stale.
     generation: u64,
     /// A will waiting for its Will Delay Interval (see `broker/will.rs`).
@@ -84,11 +85,39 @@ impl SlotState {
     }
 }
 
+/// The filters a session is subscribed to, to unsubscribe them when it ends. Boxed: 8 bytes
+/// in every session rather than an empty set's 48.
+#[derive(Debug, Default)]
+pub struct Filters(Option<Box<HashSet<Box<str>>>>);
+
+impl Filters {
+    /// Adds `filter` (again, if it is there already).
+    pub fn insert(&mut self, filter: &str) {
+        self.0.get_or_insert_default().insert(filter.into());
+    }
+
+    /// Removes `filter`, if it is there.
+    pub fn remove(&mut self, filter: &str) {
+        if let Some(set) = &mut self.0 {
+            set.remove(filter);
+            if set.is_empty() {
+                self.0 = None;
+            }
+        }
+    }
+
+    /// Every filter, leaving none.
+    pub fn take(&mut self) -> Vec<Box<str>> {
+        self.0.take().map(|set| set.into_iter().collect()).unwrap_or_default()
+    }
+}
+
 /// The connection attached to a session. A connection that finds another id in its slot has
-/// been taken over; the slot's `wake` tells it to look.
+/// been taken over; the slot's waker tells it to look.
 #[derive(Debug, Clone)]
 pub struct ConnectionLink {
-    pub id: u64,
+    /// Never 0, so that an absent link costs no extra bytes in the slot.
+    pub id: NonZeroU64,
 }
 
 /// What a new connection gets from [`Broker::attach`].
@@ -103,13 +132,8 @@ pub struct Attached {
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
 impl Broker {
-    fn queue_limits(&self) -> QueueLimits {
-        let s = &self.config().sessions;
-        QueueLimits {
-            max_messages: s.max_queued_messages,
-            max_bytes: s.max_queued_bytes,
-            qos0_offline: s.queue_qos0_offline,
-        }
+    fn queue_limits(&self) -> Arc<QueueLimits> {
+        self.inner.queue_limits.clone()
     }
 
     /// Attaches a new connection to the session of `client_id`, taking it over from any
@@ -123,7 +147,9 @@ impl Broker {
         expiry: u32,
     ) -> Attached {
         let link = ConnectionLink {
-            id: NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed),
+            // Starts at 1 and would take 584 years to wrap at a billion connections a second.
+            id: NonZeroU64::new(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed))
+                .unwrap_or(NonZeroU64::MIN),
         };
         let mut sessions = lock(&self.inner.sessions);
         if let Some(slot) = sessions.get(&client_id).cloned() {
@@ -150,7 +176,7 @@ impl Broker {
                     link,
                 };
             }
-            let filters: Vec<_> = st.filters.drain().collect();
+            let filters = st.filters.take();
             // Clean Start ends the old session, so a will it was holding goes out now.
             let will = st.pending_will.take();
             drop(st);
@@ -167,7 +193,7 @@ impl Broker {
                 session: Session::new(self.queue_limits(), window),
                 conn: Some(link.clone()),
                 expiry,
-                filters: HashSet::new(),
+                filters: Filters::default(),
                 generation: 0,
                 pending_will: None,
                 waker: None,
@@ -186,7 +212,7 @@ impl Broker {
 
     /// Detaches connection `conn_id` from its session when it closes; a no-op if another
     /// connection took the session over meanwhile. Starts the session's expiry.
-    pub fn detach(&self, slot: &Arc<SessionSlot>, conn_id: u64) {
+    pub fn detach(&self, slot: &Arc<SessionSlot>, conn_id: std::num::NonZeroU64) {
         let mut st = lock(&slot.state);
         if st.conn.as_ref().map(|c| c.id) != Some(conn_id) {
             return;
@@ -233,7 +259,7 @@ impl Broker {
             sessions.remove(&slot.client_id);
         }
         drop(sessions);
-        let filters: Vec<_> = lock(&slot.state).filters.drain().collect();
+        let filters = lock(&slot.state).filters.take();
         self.unsubscribe_all(&slot.client_id, &filters);
         self.release_will(slot);
     }

@@ -98,7 +98,7 @@ impl Broker {
         };
         if let Some(Ok((group, shared_filter))) = shared {
             self.join_group(filter, group, shared_filter, entry);
-            lock(&slot.state).filters.insert(filter.into());
+            lock(&slot.state).filters.insert(filter);
             // No retained messages on a shared subscription (MQTT 5.0 section 4.8.2).
             return SubscribeOutcome {
                 reason: ReasonCode(granted as u8),
@@ -110,7 +110,7 @@ impl Broker {
             .direct
             .insert(filter, slot.client_id.clone(), entry)
             .is_some();
-        lock(&slot.state).filters.insert(filter.into());
+        lock(&slot.state).filters.insert(filter);
         let send_retained = match options.retain_handling {
             RetainHandling::SendAtSubscribe => true,
             RetainHandling::SendIfNew => !existed,

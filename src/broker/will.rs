@@ -26,7 +26,7 @@ impl Broker {
     pub fn defer_will(
         &self,
         slot: &Arc<SessionSlot>,
-        conn_id: u64,
+        conn_id: std::num::NonZeroU64,
         will: Message,
         delay_secs: u32,
     ) {

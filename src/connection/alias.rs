@@ -19,7 +19,8 @@ pub enum AliasError {
 /// nothing for it.
 #[derive(Debug, Default)]
 pub struct Inbound {
-    slots: Vec<Option<ByteStr>>,
+    /// A boxed slice, not a vector: 8 bytes less on every connection.
+    slots: Box<[Option<ByteStr>]>,
 }
 
 impl Inbound {
@@ -43,7 +44,9 @@ impl Inbound {
                 .ok_or(AliasError::Unknown);
         }
         if self.slots.len() <= i {
-            self.slots.resize(usize::from(maximum), None);
+            let mut slots = std::mem::take(&mut self.slots).into_vec();
+            slots.resize(usize::from(maximum), None);
+            self.slots = slots.into_boxed_slice();
         }
         self.slots[i] = Some(topic.clone());
         Ok(topic)

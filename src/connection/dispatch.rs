@@ -203,7 +203,7 @@ impl Connection {
             qos: p.qos,
             retain: p.retain,
             properties,
-            publisher: self.client_id.clone(),
+            publisher: self.client_id().clone(),
             expires_at,
         }
     }
@@ -240,7 +240,7 @@ impl Connection {
                 outcome.reason
             };
             if outcome.reason.is_error() {
-                tracing::info!(client_id = %self.client_id, filter = %sub.filter, "subscription refused ({})", outcome.reason);
+                tracing::info!(client_id = %self.client_id(), filter = %sub.filter, "subscription refused ({})", outcome.reason);
             }
             reason_codes.push(reason);
             retained.extend(outcome.retained);

@@ -183,7 +183,7 @@ impl Connection {
                 session.exchange = None;
                 let packet = auth_packet(ReasonCode::SUCCESS, &method, data.unwrap_or_default());
                 self.write_packet(packet);
-                tracing::info!(client_id = %self.client_id, %user, "re-authenticated");
+                tracing::info!(client_id = %self.client_id(), %user, "re-authenticated");
             }
             Step::Success { .. } | Step::Failure(_) => {
                 // [MQTT-4.12.1-2] a failed re-authentication ends the connection.

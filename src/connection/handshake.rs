@@ -338,13 +338,12 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
         broker: broker.clone(),
         peer,
         version,
-        client_id,
         slot: attached.slot,
         link: attached.link,
         limits,
-        keep_alive: (keep_alive > 0).then(|| Duration::from_secs(u64::from(keep_alive))),
+        keep_alive,
         will: connect.will.map(Box::new),
-        client_max_packet: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+        client_max_packet: p.maximum_packet_size.unwrap_or(u32::MAX),
         problem_info: p.request_problem_information != Some(0),
         aliases_in: Default::default(),
         auth: authenticated.map(|a| {
@@ -360,14 +359,13 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
             .map(|m| Box::new(super::alias::Outbound::new(m))),
         inbuf: BytesMut::new(),
         out: BytesMut::new(),
-        batch: Vec::new(),
         pending: Vec::new(),
         pending_acks: Vec::new(),
     });
     conn.write_packet(Packet::ConnAck(ack));
     conn.resend_inflight();
     tracing::info!(
-        client_id = %conn.client_id,
+        client_id = %conn.client_id(),
         %peer,
         version = ?version,
         session_present = attached.session_present,

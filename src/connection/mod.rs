@@ -40,16 +40,15 @@ struct Connection {
     broker: Broker,
     peer: SocketAddr,
     version: ProtocolVersion,
-    client_id: Arc<str>,
     slot: Arc<SessionSlot>,
     link: ConnectionLink,
     limits: Limits,
-    /// Keep alive granted; `None` when the client turned it off (0).
-    keep_alive: Option<Duration>,
+    /// Keep alive granted, in seconds; 0 when the client turned it off.
+    keep_alive: u16,
     /// The will to publish if the connection ends other than by a normal DISCONNECT.
     will: Option<Box<Will>>,
     /// The largest packet the client accepts (v5 Maximum Packet Size).
-    client_max_packet: usize,
+    client_max_packet: u32,
     /// Whether the client wants Reason Strings (v5 Request Problem Information, 1 unless 0).
     problem_info: bool,
     /// The method and user of a client that used enhanced authentication, for
@@ -63,8 +62,6 @@ struct Connection {
     inbuf: BytesMut,
     /// Outgoing bytes not yet written.
     out: BytesMut,
-    /// Packets taken from the session under its lock, encoded after it is released.
-    batch: Vec<crate::session::Outgoing>,
     /// QoS 0 and 1 messages received with one topic, not yet routed (see `flush_run`).
     pending: Vec<Arc<crate::session::Message>>,
     /// Packet ids of the QoS 1 messages in `pending`, to acknowledge once they are routed.
@@ -101,8 +98,11 @@ where
                 conn = handshake::accept(&mut stream, &mut inbuf, peer, &broker) => conn,
                 _ = shutdown.wait_for(|down| *down) => None,
             }?;
-            // What the client sent after CONNECT is waiting there.
-            conn.inbuf = inbuf;
+            if !inbuf.is_empty() {
+                // What the client sent after CONNECT; else the buffer is freed (an idle
+                // connection would hold it, and the shared block its split left, for good).
+                conn.inbuf = inbuf;
+            }
             Some(conn)
         })
         .await;
@@ -124,6 +124,11 @@ enum Turn {
 }
 
 impl Connection {
+    /// The client's id (its session's).
+    fn client_id(&self) -> &Arc<str> {
+        &self.slot.client_id
+    }
+
     /// The connection's loop, until something ends it; the caller then calls `finish`.
     async fn run<S>(&mut self, io: &mut S) -> Close
     where
@@ -131,9 +136,10 @@ impl Connection {
     {
         // [MQTT-3.1.2-24 of 3.1.1] 1.5 times the keep alive without a packet closes it; the
         // broker's sweeper watches that (see `broker/keep_alive.rs`).
-        if let Some(k) = self.keep_alive {
+        if self.keep_alive > 0 {
+            let grace = Duration::from_millis(u64::from(self.keep_alive) * 1500);
             self.broker
-                .watch_keep_alive(&self.slot, self.link.id, k.mul_f32(1.5));
+                .watch_keep_alive(&self.slot, self.link.id, grace);
         }
         // Whether the last read filled the buffer: more is probably waiting.
         let mut busy = false;
@@ -144,7 +150,7 @@ impl Connection {
                 Ok(Turn::Wrote) => {}
                 Ok(Turn::Read { n, room }) => {
                     busy = n >= room;
-                    if self.keep_alive.is_some() {
+                    if self.keep_alive > 0 {
                         self.slot.heard_from(crate::broker::now_ms());
                     }
                     if let Err(close) = self.handle_input() {
@@ -258,6 +264,6 @@ impl Connection {
             self.publish_will(&close);
         }
         self.broker.detach(&self.slot, self.link.id);
-        close.log(&self.client_id, self.peer);
+        close.log(self.client_id(), self.peer);
     }
 }

@@ -10,6 +10,7 @@ use crate::protocol::{
 };
 use crate::session::{Delivery, Message, Outgoing};
 use bytes::BytesMut;
+use std::cell::Cell;
 use std::task::Waker;
 
 impl Connection {
@@ -17,7 +18,7 @@ impl Connection {
     /// would be a bug, so it is logged rather than allowed to take the connection down.
     pub(super) fn write_packet(&mut self, packet: Packet) {
         if let Err(e) = packet.encode(self.version, &mut self.out) {
-            tracing::error!(client_id = %self.client_id, "cannot encode {}: {e}", packet.name());
+            tracing::error!(client_id = %self.client_id(), "cannot encode {}: {e}", packet.name());
         }
     }
 
@@ -44,7 +45,7 @@ impl Connection {
         {
             disconnect.properties.reason_string = Some(why);
             if Packet::Disconnect(disconnect.clone()).encoded_len(self.version)
-                > self.client_max_packet
+                > self.client_max_packet as usize
             {
                 disconnect.properties = Default::default();
             }
@@ -64,8 +65,12 @@ impl Connection {
     /// Registers `waker` with the session under the same lock, so a message queued after this
     /// drain wakes the connection.
     pub(super) fn fill_outbound(&mut self, waker: &Waker) -> Result<(), Close> {
-        // Reused across rounds: no allocation per wake-up once it has grown.
-        let mut batch = std::mem::take(&mut self.batch);
+        thread_local! {
+            /// Reused by every connection on this thread (it is empty between calls): no
+            /// allocation per wake-up, and nothing held per connection.
+            static BATCH: Cell<Vec<Outgoing>> = const { Cell::new(Vec::new()) };
+        }
+        let mut batch = BATCH.take();
         {
             let mut st = lock(&self.slot.state);
             if st.conn.as_ref().map(|c| c.id) != Some(self.link.id) {
@@ -93,14 +98,11 @@ impl Connection {
             }
             st.register(waker);
         }
-        if batch.is_empty() && batch.capacity() > 64 {
-            batch = Vec::new();
-        }
         let mut delivered = 0;
         for o in batch.drain(..) {
             delivered += self.write_outgoing(o);
         }
-        self.batch = batch;
+        BATCH.set(batch);
         Metrics::add(&self.broker.metrics().messages_delivered, delivered);
         Ok(())
     }
@@ -151,7 +153,7 @@ impl Connection {
             Ok(true) => 1,
             Ok(false) => 0,
             Err(e) => {
-                tracing::error!(client_id = %self.client_id, "cannot encode PUBLISH: {e}");
+                tracing::error!(client_id = %self.client_id(), "cannot encode PUBLISH: {e}");
                 0
             }
         }
@@ -166,7 +168,7 @@ impl Connection {
         encode: impl Fn(ProtocolVersion, &mut BytesMut) -> Result<(), EncodeError>,
     ) -> Result<bool, EncodeError> {
         // Measured only for clients that set a limit: it walks the packet once more.
-        if self.client_max_packet != usize::MAX && len(self.version) > self.client_max_packet {
+        if self.client_max_packet != u32::MAX && len(self.version) > self.client_max_packet as usize {
             // [MQTT-3.1.2-25] too large for the client: discard as if it was delivered.
             if packet_id != 0 {
                 lock(&self.slot.state).session.abandon(packet_id);

@@ -9,6 +9,7 @@ pub use message::{Deadline, Delivery, DeliveryExtra, Message, SubscriptionIds};
 
 use crate::protocol::QoS;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Queue capacity above which an empty queue is given back (see [`Session::compact`]).
@@ -62,14 +63,15 @@ enum InFlight {
 /// The state of one session.
 #[derive(Debug)]
 pub struct Session {
-    limits: QueueLimits,
+    /// Shared by every session of the broker: 8 bytes here, not 24.
+    limits: Arc<QueueLimits>,
     /// Messages waiting for the connection or for room in the in-flight window, in order.
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
     /// QoS 1/2 messages sent and not yet fully acknowledged, in the order they were sent.
     inflight: VecDeque<(u16, InFlight)>,
     /// Outbound window: the client's Receive Maximum (v5) or the configured limit (3.1.1).
-    window: usize,
+    window: u16,
     next_id: u16,
     /// Inbound QoS 2 packet ids received and not yet released (3.1.1 MQTT-4.3.3-2, 5.0
     /// MQTT-4.3.3-10): duplicates of
@@ -86,13 +88,13 @@ pub struct Session {
 
 impl Session {
     /// A new, empty session.
-    pub fn new(limits: QueueLimits, window: u16) -> Self {
+    pub fn new(limits: impl Into<Arc<QueueLimits>>, window: u16) -> Self {
         Self {
-            limits,
+            limits: limits.into(),
             queue: VecDeque::new(),
             queued_bytes: 0,
             inflight: VecDeque::new(),
-            window: usize::from(window.max(1)),
+            window: window.max(1),
             next_id: 1,
             inbound_qos2: Vec::new(),
             dropped: 0,
@@ -103,7 +105,7 @@ impl Session {
 
     /// Sets the outbound window for the connection now attached.
     pub fn set_window(&mut self, window: u16) {
-        self.window = usize::from(window.max(1));
+        self.window = window.max(1);
     }
 
     /// Messages queued and not yet sent.
@@ -160,7 +162,7 @@ impl Session {
             }
         }
         let front = self.queue.front()?;
-        if front.qos != QoS::AtMostOnce && self.inflight.len() >= self.window {
+        if front.qos != QoS::AtMostOnce && self.inflight.len() >= usize::from(self.window) {
             return None;
         }
         let delivery = self.queue.pop_front()?;
