@@ -108,7 +108,10 @@ impl Filters {
 
     /// Every filter, leaving none.
     pub fn take(&mut self) -> Vec<Box<str>> {
-        self.0.take().map(|set| set.into_iter().collect()).unwrap_or_default()
+        self.0
+            .take()
+            .map(|set| set.into_iter().collect())
+            .unwrap_or_default()
     }
 }
 

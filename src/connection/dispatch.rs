@@ -7,6 +7,7 @@ use crate::protocol::{
     Disconnect, Packet, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
 use crate::session::{Delivery, Message};
+use std::cell::RefCell;
 use std::sync::Arc;
 
 /// Most messages routed as one run: bounds how long the first of them waits for the last.
@@ -14,6 +15,26 @@ const MAX_RUN: usize = 256;
 
 fn protocol(reason: ReasonCode, what: &'static str) -> Close {
     Close::Protocol { reason, what }
+}
+
+/// QoS 0 and 1 messages received with one topic and not yet routed, and the packet ids of the
+/// QoS 1 ones, to acknowledge once they are routed (see `flush_run`).
+#[derive(Default)]
+struct Run {
+    messages: Vec<Arc<Message>>,
+    acks: Vec<u16>,
+}
+
+thread_local! {
+    /// The run being read, per thread rather than per connection: a run never outlives the
+    /// synchronous `handle_input` that reads it (its last step is `flush_run`), so one vector
+    /// serves every connection on the thread, and a connection holds none between reads.
+    static RUN: RefCell<Run> = const {
+        RefCell::new(Run {
+            messages: Vec::new(),
+            acks: Vec::new(),
+        })
+    };
 }
 
 impl Connection {
@@ -133,16 +154,20 @@ impl Connection {
         }
         match qos {
             QoS::AtMostOnce | QoS::AtLeastOnce => {
-                if self.pending.first().is_some_and(|m| m.topic != p.topic)
-                    || self.pending.len() >= MAX_RUN
-                {
+                let full = RUN.with_borrow(|run| {
+                    run.messages.first().is_some_and(|m| m.topic != p.topic)
+                        || run.messages.len() >= MAX_RUN
+                });
+                if full {
                     self.flush_run();
                 }
-                if qos == QoS::AtLeastOnce {
-                    self.pending_acks.push(packet_id);
-                }
-                let message = self.message(p);
-                self.pending.push(Arc::new(message));
+                let message = Arc::new(self.message(p));
+                RUN.with_borrow_mut(|run| {
+                    if qos == QoS::AtLeastOnce {
+                        run.acks.push(packet_id);
+                    }
+                    run.messages.push(message);
+                });
             }
             QoS::ExactlyOnce => {
                 let (first, pending) = {
@@ -169,17 +194,18 @@ impl Connection {
     /// Routes the QoS 0 and 1 messages received since the last flush (one topic), then sends
     /// their PUBACKs: an acknowledgement says the message was accepted, so it follows routing.
     pub(super) fn flush_run(&mut self) {
-        if self.pending.is_empty() {
-            return;
+        // Taken out while it is routed, then put back empty with its capacity.
+        let mut run = RUN.take();
+        if !run.messages.is_empty() {
+            let matched = self.broker.publish_run(&run.messages);
+            let reason = matched_reason(matched);
+            for &packet_id in &run.acks {
+                self.ack(Packet::PubAck, packet_id, reason);
+            }
+            run.messages.clear();
+            run.acks.clear();
         }
-        let matched = self.broker.publish_run(&self.pending);
-        self.pending.clear();
-        let reason = matched_reason(matched);
-        for i in 0..self.pending_acks.len() {
-            let packet_id = self.pending_acks[i];
-            self.ack(Packet::PubAck, packet_id, reason);
-        }
-        self.pending_acks.clear();
+        RUN.set(run);
     }
 
     /// Routes a client's PUBLISH on its own; returns how many sessions it matched.

@@ -359,8 +359,6 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
             .map(|m| Box::new(super::alias::Outbound::new(m))),
         inbuf: BytesMut::new(),
         out: BytesMut::new(),
-        pending: Vec::new(),
-        pending_acks: Vec::new(),
     });
     conn.write_packet(Packet::ConnAck(ack));
     conn.resend_inflight();

@@ -62,10 +62,6 @@ struct Connection {
     inbuf: BytesMut,
     /// Outgoing bytes not yet written.
     out: BytesMut,
-    /// QoS 0 and 1 messages received with one topic, not yet routed (see `flush_run`).
-    pending: Vec<Arc<crate::session::Message>>,
-    /// Packet ids of the QoS 1 messages in `pending`, to acknowledge once they are routed.
-    pending_acks: Vec<u16>,
 }
 
 /// Serves one client connection until it closes. `guard` is dropped when it has (the server

@@ -168,7 +168,8 @@ impl Connection {
         encode: impl Fn(ProtocolVersion, &mut BytesMut) -> Result<(), EncodeError>,
     ) -> Result<bool, EncodeError> {
         // Measured only for clients that set a limit: it walks the packet once more.
-        if self.client_max_packet != u32::MAX && len(self.version) > self.client_max_packet as usize {
+        if self.client_max_packet != u32::MAX && len(self.version) > self.client_max_packet as usize
+        {
             // [MQTT-3.1.2-25] too large for the client: discard as if it was delivered.
             if packet_id != 0 {
                 lock(&self.slot.state).session.abandon(packet_id);
