@@ -15,12 +15,13 @@ pub use close::Close;
 use crate::broker::{Broker, ConnectionLink, SessionSlot};
 use crate::protocol::{Limits, ProtocolVersion, Will};
 use bytes::{Buf, BytesMut};
+use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 /// Stop filling the write buffer past this many bytes per round, so one busy subscriber's
 /// buffer stays bounded; the rest waits in its session queue.
@@ -31,8 +32,9 @@ const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// while an idle connection keeps its small buffer.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// The read buffer of a quiet connection: enough for a PINGREQ or a small PUBLISH. A read that
-/// fills it grows it to `READ_CHUNK`; once a read leaves nothing partial behind, it is freed.
+/// The first read of a quiet connection (which holds no read buffer) goes into this many bytes on
+/// the stack: enough for a PINGREQ or a small PUBLISH. A read that fills it grows the buffer to
+/// `READ_CHUNK`; once a read leaves nothing partial behind, the buffer is freed.
 const IDLE_READ: usize = 64;
 
 /// The state of an established connection.
@@ -205,18 +207,33 @@ impl Connection {
         }
         let inbuf = &mut self.inbuf;
         if inbuf.capacity() == 0 {
-            inbuf.reserve(IDLE_READ);
-        } else if busy && inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
+            // A quiet connection waits with no read buffer: the first bytes land on the stack
+            // and are copied into a buffer only once they have come.
+            let mut first = [MaybeUninit::<u8>::uninit(); IDLE_READ];
+            let mut first = ReadBuf::uninit(&mut first);
+            return match Pin::new(&mut *io).poll_read(cx, &mut first) {
+                Poll::Ready(Ok(())) if first.filled().is_empty() => {
+                    Poll::Ready(Err(Close::SocketClosed))
+                }
+                Poll::Ready(Ok(())) => {
+                    inbuf.extend_from_slice(first.filled());
+                    let n = first.filled().len();
+                    Poll::Ready(Ok(Turn::Read { n, room: IDLE_READ }))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(Close::Io(e.kind()))),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+        if busy && inbuf.capacity() - inbuf.len() < READ_CHUNK / 4 {
             inbuf.reserve(READ_CHUNK);
         }
         let room = inbuf.capacity() - inbuf.len();
         match std::pin::pin!(io.read_buf(inbuf)).poll(cx) {
-            Poll::Ready(Ok(0)) => return Poll::Ready(Err(Close::SocketClosed)),
-            Poll::Ready(Ok(n)) => return Poll::Ready(Ok(Turn::Read { n, room })),
-            Poll::Ready(Err(e)) => return Poll::Ready(Err(Close::Io(e.kind()))),
-            Poll::Pending => {}
+            Poll::Ready(Ok(0)) => Poll::Ready(Err(Close::SocketClosed)),
+            Poll::Ready(Ok(n)) => Poll::Ready(Ok(Turn::Read { n, room })),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(Close::Io(e.kind()))),
+            Poll::Pending => Poll::Pending,
         }
-        Poll::Pending
     }
 
     /// Decodes and handles every whole packet in the read buffer.
