@@ -117,3 +117,23 @@ async fn keep_alive_zero_turns_the_timeout_off() {
     }
     b.server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_session_resumed_after_a_keep_alive_timeout_is_not_closed_again() {
+    // The sweeper flags the session's slot when its connection lapses; the next connection to
+    // the same session must start with the flag cleared, and its own keep alive must count.
+    let b = start().await;
+    let mut connect = connect_packet(V3_1_1, "lapsed", false);
+    connect.keep_alive = 1;
+    let (mut c, _) = Raw::connect_with(b.addr, connect).await;
+    c.closed().await;
+    let mut connect = connect_packet(V3_1_1, "lapsed", false);
+    connect.keep_alive = 0;
+    let (mut c, ack) = Raw::connect_with(b.addr, connect).await;
+    assert!(ack.session_present, "the session outlived its connection");
+    for _ in 0..3 {
+        c.send(&Packet::PingReq).await;
+        assert_eq!(c.recv().await, Packet::PingResp, "still open");
+    }
+    b.server.shutdown().await;
+}
