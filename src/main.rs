@@ -1,5 +1,9 @@
 //! The `roost` binary: command line, logging, start the listeners, shut down on SIGINT/SIGTERM.
 
+/// mimalloc, not glibc: measured in docs/decisions.md ("Allocator").
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use anyhow::Context;
 use clap::Parser;
 use roost::config::Config;
