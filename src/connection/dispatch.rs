@@ -98,6 +98,8 @@ impl Connection {
         if let Some(alias) = p.properties.topic_alias {
             let topic = std::mem::take(&mut p.topic);
             p.topic = self
+                .extras
+                .get_or_insert_with(Default::default)
                 .aliases_in
                 .resolve(topic, alias, limits.topic_alias_maximum)
                 .map_err(|e| match e {

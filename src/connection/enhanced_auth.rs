@@ -145,7 +145,7 @@ impl Connection {
             reason: ReasonCode::PROTOCOL_ERROR,
             what,
         };
-        let Some(session) = self.auth.as_mut() else {
+        let Some(session) = self.extras.as_mut().and_then(|e| e.auth.as_mut()) else {
             return Err(protocol("AUTH without enhanced authentication in CONNECT"));
         };
         if auth.properties.authentication_method.as_ref() != Some(&session.method) {

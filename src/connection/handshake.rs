@@ -332,6 +332,22 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
         reason: ReasonCode::SUCCESS,
         properties: properties.into(),
     };
+    let auth = authenticated.map(|a| enhanced_auth::Session {
+        method: a.method,
+        user: a.user,
+        exchange: None,
+    });
+    let aliases_out = p
+        .topic_alias_maximum
+        .filter(|&m| v5 && m > 0)
+        .map(super::alias::Outbound::new);
+    let extras = (auth.is_some() || aliases_out.is_some()).then(|| {
+        Box::new(super::Extras {
+            auth,
+            aliases_in: Default::default(),
+            aliases_out,
+        })
+    });
     // Boxed: the connection task's future then holds a pointer, not the struct (an async fn
     // keeps a copy of each by-value argument beside the moved value).
     let mut conn = Box::new(Connection {
@@ -345,18 +361,7 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
         will: connect.will.map(Box::new),
         client_max_packet: p.maximum_packet_size.unwrap_or(u32::MAX),
         problem_info: p.request_problem_information != Some(0),
-        aliases_in: Default::default(),
-        auth: authenticated.map(|a| {
-            Box::new(enhanced_auth::Session {
-                method: a.method,
-                user: a.user,
-                exchange: None,
-            })
-        }),
-        aliases_out: p
-            .topic_alias_maximum
-            .filter(|&m| v5 && m > 0)
-            .map(|m| Box::new(super::alias::Outbound::new(m))),
+        extras,
         inbuf: BytesMut::new(),
         out: BytesMut::new(),
     });

@@ -1,7 +1,7 @@
 //! Outbound packets: the session's queue drained into the write buffer, acknowledgements, and
 //! the DISCONNECT a v5 client is sent before the server closes.
 
-use super::alias::Naming;
+use super::alias::{self, Naming};
 use super::{Close, Connection, WRITE_HIGH_WATER};
 use crate::broker::{Metrics, lock};
 use crate::protocol::{
@@ -125,7 +125,7 @@ impl Connection {
         let plain = !self.version.is_v5()
             || (m.properties.is_empty()
                 && delivery.subscription_ids().is_none()
-                && self.aliases_out.is_none());
+                && self.aliases_out().is_none());
         let written = if plain {
             let p = PlainPublish {
                 dup: dup && delivery.qos != QoS::AtMostOnce,
@@ -144,7 +144,10 @@ impl Connection {
                 |v| p.encoded_len(v),
                 |v, out| p.encode(v, out),
             );
-            if let (Ok(true), Some(aliases)) = (&written, &mut self.aliases_out) {
+            if let (Ok(true), Some(aliases)) = (
+                &written,
+                self.extras.as_mut().and_then(|e| e.aliases_out.as_mut()),
+            ) {
                 aliases.commit(&m.topic, naming);
             }
             written
@@ -180,10 +183,15 @@ impl Connection {
         encode(self.version, &mut self.out).map(|()| true)
     }
 
+    /// Our topic aliases toward the client, if it accepts any.
+    fn aliases_out(&self) -> Option<&alias::Outbound> {
+        self.extras.as_ref()?.aliases_out.as_ref()
+    }
+
     /// Names the topic of an outgoing PUBLISH by alias where the client accepts aliases; the
     /// plan is committed only once the packet is written.
     fn name_topic(&self, p: &mut Publish) -> Naming {
-        let Some(aliases) = &self.aliases_out else {
+        let Some(aliases) = self.aliases_out() else {
             return Naming::Topic;
         };
         let naming = aliases.plan(&p.topic);

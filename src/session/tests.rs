@@ -111,7 +111,7 @@ fn full_queue_drops_and_reports_the_first_drop_of_an_episode() {
         s.enqueue(d(QoS::ExactlyOnce, 3), true),
         Enqueued::Dropped { first: false }
     );
-    assert_eq!(s.dropped, 2);
+    assert_eq!(s.queued(), 2);
     ids(&mut s);
     assert!(s.puback(1));
     ids(&mut s);
@@ -217,7 +217,7 @@ fn expired_messages_are_discarded_from_the_queue_not_sent() {
         );
     }
     assert_eq!(sent, [1, 2]);
-    assert_eq!(s.expired, 1);
+    assert_eq!(s.queued(), 0);
 }
 
 #[test]
