@@ -4,6 +4,7 @@
 //! drives it.
 
 mod message;
+mod window;
 
 pub use message::{Deadline, Delivery, DeliveryExtra, Message, SubscriptionIds};
 
@@ -69,7 +70,8 @@ pub struct Session {
     queue: VecDeque<Delivery>,
     queued_bytes: usize,
     /// QoS 1/2 messages sent and not yet fully acknowledged, in the order they were sent.
-    inflight: VecDeque<(u16, InFlight)>,
+    /// Boxed on first use (see [`window::InFlightQueue`]).
+    inflight: window::InFlightQueue,
     /// Outbound window: the client's Receive Maximum (v5) or the configured limit (3.1.1).
     window: u16,
     next_id: u16,
@@ -93,7 +95,7 @@ impl Session {
             limits: limits.into(),
             queue: VecDeque::new(),
             queued_bytes: 0,
-            inflight: VecDeque::new(),
+            inflight: Default::default(),
             window: window.max(1),
             next_id: 1,
             inbound_qos2: None,
@@ -326,8 +328,8 @@ impl Session {
         if self.queue.is_empty() && self.queue.capacity() > SHRINK_ABOVE {
             self.queue = VecDeque::new();
         }
-        if self.inflight.is_empty() && self.inflight.capacity() > SHRINK_ABOVE {
-            self.inflight = VecDeque::new();
+        if self.inflight.capacity() > SHRINK_ABOVE {
+            self.inflight.release_if_empty();
         }
     }
 }
