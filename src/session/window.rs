@@ -42,3 +42,21 @@ impl DerefMut for InFlightQueue {
         self.0.get_or_insert_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allocates_on_first_write_and_gives_back_only_when_empty() {
+        let mut q = InFlightQueue::default();
+        assert!(q.is_empty() && q.0.is_none(), "reading must not allocate");
+        q.push_back((7, InFlight::Released));
+        assert_eq!(q.front().map(|e| e.0), Some(7));
+        q.release_if_empty();
+        assert_eq!(q.len(), 1, "a queue with an entry keeps it");
+        q.pop_front();
+        q.release_if_empty();
+        assert!(q.0.is_none() && q.is_empty());
+    }
+}
