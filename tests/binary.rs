@@ -1,0 +1,87 @@
+//! The `roost` binary itself, as `cargo run --release` starts it: the default config on an
+//! ephemeral port, a client served, transparent huge pages off (docs/decisions.md,
+//! "Allocator"), and a clean exit on SIGINT.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The broker's process, killed if a test fails before it exits by itself.
+struct Broker(Child);
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The binary with the shipped defaults on port 0; returns it and the address it bound.
+fn start() -> (Broker, SocketAddr) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
+        .args([
+            "-c",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/config/roost.toml"),
+        ])
+        .args(["--port", "0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the roost binary starts");
+    // The log goes to stdout.
+    let log = child.stdout.take().expect("stdout is piped");
+    let mut lines = BufReader::new(log).lines();
+    // The listener logs its real address once bound; the read ends if the process exits.
+    let addr = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find_map(|l| {
+            l.contains("listening for MQTT over TCP")
+                .then(|| {
+                    l.split("addr=")
+                        .nth(1)?
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()
+                })
+                .flatten()
+        })
+        .expect("the broker logs the address it listens on");
+    // Keep draining its log so the broker never blocks on a full pipe.
+    std::thread::spawn(move || lines.for_each(drop));
+    (Broker(child), addr)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_serves_with_huge_pages_off_and_exits_cleanly_on_sigint() {
+    let (mut broker, addr) = start();
+    let child = &mut broker.0;
+
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    assert!(
+        status
+            .lines()
+            .any(|l| l.split_whitespace().eq(["THP_enabled:", "0"])),
+        "transparent huge pages are still on:\n{status}"
+    );
+
+    // A 3.1.1 CONNECT (clean session, keep alive 0, client id "b") gets CONNACK accepted.
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[
+        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 1, b'b',
+    ])
+    .unwrap();
+    let mut connack = [0u8; 4];
+    s.read_exact(&mut connack).unwrap();
+    assert_eq!(connack, [0x20, 2, 0, 0]);
+
+    // SAFETY: kill(2) with the pid of our own child and a signal number; no memory is shared.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let exit = child.wait().unwrap();
+    assert!(exit.success(), "roost exited with {exit} on SIGINT");
+}
