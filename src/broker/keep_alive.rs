@@ -8,23 +8,17 @@
 //! MQTT-3.1.2-22 of 5.0]. A close comes at most one tick (250 ms) late, never early.
 
 use super::{Broker, SessionSlot, lock};
+use crate::clock::now_ms;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 /// The wheel's resolution.
 const TICK: Duration = Duration::from_millis(250);
 /// Buckets in the wheel (64 s at 250 ms): a deadline further out than that waits in its bucket
 /// for another lap.
 const BUCKETS: usize = 256;
-
-/// Milliseconds on the sweeper's clock (since the first use in this process).
-pub fn now_ms() -> u64 {
-    static EPOCH: OnceLock<Instant> = OnceLock::new();
-    let epoch = *EPOCH.get_or_init(Instant::now);
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
 
 /// One connection's keep alive.
 struct Entry {

@@ -10,7 +10,6 @@ mod router;
 mod shared;
 mod will;
 
-pub use keep_alive::now_ms;
 pub use metrics::{Metrics, OverloadLog};
 pub use registry::{Attached, ConnectionLink, SessionSlot, SlotState};
 pub use router::SubscribeOutcome;

@@ -20,7 +20,7 @@ pub struct SessionSlot {
     /// Whether a connection is attached (`state.conn` is some), readable without the lock:
     /// shared subscription groups prefer connected members.
     online: AtomicBool,
-    /// When the attached connection last read a packet, on [`super::now_ms`]'s clock: the
+    /// When the attached connection last read a packet, on [`crate::clock::now_ms`]'s clock: the
     /// keep-alive sweeper reads it.
     last_heard: AtomicU64,
 }

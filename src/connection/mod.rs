@@ -157,7 +157,7 @@ impl Connection {
                 Ok(Turn::Read { n, room }) => {
                     busy = n >= room;
                     if self.keep_alive > 0 {
-                        self.slot.heard_from(crate::broker::now_ms());
+                        self.slot.heard_from(crate::clock::now_ms());
                     }
                     if let Err(close) = self.handle_input() {
                         break close;

@@ -3,7 +3,7 @@
 use crate::protocol::{ByteStr, Props, QoS};
 use bytes::Bytes;
 use std::num::NonZeroU64;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Instant;
 
 /// A PUBLISH as received, built once and shared by every subscriber (never copied per
@@ -48,33 +48,21 @@ impl Message {
 pub struct Deadline(NonZeroU64);
 
 impl Deadline {
-    fn ms(at: Instant) -> u64 {
-        static EPOCH: OnceLock<Instant> = OnceLock::new();
-        // A day before the first use, where the clock allows: an `Instant` taken a little
-        // before the first use (a test's start, say) must not be clamped to it.
-        let epoch = *EPOCH.get_or_init(|| {
-            let now = Instant::now();
-            now.checked_sub(std::time::Duration::from_secs(86_400))
-                .unwrap_or(now)
-        });
-        u64::try_from(at.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX - 1)
-    }
-
     /// `secs` seconds after `now`.
     pub fn after(now: Instant, secs: u32) -> Self {
-        let at = Self::ms(now).saturating_add(u64::from(secs) * 1000);
+        let at = crate::clock::ms(now).saturating_add(u64::from(secs) * 1000);
         // At least 1 by construction (`saturating_add(1)` of any u64 below MAX).
         Self(NonZeroU64::new(at.saturating_add(1)).unwrap_or(NonZeroU64::MIN))
     }
 
     /// Whether it has come by `now`.
     pub fn passed(self, now: Instant) -> bool {
-        Self::ms(now) + 1 >= self.0.get()
+        crate::clock::ms(now) + 1 >= self.0.get()
     }
 
     /// Milliseconds left at `now`; 0 once passed.
     pub fn remaining_ms(self, now: Instant) -> u64 {
-        self.0.get().saturating_sub(Self::ms(now) + 1)
+        self.0.get().saturating_sub(crate::clock::ms(now) + 1)
     }
 }
 
