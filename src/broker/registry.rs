@@ -219,7 +219,7 @@ impl Broker {
 
     /// Detaches connection `conn_id` from its session when it closes; a no-op if another
     /// connection took the session over meanwhile. Starts the session's expiry.
-    pub fn detach(&self, slot: &Arc<SessionSlot>, conn_id: std::num::NonZeroU64) {
+    pub fn detach(&self, slot: &Arc<SessionSlot>, conn_id: NonZeroU64) {
         let mut st = lock(&slot.state);
         if st.conn.as_ref().map(|c| c.id) != Some(conn_id) {
             return;
