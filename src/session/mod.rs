@@ -191,13 +191,16 @@ impl Session {
     /// with this client [MQTT-4.8.2-4] and never go to another [MQTT-4.8.2-5].
     pub fn take_shared(&mut self) -> Vec<Delivery> {
         let mut taken = Vec::new();
-        self.inflight.retain(|(_, f)| match f {
-            InFlight::Sent(d) if d.shared().is_some() && d.qos == QoS::AtLeastOnce => {
-                taken.push(d.clone());
-                false
-            }
-            _ => true,
-        });
+        // Only through `&mut` when there is something: that would allocate the window's box.
+        if !self.inflight.is_empty() {
+            self.inflight.retain(|(_, f)| match f {
+                InFlight::Sent(d) if d.shared().is_some() && d.qos == QoS::AtLeastOnce => {
+                    taken.push(d.clone());
+                    false
+                }
+                _ => true,
+            });
+        }
         if !self.queue.iter().any(|d| d.shared().is_some()) {
             return taken;
         }
