@@ -4,7 +4,7 @@
 
 use super::{Broker, SubEntry, Subscriptions, lock};
 use crate::protocol::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
-use crate::session::{Delivery, DeliveryExtra, Enqueued, Message, SubscriptionIds};
+use crate::session::{Delivery, DeliveryExtra, Enqueued, Message, Run, RunGrant, SubscriptionIds};
 use crate::topic::{parse_shared, validate_filter};
 use std::sync::Arc;
 
@@ -218,8 +218,11 @@ impl Broker {
         let mut targets = TARGETS.with(|t| std::mem::take(&mut *t.borrow_mut()));
         self.match_targets(first, &mut targets);
         let mut matched = targets.len();
+        // Shared by every session that takes the run whole (see `session::Run`); a single
+        // message is queued as itself.
+        let whole = (run.len() > 1 && !targets.is_empty()).then(|| Run::new(run));
         for t in targets.drain(..) {
-            self.offer_run(&t.slot, run, t.grant);
+            self.offer_run(&t.slot, run, whole.as_ref(), t.grant);
         }
         TARGETS.with(|t| *t.borrow_mut() = targets);
         matched += self.route_shared(run);
@@ -227,22 +230,39 @@ impl Broker {
     }
 
     /// Offers a run of messages to one session under one lock, and wakes its connection if the
-    /// queue was empty. Drops by queue policy are counted and logged (rate-limited).
-    pub(super) fn offer_run(&self, slot: &Arc<SessionSlot>, run: &[Arc<Message>], grant: Grant) {
+    /// queue was empty. Drops by queue policy are counted and logged (rate-limited). `whole`
+    /// is the run made shareable: an online session with room for all of it takes it as one
+    /// queue entry; others take the messages one by one.
+    pub(super) fn offer_run(
+        &self,
+        slot: &Arc<SessionSlot>,
+        run: &[Arc<Message>],
+        whole: Option<&Arc<Run>>,
+        grant: Grant,
+    ) {
         let mut st = lock(&slot.state);
         let online = st.conn.is_some();
         // The connection drains its whole queue on every turn of its loop, so only a queue
         // that was empty can have a connection asleep on it: one wake per run at most.
         let was_empty = st.session.queued() == 0;
         let (mut dropped, mut first_drop) = (0, false);
+        // A shared subscription's messages are queued one by one: a leaving member hands each
+        // on to another (`take_shared`).
+        let whole = whole.filter(|_| grant.shared.is_none());
         let extra = DeliveryExtra::new(grant.subscription_ids, grant.shared);
-        for m in run {
+        let grant = RunGrant {
+            qos: grant.qos,
+            retain_as_published: grant.retain_as_published,
+            extra,
+        };
+        let taken = whole.is_some_and(|w| st.session.offer_run(w, &grant, online));
+        for m in run.iter().filter(|_| !taken) {
             let qos = m.qos.min(grant.qos);
             let delivery = || Delivery {
                 message: m.clone(),
                 qos,
                 retain: grant.retain_as_published && m.retain,
-                extra: extra.clone(),
+                extra: grant.extra.clone(),
             };
             let outcome = st.session.offer(qos, m.payload.len(), online, delivery);
             if let Enqueued::Dropped { first } = outcome {

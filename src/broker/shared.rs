@@ -160,7 +160,7 @@ impl Broker {
             }
             groups = groups.max(picks.len());
             for (slot, grant) in picks.drain(..) {
-                self.offer_run(&slot, std::slice::from_ref(m), grant);
+                self.offer_run(&slot, std::slice::from_ref(m), None, grant);
             }
         }
         groups
@@ -188,7 +188,9 @@ impl Broker {
                 _ => None,
             };
             match other {
-                Some((to, grant)) => self.offer_run(&to, std::slice::from_ref(&d.message), grant),
+                Some((to, grant)) => {
+                    self.offer_run(&to, std::slice::from_ref(&d.message), None, grant)
+                }
                 None => stay.push(d),
             }
         }

@@ -8,10 +8,12 @@ use crate::protocol::{
     ByteStr, Disconnect, EncodeError, Packet, PlainPublish, Props, ProtocolVersion, PubResp,
     Publish, QoS, ReasonCode,
 };
-use crate::session::{Delivery, Message, Outgoing};
+use crate::session::{Delivery, DeliveryExtra, Message, Outgoing};
 use bytes::BytesMut;
 use std::cell::Cell;
+use std::sync::Arc;
 use std::task::Waker;
+use std::time::Instant;
 
 impl Connection {
     /// Appends a packet to the write buffer. Packets the broker builds always encode; a failure
@@ -56,7 +58,11 @@ impl Connection {
     /// Resends, with DUP, what the session had in flight when the client last left.
     pub(super) fn resend_inflight(&mut self) {
         let resend = lock(&self.slot.state).session.resend();
-        let delivered: u64 = resend.into_iter().map(|o| self.write_outgoing(o)).sum();
+        let now = Instant::now();
+        let delivered: u64 = resend
+            .into_iter()
+            .map(|o| self.write_outgoing(o, now))
+            .sum();
         Metrics::add(&self.broker.metrics().messages_delivered, delivered);
     }
 
@@ -71,6 +77,7 @@ impl Connection {
             static BATCH: Cell<Vec<Outgoing>> = const { Cell::new(Vec::new()) };
         }
         let mut batch = BATCH.take();
+        let now = Instant::now();
         {
             let mut st = lock(&self.slot.state);
             if st.conn.as_ref().map(|c| c.id) != Some(self.link.id) {
@@ -80,16 +87,11 @@ impl Connection {
                 return Err(Close::KeepAliveTimeout);
             }
             let mut budget = WRITE_HIGH_WATER.saturating_sub(self.out.len());
-            let now = std::time::Instant::now();
             while budget > 0 {
-                let Some(o) = st.session.next_outgoing(now) else {
+                let Some(o) = st.session.next_outgoing_within(now, budget) else {
                     break;
                 };
-                if let Outgoing::Publish { delivery, .. } = &o {
-                    budget = budget.saturating_sub(
-                        delivery.message.payload.len() + delivery.message.topic.len() + 8,
-                    );
-                }
+                budget = budget.saturating_sub(o.estimated_len());
                 batch.push(o);
             }
             if batch.is_empty() {
@@ -100,58 +102,91 @@ impl Connection {
         }
         let mut delivered = 0;
         for o in batch.drain(..) {
-            delivered += self.write_outgoing(o);
+            delivered += self.write_outgoing(o, now);
         }
         BATCH.set(batch);
         Metrics::add(&self.broker.metrics().messages_delivered, delivered);
         Ok(())
     }
 
-    /// Writes one packet the session released; returns 1 if it was a PUBLISH that went out.
-    fn write_outgoing(&mut self, o: Outgoing) -> u64 {
-        let (packet_id, delivery, dup) = match o {
+    /// Writes what the session released; returns how many PUBLISHes went out.
+    fn write_outgoing(&mut self, o: Outgoing, now: Instant) -> u64 {
+        match o {
             Outgoing::PubRel { packet_id } => {
                 self.ack(Packet::PubRel, packet_id, ReasonCode::SUCCESS);
-                return 0;
+                0
             }
             Outgoing::Publish {
                 packet_id,
                 delivery,
                 dup,
-            } => (packet_id, delivery, dup),
-        };
-        let m: &Message = &delivery.message;
-        // Most messages carry no properties: those are written straight from the shared message.
-        let plain = !self.version.is_v5()
-            || (m.properties.is_empty()
-                && delivery.subscription_ids().is_none()
-                && self.aliases_out().is_none());
-        let written = if plain {
-            let p = PlainPublish {
-                dup: dup && delivery.qos != QoS::AtMostOnce,
-                qos: delivery.qos,
-                retain: delivery.retain,
-                topic: &m.topic,
-                packet_id,
-                payload: &m.payload,
-            };
-            self.encode_within_limit(packet_id, |v| p.encoded_len(v), |v, out| p.encode(v, out))
-        } else {
-            let mut p = self.publish_for(&delivery, packet_id, dup);
-            let naming = self.name_topic(&mut p);
-            let written = self.encode_within_limit(
-                packet_id,
-                |v| p.encoded_len(v),
-                |v, out| p.encode(v, out),
-            );
-            if let (Ok(true), Some(aliases)) = (
-                &written,
-                self.extras.as_mut().and_then(|e| e.aliases_out.as_mut()),
-            ) {
-                aliases.commit(&m.topic, naming);
+            } => self.write_publish(packet_id, &delivery, dup),
+            Outgoing::Run(slice) => {
+                let mut written = 0;
+                for m in slice.live(now) {
+                    written += if self.plain(m, slice.extra()) {
+                        let retain = slice.retain(m);
+                        self.write_plain(0, m, QoS::AtMostOnce, retain, false)
+                    } else {
+                        self.write_publish(0, &slice.delivery(m), false)
+                    };
+                }
+                written
             }
-            written
+        }
+    }
+
+    /// Whether `m` goes out as it came, with no properties to add or change: most messages.
+    fn plain(&self, m: &Message, extra: Option<&Arc<DeliveryExtra>>) -> bool {
+        !self.version.is_v5()
+            || (m.properties.is_empty()
+                && extra.is_none_or(|e| e.subscription_ids.is_empty())
+                && self.aliases_out().is_none())
+    }
+
+    /// Writes a PUBLISH without properties straight from the shared message; 1 if written.
+    fn write_plain(
+        &mut self,
+        packet_id: u16,
+        m: &Message,
+        qos: QoS,
+        retain: bool,
+        dup: bool,
+    ) -> u64 {
+        let p = PlainPublish {
+            dup: dup && qos != QoS::AtMostOnce,
+            qos,
+            retain,
+            topic: &m.topic,
+            packet_id,
+            payload: &m.payload,
         };
+        let written =
+            self.encode_within_limit(packet_id, |v| p.encoded_len(v), |v, out| p.encode(v, out));
+        self.count_written(written)
+    }
+
+    /// Writes one delivery as a PUBLISH; 1 if written.
+    fn write_publish(&mut self, packet_id: u16, delivery: &Delivery, dup: bool) -> u64 {
+        let m: &Message = &delivery.message;
+        if self.plain(m, delivery.extra.as_ref()) {
+            return self.write_plain(packet_id, m, delivery.qos, delivery.retain, dup);
+        }
+        let mut p = self.publish_for(delivery, packet_id, dup);
+        let naming = self.name_topic(&mut p);
+        let written =
+            self.encode_within_limit(packet_id, |v| p.encoded_len(v), |v, out| p.encode(v, out));
+        if let (Ok(true), Some(aliases)) = (
+            &written,
+            self.extras.as_mut().and_then(|e| e.aliases_out.as_mut()),
+        ) {
+            aliases.commit(&m.topic, naming);
+        }
+        self.count_written(written)
+    }
+
+    /// 1 for a PUBLISH written, 0 for one dropped or (a bug, logged) not encodable.
+    fn count_written(&self, written: Result<bool, EncodeError>) -> u64 {
         match written {
             Ok(true) => 1,
             Ok(false) => 0,
@@ -216,7 +251,7 @@ impl Connection {
             if ids.is_some() || !p.subscription_identifiers.is_empty() {
                 p.subscription_identifiers = ids.map(|i| i.to_vec()).unwrap_or_default();
             }
-            if let Some(left) = m.remaining_expiry(std::time::Instant::now()) {
+            if let Some(left) = m.remaining_expiry(Instant::now()) {
                 p.message_expiry_interval = Some(left); // [MQTT-3.3.2-6]
             }
             p

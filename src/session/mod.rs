@@ -4,12 +4,13 @@
 //! drives it.
 
 mod message;
+mod queue;
 mod window;
 
 pub use message::{Deadline, Delivery, DeliveryExtra, Message, SubscriptionIds};
+pub use queue::{Run, RunGrant, RunSlice, wire_estimate};
 
 use crate::protocol::QoS;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -51,6 +52,20 @@ pub enum Outgoing {
     },
     /// A PUBREL for a QoS 2 message the client has PUBREC'd.
     PubRel { packet_id: u16 },
+    /// QoS 0 PUBLISHes of one run, in order. Messages whose expiry interval passes before
+    /// they are written are the writer's to skip [MQTT-3.3.2-5].
+    Run(RunSlice),
+}
+
+impl Outgoing {
+    /// About how many bytes it takes on the wire (see [`wire_estimate`]).
+    pub fn estimated_len(&self) -> usize {
+        match self {
+            Self::Publish { delivery, .. } => wire_estimate(&delivery.message),
+            Self::PubRel { .. } => 4,
+            Self::Run(slice) => slice.messages().iter().map(|m| wire_estimate(m)).sum(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -67,8 +82,7 @@ pub struct Session {
     /// Shared by every session of the broker: 8 bytes here, not 24.
     limits: Arc<QueueLimits>,
     /// Messages waiting for the connection or for room in the in-flight window, in order.
-    queue: VecDeque<Delivery>,
-    queued_bytes: usize,
+    queue: queue::MessageQueue,
     /// QoS 1/2 messages sent and not yet fully acknowledged, in the order they were sent.
     /// Boxed on first use (see [`window::InFlightQueue`]).
     inflight: window::InFlightQueue,
@@ -93,8 +107,7 @@ impl Session {
     pub fn new(limits: impl Into<Arc<QueueLimits>>, window: u16) -> Self {
         Self {
             limits: limits.into(),
-            queue: VecDeque::new(),
-            queued_bytes: 0,
+            queue: Default::default(),
             inflight: Default::default(),
             window: window.max(1),
             next_id: 1,
@@ -124,6 +137,20 @@ impl Session {
         self.offer(qos, bytes, online, || delivery)
     }
 
+    /// Queues every message of `run` as one entry if the session is online and all of them
+    /// fit; otherwise queues nothing and returns false, and the caller offers them one by one,
+    /// which applies the drop policy to each.
+    pub fn offer_run(&mut self, run: &Arc<Run>, grant: &RunGrant, online: bool) -> bool {
+        let fits = self.queue.len() + run.len() <= self.limits.max_messages
+            && (self.limits.max_bytes == 0
+                || self.queue.bytes() + run.payload_bytes() <= self.limits.max_bytes);
+        if !online || !fits {
+            return false;
+        }
+        self.queue.push_run(run, grant.clone());
+        true
+    }
+
     /// Offers a message of `qos` with a payload of `bytes`, building its delivery only if it
     /// is queued: under overload most offers are refused, and a refused delivery would cost
     /// the router a reference count increment and decrement for nothing.
@@ -138,14 +165,13 @@ impl Session {
             return Enqueued::Skipped;
         }
         let full = self.queue.len() >= self.limits.max_messages
-            || (self.limits.max_bytes > 0 && self.queued_bytes + bytes > self.limits.max_bytes);
+            || (self.limits.max_bytes > 0 && self.queue.bytes() + bytes > self.limits.max_bytes);
         if full {
             let first = !self.dropping;
             self.dropping = true;
             return Enqueued::Dropped { first };
         }
-        self.queued_bytes += bytes;
-        self.queue.push_back(delivery());
+        self.queue.push(delivery());
         Enqueued::Queued
     }
 
@@ -154,17 +180,14 @@ impl Session {
     /// waiting for the window holds back the messages behind it. Messages whose expiry interval
     /// has passed by `now` are discarded on the way [MQTT-3.3.2-5].
     pub fn next_outgoing(&mut self, now: Instant) -> Option<Outgoing> {
-        while self.queue.front()?.message.expired(now) {
-            if let Some(gone) = self.queue.pop_front() {
-                self.queued_bytes -= gone.message.payload.len();
-            }
+        while self.queue.front()?.0.expired(now) {
+            self.queue.pop_front();
         }
-        let front = self.queue.front()?;
-        if front.qos != QoS::AtMostOnce && self.inflight.len() >= usize::from(self.window) {
+        let (_, qos) = self.queue.front()?;
+        if qos != QoS::AtMostOnce && self.inflight.len() >= usize::from(self.window) {
             return None;
         }
         let delivery = self.queue.pop_front()?;
-        self.queued_bytes -= delivery.message.payload.len();
         if self.queue.len() < self.limits.max_messages / 2 {
             self.dropping = false;
         }
@@ -185,6 +208,19 @@ impl Session {
         })
     }
 
+    /// As [`Self::next_outgoing`], but QoS 0 messages at the front of a shared run come out
+    /// together, as many as fit in about `budget` bytes.
+    pub fn next_outgoing_within(&mut self, now: Instant, budget: usize) -> Option<Outgoing> {
+        let slice = self.queue.pop_qos0_slice(budget);
+        let Some(slice) = slice else {
+            return self.next_outgoing(now);
+        };
+        if self.queue.len() < self.limits.max_messages / 2 {
+            self.dropping = false;
+        }
+        Some(Outgoing::Run(slice))
+    }
+
     /// Takes out every delivery made through a shared subscription that another member may
     /// have instead: QoS 1 messages in flight awaiting PUBACK (their packet ids are freed), then
     /// every queued one, in order. A QoS 2 message once sent stays: its delivery must complete
@@ -201,19 +237,7 @@ impl Session {
                 _ => true,
             });
         }
-        if !self.queue.iter().any(|d| d.shared().is_some()) {
-            return taken;
-        }
-        let mut kept = VecDeque::with_capacity(self.queue.len());
-        for d in self.queue.drain(..) {
-            if d.shared().is_some() {
-                self.queued_bytes -= d.message.payload.len();
-                taken.push(d);
-            } else {
-                kept.push_back(d);
-            }
-        }
-        self.queue = kept;
+        taken.append(&mut self.queue.take_shared());
         taken
     }
 
@@ -328,8 +352,8 @@ impl Session {
     /// must not leave every subscriber holding its peak capacity. The connection calls it when
     /// a turn finds nothing to send, so a steady stream does not pay for regrowing.
     pub fn compact(&mut self) {
-        if self.queue.is_empty() && self.queue.capacity() > SHRINK_ABOVE {
-            self.queue = VecDeque::new();
+        if self.queue.capacity() > SHRINK_ABOVE {
+            self.queue.release();
         }
         if self.inflight.capacity() > SHRINK_ABOVE {
             self.inflight.release_if_empty();

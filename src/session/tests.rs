@@ -30,13 +30,14 @@ fn d(qos: QoS, n: u8) -> Delivery {
 
 fn ids(s: &mut Session) -> Vec<(u16, u8)> {
     std::iter::from_fn(|| s.next_outgoing(std::time::Instant::now()))
-        .map(|o| match o {
+        .flat_map(|o| match o {
             Outgoing::Publish {
                 packet_id,
                 delivery,
                 ..
-            } => (packet_id, delivery.message.payload[0]),
-            Outgoing::PubRel { packet_id } => (packet_id, 255),
+            } => vec![(packet_id, delivery.message.payload[0])],
+            Outgoing::PubRel { packet_id } => vec![(packet_id, 255)],
+            Outgoing::Run(slice) => slice.messages().iter().map(|m| (0, m.payload[0])).collect(),
         })
         .collect()
 }
@@ -232,4 +233,169 @@ fn compact_gives_back_a_drained_queue_but_keeps_a_busy_one() {
     s.compact();
     assert_eq!(s.queue.capacity(), 0);
     assert_eq!(s.queued(), 0);
+}
+
+/// A shared run of messages numbered `first..` with the given QoS and RETAIN flags.
+fn run_of(first: u8, flags: &[(QoS, bool)]) -> Arc<Run> {
+    let messages: Vec<_> = flags
+        .iter()
+        .zip(first..)
+        .map(|(&(qos, retain), n)| {
+            let mut m = d(qos, n).message;
+            Arc::make_mut(&mut m).retain = retain;
+            m
+        })
+        .collect();
+    Run::new(&messages)
+}
+
+fn grant(qos: QoS, retain_as_published: bool) -> RunGrant {
+    RunGrant {
+        qos,
+        retain_as_published,
+        extra: None,
+    }
+}
+
+#[test]
+fn a_run_is_queued_whole_and_comes_out_message_by_message_in_order() {
+    use QoS::*;
+    let mut s = Session::new(limits(100), 10);
+    s.enqueue(d(AtMostOnce, 0), true);
+    let run = run_of(
+        1,
+        &[
+            (AtLeastOnce, true),
+            (AtMostOnce, true),
+            (ExactlyOnce, false),
+        ],
+    );
+    assert!(s.offer_run(&run, &grant(AtLeastOnce, true), true));
+    s.enqueue(d(AtMostOnce, 9), true);
+    assert_eq!(s.queued(), 5);
+    assert_eq!(s.queue.bytes(), 5, "one payload byte each");
+    let now = std::time::Instant::now();
+    let mut got = Vec::new();
+    while let Some(Outgoing::Publish {
+        packet_id,
+        delivery,
+        ..
+    }) = s.next_outgoing(now)
+    {
+        got.push((
+            delivery.message.payload[0],
+            delivery.qos,
+            delivery.retain,
+            packet_id,
+        ));
+    }
+    assert_eq!(
+        got,
+        [
+            (0, AtMostOnce, false, 0),
+            (1, AtLeastOnce, true, 1),
+            (2, AtMostOnce, true, 0),
+            (3, AtLeastOnce, false, 2), // QoS 2 message, QoS 1 grant
+            (9, AtMostOnce, false, 0),
+        ]
+    );
+    assert_eq!((s.queued(), s.queue.bytes(), s.inflight()), (0, 0, 2));
+    assert_eq!(Arc::strong_count(&run), 1, "the queue let go of the run");
+}
+
+#[test]
+fn a_run_that_does_not_fit_or_finds_the_session_offline_is_refused_whole() {
+    let run = run_of(0, &[(QoS::AtLeastOnce, false); 3]);
+    let mut s = Session::new(limits(4), 10);
+    s.enqueue(d(QoS::AtLeastOnce, 9), true);
+    s.enqueue(d(QoS::AtLeastOnce, 9), true);
+    assert!(
+        !s.offer_run(&run, &grant(QoS::AtLeastOnce, false), true),
+        "2 + 3 > 4"
+    );
+    assert!(
+        !s.offer_run(&run, &grant(QoS::AtLeastOnce, false), false),
+        "offline"
+    );
+    assert_eq!(s.queued(), 2, "nothing of a refused run is queued");
+
+    let mut by_bytes = Session::new(
+        QueueLimits {
+            max_messages: 100,
+            max_bytes: 2,
+            qos0_offline: false,
+        },
+        10,
+    );
+    assert!(
+        !by_bytes.offer_run(&run, &grant(QoS::AtLeastOnce, false), true),
+        "3 bytes > 2"
+    );
+    assert_eq!(by_bytes.queued(), 0);
+    let fits = Session::new(limits(5), 10).offer_run(&run, &grant(QoS::AtMostOnce, false), true);
+    assert!(fits, "exactly up to the limit");
+}
+
+#[test]
+fn qos0_runs_come_out_as_slices_within_the_budget() {
+    let run = run_of(0, &[(QoS::AtLeastOnce, false); 5]);
+    let mut s = Session::new(limits(100), 10);
+    assert!(s.offer_run(&run, &grant(QoS::AtMostOnce, false), true));
+    s.enqueue(d(QoS::AtLeastOnce, 7), true);
+    let now = std::time::Instant::now();
+    let one = wire_estimate(&d(QoS::AtMostOnce, 0).message);
+    let taken = |o: Option<Outgoing>| match o {
+        Some(Outgoing::Run(slice)) => slice.messages().iter().map(|m| m.payload[0]).collect(),
+        other => panic!("expected a slice, got {other:?}"),
+    };
+    let first: Vec<u8> = taken(s.next_outgoing_within(now, 2 * one));
+    assert_eq!(first, [0, 1], "as many as the budget holds");
+    assert_eq!(s.queued(), 4);
+    let second: Vec<u8> = taken(s.next_outgoing_within(now, 0));
+    assert_eq!(second, [2], "at least one, whatever the budget");
+    let rest: Vec<u8> = taken(s.next_outgoing_within(now, usize::MAX));
+    assert_eq!(rest, [3, 4], "never past the run");
+    assert!(
+        matches!(
+            s.next_outgoing_within(now, usize::MAX),
+            Some(Outgoing::Publish { packet_id: 1, .. })
+        ),
+        "a single QoS 1 message comes out as itself"
+    );
+    assert_eq!((s.queued(), s.queue.bytes()), (0, 0));
+}
+
+#[test]
+fn a_slice_skips_messages_that_expired_while_queued() {
+    let start = std::time::Instant::now();
+    let mut messages: Vec<_> = (0..3).map(|n| d(QoS::AtMostOnce, n).message).collect();
+    Arc::make_mut(&mut messages[1]).expires_at = Some(Deadline::after(start, 5));
+    let run = Run::new(&messages);
+    let mut s = Session::new(limits(100), 10);
+    assert!(s.offer_run(&run, &grant(QoS::AtMostOnce, false), true));
+    let Some(Outgoing::Run(slice)) = s.next_outgoing_within(start, usize::MAX) else {
+        panic!("a QoS 0 run comes out as a slice");
+    };
+    let live = |now| slice.live(now).map(|m| m.payload[0]).collect::<Vec<_>>();
+    assert_eq!(live(start), [0, 1, 2]);
+    assert_eq!(live(start + std::time::Duration::from_secs(6)), [0, 2]);
+}
+
+#[test]
+fn take_shared_leaves_runs_and_compact_gives_back_a_drained_one() {
+    let run = run_of(0, &[(QoS::AtMostOnce, false); 100]);
+    let mut s = Session::new(limits(10_000), 10);
+    for _ in 0..100 {
+        assert!(s.offer_run(&run, &grant(QoS::AtMostOnce, false), true));
+    }
+    assert!(s.take_shared().is_empty());
+    assert_eq!(s.queued(), 10_000);
+    s.compact();
+    assert!(s.queue.capacity() >= 100, "not empty: kept");
+    while s
+        .next_outgoing_within(std::time::Instant::now(), 1000)
+        .is_some()
+    {}
+    s.compact();
+    assert_eq!((s.queue.capacity(), s.queued()), (0, 0));
 }
