@@ -8,7 +8,7 @@ use crate::protocol::{
     ByteStr, Disconnect, EncodeError, Packet, PlainPublish, Props, ProtocolVersion, PubResp,
     Publish, QoS, ReasonCode,
 };
-use crate::session::{Delivery, DeliveryExtra, Message, Outgoing};
+use crate::session::{Delivery, DeliveryExtra, Message, Outgoing, RunSlice};
 use bytes::BytesMut;
 use std::cell::Cell;
 use std::sync::Arc;
@@ -122,6 +122,10 @@ impl Connection {
                 dup,
             } => self.write_publish(packet_id, &delivery, dup),
             Outgoing::Run(slice) => {
+                if let Some(packets) = self.preencoded(&slice) {
+                    self.out.extend_from_slice(packets);
+                    return slice.messages().len() as u64;
+                }
                 let mut written = 0;
                 for m in slice.live(now) {
                     written += if self.plain(m, slice.extra()) {
@@ -134,6 +138,18 @@ impl Connection {
                 written
             }
         }
+    }
+
+    /// A QoS 0 slice's packets as the run encoded them once for every subscriber, when this
+    /// connection would write them byte for byte the same (see `plain`).
+    fn preencoded<'a>(&self, slice: &'a RunSlice) -> Option<&'a [u8]> {
+        let adds_nothing = !self.version.is_v5()
+            || (slice.extra().is_none_or(|e| e.subscription_ids.is_empty())
+                && self.aliases_out().is_none());
+        if !adds_nothing {
+            return None;
+        }
+        slice.encoded(self.version, self.client_max_packet as usize)
     }
 
     /// Whether `m` goes out as it came, with no properties to add or change: most messages.

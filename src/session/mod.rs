@@ -5,10 +5,11 @@
 
 mod message;
 mod queue;
+mod run;
 mod window;
 
 pub use message::{Deadline, Delivery, DeliveryExtra, Message, SubscriptionIds};
-pub use queue::{Run, RunGrant, RunSlice, wire_estimate};
+pub use run::{Run, RunGrant, RunSlice, wire_estimate};
 
 use crate::protocol::QoS;
 use std::sync::Arc;

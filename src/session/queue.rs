@@ -4,101 +4,11 @@
 //! entries and raises 1,000 reference counts, not 800,000 of each. The entry becomes one
 //! [`Delivery`] at a time as the connection takes messages out.
 
-use super::{Delivery, DeliveryExtra, Message};
+use super::run::{Run, RunGrant, RunSlice, wire_estimate};
+use super::{Delivery, Message};
 use crate::protocol::QoS;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Instant;
-
-/// Messages routed together, shared by every session they are queued to.
-#[derive(Debug, PartialEq)]
-pub struct Run {
-    messages: Box<[Arc<Message>]>,
-    payload_bytes: usize,
-}
-
-impl Run {
-    /// A run of `messages`, in order.
-    pub fn new(messages: &[Arc<Message>]) -> Arc<Self> {
-        Arc::new(Self {
-            payload_bytes: messages.iter().map(|m| m.payload.len()).sum(),
-            messages: messages.into(),
-        })
-    }
-
-    /// How many messages it holds.
-    pub fn len(&self) -> usize {
-        self.messages.len()
-    }
-
-    /// True when it holds none.
-    pub fn is_empty(&self) -> bool {
-        self.messages.is_empty()
-    }
-
-    /// The sum of its messages' payload sizes.
-    pub fn payload_bytes(&self) -> usize {
-        self.payload_bytes
-    }
-}
-
-/// How one subscriber takes the messages of a run.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunGrant {
-    /// The highest QoS granted: each message goes at the lower of this and its own.
-    pub qos: QoS,
-    /// Retain As Published: each message keeps its RETAIN flag.
-    pub retain_as_published: bool,
-    /// Subscription identifiers for every message. Never a shared subscription's: those are
-    /// queued message by message, so a leaving member can hand each one on.
-    pub extra: Option<Arc<DeliveryExtra>>,
-}
-
-/// Consecutive QoS 0 messages of one run taken out together: the connection writes them
-/// straight from the run, with no reference count raised per message.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunSlice {
-    run: Arc<Run>,
-    start: u32,
-    end: u32,
-    grant: RunGrant,
-}
-
-impl RunSlice {
-    /// The messages, in order.
-    pub fn messages(&self) -> &[Arc<Message>] {
-        self.run
-            .messages
-            .get(self.start as usize..self.end as usize)
-            .unwrap_or_default()
-    }
-
-    /// The messages whose expiry interval has not passed by `now` [MQTT-3.3.2-5]: a slice is
-    /// taken out whole, so messages in it can expire before they are written.
-    pub fn live(&self, now: Instant) -> impl Iterator<Item = &Arc<Message>> {
-        self.messages().iter().filter(move |m| !m.expired(now))
-    }
-
-    /// The RETAIN flag `m` goes with [MQTT-3.3.1-9].
-    pub fn retain(&self, m: &Message) -> bool {
-        self.grant.retain_as_published && m.retain
-    }
-
-    /// What only some deliveries carry (subscription identifiers).
-    pub fn extra(&self) -> Option<&Arc<DeliveryExtra>> {
-        self.grant.extra.as_ref()
-    }
-
-    /// `m` as a delivery of its own, for a packet that needs properties.
-    pub fn delivery(&self, m: &Arc<Message>) -> Delivery {
-        Delivery {
-            message: m.clone(),
-            qos: QoS::AtMostOnce,
-            retain: self.retain(m),
-            extra: self.grant.extra.clone(),
-        }
-    }
-}
 
 #[derive(Debug)]
 enum Entry {
@@ -151,7 +61,7 @@ impl MessageQueue {
             return;
         }
         self.len += run.len();
-        self.bytes += run.payload_bytes;
+        self.bytes += run.payload_bytes();
         self.entries.push_back(Entry::Run {
             run: run.clone(),
             next: 0,
@@ -164,7 +74,7 @@ impl MessageQueue {
         match self.entries.front()? {
             Entry::One(d) => Some((&d.message, d.qos)),
             Entry::Run { run, next, grant } => {
-                let m = run.messages.get(*next as usize)?;
+                let m = run.messages().get(*next as usize)?;
                 Some((m, m.qos.min(grant.qos)))
             }
         }
@@ -180,7 +90,7 @@ impl MessageQueue {
             Entry::Run { run, next, grant } => {
                 let i = *next as usize;
                 // An entry is removed as its last message is taken, so `i` is in the run.
-                let m = run.messages.get(i)?;
+                let m = run.messages().get(i)?;
                 let delivery = Delivery {
                     message: m.clone(),
                     qos: m.qos.min(grant.qos),
@@ -209,7 +119,7 @@ impl MessageQueue {
             return None;
         }
         let start = *next as usize;
-        let rest = run.messages.get(start..)?;
+        let rest = run.messages().get(start..)?;
         let (mut count, mut used, mut bytes) = (0, 0, 0);
         for m in rest {
             if count > 0 && used >= budget {
@@ -220,17 +130,13 @@ impl MessageQueue {
             count += 1;
         }
         let end = start + count;
-        let slice = RunSlice {
-            run: run.clone(),
-            start: *next,
-            // Within the run, whose length fits u32 (it was built from one read).
-            end: u32::try_from(end).unwrap_or(u32::MAX),
-            grant: grant.clone(),
-        };
+        // Within the run, whose length fits u32 (it was built from one read).
+        let end32 = u32::try_from(end).unwrap_or(u32::MAX);
+        let slice = RunSlice::new(run.clone(), *next..end32, grant.clone());
         if end >= run.len() {
             self.entries.pop_front();
         } else {
-            *next = slice.end;
+            *next = end32;
         }
         self.len -= count;
         self.bytes -= bytes;
@@ -265,10 +171,4 @@ impl MessageQueue {
             self.entries = VecDeque::new();
         }
     }
-}
-
-/// About how many bytes `m` takes as a PUBLISH: enough for one without properties under
-/// 2 MiB (header 1, length up to 3, topic length 2, packet id 2). For the write budget only.
-pub fn wire_estimate(m: &Message) -> usize {
-    m.payload.len() + m.topic.len() + 8
 }
