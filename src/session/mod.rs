@@ -64,7 +64,7 @@ impl Outgoing {
         match self {
             Self::Publish { delivery, .. } => wire_estimate(&delivery.message),
             Self::PubRel { .. } => 4,
-            Self::Run(slice) => slice.messages().iter().map(|m| wire_estimate(m)).sum(),
+            Self::Run(slice) => slice.wire_len(),
         }
     }
 }
@@ -84,22 +84,14 @@ pub struct Session {
     limits: Arc<QueueLimits>,
     /// Messages waiting for the connection or for room in the in-flight window, in order.
     queue: queue::MessageQueue,
-    /// QoS 1/2 messages sent and not yet fully acknowledged, in the order they were sent.
-    /// Boxed on first use (see [`window::InFlightQueue`]).
-    inflight: window::InFlightQueue,
+    /// QoS 1/2 messages sent and not yet fully acknowledged, in the order they were sent
+    /// (through `Deref`), and the inbound QoS 2 ids awaiting PUBREL, whose duplicates are
+    /// acknowledged but not routed again. One box, made on first use (see
+    /// [`window::Exchanges`]).
+    inflight: window::Exchanges,
     /// Outbound window: the client's Receive Maximum (v5) or the configured limit (3.1.1).
     window: u16,
     next_id: u16,
-    /// Inbound QoS 2 packet ids received and not yet released (3.1.1 MQTT-4.3.3-2, 5.0
-    /// MQTT-4.3.3-10): duplicates of
-    /// these are acknowledged but not routed again.
-    /// A vector, not a set: it holds at most our Receive Maximum ids. Boxed, and allocated on
-    /// the first QoS 2 PUBLISH: a session that never receives one pays 8 bytes, not 24.
-    #[expect(
-        clippy::box_collection,
-        reason = "a thin pointer on every idle session"
-    )]
-    inbound_qos2: Option<Box<Vec<u16>>>,
     dropping: bool,
 }
 
@@ -112,7 +104,6 @@ impl Session {
             inflight: Default::default(),
             window: window.max(1),
             next_id: 1,
-            inbound_qos2: None,
             dropping: false,
         }
     }
@@ -326,7 +317,7 @@ impl Session {
     /// An inbound QoS 2 PUBLISH: true the first time `id` is seen (route it), false for a
     /// duplicate before PUBREL (acknowledge only), MQTT-4.3.3-10 (5.0).
     pub fn receive_qos2(&mut self, id: u16) -> bool {
-        let ids = self.inbound_qos2.get_or_insert_default();
+        let ids = self.inflight.inbound_qos2_mut();
         if ids.contains(&id) {
             return false;
         }
@@ -336,12 +327,12 @@ impl Session {
 
     /// Inbound QoS 2 messages awaiting PUBREL.
     pub fn inbound_pending(&self) -> usize {
-        self.inbound_qos2.as_ref().map_or(0, |ids| ids.len())
+        self.inflight.inbound_qos2().len()
     }
 
     /// PUBREL: forgets the id. False if it was not pending.
     pub fn release(&mut self, id: u16) -> bool {
-        let Some(ids) = self.inbound_qos2.as_mut() else {
+        let Some(ids) = self.inflight.inbound_qos2_if_any() else {
             return false;
         };
         let before = ids.len();

@@ -132,7 +132,7 @@ impl MessageQueue {
         let end = start + count;
         // Within the run, whose length fits u32 (it was built from one read).
         let end32 = u32::try_from(end).unwrap_or(u32::MAX);
-        let slice = RunSlice::new(run.clone(), *next..end32, grant.clone());
+        let slice = RunSlice::new(run.clone(), *next..end32, grant.clone(), used);
         if end >= run.len() {
             self.entries.pop_front();
         } else {

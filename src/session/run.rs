@@ -140,17 +140,25 @@ pub struct RunSlice {
     start: u32,
     end: u32,
     grant: RunGrant,
+    /// The messages' [`wire_estimate`]s added up, as the queue counted them out.
+    wire_len: usize,
 }
 
 impl RunSlice {
-    /// Messages `range` of `run`, taken by a subscriber with `grant`.
-    pub(super) fn new(run: Arc<Run>, range: Range<u32>, grant: RunGrant) -> Self {
+    /// Messages `range` of `run`, about `wire_len` bytes, taken by a subscriber with `grant`.
+    pub(super) fn new(run: Arc<Run>, range: Range<u32>, grant: RunGrant, wire_len: usize) -> Self {
         Self {
             run,
             start: range.start,
             end: range.end,
             grant,
+            wire_len,
         }
+    }
+
+    /// About how many bytes its PUBLISHes take (see [`wire_estimate`]).
+    pub fn wire_len(&self) -> usize {
+        self.wire_len
     }
 
     /// The slice's PUBLISHes already encoded for `version`, if each message goes out as it
@@ -238,7 +246,7 @@ mod tests {
             retain_as_published,
             extra: None,
         };
-        RunSlice::new(run.clone(), range, grant)
+        RunSlice::new(run.clone(), range, grant, 0)
     }
 
     /// What the full encoder writes for messages `range` delivered at QoS 0.
