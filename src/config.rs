@@ -25,6 +25,25 @@ pub struct Config {
 pub struct Listener {
     /// Address and port, e.g. "127.0.0.1:1883". Port 0 picks a free port.
     pub bind: SocketAddr,
+    /// Connections the kernel may hold completed but not yet accepted (`listen`'s backlog,
+    /// capped by `net.core.somaxconn`). Beyond it a client's SYN is dropped and it retries a
+    /// second later, so a reconnect storm needs room.
+    #[serde(default = "Listener::default_backlog")]
+    pub backlog: u32,
+}
+
+impl Listener {
+    /// A listener on `bind` with the default backlog.
+    pub fn new(bind: SocketAddr) -> Self {
+        Self {
+            bind,
+            backlog: Self::default_backlog(),
+        }
+    }
+
+    fn default_backlog() -> u32 {
+        1024
+    }
 }
 
 /// Per-connection limits.
@@ -143,9 +162,7 @@ pub struct Log {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            listeners: vec![Listener {
-                bind: SocketAddr::from(([127, 0, 0, 1], 1883)),
-            }],
+            listeners: vec![Listener::new(SocketAddr::from(([127, 0, 0, 1], 1883)))],
             limits: Limits::default(),
             sessions: Sessions::default(),
             shared_subscriptions: SharedSubscriptions::default(),
@@ -261,6 +278,13 @@ impl Config {
                 "at least one [[listeners]] entry with a bind address is needed",
             );
         }
+        if self
+            .listeners
+            .iter()
+            .any(|l| !(1..=65535).contains(&l.backlog))
+        {
+            return invalid("listeners.backlog", "must be between 1 and 65535");
+        }
         if self.limits.max_qos > 2 {
             return invalid("limits.max_qos", "must be 0, 1 or 2");
         }
@@ -347,6 +371,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("bind"), "{e}");
+        let e = Config::from_toml("[[listeners]]\nbind = \"127.0.0.1:1\"\nbacklog = 0\n")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "listeners.backlog: must be between 1 and 65535");
         let e = Config::from_toml("listeners = []\n")
             .unwrap_err()
             .to_string();

@@ -2,10 +2,10 @@
 //! shuts down gracefully (stop accepting, close every client with its due will, wait for them).
 
 use crate::broker::Broker;
-use crate::config::Config;
+use crate::config::{self, Config};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::mpsc;
 
 /// A started server. Dropping it without [`Server::shutdown`] leaves its tasks running.
@@ -24,7 +24,7 @@ impl Server {
         let (done_tx, done_rx) = mpsc::channel(1);
         let mut local_addrs = Vec::new();
         for l in &broker.config().listeners {
-            let listener = TcpListener::bind(l.bind).await.map_err(|e| {
+            let listener = bind(l).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("listeners: cannot bind {}: {e}", l.bind))
             })?;
             let addr = listener.local_addr()?;
@@ -71,6 +71,19 @@ impl Server {
     }
 }
 
+/// A listening socket on `l.bind` with `l.backlog` (tokio's `TcpListener::bind` fixes 128).
+fn bind(l: &config::Listener) -> std::io::Result<TcpListener> {
+    let socket = if l.bind.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // As `TcpListener::bind` does on Unix: a restart may bind while old connections linger.
+    socket.set_reuseaddr(true)?;
+    socket.bind(l.bind)?;
+    socket.listen(l.backlog)
+}
+
 async fn accept_loop(listener: TcpListener, broker: Broker, done: mpsc::Sender<()>) {
     let mut shutdown = broker.shutdown_signal();
     loop {
@@ -92,5 +105,40 @@ async fn accept_loop(listener: TcpListener, broker: Broker, done: mpsc::Sender<(
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+    use tokio::net::TcpStream;
+
+    #[tokio::test]
+    async fn the_listener_holds_its_backlog_of_handshakes_before_any_accept() {
+        // The kernel caps the backlog at somaxconn (4096 on current kernels).
+        let somaxconn: usize = std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(4096);
+        let n = somaxconn.min(300);
+        let l = config::Listener {
+            bind: "127.0.0.1:0".parse().unwrap(),
+            backlog: 400,
+        };
+        let listener = bind(&l).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Nothing accepts: every handshake must fit in the queue. With tokio's 128 the 130th
+        // SYN would be dropped and its connect would not complete.
+        let mut clients = Vec::with_capacity(n);
+        for i in 0..n {
+            let connect = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(addr));
+            match connect.await {
+                Ok(Ok(c)) => clients.push(c),
+                Ok(Err(e)) => panic!("connection {i}: {e}"),
+                Err(_) => panic!("connection {i} not completed: the backlog is below {n}"),
+            }
+        }
+        assert_eq!(clients.len(), n);
     }
 }

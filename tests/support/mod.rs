@@ -34,9 +34,7 @@ pub async fn start() -> TestBroker {
 /// A broker with the default config changed by `f`, on 127.0.0.1, port 0.
 pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestBroker {
     let mut config = Config {
-        listeners: vec![Listener {
-            bind: "127.0.0.1:0".parse().unwrap(),
-        }],
+        listeners: vec![Listener::new("127.0.0.1:0".parse().unwrap())],
         ..Config::default()
     };
     f(&mut config);
