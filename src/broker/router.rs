@@ -218,9 +218,11 @@ impl Broker {
         let mut targets = TARGETS.with(|t| std::mem::take(&mut *t.borrow_mut()));
         self.match_targets(first, &mut targets);
         let mut matched = targets.len();
-        // Shared by every session that takes the run whole (see `session::Run`); a single
-        // message is queued as itself.
-        let whole = (run.len() > 1 && !targets.is_empty()).then(|| Run::new(run));
+        // Shared by every session that takes the run whole (see `session::Run`). Worth it for
+        // more than one session, or for one that takes it at QoS 0 (written from the run's
+        // one encoding); a single QoS 1/2 subscriber takes the messages one by one.
+        let shareable = targets.len() > 1 || targets.iter().any(|t| t.grant.qos == QoS::AtMostOnce);
+        let whole = (run.len() > 1 && shareable).then(|| Run::new(run));
         for t in targets.drain(..) {
             self.offer_run(&t.slot, run, whole.as_ref(), t.grant);
         }
@@ -255,8 +257,9 @@ impl Broker {
             retain_as_published: grant.retain_as_published,
             extra,
         };
-        let taken = whole.is_some_and(|w| st.session.offer_run(w, &grant, online));
-        for m in run.iter().filter(|_| !taken) {
+        let taken_whole = whole.is_some_and(|w| st.session.offer_run(w, &grant, online));
+        let one_by_one = if taken_whole { &[][..] } else { run };
+        for m in one_by_one {
             let qos = m.qos.min(grant.qos);
             let delivery = || Delivery {
                 message: m.clone(),
