@@ -261,13 +261,9 @@ impl Broker {
         let one_by_one = if taken_whole { &[][..] } else { run };
         for m in one_by_one {
             let qos = m.qos.min(grant.qos);
-            let delivery = || Delivery {
-                message: m.clone(),
-                qos,
-                retain: grant.retain_as_published && m.retain,
-                extra: grant.extra.clone(),
-            };
-            let outcome = st.session.offer(qos, m.payload.len(), online, delivery);
+            let outcome = st
+                .session
+                .offer(qos, m.payload.len(), online, || grant.delivery(m));
             if let Enqueued::Dropped { first } = outcome {
                 dropped += 1;
                 first_drop |= first;

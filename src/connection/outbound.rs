@@ -127,12 +127,12 @@ impl Connection {
                     return slice.messages().len() as u64;
                 }
                 let mut written = 0;
+                let grant = slice.grant();
                 for m in slice.live(now) {
-                    written += if self.plain(m, slice.extra()) {
-                        let retain = slice.retain(m);
-                        self.write_plain(0, m, QoS::AtMostOnce, retain, false)
+                    written += if self.plain(m, grant.extra.as_ref()) {
+                        self.write_plain(0, m, QoS::AtMostOnce, grant.retain(m), false)
                     } else {
-                        self.write_publish(0, &slice.delivery(m), false)
+                        self.write_publish(0, &grant.delivery(m), false)
                     };
                 }
                 written
@@ -144,7 +144,11 @@ impl Connection {
     /// connection would write them byte for byte the same (see `plain`).
     fn preencoded<'a>(&self, slice: &'a RunSlice) -> Option<&'a [u8]> {
         let adds_nothing = !self.version.is_v5()
-            || (slice.extra().is_none_or(|e| e.subscription_ids.is_empty())
+            || (slice
+                .grant()
+                .extra
+                .as_ref()
+                .is_none_or(|e| e.subscription_ids.is_empty())
                 && self.aliases_out().is_none());
         if !adds_nothing {
             return None;

@@ -90,13 +90,7 @@ impl MessageQueue {
             Entry::Run { run, next, grant } => {
                 let i = *next as usize;
                 // An entry is removed as its last message is taken, so `i` is in the run.
-                let m = run.messages().get(i)?;
-                let delivery = Delivery {
-                    message: m.clone(),
-                    qos: m.qos.min(grant.qos),
-                    retain: grant.retain_as_published && m.retain,
-                    extra: grant.extra.clone(),
-                };
+                let delivery = grant.delivery(run.messages().get(i)?);
                 *next += 1;
                 if i + 1 >= run.len() {
                     self.entries.pop_front();

@@ -127,9 +127,27 @@ pub struct RunGrant {
     pub qos: QoS,
     /// Retain As Published: each message keeps its RETAIN flag.
     pub retain_as_published: bool,
-    /// Subscription identifiers for every message. Never a shared subscription's: those are
-    /// queued message by message, so a leaving member can hand each one on.
+    /// Subscription identifiers for every message, and the shared subscription they came
+    /// through, if any (such messages are never queued as a run: a leaving member hands each
+    /// one on).
     pub extra: Option<Arc<DeliveryExtra>>,
+}
+
+impl RunGrant {
+    /// The RETAIN flag `m` goes with [MQTT-3.3.1-9].
+    pub fn retain(&self, m: &Message) -> bool {
+        self.retain_as_published && m.retain
+    }
+
+    /// The subscriber's delivery of `m`.
+    pub fn delivery(&self, m: &Arc<Message>) -> Delivery {
+        Delivery {
+            message: m.clone(),
+            qos: m.qos.min(self.qos),
+            retain: self.retain(m),
+            extra: self.extra.clone(),
+        }
+    }
 }
 
 /// Consecutive QoS 0 messages of one run taken out together: the connection writes them
@@ -190,24 +208,9 @@ impl RunSlice {
         self.messages().iter().filter(move |m| !m.expired(now))
     }
 
-    /// The RETAIN flag `m` goes with [MQTT-3.3.1-9].
-    pub fn retain(&self, m: &Message) -> bool {
-        self.grant.retain_as_published && m.retain
-    }
-
-    /// What only some deliveries carry (subscription identifiers).
-    pub fn extra(&self) -> Option<&Arc<DeliveryExtra>> {
-        self.grant.extra.as_ref()
-    }
-
-    /// `m` as a delivery of its own, for a packet that needs properties.
-    pub fn delivery(&self, m: &Arc<Message>) -> Delivery {
-        Delivery {
-            message: m.clone(),
-            qos: QoS::AtMostOnce,
-            retain: self.retain(m),
-            extra: self.grant.extra.clone(),
-        }
+    /// How the subscriber takes these messages (always at QoS 0).
+    pub fn grant(&self) -> &RunGrant {
+        &self.grant
     }
 }
 
