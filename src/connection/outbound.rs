@@ -143,14 +143,7 @@ impl Connection {
     /// A QoS 0 slice's packets as the run encoded them once for every subscriber, when this
     /// connection would write them byte for byte the same (see `plain`).
     fn preencoded<'a>(&self, slice: &'a RunSlice) -> Option<&'a [u8]> {
-        let adds_nothing = !self.version.is_v5()
-            || (slice
-                .grant()
-                .extra
-                .as_ref()
-                .is_none_or(|e| e.subscription_ids.is_empty())
-                && self.aliases_out().is_none());
-        if !adds_nothing {
+        if self.adds_properties(slice.grant().extra.as_ref()) {
             return None;
         }
         slice.encoded(self.version, self.client_max_packet as usize)
@@ -158,10 +151,15 @@ impl Connection {
 
     /// Whether `m` goes out as it came, with no properties to add or change: most messages.
     fn plain(&self, m: &Message, extra: Option<&Arc<DeliveryExtra>>) -> bool {
-        !self.version.is_v5()
-            || (m.properties.is_empty()
-                && extra.is_none_or(|e| e.subscription_ids.is_empty())
-                && self.aliases_out().is_none())
+        !self.version.is_v5() || (m.properties.is_empty() && !self.adds_properties(extra))
+    }
+
+    /// Whether this connection puts properties of its own on a PUBLISH with `extra`: v5
+    /// Subscription Identifiers, or a Topic Alias toward a client that accepts them.
+    fn adds_properties(&self, extra: Option<&Arc<DeliveryExtra>>) -> bool {
+        self.version.is_v5()
+            && (extra.is_some_and(|e| !e.subscription_ids.is_empty())
+                || self.aliases_out().is_some())
     }
 
     /// Writes a PUBLISH without properties straight from the shared message; 1 if written.
