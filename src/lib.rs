@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod connection;
 pub mod protocol;
+pub mod runtime;
 pub mod server;
 pub mod session;
 pub mod topic;

@@ -9,7 +9,6 @@ use clap::Parser;
 use roost::config::Config;
 use roost::server::Server;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 use tracing_subscriber::EnvFilter;
 
 /// Roost, an MQTT 3.1 / 3.1.1 / 5.0 broker.
@@ -78,28 +77,9 @@ fn start(args: Args) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .init();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .on_thread_park(spin_before_park)
-        .build()
+    roost::runtime::build()
         .context("cannot start the tokio runtime")?
         .block_on(run(config))
-}
-
-/// How long a tokio worker spins before it sleeps in `epoll_wait` (docs/decisions.md, "Spin
-/// before sleeping"). What arrives meanwhile is handled without a sleep and a wake-up, and a
-/// wake-up is dear here: the kernel wakes a sleeping worker with an inter-processor interrupt,
-/// which in a VM makes the sending core exit to the hypervisor. Erlang's schedulers (and so
-/// EMQX) and Go's spin before sleeping for the same reason.
-const SPIN_BEFORE_PARK: Duration = Duration::from_micros(20);
-
-/// Called by each tokio worker just before it parks. At most `SPIN_BEFORE_PARK` of CPU per
-/// sleep: an idle broker sleeps rarely, a busy one rarely parks at all.
-fn spin_before_park() {
-    let until = Instant::now() + SPIN_BEFORE_PARK;
-    while Instant::now() < until {
-        std::hint::spin_loop();
-    }
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
