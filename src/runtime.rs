@@ -24,12 +24,12 @@ pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(|| {
-            if let Some(until) = PARKING.with(|p| p.before_park(Instant::now())) {
+            if let Some(until) = PARKING.with(|p| p.spin_until(Instant::now())) {
                 while Instant::now() < until {
                     std::hint::spin_loop();
                 }
-                PARKING.with(|p| p.parking_at(Instant::now()));
             }
+            PARKING.with(|p| p.sleeping_from(Instant::now()));
         })
         .on_thread_unpark(|| PARKING.with(|p| p.after_unpark(Instant::now())))
         .build()
@@ -57,13 +57,12 @@ impl Parking {
     }
 
     /// The worker is about to sleep at `now`: until when to spin first, if at all.
-    fn before_park(&self, now: Instant) -> Option<Instant> {
-        self.since.set(Some(now));
+    fn spin_until(&self, now: Instant) -> Option<Instant> {
         (self.last_sleep.get() < SHORT_SLEEP).then(|| now + SPIN)
     }
 
-    /// The spin ended at `now` and the worker goes to sleep.
-    fn parking_at(&self, now: Instant) {
+    /// The worker goes to sleep at `now` (after its spin, if any).
+    fn sleeping_from(&self, now: Instant) {
         self.since.set(Some(now));
     }
 
@@ -86,51 +85,48 @@ mod tests {
     #[test]
     fn the_first_sleep_is_not_preceded_by_a_spin() {
         let p = Parking::new();
-        assert_eq!(p.before_park(Instant::now()), None);
+        assert_eq!(p.spin_until(Instant::now()), None);
     }
 
     #[test]
     fn a_short_sleep_makes_the_next_park_spin_and_a_long_one_does_not() {
         let p = Parking::new();
         let t0 = Instant::now();
-        p.before_park(t0);
+        p.sleeping_from(t0);
         p.after_unpark(t0 + us(30));
         // Woken 30 µs after going to sleep: work arrives often, so spin before the next sleep.
         let t1 = t0 + us(50);
-        assert_eq!(p.before_park(t1), Some(t1 + SPIN));
+        assert_eq!(p.spin_until(t1), Some(t1 + SPIN));
         // That spin caught nothing; the sleep after it lasted a millisecond.
-        p.parking_at(t1 + SPIN);
+        p.sleeping_from(t1 + SPIN);
         p.after_unpark(t1 + SPIN + us(1000));
         let t2 = t1 + us(2000);
-        assert_eq!(p.before_park(t2), None);
+        assert_eq!(p.spin_until(t2), None);
     }
 
     #[test]
     fn a_spin_that_catches_work_keeps_the_worker_spinning() {
         let p = Parking::new();
         let t0 = Instant::now();
-        p.before_park(t0);
+        p.sleeping_from(t0);
         p.after_unpark(t0 + us(10));
         let t1 = t0 + us(20);
-        let until = p.before_park(t1).expect("spins after a short sleep");
-        // Events arrived during the spin: the park that follows returns at once.
-        p.parking_at(until);
+        let until = p.spin_until(t1).expect("spins after a short sleep");
+        // Events arrived during the spin: the sleep that follows ends at once.
+        p.sleeping_from(until);
         p.after_unpark(until + us(1));
-        assert!(p.before_park(until + us(30)).is_some());
+        assert!(p.spin_until(until + us(30)).is_some());
     }
 
     #[test]
     fn the_runtime_runs_tasks_and_its_workers_park_and_wake() {
         let rt = build().unwrap();
-        // Each round trip through a timer makes a worker sleep and wake, through both hooks.
+        // Awaiting a blocking-pool thread leaves the workers nothing to do, so they go
+        // through both hooks: they park, and the thread's completion wakes one.
         let sum = rt.block_on(async {
             let mut sum = 0u32;
             for i in 0..5 {
-                let h = tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_millis(1)).await;
-                    i
-                });
-                sum += h.await.unwrap();
+                sum += tokio::task::spawn_blocking(move || i).await.unwrap();
             }
             sum
         });
