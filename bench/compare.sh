@@ -31,7 +31,7 @@ mosquitto_port=21883 # bench/mosquitto.conf
 case $scenario in
     fanin | fanout | shared) default_metrics="delivered_per_sec accepted_per_sec dropped_pct" ;;
     latency) default_metrics="p50_us p99_us p999_us max_us" ;;
-    conns) default_metrics="connect_secs rss_per_conn_kib" ;;
+    conns) default_metrics="connect_secs rss_per_conn_kib tcp_mean_us connack_mean_us connack_p99_us" ;;
     *)
         echo "unknown scenario '$scenario' (fanin, fanout, latency, conns, shared)" >&2
         exit 2

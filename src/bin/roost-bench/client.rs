@@ -10,6 +10,7 @@ use roost::protocol::{
     SubscriptionOptions, decode,
 };
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
@@ -38,7 +39,20 @@ pub struct Dial {
 impl Client {
     /// TCP connect, CONNECT with a clean session, and a successful CONNACK.
     pub async fn connect(dial: Dial, client_id: &str) -> Result<Self> {
+        Ok(Self::connect_timed(dial, client_id).await?.0)
+    }
+
+    /// As `connect`, and how long the TCP connection took (from before `socket` to a
+    /// connected stream): the rest of the time is CONNECT to CONNACK.
+    pub async fn connect_timed(dial: Dial, client_id: &str) -> Result<(Self, Duration)> {
+        let start = Instant::now();
         let stream = tcp(dial.addr, dial.source).await?;
+        let tcp_time = start.elapsed();
+        Ok((Self::handshake(stream, dial, client_id).await?, tcp_time))
+    }
+
+    /// CONNECT with a clean session on a connected stream, and a successful CONNACK.
+    async fn handshake(stream: TcpStream, dial: Dial, client_id: &str) -> Result<Self> {
         stream.set_nodelay(true)?;
         let mut client = Self {
             stream,

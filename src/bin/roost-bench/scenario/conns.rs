@@ -9,6 +9,7 @@
 use super::{cpu_figures, report};
 use crate::cli::Common;
 use crate::client::{self, Client, Dial};
+use crate::histogram::Histogram;
 use crate::procfs::{CpuMeter, Proc};
 use crate::report::{Report, count};
 use anyhow::{Result, bail};
@@ -41,7 +42,7 @@ pub async fn run(
     let broker_cpu = broker.map(CpuMeter::start).transpose()?;
 
     let start = Instant::now();
-    let (streams, failures) = open_all(common, connections, source_ips, concurrency).await;
+    let (streams, phases, failures) = open_all(common, connections, source_ips, concurrency).await;
     let connect_secs = start.elapsed().as_secs_f64();
     let bench_cpu = bench_cpu.percent()?;
     let broker_cpu = broker_cpu.map(|m| m.percent()).transpose()?;
@@ -66,6 +67,27 @@ pub async fn run(
         "connection rate",
         open as f64 / connect_secs,
         "conn/s",
+    );
+    // Where a handshake's time goes, µs: TCP (socket, bind, connect, until connected), then
+    // CONNECT to CONNACK.
+    r.real("tcp_mean_us", "TCP connect, mean", phases.tcp.mean(), "us");
+    r.int(
+        "tcp_p99_us",
+        "TCP connect, p99",
+        phases.tcp.quantile(0.99),
+        "us",
+    );
+    r.real(
+        "connack_mean_us",
+        "CONNECT to CONNACK, mean",
+        phases.mqtt.mean(),
+        "us",
+    );
+    r.int(
+        "connack_p99_us",
+        "CONNECT to CONNACK, p99",
+        phases.mqtt.quantile(0.99),
+        "us",
     );
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
         r.int("rss_before_kib", "broker RSS before", before, "KiB");
@@ -102,6 +124,20 @@ fn check_file_limits(r: &mut Report, n: u64, broker_pid: Option<u32>) -> Result<
     Ok(())
 }
 
+/// A connection opened, and how long its two phases took.
+struct Opened {
+    stream: TcpStream,
+    tcp: Duration,
+    mqtt: Duration,
+}
+
+/// The handshakes' phase times, µs.
+#[derive(Default)]
+struct Phases {
+    tcp: Histogram,
+    mqtt: Histogram,
+}
+
 /// How many connections failed, and why the first one did.
 #[derive(Default)]
 struct Failures {
@@ -115,7 +151,7 @@ async fn open_all(
     n: usize,
     source_ips: u8,
     concurrency: usize,
-) -> (Vec<TcpStream>, Failures) {
+) -> (Vec<TcpStream>, Phases, Failures) {
     let permits = Arc::new(Semaphore::new(concurrency));
     // Exactly one message per connection, so capacity n never blocks a sender.
     let (done_tx, mut done) = mpsc::channel(n);
@@ -138,19 +174,31 @@ async fn open_all(
             let Ok(_permit) = permits.acquire_owned().await else {
                 return;
             };
-            let result = Client::connect(dial, &id).await.map(|c| c.stream);
+            let start = Instant::now();
+            let result = Client::connect_timed(dial, &id)
+                .await
+                .map(|(c, tcp)| Opened {
+                    stream: c.stream,
+                    tcp,
+                    mqtt: start.elapsed().saturating_sub(tcp),
+                });
             let _ = done_tx.send(result).await;
         }));
     }
     drop(done_tx);
     let (start, deadline) = (Instant::now(), Instant::now() + CONNECT_MAX);
     let mut streams = Vec::with_capacity(n);
+    let mut phases = Phases::default();
     let mut failures = Failures::default();
     let mut next_tick = start + Duration::from_secs(1);
     while streams.len() + (failures.count as usize) < n {
         tokio::select! {
             got = done.recv() => match got {
-                Some(Ok(s)) => streams.push(s),
+                Some(Ok(opened)) => {
+                    phases.tcp.record(opened.tcp.as_micros() as u64);
+                    phases.mqtt.record(opened.mqtt.as_micros() as u64);
+                    streams.push(opened.stream);
+                }
                 Some(Err(e)) => {
                     failures.count += 1;
                     failures.first.get_or_insert_with(|| format!("{e:#}"));
@@ -181,7 +229,7 @@ async fn open_all(
             .first
             .get_or_insert_with(|| format!("{missing} not connected within 60 s"));
     }
-    (streams, failures)
+    (streams, phases, failures)
 }
 
 /// Keeps the connections open (they are idle: keep alive is off) for `d`, a line per second.
