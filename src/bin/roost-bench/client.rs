@@ -25,6 +25,15 @@ pub struct Client {
     pub rbuf: BytesMut,
 }
 
+/// How long the two phases of a connection took.
+#[derive(Debug, Clone, Copy)]
+pub struct Phases {
+    /// From before `socket` to a connected stream.
+    pub tcp: Duration,
+    /// From the connected stream to a successful CONNACK (CONNECT sent in between).
+    pub connack: Duration,
+}
+
 /// How to connect.
 #[derive(Debug, Clone, Copy)]
 pub struct Dial {
@@ -42,13 +51,17 @@ impl Client {
         Ok(Self::connect_timed(dial, client_id).await?.0)
     }
 
-    /// As `connect`, and how long the TCP connection took (from before `socket` to a
-    /// connected stream): the rest of the time is CONNECT to CONNACK.
-    pub async fn connect_timed(dial: Dial, client_id: &str) -> Result<(Self, Duration)> {
+    /// As `connect`, and how long each phase of it took.
+    pub async fn connect_timed(dial: Dial, client_id: &str) -> Result<(Self, Phases)> {
         let start = Instant::now();
         let stream = tcp(dial.addr, dial.source).await?;
-        let tcp_time = start.elapsed();
-        Ok((Self::handshake(stream, dial, client_id).await?, tcp_time))
+        let connected = Instant::now();
+        let client = Self::handshake(stream, dial, client_id).await?;
+        let phases = Phases {
+            tcp: connected - start,
+            connack: connected.elapsed(),
+        };
+        Ok((client, phases))
     }
 
     /// CONNECT with a clean session on a connected stream, and a successful CONNACK.
