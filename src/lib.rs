@@ -8,6 +8,7 @@ pub mod broker;
 pub mod clock;
 pub mod config;
 pub mod connection;
+pub mod fd_table;
 pub mod protocol;
 pub mod runtime;
 pub mod server;

@@ -77,6 +77,14 @@ fn start(args: Args) -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_ansi(ansi)
         .init();
+    // Before the runtime's threads start: a table grown later stalls accepts (fd_table.rs).
+    let fds = roost::fd_table::prepare();
+    tracing::debug!(
+        "open-file limit {} (was {}); descriptor table sized for {}",
+        fds.limit,
+        fds.limit_before,
+        fds.reserved
+    );
     roost::runtime::build()
         .context("cannot start the tokio runtime")?
         .block_on(run(config))
