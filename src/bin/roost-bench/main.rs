@@ -52,8 +52,9 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         .threads
         .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
         .unwrap_or(1);
-    // The bench holds as many sockets as the broker: the same stalls would slow its side of
-    // every handshake (src/fd_table.rs), and the raised limit spares users a `ulimit -n`.
+    // The bench holds as many sockets as the broker: the raised limit spares users a
+    // `ulimit -n`, and with more than one thread (unpinned) its descriptor table would grow
+    // with the same stalls as the broker's (src/fd_table.rs).
     roost::fd_table::prepare();
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
