@@ -1,6 +1,7 @@
 //! The `roost` binary itself, as `cargo run --release` starts it: the default config on an
 //! ephemeral port, a client served, transparent huge pages off (docs/decisions.md,
-//! "Allocator"), and a clean exit on SIGINT.
+//! "Allocator"), the open-file limit raised and the descriptor table sized at start
+//! ("Descriptor table"), and a clean exit on SIGINT.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -19,7 +20,14 @@ impl Drop for Broker {
 
 /// The binary with the shipped defaults on port 0; returns it and the address it bound.
 fn start() -> (Broker, SocketAddr) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_roost"))
+    start_with(|_| {})
+}
+
+/// As `start`, with `adjust` applied to the command first.
+fn start_with(adjust: impl FnOnce(&mut Command)) -> (Broker, SocketAddr) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_roost"));
+    adjust(&mut command);
+    let mut child = command
         .args([
             "-c",
             concat!(env!("CARGO_MANIFEST_DIR"), "/config/roost.toml"),
@@ -84,4 +92,65 @@ fn the_binary_serves_with_huge_pages_off_and_exits_cleanly_on_sigint() {
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
     let exit = child.wait().unwrap();
     assert!(exit.success(), "roost exited with {exit} on SIGINT");
+}
+
+/// The soft and hard "Max open files" of process `pid`, from /proc.
+#[cfg(target_os = "linux")]
+fn open_file_limits(pid: u32) -> (u64, u64) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .expect("/proc/PID/limits lists Max open files");
+    let mut values = line["Max open files".len()..]
+        .split_whitespace()
+        .map(|v| v.parse().expect("a numeric open-file limit"));
+    (values.next().unwrap(), values.next().unwrap())
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn the_binary_raises_its_open_file_limit_and_sizes_its_descriptor_table() {
+    let hard = open_file_limits(std::process::id()).1;
+    let low = 64;
+    assert!(
+        hard > low,
+        "this test needs a hard open-file limit above {low}, not {hard}"
+    );
+    let (broker, addr) = start_with(|c| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                let lim = libc::rlimit {
+                    rlim_cur: low,
+                    rlim_max: hard,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    });
+    let pid = broker.0.id();
+    assert_eq!(
+        open_file_limits(pid),
+        (hard, hard),
+        "the soft limit was not raised"
+    );
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let table: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("FDSize:"))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("FDSize in /proc/PID/status");
+    let want = hard.min(roost::fd_table::RESERVE_MAX);
+    assert!(
+        table >= want,
+        "descriptor table holds {table}, want at least {want}"
+    );
+    // And it serves.
+    TcpStream::connect(addr).expect("the broker accepts a connection");
 }
