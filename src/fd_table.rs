@@ -46,9 +46,11 @@ pub fn reserve(n: u64) -> u64 {
     if imp::reserve(n) { n } else { 0 }
 }
 
-/// How many descriptors the process's table holds now (`FDSize` in /proc/self/status).
-pub fn table_size() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+/// How many descriptors a process's table holds now (`FDSize` in /proc/PID/status): process
+/// `pid`, or this one.
+pub fn table_size(pid: Option<u32>) -> Option<u64> {
+    let pid = pid.map_or_else(|| "self".to_owned(), |p| p.to_string());
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix("FDSize:"))
@@ -126,7 +128,7 @@ mod tests {
 
     #[test]
     fn reserving_grows_the_descriptor_table_at_once() {
-        let before = table_size().expect("FDSize in /proc/self/status");
+        let before = table_size(None).expect("FDSize in /proc/self/status");
         let want = before * 4;
         let limit = imp::raise_soft_limit().expect("the open-file limit is readable");
         assert!(
@@ -134,7 +136,7 @@ mod tests {
             "this test needs an open-file limit of {want}, the process has {limit}"
         );
         assert_eq!(reserve(want), want);
-        let after = table_size().unwrap();
+        let after = table_size(None).unwrap();
         assert!(after >= want, "table holds {after} after reserving {want}");
     }
 

@@ -140,12 +140,7 @@ fn the_binary_raises_its_open_file_limit_and_sizes_its_descriptor_table() {
         (hard, hard),
         "the soft limit was not raised"
     );
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let table: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("FDSize:"))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("FDSize in /proc/PID/status");
+    let table = roost::fd_table::table_size(Some(pid)).expect("FDSize in /proc/PID/status");
     let want = hard.min(roost::fd_table::RESERVE_MAX);
     assert!(
         table >= want,
