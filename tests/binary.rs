@@ -119,7 +119,8 @@ fn the_binary_raises_its_open_file_limit_and_sizes_its_descriptor_table() {
     );
     let (broker, addr) = start_with(|c| {
         use std::os::unix::process::CommandExt;
-        // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+        // SAFETY: between fork and exec only setrlimit runs, a bare syscall wrapper: nothing
+        // allocates or takes a lock, and the closure holds two copied integers.
         unsafe {
             c.pre_exec(move || {
                 let lim = libc::rlimit {
@@ -140,7 +141,7 @@ fn the_binary_raises_its_open_file_limit_and_sizes_its_descriptor_table() {
         (hard, hard),
         "the soft limit was not raised"
     );
-    let table = roost::fd_table::table_size(Some(pid)).expect("FDSize in /proc/PID/status");
+    let table = roost::fd_table::table_size(pid).expect("FDSize in /proc/PID/status");
     let want = hard.min(roost::fd_table::RESERVE_MAX);
     assert!(
         table >= want,

@@ -79,7 +79,7 @@ pub enum Scenario {
     /// --rate 0 (the default) means 1000 msg/s here.
     Latency,
     /// N idle connections from 127.0.0.1..127.0.0.S: time to connect, broker RSS per connection.
-    /// Held for --duration seconds. Needs `ulimit -n` above N in this shell and the broker's.
+    /// Held for --duration seconds. Needs an open-file limit above N here and in the broker.
     Conns {
         /// Connections to open and hold.
         #[arg(long, default_value_t = 18_000)]

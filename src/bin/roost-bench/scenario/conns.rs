@@ -3,8 +3,9 @@
 //! broker's RSS before and after, close them. There is no warm-up: the setup is what is
 //! measured, and the RSS baseline is read before the first connection.
 //!
-//! Each connection is one file descriptor here and one in the broker: both processes need
-//! `ulimit -n` above N (checked here for this process, reported for the broker).
+//! Each connection is one file descriptor here and one in the broker: both processes need an
+//! open-file limit above N (checked here for this process, reported for the broker). The bench
+//! and Roost raise their soft limit to the hard one themselves; the hard limit is the cap.
 
 use super::{cpu_figures, report};
 use crate::cli::Common;
@@ -109,7 +110,7 @@ fn check_file_limits(r: &mut Report, n: u64, broker_pid: Option<u32>) -> Result<
     {
         bail!(
             "--connections {n} needs about {} open files but this process may open {limit}: \
-             raise it in this shell first (`ulimit -n $(ulimit -Hn)`)",
+             raise the hard limit (`ulimit -Hn` as root, systemd's `LimitNOFILE=`)",
             n + SPARE_FDS
         );
     }
