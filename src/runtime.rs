@@ -24,12 +24,14 @@ pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(|| {
-            if let Some(until) = PARKING.with(|p| p.spin_until(Instant::now())) {
-                while Instant::now() < until {
-                    std::hint::spin_loop();
+            PARKING.with(|p| {
+                if let Some(until) = p.spin_until(Instant::now()) {
+                    while Instant::now() < until {
+                        std::hint::spin_loop();
+                    }
                 }
-            }
-            PARKING.with(|p| p.sleeping_from(Instant::now()));
+                p.sleeping_from(Instant::now());
+            })
         })
         .on_thread_unpark(|| PARKING.with(|p| p.after_unpark(Instant::now())))
         .build()

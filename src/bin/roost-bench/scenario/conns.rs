@@ -71,25 +71,21 @@ pub async fn run(
     );
     // Where a handshake's time goes, µs: TCP (socket, bind, connect, until connected), then
     // CONNECT to CONNACK.
-    r.real("tcp_mean_us", "TCP connect, mean", phases.tcp.mean(), "us");
-    r.int(
-        "tcp_p99_us",
-        "TCP connect, p99",
-        phases.tcp.quantile(0.99),
-        "us",
-    );
-    r.real(
-        "connack_mean_us",
-        "CONNECT to CONNACK, mean",
-        phases.connack.mean(),
-        "us",
-    );
-    r.int(
-        "connack_p99_us",
-        "CONNECT to CONNACK, p99",
-        phases.connack.quantile(0.99),
-        "us",
-    );
+    for (h, (mean, mean_label), (p99, p99_label)) in [
+        (
+            &phases.tcp,
+            ("tcp_mean_us", "TCP connect, mean"),
+            ("tcp_p99_us", "TCP connect, p99"),
+        ),
+        (
+            &phases.connack,
+            ("connack_mean_us", "CONNECT to CONNACK, mean"),
+            ("connack_p99_us", "CONNECT to CONNACK, p99"),
+        ),
+    ] {
+        r.real(mean, mean_label, h.mean(), "us");
+        r.int(p99, p99_label, h.quantile(0.99), "us");
+    }
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
         r.int("rss_before_kib", "broker RSS before", before, "KiB");
         r.int("rss_after_kib", "broker RSS holding them", after, "KiB");
