@@ -13,6 +13,14 @@ pub use trie::SubscriptionTrie;
 
 /// Splits a topic name or filter into its levels (section 4.7.1: `/` separates levels, and
 /// empty levels are levels too).
-pub(crate) fn levels(s: &str) -> impl Iterator<Item = &str> {
+pub(crate) fn levels(s: &str) -> std::str::Split<'_, char> {
     s.split('/')
+}
+
+/// Whether a topic name or filter has more than `max` levels (`limits.max_topic_levels`).
+/// Deep topics cost the trie memory and time on every message, so they are refused at the door.
+pub fn too_deep(topic: &str, max: usize) -> bool {
+    // `max` levels take `max - 1` separators: a string shorter than `max` bytes cannot have
+    // more, so most topics are decided without a scan.
+    topic.len() >= max && topic.bytes().filter(|&b| b == b'/').count() >= max
 }
