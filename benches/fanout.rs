@@ -29,9 +29,10 @@ fn broker() -> (Broker, Vec<Arc<SessionSlot>>) {
     };
     let slots = (0..SUBSCRIBERS)
         .map(|i| {
-            let slot = broker.attach(format!("sub-{i}").into(), true, 100, 0).slot;
-            let outcome = broker.subscribe(&slot, "bench/fanout", options, None);
-            assert_eq!(outcome.reason.0, 0, "subscription {i} granted QoS 0");
+            let attached = broker.attach(format!("sub-{i}").into(), true, 100, 0);
+            let (slot, conn) = (attached.slot, attached.link.id);
+            let reason = broker.subscribe(&slot, conn, "bench/fanout", options, None);
+            assert_eq!(reason.map(|r| r.0), Ok(0), "subscription {i} granted QoS 0");
             slot
         })
         .collect();

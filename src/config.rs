@@ -74,6 +74,9 @@ pub struct Limits {
     /// Whether SUBSCRIBE may carry a Subscription Identifier (v5 Subscription Identifiers
     /// Available).
     pub subscription_identifier_available: bool,
+    /// Most levels in a topic name or filter (as Mosquitto's limit of 200). Deeper: a PUBLISH
+    /// is refused (v5 0x90, 3.1.1 closed), a subscription gets SUBACK 0x8F (3.1.1: 0x80).
+    pub max_topic_levels: usize,
 }
 
 /// MQTT 5 features an operator sets.
@@ -186,6 +189,7 @@ impl Default for Limits {
             max_keepalive: 65535,
             wildcard_subscription_available: true,
             subscription_identifier_available: true,
+            max_topic_levels: 200,
         }
     }
 }
@@ -308,6 +312,9 @@ impl Config {
                 "limits.max_keepalive",
                 "must be at least 1 second (65535 means no limit)",
             );
+        }
+        if self.limits.max_topic_levels == 0 {
+            return invalid("limits.max_topic_levels", "must be at least 1");
         }
         if self.mqtt5.server_moved && self.mqtt5.server_reference.is_empty() {
             return invalid(

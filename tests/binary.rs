@@ -3,10 +3,13 @@
 //! "Allocator"), the open-file limit raised and the descriptor table sized at start
 //! ("Descriptor table"), and a clean exit on SIGINT.
 
+mod support;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
+use support::frame;
 
 /// The broker's process, killed if a test fails before it exits by itself.
 struct Broker(Child);
@@ -18,6 +21,12 @@ impl Drop for Broker {
     }
 }
 
+/// The broker binary under test: `ROOST_BIN` if set (CI points it at the release build),
+/// else the one Cargo built for these tests.
+fn binary() -> String {
+    std::env::var("ROOST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_roost").to_string())
+}
+
 /// The binary with the shipped defaults on port 0; returns it and the address it bound.
 fn start() -> (Broker, SocketAddr) {
     start_with(|_| {})
@@ -25,13 +34,18 @@ fn start() -> (Broker, SocketAddr) {
 
 /// As `start`, with `adjust` applied to the command first.
 fn start_with(adjust: impl FnOnce(&mut Command)) -> (Broker, SocketAddr) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_roost"));
+    start_config(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/roost.toml"),
+        adjust,
+    )
+}
+
+/// As `start_with`, with the configuration file `config`.
+fn start_config(config: &str, adjust: impl FnOnce(&mut Command)) -> (Broker, SocketAddr) {
+    let mut command = Command::new(binary());
     adjust(&mut command);
     let mut child = command
-        .args([
-            "-c",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/config/roost.toml"),
-        ])
+        .args(["-c", config])
         .args(["--port", "0"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
@@ -149,4 +163,94 @@ fn the_binary_raises_its_open_file_limit_and_sizes_its_descriptor_table() {
     );
     // And it serves.
     TcpStream::connect(addr).expect("the broker accepts a connection");
+}
+
+/// Reads one whole packet; returns its first byte and body.
+fn read_packet(s: &mut TcpStream) -> (u8, Vec<u8>) {
+    let mut first = [0u8; 1];
+    s.read_exact(&mut first).expect("a packet");
+    let (mut len, mut shift) = (0usize, 0);
+    loop {
+        let mut b = [0u8; 1];
+        s.read_exact(&mut b).expect("a remaining length");
+        len |= usize::from(b[0] & 0x7F) << shift;
+        shift += 7;
+        if b[0] & 0x80 == 0 {
+            break;
+        }
+    }
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).expect("the packet body");
+    (first[0], body)
+}
+
+/// Subscribes `filter` as client `id` (3.1.1 for level 4, 5.0 for level 5) and returns the
+/// SUBACK's reason code; the socket is dropped without DISCONNECT.
+fn subscribe_and_drop(addr: SocketAddr, level: u8, id: &str, filter: &str) -> u8 {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // CONNECT, clean session, keep alive 0 (5.0: no properties).
+    let mut connect = vec![0, 4, b'M', b'Q', b'T', b'T', level, 0x02, 0, 0];
+    if level == 5 {
+        connect.push(0);
+    }
+    connect.extend_from_slice(&(id.len() as u16).to_be_bytes());
+    connect.extend_from_slice(id.as_bytes());
+    s.write_all(&frame(0x10, &connect)).unwrap();
+    assert_eq!(read_packet(&mut s).0, 0x20, "CONNACK");
+    let mut subscribe = vec![0, 1];
+    if level == 5 {
+        subscribe.push(0);
+    }
+    subscribe.extend_from_slice(&(filter.len() as u16).to_be_bytes());
+    subscribe.extend_from_slice(filter.as_bytes());
+    subscribe.push(0x01);
+    s.write_all(&frame(0x82, &subscribe)).unwrap();
+    let (first, body) = read_packet(&mut s);
+    assert_eq!(first, 0x90, "SUBACK");
+    *body.last().expect("a reason code")
+}
+
+/// Asserts that the broker still serves a new client and has not exited.
+fn still_serves(broker: &mut Broker, addr: SocketAddr) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&frame(
+        0x10,
+        &[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 1, b'c'],
+    ))
+    .unwrap();
+    assert_eq!(read_packet(&mut s), (0x20, vec![0, 0]));
+    assert!(broker.0.try_wait().unwrap().is_none(), "the broker exited");
+}
+
+/// Issue 14, section 0: a SUBSCRIBE to "a/" 7,000 times (14 KB) followed by a dropped socket
+/// once aborted the whole broker with a stack overflow. With the shipped configuration the
+/// filter is refused at the door (SUBACK 0x80 in 3.1.1, 0x8F in 5.0); with the level limit
+/// raised it is granted, and removing it when the socket drops no longer recurses.
+#[test]
+fn the_binary_survives_a_filter_seven_thousand_levels_deep() {
+    let filter = "a/".repeat(7_000);
+    let (mut broker, addr) = start();
+    for (level, failure) in [(4u8, 0x80), (5, 0x8F)] {
+        assert_eq!(subscribe_and_drop(addr, level, "deep", &filter), failure);
+    }
+    still_serves(&mut broker, addr);
+
+    let dir = std::env::temp_dir().join(format!("roost-deep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("roost.toml");
+    let shipped = include_str!("../config/roost.toml");
+    let raised = shipped.replace("max_topic_levels = 200", "max_topic_levels = 100000");
+    assert_ne!(
+        raised, shipped,
+        "the shipped config sets max_topic_levels = 200"
+    );
+    std::fs::write(&config, raised).unwrap();
+    let (mut broker, addr) = start_config(config.to_str().unwrap(), |_| {});
+    for level in [4u8, 5] {
+        assert_eq!(subscribe_and_drop(addr, level, "deep", &filter), 0x01);
+    }
+    still_serves(&mut broker, addr);
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -205,3 +205,141 @@ async fn a_chain_of_takeovers_leaves_only_the_last_connection() {
     assert_eq!(b.server.broker().session_count(), 3);
     b.server.shutdown().await;
 }
+
+/// A CONNECT of either kind: a session that lives on (3.1.1 CleanSession 0; 5.0 Clean Start 0
+/// and Session Expiry 60) or one that ends with its connection (3.1.1 CleanSession 1; 5.0 Clean
+/// Start 1 and no Session Expiry), with or without a will.
+fn connect_of(v: ProtocolVersion, id: &str, lives_on: bool, will: bool) -> Connect {
+    let mut c = if lives_on {
+        persistent(v, id)
+    } else {
+        connect_packet(v, id, true)
+    };
+    if will {
+        c.will = Some(Will {
+            topic: ByteStr::try_from(format!("will/{id}")).unwrap(),
+            payload: Bytes::from_static(b"gone"),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+        });
+    }
+    c
+}
+
+/// Issue 14, section 4: a session that lasts as long as its connection (CleanSession 1 in
+/// 3.1.1, Session Expiry 0 in 5.0) is never resumed, even by a connection that takes it over
+/// while it is open and asks to resume (CleanSession 0 / Clean Start 0): the state "MUST NOT
+/// be reused in any subsequent Session" [MQTT-3.1.2-6 of 3.1.1; 5.0 3.1.2.11.2]. Every
+/// combination of the two connections' kinds, both versions, with and without a will.
+#[tokio::test]
+async fn a_session_that_ends_with_its_connection_is_never_resumed() {
+    let b = start().await;
+    let mut watcher = Raw::connect(b.addr, V5, "tk-watch", true).await;
+    assert_eq!(watcher.subscribe("will/#", QoS::AtLeastOnce).await, [1]);
+    let mut publisher = Raw::connect(b.addr, V5, "tk-pub", true).await;
+    let mut n = 0;
+    for v in VERSIONS {
+        for old_lives_on in [false, true] {
+            for new_lives_on in [false, true] {
+                for will in [false, true] {
+                    n += 1;
+                    let id = format!("m{n}");
+                    let case = format!(
+                        "{v:?} old lives on: {old_lives_on}, new lives on: {new_lives_on}, will: {will}"
+                    );
+                    let topic = format!("tk/{id}");
+                    let (mut old, _) =
+                        Raw::connect_with(b.addr, connect_of(v, &id, old_lives_on, will)).await;
+                    assert_eq!(old.subscribe(&topic, QoS::AtLeastOnce).await, [1]);
+                    // A message in flight to the old connection, never acknowledged.
+                    publisher
+                        .publish_acked(&topic, b"in flight", QoS::AtLeastOnce, false, 1)
+                        .await;
+                    assert_eq!(old.expect_publish().await.packet_id, 1, "{case}");
+
+                    let (mut new, ack) =
+                        Raw::connect_with(b.addr, connect_of(v, &id, new_lives_on, false)).await;
+                    expect_taken_over(&mut old).await;
+                    let resumed = old_lives_on && new_lives_on;
+                    assert_eq!(ack.session_present, resumed, "{case}: Session Present");
+                    // What the old session had: its message in flight and its subscription.
+                    let reason = publisher
+                        .publish_acked(&topic, b"after", QoS::AtLeastOnce, false, 2)
+                        .await;
+                    let got = new.drain().await;
+                    if resumed {
+                        assert_eq!(reason, ReasonCode::SUCCESS, "{case}");
+                        assert_eq!(payloads(&got), ["in flight", "after"], "{case}");
+                    } else {
+                        assert_eq!(reason, ReasonCode::NO_MATCHING_SUBSCRIBERS, "{case}");
+                        assert_eq!(got, [], "{case}: nothing of the old session survives");
+                    }
+                    // The old connection ended without DISCONNECT: its will, if any, went out.
+                    let wills = watcher.drain().await;
+                    let want: &[&str] = if will { &["gone"] } else { &[] };
+                    assert_eq!(payloads(&wills), want, "{case}");
+                    new.disconnect().await;
+                }
+            }
+        }
+    }
+    b.server.shutdown().await;
+}
+
+/// Issue 14, section 6: a connection being taken over may have read a burst of packets it has
+/// not handled yet. None of them may change a session once the takeover has happened: a
+/// SUBSCRIBE in that tail added after Clean Start discarded the session would be a ghost,
+/// matching messages for a session that no longer exists, forever. Raced many times; after
+/// each, every subscription in the broker belongs to a session in its registry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_taken_over_leaves_no_ghost_subscription() {
+    let b = start().await;
+    let broker = b.server.broker().clone();
+    let mut publisher = Raw::connect(b.addr, V5, "ghost-pub", true).await;
+    for attempt in 0..200u16 {
+        let v = VERSIONS[usize::from(attempt % 2)];
+        let lives_on = attempt % 4 >= 2;
+        let (mut a, _) = Raw::connect_with(b.addr, connect_of(v, "ghost", lives_on, false)).await;
+        // One burst of QoS 0 PUBLISHes interleaved with SUBSCRIBEs, written in one go.
+        let mut burst = bytes::BytesMut::new();
+        for i in 0..40u16 {
+            let publish = publish_packet("ghost/x", b"p", QoS::AtMostOnce, false, 0);
+            Packet::Publish(publish).encode(v, &mut burst).unwrap();
+            let filter = format!("ghost/{attempt}/{i}");
+            let s = subscribe_packet(i + 1, &[(filter.as_str(), sub_opts(QoS::AtLeastOnce))]);
+            Packet::Subscribe(s).encode(v, &mut burst).unwrap();
+        }
+        a.send_bytes(&burst).await;
+        // B takes the id over with Clean Start and disconnects.
+        let b_conn = Raw::connect(b.addr, v, "ghost", true).await;
+        b_conn.disconnect().await;
+        a.closed().await;
+        // No session is left, so no subscription may be: the publisher's messages match none.
+        assert!(!broker.has_session("ghost"), "attempt {attempt}");
+        let orphans = broker.subscriptions_without_a_session();
+        assert_eq!(
+            orphans,
+            Vec::<String>::new(),
+            "attempt {attempt}: ghost subscriptions"
+        );
+        for i in [0u16, 39] {
+            let reason = publisher
+                .publish_acked(
+                    &format!("ghost/{attempt}/{i}"),
+                    b"m",
+                    QoS::AtLeastOnce,
+                    false,
+                    1,
+                )
+                .await;
+            assert_eq!(
+                reason,
+                ReasonCode::NO_MATCHING_SUBSCRIBERS,
+                "attempt {attempt}"
+            );
+        }
+    }
+    assert_eq!(broker.subscription_count(), 0);
+    b.server.shutdown().await;
+}

@@ -33,6 +33,7 @@ fuzz_target!(|data: &[u8]| {
     let limits = if config & 0x04 != 0 {
         Limits {
             max_packet_size: 2 + u32::from(*param),
+            ..Limits::default()
         }
     } else {
         Limits::default()

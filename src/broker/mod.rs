@@ -6,18 +6,17 @@
 mod keep_alive;
 mod metrics;
 mod registry;
+mod retained;
 mod router;
 mod shared;
 mod will;
 
 pub use metrics::{Metrics, OverloadLog};
-pub use registry::{Attached, ConnectionLink, SessionSlot, SlotState};
-pub use router::SubscribeOutcome;
+pub use registry::{Attached, ConnectionLink, SessionSlot, SlotState, TakenOver};
 pub use shared::SharedGroup;
 
 use crate::config::Config;
-use crate::session::Message;
-use crate::topic::{RetainedTree, SubscriptionTrie};
+use crate::topic::SubscriptionTrie;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -53,7 +52,9 @@ struct Inner {
     sessions: Mutex<HashMap<Arc<str>, Arc<SessionSlot>>>,
     /// Read on every PUBLISH, written on SUBSCRIBE/UNSUBSCRIBE and session end.
     subscriptions: RwLock<Subscriptions>,
-    retained: Mutex<RetainedTree<Arc<Message>>>,
+    /// Taken to store a retained message, and by a connection (holding its slot's lock) to
+    /// take a batch of a new subscription's retained messages.
+    retained: Mutex<retained::RetainedStore>,
     metrics: Metrics,
     overload_log: OverloadLog,
     /// Flipped to true once when the server shuts down; the accept loops and connections still
@@ -141,6 +142,36 @@ impl Broker {
     /// Number of sessions (connected or not).
     pub fn session_count(&self) -> usize {
         lock(&self.inner.sessions).len()
+    }
+
+    /// Number of subscriptions: (filter, session) pairs, shared group memberships included.
+    pub fn subscription_count(&self) -> usize {
+        let subs = self.subscriptions();
+        let mut n = subs.direct.len();
+        subs.shared.for_each(|_, g| n += g.members.len());
+        n
+    }
+
+    /// The client ids of subscriptions whose session is not the one the registry holds for
+    /// that id. Every subscription belongs to a live or stored session, so this is empty unless
+    /// there is a bug (a connection that went on subscribing after it was taken over, say).
+    pub fn subscriptions_without_a_session(&self) -> Vec<String> {
+        // The registry first: `attach` takes it before the subscriptions.
+        let sessions: HashMap<Arc<str>, usize> = lock(&self.inner.sessions)
+            .iter()
+            .map(|(id, slot)| (id.clone(), Arc::as_ptr(slot) as usize))
+            .collect();
+        let mut orphans = Vec::new();
+        let mut check = |e: &SubEntry| {
+            if sessions.get(&e.slot.client_id) != Some(&(Arc::as_ptr(&e.slot) as usize)) {
+                orphans.push(e.slot.client_id.to_string());
+            }
+        };
+        let subs = self.subscriptions();
+        subs.direct.for_each(|_, e| check(e));
+        subs.shared
+            .for_each(|_, g| g.members.iter().for_each(&mut check));
+        orphans
     }
 
     /// Number of retained messages.

@@ -6,8 +6,8 @@ use super::{Broker, lock};
 use crate::session::{Message, QueueLimits, Session};
 use std::collections::HashSet;
 use std::num::NonZeroU64;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
 
@@ -17,9 +17,10 @@ pub struct SessionSlot {
     pub client_id: Arc<str>,
     /// Held only for short, synchronous updates; never across an `.await`.
     pub state: Mutex<SlotState>,
-    /// Whether a connection is attached (`state.conn` is some), readable without the lock:
-    /// shared subscription groups prefer connected members.
-    online: AtomicBool,
+    /// The id of the attached connection (`state.conn`), 0 if none: written under the state's
+    /// lock, readable without it. Shared subscription groups prefer connected members, and a
+    /// connection notices before each packet that it was taken over.
+    owner: AtomicU64,
     /// When the attached connection last read a packet, on [`crate::clock::now_ms`]'s clock: the
     /// keep-alive sweeper reads it.
     last_heard: AtomicU64,
@@ -38,16 +39,46 @@ impl SessionSlot {
 
     /// Whether a connection is attached right now.
     pub fn is_online(&self) -> bool {
-        self.online.load(Ordering::Relaxed)
+        self.owner.load(Ordering::Relaxed) != 0
+    }
+
+    /// Whether connection `conn_id` is the one attached. Without the lock this can be stale
+    /// by the time it is used; under it (see [`SessionSlot::lock_for`]) it cannot.
+    pub fn is_attached_to(&self, conn_id: NonZeroU64) -> bool {
+        self.owner.load(Ordering::Acquire) == conn_id.get()
+    }
+
+    /// The session's state, for connection `conn_id` to change: `TakenOver` once another
+    /// connection has the session (or it has ended), so that nothing a connection does after
+    /// it lost its session changes that session or any other [issue 14, section 6].
+    pub fn lock_for(&self, conn_id: NonZeroU64) -> Result<MutexGuard<'_, SlotState>, TakenOver> {
+        let st = lock(&self.state);
+        if st.conn.as_ref().map(|c| c.id) == Some(conn_id) {
+            Ok(st)
+        } else {
+            Err(TakenOver)
+        }
+    }
+
+    /// Attaches `link` (under the state's lock, which the caller holds as `st`).
+    fn set_conn(&self, st: &mut SlotState, link: Option<ConnectionLink>) {
+        self.owner
+            .store(link.as_ref().map_or(0, |l| l.id.get()), Ordering::Release);
+        st.conn = link;
     }
 }
+
+/// A connection's request refused because the connection no longer has its session: another
+/// connection took it over, or Clean Start ended it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TakenOver;
 
 /// The mutable part of a slot.
 #[derive(Debug)]
 pub struct SlotState {
     pub session: Session,
-    /// The connection currently attached, if any.
-    pub conn: Option<ConnectionLink>,
+    /// The connection currently attached, if any. Private: it changes only with `owner`.
+    pub(super) conn: Option<ConnectionLink>,
     /// Seconds the session outlives its connection: 0 ends it at disconnect, `u32::MAX` never.
     pub expiry: u32,
     /// Every filter this session is subscribed to, to unsubscribe them when it ends.
@@ -161,16 +192,19 @@ impl Broker {
         let mut sessions = lock(&self.inner.sessions);
         if let Some(slot) = sessions.get(&client_id).cloned() {
             let mut st = lock(&slot.state);
-            if st.conn.take().is_some() {
+            if st.conn.is_some() {
+                slot.set_conn(&mut st, None);
                 // The old connection checks its link on every turn of its loop.
                 if let Some(waker) = st.take_waker() {
                     waker.wake();
                 }
             }
-            if !clean_start {
-                st.conn = Some(link.clone());
+            // A session that ends with its connection (3.1.1 CleanSession = 1, 5.0 Session
+            // Expiry 0) is never resumed, even while that connection is still open: its state
+            // "MUST NOT be reused in any subsequent Session" [MQTT-3.1.2-6 of 3.1.1].
+            if !clean_start && st.expiry != 0 {
+                slot.set_conn(&mut st, Some(link.clone()));
                 st.keep_alive_expired = false;
-                slot.online.store(true, Ordering::Relaxed);
                 // [MQTT-3.1.3-9] back within the Will Delay Interval: no will.
                 st.pending_will = None;
                 st.generation += 1;
@@ -206,7 +240,7 @@ impl Broker {
                 waker: None,
                 keep_alive_expired: false,
             }),
-            online: AtomicBool::new(true),
+            owner: AtomicU64::new(link.id.get()),
             last_heard: AtomicU64::new(0),
         });
         sessions.insert(client_id, slot.clone());
@@ -224,10 +258,9 @@ impl Broker {
         if st.conn.as_ref().map(|c| c.id) != Some(conn_id) {
             return;
         }
-        st.conn = None;
+        slot.set_conn(&mut st, None);
         // The waker keeps the finished task's memory alive: not for a session's whole life.
         st.waker = None;
-        slot.online.store(false, Ordering::Relaxed);
         let (expiry, generation) = (st.expiry, st.generation);
         // What came through shared subscriptions and is not finished goes to another member
         // now rather than wait for this one to come back [MQTT-4.8.2 of 5.0 allows it; the

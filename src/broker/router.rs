@@ -2,23 +2,17 @@
 //! session's bounded queue. Matching happens under a read lock without awaiting; each session is
 //! then locked on its own for one enqueue, so a slow subscriber delays no one.
 
-use super::{Broker, SubEntry, Subscriptions, lock};
+use super::{Broker, SubEntry, Subscriptions, TakenOver, lock};
 use crate::protocol::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
-use crate::session::{Delivery, DeliveryExtra, Enqueued, Message, Run, RunGrant, SubscriptionIds};
-use crate::topic::{parse_shared, validate_filter};
+use crate::session::{
+    DeliveryExtra, Enqueued, Message, RetainedCursor, Run, RunGrant, SubscriptionIds,
+};
+use crate::topic::{parse_shared, too_deep, validate_filter};
+use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use super::metrics::Metrics;
 use super::registry::SessionSlot;
-
-/// The result of one SUBSCRIBE topic filter.
-#[derive(Debug)]
-pub struct SubscribeOutcome {
-    /// Granted QoS (0x00-0x02) or a failure code.
-    pub reason: ReasonCode,
-    /// Retained messages to send for it.
-    pub retained: Vec<Delivery>,
-}
 
 thread_local! {
     /// The targets of the PUBLISH being routed on this thread (empty between calls).
@@ -55,37 +49,48 @@ impl Grant {
 }
 
 impl Broker {
-    /// Subscribes `slot` to `filter`. Refusals are reason codes: 0x8F for a malformed filter,
-    /// 0x9E for `$share` when shared subscriptions are turned off.
+    /// Subscribes `slot`'s session to `filter` on behalf of connection `conn` and returns the
+    /// SUBACK reason: the QoS granted, or 0x8F for a malformed or too deep filter, 0x9E for
+    /// `$share` when shared subscriptions are off, 0xA2 for a wildcard when wildcards are off.
+    /// The subscription's retained messages are queued to the session as a stream.
+    ///
+    /// `TakenOver` if `conn` no longer has the session: checked under the session's lock, held
+    /// until the subscription is in the trie and in the session's list, so that a takeover
+    /// either comes first (and nothing is added) or finds the filter to remove [issue 14,
+    /// section 6]. Lock order: the session's, then the subscriptions', then the retained
+    /// store's; nothing takes a session's lock while holding either of the others.
     pub fn subscribe(
         &self,
         slot: &Arc<SessionSlot>,
+        conn: NonZeroU64,
         filter: &str,
         options: SubscriptionOptions,
         subscription_id: Option<u32>,
-    ) -> SubscribeOutcome {
-        let refuse = |reason| SubscribeOutcome {
-            reason,
-            retained: Vec::new(),
-        };
+    ) -> Result<ReasonCode, TakenOver> {
+        let limits = &self.config().limits;
         let shared = parse_shared(filter);
-        if let Some(Err(_)) = shared {
-            return refuse(ReasonCode::TOPIC_FILTER_INVALID);
-        }
-        if shared.is_some() && !self.config().shared_subscriptions.available {
-            return refuse(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
-        }
-        if shared.is_none() && validate_filter(filter).is_err() {
-            return refuse(ReasonCode::TOPIC_FILTER_INVALID);
-        }
         let plain = match shared {
             Some(Ok((_, f))) => f,
             _ => filter,
         };
-        if !self.config().limits.wildcard_subscription_available && plain.contains(['+', '#']) {
-            return refuse(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED);
+        let refusal = match shared {
+            Some(Err(_)) => Some(ReasonCode::TOPIC_FILTER_INVALID),
+            Some(Ok(_)) if !self.config().shared_subscriptions.available => {
+                Some(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
+            }
+            None if validate_filter(filter).is_err() => Some(ReasonCode::TOPIC_FILTER_INVALID),
+            _ if too_deep(plain, limits.max_topic_levels) => Some(ReasonCode::TOPIC_FILTER_INVALID),
+            _ if !limits.wildcard_subscription_available && plain.contains(['+', '#']) => {
+                Some(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)
+            }
+            _ => None,
+        };
+        if let Some(reason) = refusal {
+            // Refused, but only a connection that still has the session answers.
+            drop(slot.lock_for(conn)?);
+            return Ok(reason);
         }
-        let max_qos = QoS::from_bits(self.config().limits.max_qos).unwrap_or(QoS::ExactlyOnce);
+        let max_qos = QoS::from_bits(limits.max_qos).unwrap_or(QoS::ExactlyOnce);
         let granted = options.qos.min(max_qos);
         let options = SubscriptionOptions {
             qos: granted,
@@ -96,56 +101,45 @@ impl Broker {
             options,
             subscription_id,
         };
+        let mut st = slot.lock_for(conn)?;
+        st.filters.insert(filter);
         if let Some(Ok((group, shared_filter))) = shared {
             self.join_group(filter, group, shared_filter, entry);
-            lock(&slot.state).filters.insert(filter);
             // No retained messages on a shared subscription (MQTT 5.0 section 4.8.2).
-            return SubscribeOutcome {
-                reason: ReasonCode(granted as u8),
-                retained: Vec::new(),
-            };
+            return Ok(ReasonCode(granted as u8));
         }
         let existed = self
             .subscriptions_mut()
             .direct
             .insert(filter, slot.client_id.clone(), entry)
             .is_some();
-        lock(&slot.state).filters.insert(filter);
         let send_retained = match options.retain_handling {
             RetainHandling::SendAtSubscribe => true,
             RetainHandling::SendIfNew => !existed,
             RetainHandling::DoNotSend => false,
         };
-        let mut retained = Vec::new();
-        if send_retained {
-            let now = std::time::Instant::now();
-            let mut store = lock(&self.inner.retained);
-            let mut expired = Vec::new();
-            store.for_each_match(filter, |m| {
-                if m.expired(now) {
-                    // [MQTT-3.3.2-5] an expired retained message is not sent, and goes.
-                    expired.push(m.topic.clone());
-                    return;
-                }
-                retained.push(Delivery {
-                    message: m.clone(),
-                    qos: m.qos.min(granted),
-                    retain: true, // [MQTT-3.3.1-8]
-                    extra: DeliveryExtra::new(SubscriptionIds::one(subscription_id), None),
-                });
+        if send_retained && limits.retain_available {
+            let snapshot = lock(&self.inner.retained).snapshot();
+            st.session.push_retained(RetainedCursor {
+                filter: filter.into(),
+                after: None,
+                snapshot,
+                qos: granted,
+                extra: DeliveryExtra::new(SubscriptionIds::one(subscription_id), None),
             });
-            for topic in expired {
-                store.remove(&topic);
-            }
         }
-        SubscribeOutcome {
-            reason: ReasonCode(granted as u8),
-            retained,
-        }
+        Ok(ReasonCode(granted as u8))
     }
 
-    /// Removes `slot`'s subscription to `filter`; false if there was none.
-    pub fn unsubscribe(&self, slot: &Arc<SessionSlot>, filter: &str) -> bool {
+    /// Removes the subscription of `slot`'s session to `filter` on behalf of connection `conn`;
+    /// false if there was none, `TakenOver` if `conn` no longer has the session.
+    pub fn unsubscribe(
+        &self,
+        slot: &Arc<SessionSlot>,
+        conn: NonZeroU64,
+        filter: &str,
+    ) -> Result<bool, TakenOver> {
+        let mut st = slot.lock_for(conn)?;
         let removed = {
             let mut subs = self.subscriptions_mut();
             match parse_shared(filter) {
@@ -153,8 +147,8 @@ impl Broker {
                 _ => subs.direct.remove(filter, &slot.client_id).is_some(),
             }
         };
-        lock(&slot.state).filters.remove(filter);
-        removed
+        st.filters.remove(filter);
+        Ok(removed)
     }
 
     pub(super) fn unsubscribe_all(&self, client_id: &Arc<str>, filters: &[Box<str>]) {
@@ -206,11 +200,7 @@ impl Broker {
         if self.config().limits.retain_available && run.iter().any(|m| m.retain) {
             let mut retained = lock(&self.inner.retained);
             for m in run.iter().filter(|m| m.retain) {
-                if m.payload.is_empty() {
-                    retained.remove(&m.topic); // [MQTT-3.3.1-10]
-                } else {
-                    retained.insert(&m.topic, m.clone());
-                }
+                retained.update(m);
             }
         }
         // One vector per thread, reused: collecting a thousand targets into a fresh vector grew

@@ -4,6 +4,28 @@
 use crate::protocol::{DecodeError, ReasonCode};
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+/// How long a connection the server ends goes on reading (and discarding) what the client still
+/// sends, waiting for it to close first.
+pub(super) const LINGER: Duration = Duration::from_secs(1);
+
+/// The end of a connection the server closes, once its last packet (a DISCONNECT, a refusing
+/// CONNACK) is written and the write side shut down: reads and discards what the client still
+/// sends until it closes its side or [`LINGER`] passes. Closing a socket with unread input
+/// makes the kernel send a reset, which discards the client's unread input too, so a client
+/// still sending when the server ends the connection would never read why [issue 14, section
+/// 3]. Bounded: a client that keeps sending cannot hold the task past the deadline.
+pub(super) async fn linger<S: AsyncRead + Unpin>(io: &mut S) {
+    let deadline = tokio::time::Instant::now() + LINGER;
+    let mut sink = vec![0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, io.read(&mut sink)).await {
+        if n == 0 {
+            return;
+        }
+    }
+}
 
 /// The cause of a connection's end.
 #[derive(Debug)]
@@ -55,6 +77,15 @@ impl Close {
             Self::Decode(e) => e.to_string(),
             Self::Protocol { what, .. } => (*what).into(),
         })
+    }
+
+    /// Whether the server ends the connection (rather than the client or the network): the
+    /// close then lingers (see [`linger`]).
+    pub fn by_server(&self) -> bool {
+        !matches!(
+            self,
+            Self::Normal | Self::NormalWithWill | Self::SocketClosed | Self::Io(_)
+        )
     }
 
     /// Every end but a normal DISCONNECT publishes the will [MQTT-3.1.2-8].

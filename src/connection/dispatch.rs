@@ -2,19 +2,31 @@
 
 use super::alias::AliasError;
 use super::{Close, Connection};
-use crate::broker::{Metrics, lock};
+use crate::broker::{Metrics, SlotState};
 use crate::protocol::{
     Disconnect, Packet, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
 };
-use crate::session::{Delivery, Message};
+use crate::session::{Acked, Message};
+use crate::topic::too_deep;
 use std::cell::RefCell;
 use std::sync::Arc;
+use std::sync::MutexGuard;
 
 /// Most messages routed as one run: bounds how long the first of them waits for the last.
 const MAX_RUN: usize = 256;
 
 fn protocol(reason: ReasonCode, what: &'static str) -> Close {
     Close::Protocol { reason, what }
+}
+
+/// An acknowledgement of the wrong kind for the message in flight with its packet identifier
+/// is a Protocol Error (v5: DISCONNECT 0x82; 3.1.1: the connection is closed). One for an
+/// identifier not in flight is not: it may answer a message the session already gave up.
+fn wrong_kind(acked: Acked, what: &'static str) -> Result<(), Close> {
+    match acked {
+        Acked::WrongKind => Err(protocol(ReasonCode::PROTOCOL_ERROR, what)),
+        Acked::Done | Acked::Unknown => Ok(()),
+    }
 }
 
 /// QoS 0 and 1 messages received with one topic and not yet routed, and the packet ids of the
@@ -46,13 +58,15 @@ impl Connection {
         match packet {
             Packet::Publish(p) => self.on_publish(p)?,
             Packet::PubAck(a) => {
-                lock(&self.slot.state).session.puback(a.packet_id);
+                let acked = self.session()?.session.puback(a.packet_id);
+                wrong_kind(acked, "PUBACK for a QoS 2 message")?;
             }
             Packet::PubRec(a) => {
                 let failed = a.reason.is_error();
-                let known = lock(&self.slot.state).session.pubrec(a.packet_id, failed);
+                let acked = self.session()?.session.pubrec(a.packet_id, failed);
+                wrong_kind(acked, "PUBREC for a QoS 1 message")?;
                 if !failed {
-                    let reason = if known {
+                    let reason = if acked == Acked::Done {
                         ReasonCode::SUCCESS
                     } else {
                         ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
@@ -61,10 +75,11 @@ impl Connection {
                 }
             }
             Packet::PubComp(a) => {
-                lock(&self.slot.state).session.pubcomp(a.packet_id);
+                let acked = self.session()?.session.pubcomp(a.packet_id);
+                wrong_kind(acked, "PUBCOMP for a message not released by PUBREL")?;
             }
             Packet::PubRel(a) => {
-                let known = lock(&self.slot.state).session.release(a.packet_id);
+                let known = self.session()?.session.release(a.packet_id);
                 let reason = if known {
                     ReasonCode::SUCCESS
                 } else {
@@ -73,7 +88,7 @@ impl Connection {
                 self.ack(Packet::PubComp, a.packet_id, reason);
             }
             Packet::Subscribe(s) => self.on_subscribe(s)?,
-            Packet::Unsubscribe(u) => self.on_unsubscribe(u),
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u)?,
             Packet::PingReq => self.write_packet(Packet::PingResp),
             Packet::Disconnect(d) => return Err(self.on_disconnect(d)),
             Packet::Connect(_) => {
@@ -135,24 +150,15 @@ impl Connection {
         Metrics::inc(&self.broker.metrics().messages_received);
         let packet_id = p.packet_id;
         let qos = p.qos;
+        if too_deep(&p.topic, limits.max_topic_levels) {
+            let why = "topic has more levels than limits.max_topic_levels";
+            return self.refuse_publish(qos, packet_id, ReasonCode::TOPIC_NAME_INVALID, why);
+        }
         if p.check_payload_format().is_err() {
             // 5.0 section 3.3.2.3.2: a Payload Format Indicator of 1 with a payload that is
-            // not UTF-8. Refused: in the acknowledgement at QoS 1 and 2, by DISCONNECT at QoS 0,
-            // which has none.
-            if qos == QoS::AtMostOnce {
-                return Err(protocol(
-                    ReasonCode::PAYLOAD_FORMAT_INVALID,
-                    "payload is not UTF-8 though its Payload Format Indicator says so",
-                ));
-            }
-            self.flush_run();
-            let make = if qos == QoS::AtLeastOnce {
-                Packet::PubAck
-            } else {
-                Packet::PubRec
-            };
-            self.ack(make, packet_id, ReasonCode::PAYLOAD_FORMAT_INVALID);
-            return Ok(());
+            // not UTF-8.
+            let why = "payload is not UTF-8 though its Payload Format Indicator says so";
+            return self.refuse_publish(qos, packet_id, ReasonCode::PAYLOAD_FORMAT_INVALID, why);
         }
         match qos {
             QoS::AtMostOnce | QoS::AtLeastOnce => {
@@ -173,7 +179,7 @@ impl Connection {
             }
             QoS::ExactlyOnce => {
                 let (first, pending) = {
-                    let mut st = lock(&self.slot.state);
+                    let mut st = self.session()?;
                     (
                         st.session.receive_qos2(packet_id),
                         st.session.inbound_pending(),
@@ -190,6 +196,30 @@ impl Connection {
                 self.ack(Packet::PubRec, packet_id, matched_reason(matched));
             }
         }
+        Ok(())
+    }
+
+    /// Refuses a PUBLISH without routing it: in its acknowledgement at QoS 1 and 2, by
+    /// DISCONNECT at QoS 0, which has none; a 3.1.1 connection, which has no reason codes, is
+    /// closed.
+    fn refuse_publish(
+        &mut self,
+        qos: QoS,
+        packet_id: u16,
+        reason: ReasonCode,
+        why: &'static str,
+    ) -> Result<(), Close> {
+        if qos == QoS::AtMostOnce || !self.version.is_v5() {
+            return Err(protocol(reason, why));
+        }
+        self.flush_run();
+        let make = if qos == QoS::AtLeastOnce {
+            Packet::PubAck
+        } else {
+            Packet::PubRec
+        };
+        self.ack(make, packet_id, reason);
+        tracing::info!(client_id = %self.client_id(), "PUBLISH refused: {why} ({reason})");
         Ok(())
     }
 
@@ -251,7 +281,6 @@ impl Connection {
             ));
         }
         let mut reason_codes = Vec::with_capacity(s.subscriptions.len());
-        let mut retained: Vec<Delivery> = Vec::new();
         for sub in &s.subscriptions {
             if sub.options.no_local && sub.filter.starts_with("$share/") {
                 return Err(protocol(
@@ -259,38 +288,41 @@ impl Connection {
                     "[MQTT-3.8.3-4] No Local on a shared subscription",
                 ));
             }
-            let outcome =
-                self.broker
-                    .subscribe(&self.slot, &sub.filter, sub.options, subscription_id);
-            let reason = if outcome.reason.is_error() && !self.version.is_v5() {
+            let outcome = self.broker.subscribe(
+                &self.slot,
+                self.link.id,
+                &sub.filter,
+                sub.options,
+                subscription_id,
+            );
+            let outcome = outcome.map_err(|_| Close::TakenOver)?;
+            let reason = if outcome.is_error() && !self.version.is_v5() {
                 ReasonCode::UNSPECIFIED_ERROR // 3.1.1 has one failure code, 0x80
             } else {
-                outcome.reason
+                outcome
             };
-            if outcome.reason.is_error() {
-                tracing::info!(client_id = %self.client_id(), filter = %sub.filter, "subscription refused ({})", outcome.reason);
+            if outcome.is_error() {
+                tracing::info!(client_id = %self.client_id(), filter = %sub.filter, "subscription refused ({outcome})");
             }
             reason_codes.push(reason);
-            retained.extend(outcome.retained);
         }
+        // The subscriptions' retained messages are queued to the session as streams: they
+        // follow this SUBACK as the connection sends them.
         self.write_packet(Packet::SubAck(SubAck {
             packet_id: s.packet_id,
             properties: Default::default(),
             reason_codes,
         }));
-        if !retained.is_empty() {
-            let mut st = lock(&self.slot.state);
-            for d in retained {
-                st.session.enqueue(d, true);
-            }
-        }
         Ok(())
     }
 
-    fn on_unsubscribe(&mut self, u: Unsubscribe) {
+    fn on_unsubscribe(&mut self, u: Unsubscribe) -> Result<(), Close> {
         let mut reason_codes = Vec::new();
         for filter in &u.filters {
-            let existed = self.broker.unsubscribe(&self.slot, filter);
+            let existed = self
+                .broker
+                .unsubscribe(&self.slot, self.link.id, filter)
+                .map_err(|_| Close::TakenOver)?;
             if self.version.is_v5() {
                 reason_codes.push(if existed {
                     ReasonCode::SUCCESS
@@ -304,11 +336,22 @@ impl Connection {
             properties: Default::default(),
             reason_codes,
         }));
+        Ok(())
+    }
+
+    /// The session's state, for a change this connection makes: `TakenOver` once another
+    /// connection has it, so that nothing read after that point changes any session.
+    pub(super) fn session(&self) -> Result<MutexGuard<'_, SlotState>, Close> {
+        self.slot
+            .lock_for(self.link.id)
+            .map_err(|_| Close::TakenOver)
     }
 
     fn on_disconnect(&mut self, d: Disconnect) -> Close {
         if let Some(expiry) = d.properties.session_expiry_interval {
-            let mut st = lock(&self.slot.state);
+            let Ok(mut st) = self.session() else {
+                return Close::TakenOver;
+            };
             if st.expiry == 0 && expiry != 0 {
                 // 5.0 section 3.14.2.2.2: a session that ended at disconnect cannot be revived.
                 return protocol(

@@ -8,7 +8,7 @@ use super::{Close, Connection};
 use crate::auth::{Exchange, Step};
 use crate::broker::Broker;
 use crate::protocol::{
-    Auth, ByteStr, Connect, Limits, Packet, ProtocolVersion, ReasonCode, decode,
+    Auth, ByteStr, Connect, Limits, Packet, PacketTypes, ProtocolVersion, ReasonCode, decode,
 };
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -62,8 +62,17 @@ where
                 {
                     return Err(Refusal::Closed);
                 }
-                data = match tokio::time::timeout_at(deadline, next(io, inbuf, limits)).await {
+                let limits = Limits {
+                    accepts: PacketTypes::AUTH_EXCHANGE,
+                    ..*limits
+                };
+                data = match tokio::time::timeout_at(deadline, next(io, inbuf, &limits)).await {
                     Err(_) => return Err(Refusal::Timeout),
+                    Ok(Err(Refusal::Decode(e))) => {
+                        // A bad packet in the exchange: CONNACK says why, as for a bad CONNECT
+                        // property [MQTT-3.1.2-30 for a packet other than AUTH].
+                        return Err(refuse(io, connect, e.reason, e.message).await);
+                    }
                     Ok(Err(refusal)) => return Err(refusal),
                     Ok(Ok(Packet::Auth(a)))
                         if a.reason == ReasonCode::CONTINUE_AUTHENTICATION

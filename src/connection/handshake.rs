@@ -4,8 +4,8 @@
 use super::{Connection, enhanced_auth};
 use crate::broker::{Broker, Metrics};
 use crate::protocol::{
-    ByteStr, ConnAck, Connect, DecodeError, Limits, Packet, Properties, ProtocolVersion,
-    ReasonCode, decode, error,
+    ByteStr, ConnAck, Connect, DecodeError, Limits, Packet, PacketTypes, Properties,
+    ProtocolVersion, ReasonCode, decode, error,
 };
 use bytes::BytesMut;
 use std::net::SocketAddr;
@@ -51,6 +51,11 @@ pub(super) enum Refusal {
     Closed,
     NotConnect(&'static str),
     Decode(DecodeError),
+    /// A CONNECT the codec refused; `v5` if its protocol level said 5.
+    BadConnect {
+        error: DecodeError,
+        v5: bool,
+    },
     Refused(ReasonCode, &'static str),
 }
 
@@ -65,8 +70,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let config = broker.config().clone();
+    // The first packet may be anything: what is not a CONNECT is named in the log line.
     let limits = Limits {
         max_packet_size: config.limits.max_packet_size,
+        accepts: PacketTypes::ALL,
     };
     let timeout = Duration::from_secs(config.limits.connect_timeout_secs);
     // The whole handshake, enhanced authentication included, has the connect timeout.
@@ -91,13 +98,25 @@ where
             let _ = io.write_all(&[0x20, 0x02, 0x00, 0x01]).await;
             Err(Refusal::Decode(e))
         }
+        Err(Refusal::BadConnect { error, v5 }) => {
+            if v5 {
+                // 5.0 section 4.13.1: the server MAY answer a bad CONNECT with a CONNACK that
+                // says why. Its properties did not parse, so neither did the client's Maximum
+                // Packet Size: the CONNACK goes bare, 5 bytes, and the log line has the rest.
+                // (3.1.1 closes without a CONNACK [MQTT-3.2.2-6 of 3.1.1 leaves no code for it].)
+                let _ = io
+                    .write_all(&[0x20, 0x03, 0x00, error.reason.0, 0x00])
+                    .await;
+            }
+            Err(Refusal::Decode(error))
+        }
         Err(refusal) => Err(refusal),
     };
     match result {
         Ok(conn) => Some(conn),
         Err(refusal) => {
             Metrics::inc(&broker.metrics().connections_refused);
-            let _ = io.shutdown().await;
+            let _ = tokio::time::timeout(super::close::LINGER, io.shutdown()).await;
             match refusal {
                 Refusal::Timeout => {
                     tracing::info!(%peer, "closed: no CONNECT within the connect timeout")
@@ -106,11 +125,15 @@ where
                 Refusal::NotConnect(what) => {
                     tracing::warn!(%peer, "closed: [MQTT-3.1.0-1] first packet was {what}, not CONNECT")
                 }
-                Refusal::Decode(e) => tracing::warn!(%peer, "refused CONNECT: {e}"),
+                Refusal::Decode(e) | Refusal::BadConnect { error: e, .. } => {
+                    tracing::warn!(%peer, "refused CONNECT: {e}")
+                }
                 Refusal::Refused(reason, why) => {
                     tracing::warn!(%peer, "refused CONNECT: {why} ({reason})")
                 }
             }
+            // A client that sent more behind its CONNECT still reads the CONNACK.
+            super::close::linger(io).await;
             None
         }
     }
@@ -123,19 +146,36 @@ async fn read_connect<R: AsyncRead + Unpin>(
 ) -> Result<Box<Connect>, Refusal> {
     loop {
         let is_connect = inbuf.first().is_some_and(|b| b >> 4 == 1);
+        // Read before decoding, which consumes the frame even when it refuses it.
+        let level = connect_level(inbuf);
         // The version is unknown until CONNECT is read; CONNECT decodes in its own version.
         match decode(inbuf, ProtocolVersion::V5, limits) {
             Ok(Some(Packet::Connect(c))) => return Ok(c),
             Ok(Some(other)) => return Err(Refusal::NotConnect(other.name())),
             Ok(None) => {}
             Err(_) if !is_connect => return Err(Refusal::NotConnect("an invalid packet")),
-            Err(e) => return Err(Refusal::Decode(e)),
+            Err(e) if e == error::UNSUPPORTED_PROTOCOL_VERSION => return Err(Refusal::Decode(e)),
+            Err(error) => {
+                let v5 = level == Some(5);
+                return Err(Refusal::BadConnect { error, v5 });
+            }
         }
         match io.read_buf(inbuf).await {
             Ok(0) | Err(_) => return Err(Refusal::Closed),
             Ok(_) => {}
         }
     }
+}
+
+/// The protocol level of the CONNECT at the front of `buf`, if that much of it has arrived:
+/// the byte after the fixed header and the protocol name.
+fn connect_level(buf: &[u8]) -> Option<u8> {
+    let header = 1 + buf.iter().skip(1).take(4).position(|b| b & 0x80 == 0)? + 1;
+    let name = usize::from(u16::from_be_bytes([
+        *buf.get(header)?,
+        *buf.get(header + 1)?,
+    ]));
+    buf.get(header + 2 + name).copied()
 }
 
 static ASSIGNED: AtomicU64 = AtomicU64::new(1);
@@ -275,6 +315,15 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
             };
             return Err(refuse(io, reason, "retained will while retain is unavailable").await);
         }
+        if crate::topic::too_deep(&will.topic, config.limits.max_topic_levels) {
+            let reason = if v5 {
+                ReasonCode::TOPIC_NAME_INVALID
+            } else {
+                ReasonCode::NOT_AUTHORIZED
+            };
+            let why = "will topic has more levels than limits.max_topic_levels";
+            return Err(refuse(io, reason, why).await);
+        }
     }
     let p = &connect.properties;
     let window = p
@@ -332,6 +381,7 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
         reason: ReasonCode::SUCCESS,
         properties: properties.into(),
     };
+    let auth_method = authenticated.is_some();
     let auth = authenticated.map(|a| enhanced_auth::Session {
         method: a.method,
         user: a.user,
@@ -356,7 +406,14 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
         version,
         slot: attached.slot,
         link: attached.link,
-        limits,
+        limits: Limits {
+            accepts: if auth_method {
+                PacketTypes::FROM_CLIENT
+            } else {
+                PacketTypes::FROM_CLIENT.without_auth()
+            },
+            ..limits
+        },
         keep_alive,
         will: connect.will.map(Box::new),
         client_max_packet: p.maximum_packet_size.unwrap_or(u32::MAX),

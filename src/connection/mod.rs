@@ -253,6 +253,11 @@ impl Connection {
         let mut inbuf = std::mem::take(&mut self.inbuf);
         let result = loop {
             match crate::protocol::decode(&mut inbuf, self.version, &self.limits) {
+                Ok(Some(_)) if !self.slot.is_attached_to(self.link.id) => {
+                    // Taken over: nothing read from here on may change any session. (The
+                    // steps that change this session check again under its lock.)
+                    break Err(Close::TakenOver);
+                }
                 Ok(Some(packet)) => {
                     if let Err(close) = self.dispatch(packet) {
                         break Err(close);
@@ -268,8 +273,13 @@ impl Connection {
     }
 
     /// Ends the connection: tells a v5 client why (when the server closes it), publishes the
-    /// will if due, detaches from the session and logs one line.
-    async fn finish<W: AsyncWrite + Unpin>(mut self: Box<Self>, close: Close, wr: &mut W) {
+    /// will if due, detaches from the session and logs one line; then, if the server ended it,
+    /// lingers until the client has closed its side (see [`close::linger`]).
+    async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
+        mut self: Box<Self>,
+        close: Close,
+        io: &mut S,
+    ) {
         if let Some(reason) = close.disconnect_reason()
             && self.version.is_v5()
         {
@@ -277,8 +287,8 @@ impl Connection {
         }
         // Bounded: a client that stopped reading must not hold the task open.
         let flush = async {
-            wr.write_all(&self.out).await?;
-            wr.shutdown().await
+            io.write_all(&self.out).await?;
+            io.shutdown().await
         };
         let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
         if close.publishes_will() {
@@ -286,5 +296,10 @@ impl Connection {
         }
         self.broker.detach(&self.slot, self.link.id);
         close.log(self.client_id(), self.peer);
+        if close.by_server() {
+            // After the session is let go: the linger delays only the socket's close.
+            drop(self);
+            close::linger(io).await;
+        }
     }
 }

@@ -79,16 +79,18 @@ impl Connection {
         let mut batch = BATCH.take();
         let now = Instant::now();
         {
-            let mut st = lock(&self.slot.state);
-            if st.conn.as_ref().map(|c| c.id) != Some(self.link.id) {
-                return Err(Close::TakenOver);
-            }
+            let mut st = self.session()?;
             if st.keep_alive_expired {
                 return Err(Close::KeepAliveTimeout);
             }
             let mut budget = WRITE_HIGH_WATER.saturating_sub(self.out.len());
             while budget > 0 {
                 let Some(o) = st.session.next_outgoing_within(now, budget) else {
+                    // A subscription's retained messages come from the store a batch at a
+                    // time (the store's lock is taken under the session's, never the reverse).
+                    if st.session.refill_retained(&self.broker) {
+                        continue;
+                    }
                     break;
                 };
                 budget = budget.saturating_sub(o.estimated_len());
@@ -227,8 +229,10 @@ impl Connection {
         if self.client_max_packet != u32::MAX && len(self.version) > self.client_max_packet as usize
         {
             // [MQTT-3.1.2-25] too large for the client: discard as if it was delivered.
-            if packet_id != 0 {
-                lock(&self.slot.state).session.abandon(packet_id);
+            if packet_id != 0
+                && let Ok(mut st) = self.slot.lock_for(self.link.id)
+            {
+                st.session.abandon(packet_id);
             }
             Metrics::inc(&self.broker.metrics().messages_dropped);
             return Ok(false);

@@ -15,14 +15,58 @@ use bytes::{Buf, BytesMut};
 pub struct Limits {
     /// Largest whole packet (fixed header included) accepted, in bytes.
     pub max_packet_size: u32,
+    /// The packet types the receiver accepts: any other is refused from its first byte, as a
+    /// Protocol Error, before its body is read or even waited for.
+    pub accepts: PacketTypes,
 }
 
 impl Default for Limits {
     /// The protocol's own limit: a 4-byte remaining length of 268,435,455 plus a 5-byte header.
+    /// Every packet type.
     fn default() -> Self {
         Self {
             max_packet_size: VARINT_MAX + 5,
+            accepts: PacketTypes::ALL,
         }
+    }
+}
+
+/// A set of packet types (section 2.1.2), by type number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PacketTypes(u16);
+
+impl PacketTypes {
+    /// Types 1 to 15.
+    pub const ALL: Self = Self(0xFFFE);
+    /// What a server accepts from a client once connected (the direction column of table 2-1):
+    /// PUBLISH, its four acknowledgements, SUBSCRIBE, UNSUBSCRIBE, PINGREQ, DISCONNECT and
+    /// AUTH. Not CONNECT: a second one is a Protocol Error [MQTT-3.1.0-2]. Not CONNACK,
+    /// SUBACK, UNSUBACK or PINGRESP, which only a server sends.
+    pub const FROM_CLIENT: Self = Self(
+        1 << kind::PUBLISH
+            | 1 << kind::PUBACK
+            | 1 << kind::PUBREC
+            | 1 << kind::PUBREL
+            | 1 << kind::PUBCOMP
+            | 1 << kind::SUBSCRIBE
+            | 1 << kind::UNSUBSCRIBE
+            | 1 << kind::PINGREQ
+            | 1 << kind::DISCONNECT
+            | 1 << kind::AUTH,
+    );
+    /// What a server accepts while an enhanced authentication exchange is under way
+    /// [MQTT-3.1.2-30]: AUTH, or DISCONNECT to give up.
+    pub const AUTH_EXCHANGE: Self = Self(1 << kind::AUTH | 1 << kind::DISCONNECT);
+
+    /// The set without AUTH: a client that named no Authentication Method in CONNECT must not
+    /// send one (MQTT 5.0 section 4.12).
+    pub const fn without_auth(self) -> Self {
+        Self(self.0 & !(1 << kind::AUTH))
+    }
+
+    /// Whether packet type `ptype` is in the set.
+    pub const fn contains(self, ptype: u8) -> bool {
+        ptype < 16 && self.0 & (1 << ptype) != 0
     }
 }
 
@@ -46,9 +90,24 @@ mod kind {
 }
 
 /// Checks the first byte on its own, so a garbage stream is refused before anything else of it
-/// is waited for or buffered.
-fn check_first_byte(first: u8, version: ProtocolVersion) -> Result<(), DecodeError> {
+/// is waited for or buffered. The type comes first: a packet the receiver never accepts is a
+/// Protocol Error whatever its flags or body.
+fn check_first_byte(
+    first: u8,
+    version: ProtocolVersion,
+    accepts: PacketTypes,
+) -> Result<(), DecodeError> {
     let (ptype, flags) = (first >> 4, first & 0x0F);
+    if ptype == 0 || (ptype == kind::AUTH && !version.is_v5()) {
+        return Err(rule::RESERVED_PACKET_TYPE);
+    }
+    if !accepts.contains(ptype) {
+        return Err(match ptype {
+            kind::CONNECT => rule::SECOND_CONNECT,
+            kind::AUTH => rule::AUTH_NOT_NEGOTIATED,
+            _ => rule::PACKET_TYPE_NOT_ACCEPTED,
+        });
+    }
     let expected = match ptype {
         kind::PUBLISH => {
             let qos = (flags >> 1) & 0x03;
@@ -67,8 +126,6 @@ fn check_first_byte(first: u8, version: ProtocolVersion) -> Result<(), DecodeErr
             }
             0x02
         }
-        kind::AUTH if !version.is_v5() => return Err(rule::RESERVED_PACKET_TYPE),
-        0 => return Err(rule::RESERVED_PACKET_TYPE),
         _ => 0x00,
     };
     if flags != expected {
@@ -96,7 +153,7 @@ pub fn decode(
     } else {
         version
     };
-    check_first_byte(first, version)?;
+    check_first_byte(first, version, limits.accepts)?;
     let Some((remaining, len_bytes)) = parse_varint(&buf[1..])? else {
         return Ok(None);
     };

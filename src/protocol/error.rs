@@ -75,8 +75,14 @@ macro_rules! rules {
 
 rules! {
     // Framing (section 2)
-    RESERVED_PACKET_TYPE = MALFORMED, Some("2.2.1"), Some("2.1.2"),
+    RESERVED_PACKET_TYPE = PROTOCOL, Some("2.2.1"), Some("2.1.2"),
         "packet type 0 (or 15 before MQTT 5) is reserved";
+    PACKET_TYPE_NOT_ACCEPTED = PROTOCOL, Some("2.2.1"), Some("2.1.2"),
+        "packet type only a server sends (CONNACK, SUBACK, UNSUBACK, PINGRESP)";
+    SECOND_CONNECT = PROTOCOL, Some("MQTT-3.1.0-2"), Some("MQTT-3.1.0-2"),
+        "second CONNECT on one connection";
+    AUTH_NOT_NEGOTIATED = PROTOCOL, None, Some("MQTT-4.12.0-7"),
+        "AUTH from a client whose CONNECT named no Authentication Method";
     RESERVED_FLAGS = MALFORMED, Some("MQTT-2.2.2-2"), Some("MQTT-2.1.3-1"),
         "fixed header flags are not the values the packet type requires";
     REMAINING_LENGTH_TOO_LONG = MALFORMED, Some("2.2.3"), Some("1.5.5"),
@@ -143,7 +149,7 @@ rules! {
     // Properties (2.2.2 in MQTT 5.0)
     DUPLICATE_PROPERTY = PROTOCOL, None, Some("2.2.2.2"),
         "a property other than User Property or Subscription Identifier appears twice";
-    PROPERTY_NOT_ALLOWED = PROTOCOL, None, Some("2.2.2.2"),
+    PROPERTY_NOT_ALLOWED = MALFORMED, None, Some("2.2.2.2"),
         "property is not allowed on this packet";
     UNKNOWN_PROPERTY = MALFORMED, None, Some("2.2.2.2"),
         "property identifier is not defined";

@@ -5,10 +5,12 @@
 
 mod message;
 mod queue;
+mod retained;
 mod run;
 mod window;
 
 pub use message::{Deadline, Delivery, DeliveryExtra, Message, SubscriptionIds};
+pub use retained::{RETAINED_BATCH, RetainedCursor, RetainedSource};
 pub use run::{Run, RunGrant, RunSlice, wire_estimate};
 
 use crate::protocol::QoS;
@@ -40,6 +42,18 @@ pub enum Enqueued {
     },
     /// QoS 0 for an offline session: not queued, by policy, and not counted as a drop.
     Skipped,
+}
+
+/// What an acknowledgement from the client (PUBACK, PUBREC, PUBCOMP) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acked {
+    /// It answered a message in flight, as that message's QoS and state call for.
+    Done,
+    /// No message is in flight with that packet identifier.
+    Unknown,
+    /// It is the wrong answer for the message in flight with that identifier (PUBACK to QoS 2,
+    /// PUBREC to QoS 1, PUBCOMP before PUBREL): a Protocol Error. Nothing changed.
+    WrongKind,
 }
 
 /// A packet the session wants sent.
@@ -116,6 +130,24 @@ impl Session {
     /// Messages queued and not yet sent.
     pub fn queued(&self) -> usize {
         self.queue.len()
+    }
+
+    /// Subscriptions whose retained messages are still being handed out.
+    pub fn retained_streams(&self) -> usize {
+        self.queue.retained_streams()
+    }
+
+    /// Queues the retained messages of a new subscription behind what is queued already: they
+    /// are taken from the store as the connection sends them (see [`Session::refill_retained`]).
+    pub fn push_retained(&mut self, cursor: RetainedCursor) {
+        self.queue.push_retained(cursor);
+    }
+
+    /// When [`Session::next_outgoing`] found nothing because a retained stream at the front of
+    /// the queue has no batch ready: takes the next one from `source`. Returns whether it did
+    /// (or finished the stream), so the caller asks for the next packet again.
+    pub fn refill_retained(&mut self, source: &dyn RetainedSource) -> bool {
+        self.queue.refill_front(source)
     }
 
     /// QoS 1/2 messages awaiting acknowledgement.
@@ -248,45 +280,52 @@ impl Session {
         self.inflight.iter().position(|(i, _)| *i == id)
     }
 
-    /// PUBACK: frees the window. False if `id` was not a QoS 1 message in flight.
-    pub fn puback(&mut self, id: u16) -> bool {
+    /// PUBACK: frees the window if `id` is a QoS 1 message in flight.
+    pub fn puback(&mut self, id: u16) -> Acked {
         match self.position(id) {
             Some(i) if matches!(&self.inflight[i].1, InFlight::Sent(d) if d.qos == QoS::AtLeastOnce) =>
             {
                 self.inflight.remove(i);
-                true
+                Acked::Done
             }
-            _ => false,
+            // A QoS 2 message answered with PUBACK.
+            Some(_) => Acked::WrongKind,
+            None => Acked::Unknown,
         }
     }
 
-    /// PUBREC: the message is now the client's; a PUBREL is due. False if unknown.
-    /// `failed` is a v5 PUBREC with a reason code of 0x80 or more: the exchange ends there.
-    pub fn pubrec(&mut self, id: u16, failed: bool) -> bool {
+    /// PUBREC: the message is now the client's; a PUBREL is due (also for a repeated PUBREC
+    /// of a released message). `failed` is a v5 PUBREC with a reason code of 0x80 or more: the
+    /// exchange ends there.
+    pub fn pubrec(&mut self, id: u16, failed: bool) -> Acked {
         match self.position(id) {
-            Some(i) if matches!(&self.inflight[i].1, InFlight::Sent(d) if d.qos == QoS::ExactlyOnce) =>
-            {
-                if failed {
-                    self.inflight.remove(i);
-                } else {
-                    self.inflight[i].1 = InFlight::Released;
+            Some(i) => match &self.inflight[i].1 {
+                InFlight::Sent(d) if d.qos == QoS::ExactlyOnce => {
+                    if failed {
+                        self.inflight.remove(i);
+                    } else {
+                        self.inflight[i].1 = InFlight::Released;
+                    }
+                    Acked::Done
                 }
-                true
-            }
-            // A repeated PUBREC for a released message: answer with PUBREL again.
-            Some(i) => matches!(self.inflight[i].1, InFlight::Released),
-            None => false,
+                InFlight::Released => Acked::Done,
+                // A QoS 1 message answered with PUBREC.
+                InFlight::Sent(_) => Acked::WrongKind,
+            },
+            None => Acked::Unknown,
         }
     }
 
-    /// PUBCOMP: the QoS 2 exchange is complete. False if unknown.
-    pub fn pubcomp(&mut self, id: u16) -> bool {
+    /// PUBCOMP: the QoS 2 exchange of a released message is complete.
+    pub fn pubcomp(&mut self, id: u16) -> Acked {
         match self.position(id) {
             Some(i) if matches!(self.inflight[i].1, InFlight::Released) => {
                 self.inflight.remove(i);
-                true
+                Acked::Done
             }
-            _ => false,
+            // A QoS 1 message, or a QoS 2 message not yet PUBREC'd (so never PUBREL'd).
+            Some(_) => Acked::WrongKind,
+            None => Acked::Unknown,
         }
     }
 

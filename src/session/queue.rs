@@ -4,6 +4,7 @@
 //! entries and raises 1,000 reference counts, not 800,000 of each. The entry becomes one
 //! [`Delivery`] at a time as the connection takes messages out.
 
+use super::retained::{RetainedCursor, RetainedSource, RetainedStream};
 use super::run::{Run, RunGrant, RunSlice, wire_estimate};
 use super::{Delivery, Message};
 use crate::protocol::QoS;
@@ -19,6 +20,9 @@ enum Entry {
         next: u32,
         grant: RunGrant,
     },
+    /// A subscription's retained messages, taken from the store as they are sent. Counted
+    /// neither in `len` nor against the queue's limits: they are not copies held here.
+    Retained(Box<RetainedStream>),
 }
 
 /// Messages waiting for the connection or for room in the in-flight window, in order.
@@ -69,10 +73,44 @@ impl MessageQueue {
         });
     }
 
-    /// The next message and the QoS it goes at.
+    /// Queues a subscription's retained messages, to be taken from the store when they reach
+    /// the front.
+    pub(super) fn push_retained(&mut self, cursor: RetainedCursor) {
+        self.entries
+            .push_back(Entry::Retained(Box::new(RetainedStream::new(cursor))));
+    }
+
+    /// Retained streams queued and not over.
+    pub(super) fn retained_streams(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| matches!(e, Entry::Retained(_)))
+            .count()
+    }
+
+    /// If a retained stream at the front has nothing ready, takes its next batch from `source`,
+    /// or removes it once it is over. Returns whether it did either: the front may then have a
+    /// message to send.
+    pub(super) fn refill_front(&mut self, source: &dyn RetainedSource) -> bool {
+        let Some(Entry::Retained(stream)) = self.entries.front_mut() else {
+            return false;
+        };
+        if !stream.ready.is_empty() {
+            return false;
+        }
+        stream.refill(source);
+        if stream.is_over() {
+            self.entries.pop_front();
+        }
+        true
+    }
+
+    /// The next message and the QoS it goes at. `None` also while a retained stream at the
+    /// front waits for its next batch (see [`MessageQueue::refill_front`]).
     pub(super) fn front(&self) -> Option<(&Message, QoS)> {
         match self.entries.front()? {
             Entry::One(d) => Some((&d.message, d.qos)),
+            Entry::Retained(stream) => stream.ready.front().map(|d| (&*d.message, d.qos)),
             Entry::Run { run, next, grant } => {
                 let m = run.messages().get(*next as usize)?;
                 Some((m, m.qos.min(grant.qos)))
@@ -96,6 +134,14 @@ impl MessageQueue {
                     self.entries.pop_front();
                 }
                 delivery
+            }
+            Entry::Retained(stream) => {
+                let delivery = stream.ready.pop_front()?;
+                if stream.is_over() {
+                    self.entries.pop_front();
+                }
+                // Not counted in `len` or `bytes`.
+                return Some(delivery);
             }
         };
         self.len -= 1;

@@ -50,10 +50,10 @@ fn window_limits_qos1_and_keeps_order() {
     }
     s.enqueue(d(QoS::AtMostOnce, 9), true);
     assert_eq!(ids(&mut s), [(1, 0), (2, 1)], "window of 2");
-    assert!(s.puback(1));
-    assert!(!s.puback(1), "a second PUBACK is unknown");
+    assert_eq!(s.puback(1), Acked::Done);
+    assert_eq!(s.puback(1), Acked::Unknown, "a second PUBACK is unknown");
     assert_eq!(ids(&mut s), [(3, 2)]);
-    assert!(s.puback(2) && s.puback(3));
+    assert_eq!((s.puback(2), s.puback(3)), (Acked::Done, Acked::Done));
     assert_eq!(
         ids(&mut s),
         [(4, 3), (0, 9)],
@@ -67,10 +67,19 @@ fn qos2_outbound_handshake_and_resend() {
     s.enqueue(d(QoS::ExactlyOnce, 1), true);
     s.enqueue(d(QoS::ExactlyOnce, 2), true);
     assert_eq!(ids(&mut s), [(1, 1), (2, 2)]);
-    assert!(!s.puback(1), "PUBACK is not an answer to QoS 2");
-    assert!(s.pubrec(1, false));
-    assert!(s.pubrec(1, false), "a repeated PUBREC is answered again");
-    assert!(!s.pubcomp(2), "no PUBCOMP before PUBREC");
+    assert_eq!(
+        s.puback(1),
+        Acked::WrongKind,
+        "PUBACK is not an answer to QoS 2"
+    );
+    assert_eq!(s.pubrec(1, false), Acked::Done);
+    assert_eq!(
+        s.pubrec(1, false),
+        Acked::Done,
+        "a repeated PUBREC is answered again"
+    );
+    assert_eq!(s.pubcomp(2), Acked::WrongKind, "no PUBCOMP before PUBREC");
+    assert_eq!(s.pubcomp(3), Acked::Unknown);
     let resend = s.resend();
     assert_eq!(resend.len(), 2);
     assert_eq!(resend[0], Outgoing::PubRel { packet_id: 1 });
@@ -82,7 +91,7 @@ fn qos2_outbound_handshake_and_resend() {
             ..
         }
     ));
-    assert!(s.pubcomp(1));
+    assert_eq!(s.pubcomp(1), Acked::Done);
     assert_eq!(s.inflight(), 1);
 }
 
@@ -93,7 +102,7 @@ fn packet_ids_skip_zero_and_ids_in_flight() {
     s.enqueue(d(QoS::AtLeastOnce, 0), true);
     s.enqueue(d(QoS::AtLeastOnce, 1), true);
     assert_eq!(ids(&mut s), [(u16::MAX, 0), (1, 1)]);
-    assert!(s.puback(1));
+    assert_eq!(s.puback(1), Acked::Done);
     s.next_id = u16::MAX; // wraps onto an id still in flight: skipped
     s.enqueue(d(QoS::AtLeastOnce, 2), true);
     assert_eq!(ids(&mut s), [(1, 2)]);
@@ -114,7 +123,7 @@ fn full_queue_drops_and_reports_the_first_drop_of_an_episode() {
     );
     assert_eq!(s.queued(), 2);
     ids(&mut s);
-    assert!(s.puback(1));
+    assert_eq!(s.puback(1), Acked::Done);
     ids(&mut s);
     assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 4), true), Enqueued::Queued);
     assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 5), true), Enqueued::Queued);
@@ -177,7 +186,7 @@ fn take_shared_takes_unfinished_shared_deliveries_and_frees_their_ids() {
     s.enqueue(shared(QoS::ExactlyOnce, 4), true); // queued, never sent
     s.enqueue(d(QoS::AtMostOnce, 5), true); // queued, not shared
     assert_eq!(ids(&mut s), [(1, 0), (2, 1), (3, 2), (4, 6)]);
-    assert!(s.pubrec(3, false));
+    assert_eq!(s.pubrec(3, false), Acked::Done);
     let taken: Vec<u8> = s
         .take_shared()
         .iter()
@@ -188,10 +197,10 @@ fn take_shared_takes_unfinished_shared_deliveries_and_frees_their_ids() {
         [0, 3, 4],
         "QoS 1 in flight, then queued, in order; QoS 2 once sent stays"
     );
-    assert!(!s.puback(1), "id 1 was freed");
+    assert_eq!(s.puback(1), Acked::Unknown, "id 1 was freed");
     assert_eq!(s.queued(), 1);
     assert_eq!(s.inflight(), 3, "ids 2, 3 and 4 stay");
-    assert!(s.puback(2));
+    assert_eq!(s.puback(2), Acked::Done);
     assert_eq!(ids(&mut s), [(0, 5)]);
     assert!(s.take_shared().is_empty());
 }

@@ -48,6 +48,7 @@ fn maximum_packet_size_is_checked_from_the_fixed_header_alone() {
     let mut buf = BytesMut::from(&[0x30, 0x80, 0x80, 0x80, 0x01][..]);
     let limits = Limits {
         max_packet_size: 1024,
+        ..Limits::default()
     };
     assert_eq!(decode(&mut buf, V5, &limits), Err(error::PACKET_TOO_LARGE));
     assert!(
@@ -57,6 +58,7 @@ fn maximum_packet_size_is_checked_from_the_fixed_header_alone() {
     // The limit counts the whole packet: 11 bytes pass a limit of 11 and fail a limit of 10.
     let ok = Limits {
         max_packet_size: 11,
+        ..Limits::default()
     };
     assert!(
         decode(&mut BytesMut::from(PUBLISH_QOS1), V3_1_1, &ok)
@@ -65,6 +67,7 @@ fn maximum_packet_size_is_checked_from_the_fixed_header_alone() {
     );
     let small = Limits {
         max_packet_size: 10,
+        ..Limits::default()
     };
     let mut buf = BytesMut::from(&PUBLISH_QOS1[..2]);
     assert_eq!(
@@ -127,6 +130,72 @@ fn a_bad_first_byte_is_refused_before_the_rest_arrives() {
             "{first:#04x}"
         );
     }
+}
+
+/// What a server accepts from a client (issue 14, section 1): a packet type only a server
+/// sends, a second CONNECT, and AUTH without a negotiated method are Protocol Errors decided
+/// from the first byte alone, whatever the flags and body that follow; type 0 is one too.
+#[test]
+fn a_packet_type_the_receiver_never_accepts_is_a_protocol_error_from_the_first_byte() {
+    use roost::protocol::{PacketTypes, ReasonCode};
+    let server = |accepts| Limits {
+        accepts,
+        ..Limits::default()
+    };
+    let connected = server(PacketTypes::FROM_CLIENT.without_auth());
+    for (first, err) in [
+        // CONNACK, SUBACK, UNSUBACK, PINGRESP: valid flags, then bad ones.
+        (0x20, error::PACKET_TYPE_NOT_ACCEPTED),
+        (0x2F, error::PACKET_TYPE_NOT_ACCEPTED),
+        (0x90, error::PACKET_TYPE_NOT_ACCEPTED),
+        (0x92, error::PACKET_TYPE_NOT_ACCEPTED),
+        (0xB0, error::PACKET_TYPE_NOT_ACCEPTED),
+        (0xD0, error::PACKET_TYPE_NOT_ACCEPTED),
+        (0xD3, error::PACKET_TYPE_NOT_ACCEPTED),
+        (0x10, error::SECOND_CONNECT),
+        (0x1F, error::SECOND_CONNECT),
+        (0xF0, error::AUTH_NOT_NEGOTIATED),
+        (0xF8, error::AUTH_NOT_NEGOTIATED),
+        (0x00, error::RESERVED_PACKET_TYPE),
+        (0x0F, error::RESERVED_PACKET_TYPE),
+    ] {
+        // The first byte alone decides: nothing else has arrived.
+        let mut buf = BytesMut::from(&[first][..]);
+        assert_eq!(decode(&mut buf, V5, &connected), Err(err), "{first:#04x}");
+        assert_eq!(err.reason, ReasonCode::PROTOCOL_ERROR, "{first:#04x}");
+        // Nor does a body that is itself malformed (truncated, bad remaining length) change it.
+        for rest in [&[0x01, 0xFF][..], &[0xFF, 0xFF, 0xFF, 0xFF, 0x7F]] {
+            let mut buf = BytesMut::from(&cat(&[&[first], rest])[..]);
+            assert_eq!(decode(&mut buf, V5, &connected), Err(err), "{first:#04x}");
+        }
+    }
+    // With a method negotiated AUTH is accepted; during the exchange only AUTH and DISCONNECT.
+    let auth = [0xF0, 0x00];
+    let with_method = server(PacketTypes::FROM_CLIENT);
+    assert!(decode(&mut BytesMut::from(&auth[..]), V5, &with_method).is_ok());
+    let exchange = server(PacketTypes::AUTH_EXCHANGE);
+    assert!(decode(&mut BytesMut::from(&auth[..]), V5, &exchange).is_ok());
+    assert!(decode(&mut BytesMut::from(&[0xE0, 0x00][..]), V5, &exchange).is_ok());
+    let mut ping = BytesMut::from(&[0xC0, 0x00][..]);
+    assert_eq!(
+        decode(&mut ping, V5, &exchange),
+        Err(error::PACKET_TYPE_NOT_ACCEPTED)
+    );
+    // 3.1.1 has no AUTH: type 15 is reserved there, whatever the set says.
+    let mut buf = BytesMut::from(&auth[..]);
+    assert_eq!(
+        decode(&mut buf, V3_1_1, &with_method),
+        Err(error::RESERVED_PACKET_TYPE)
+    );
+    // A client decodes what a server sends: every type but 0.
+    assert!(
+        decode(
+            &mut BytesMut::from(&[0x20, 0x03, 0, 0, 0][..]),
+            V5,
+            &Limits::default()
+        )
+        .is_ok()
+    );
 }
 
 #[test]

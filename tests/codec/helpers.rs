@@ -1,5 +1,9 @@
 //! Helpers for the byte-literal codec tests.
 
+#[path = "../wire/mod.rs"]
+mod wire;
+pub use wire::frame;
+
 use bytes::BytesMut;
 use roost::protocol::{DecodeError, Limits, Packet, ProtocolVersion, decode};
 
@@ -37,25 +41,6 @@ pub fn reject(v: ProtocolVersion, bytes: &[u8]) -> DecodeError {
         Err(e) => e,
         Ok(p) => panic!("accepted invalid packet {bytes:02x?} as {p:?}"),
     }
-}
-
-/// Builds a packet from a fixed-header byte and a body, computing the remaining length.
-pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut n = body.len();
-    loop {
-        let mut b = (n & 0x7F) as u8;
-        n >>= 7;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
 }
 
 /// A length-prefixed string.

@@ -524,6 +524,7 @@ fn arbitrary_bytes_never_panic_or_over_read() {
         |(v, bytes, max)| {
             let limits = Limits {
                 max_packet_size: max,
+                ..Limits::default()
             };
             let mut buf = BytesMut::from(&bytes[..]);
             loop {

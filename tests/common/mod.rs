@@ -6,6 +6,12 @@
 //! letters outside ASCII (2-, 3- and 4-byte UTF-8), never a control character or non-character,
 //! which Roost refuses as Mosquitto does; topic names are non-empty and free of wildcards.
 
+#[path = "../wire/mod.rs"]
+mod wire;
+// Not every test crate that includes this module writes exact bytes.
+#[allow(unused_imports)]
+pub use wire::frame;
+
 use bytes::{Bytes, BytesMut};
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -29,22 +35,6 @@ pub fn encode(v: ProtocolVersion, p: &Packet) -> Vec<u8> {
     p.encode(v, &mut out)
         .unwrap_or_else(|e| panic!("encode {p:?}: {e}"));
     out.to_vec()
-}
-
-/// Builds a packet from its first byte and body, with a minimal remaining length.
-pub fn frame(first: u8, body: &[u8]) -> Vec<u8> {
-    let mut out = vec![first];
-    let mut n = body.len();
-    loop {
-        let byte = (n & 0x7F) as u8;
-        n >>= 7;
-        out.push(if n > 0 { byte | 0x80 } else { byte });
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(body);
-    out
 }
 
 /// A checked string; the strategies only produce valid ones.

@@ -4,6 +4,12 @@
 // Each `tests/<area>.rs` is its own crate and uses a different subset of these helpers.
 #![allow(dead_code)]
 
+#[path = "../wire/mod.rs"]
+mod wire;
+// Not every test crate that includes this module writes exact bytes.
+#[allow(unused_imports)]
+pub use wire::frame;
+
 use bytes::BytesMut;
 use roost::config::{Config, Listener};
 use roost::protocol::{
@@ -120,12 +126,14 @@ impl Raw {
         }
     }
 
-    /// Waits for the broker to close the connection, returning the packets it sent first.
+    /// Waits for the broker to close the connection, returning the packets it sent first; then
+    /// closes this side too, as a client does (the broker lingers until it has).
     pub async fn closed(&mut self) -> Vec<Packet> {
         let mut before = Vec::new();
         while let Some(p) = self.try_recv(WAIT).await {
             before.push(p);
         }
+        let _ = self.stream.shutdown().await;
         before
     }
 

@@ -1,0 +1,75 @@
+//! The retained messages a new subscription still has to receive, as a place in the session's
+//! queue rather than copies in it: a subscription to `#` over 100,000 retained messages takes
+//! them from the broker's retained store a batch at a time, as fast as the connection sends
+//! them, instead of filling (and overflowing) the bounded queue at once. Live messages that
+//! arrive meanwhile queue behind the stream, so each topic's messages stay in order.
+
+use super::{Delivery, DeliveryExtra};
+use crate::protocol::{ByteStr, QoS};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+/// Retained messages taken from the store per batch: enough to fill a write, few enough that
+/// the store's lock is held briefly and a session holds little.
+pub const RETAINED_BATCH: usize = 64;
+
+/// Where a subscription's retained messages come from: the broker's retained store. The session
+/// asks for the next batch; it never looks anything up itself.
+pub trait RetainedSource {
+    /// Appends up to `max` deliveries of the messages `cursor` has still to hand out, in topic
+    /// order, and moves the cursor past them (and past any it skipped). Returns true once
+    /// there are no more.
+    fn next_batch(
+        &self,
+        cursor: &mut RetainedCursor,
+        out: &mut VecDeque<Delivery>,
+        max: usize,
+    ) -> bool;
+}
+
+/// How far one subscription's retained messages have been handed out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetainedCursor {
+    /// The filter subscribed to (for a `$share` subscription there is no stream).
+    pub filter: Box<str>,
+    /// The topic of the last message handed out or skipped; `None` before the first.
+    pub after: Option<ByteStr>,
+    /// The store's sequence number when the subscription was made: a message retained after it
+    /// reached the subscription live, so the stream leaves it out rather than send it twice.
+    pub snapshot: u64,
+    /// The QoS the subscription was granted.
+    pub qos: QoS,
+    /// The subscription's identifier, carried by every delivery of the stream.
+    pub extra: Option<Arc<DeliveryExtra>>,
+}
+
+/// A cursor and the batch taken from the store and not yet sent.
+#[derive(Debug)]
+pub(super) struct RetainedStream {
+    pub(super) cursor: RetainedCursor,
+    pub(super) ready: VecDeque<Delivery>,
+    /// The store has nothing more for this cursor: once `ready` is empty, the stream is over.
+    pub(super) exhausted: bool,
+}
+
+impl RetainedStream {
+    pub(super) fn new(cursor: RetainedCursor) -> Self {
+        Self {
+            cursor,
+            ready: VecDeque::new(),
+            exhausted: false,
+        }
+    }
+
+    /// Takes the next batch from `source` (nothing once exhausted).
+    pub(super) fn refill(&mut self, source: &dyn RetainedSource) {
+        if !self.exhausted {
+            self.exhausted = source.next_batch(&mut self.cursor, &mut self.ready, RETAINED_BATCH);
+        }
+    }
+
+    /// Whether the stream has nothing more to hand out.
+    pub(super) fn is_over(&self) -> bool {
+        self.exhausted && self.ready.is_empty()
+    }
+}
