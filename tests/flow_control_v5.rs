@@ -76,3 +76,108 @@ async fn more_unreleased_qos2_messages_than_our_receive_maximum_is_disconnect_0x
         .await;
     b.server.shutdown().await;
 }
+
+/// Reads everything until the broker closes the connection; the exact bytes.
+async fn bytes_until_closed(c: &mut Raw) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let mut got = Vec::new();
+    tokio::time::timeout(WAIT, c.stream.read_to_end(&mut got))
+        .await
+        .expect("the broker closes the connection")
+        .expect("a clean end of stream");
+    got
+}
+
+/// Issue 14, section 7: the client's Maximum Packet Size holds for every packet, not only
+/// PUBLISH [MQTT-3.1.2-24]. The optional Reason String goes first; a CONNACK that does not fit
+/// even so is refused with a bare CONNACK 0x95 (nothing at all below 5 bytes) before any
+/// session is made; a SUBACK or UNSUBACK that cannot fit is refused with DISCONNECT 0x95
+/// before anything is subscribed or unsubscribed.
+#[tokio::test]
+async fn the_clients_maximum_packet_size_holds_for_every_packet() {
+    use roost::protocol::{Packet, Unsubscribe};
+    let b = start().await;
+    let with_limit = |id: &str, limit: u32| {
+        let mut c = connect_packet(V5, id, true);
+        c.properties.maximum_packet_size = Some(limit);
+        c
+    };
+    // How large the CONNACK is: a limit of exactly that connects, one less does not.
+    let (c, ack) = Raw::connect_with(b.addr, with_limit("probe", 1024)).await;
+    let size = Packet::ConnAck(ack).encoded_len(V5) as u32;
+    c.disconnect().await;
+    let (c, _) = Raw::connect_with(b.addr, with_limit("exact", size)).await;
+    c.disconnect().await;
+    for (limit, want) in [
+        (size - 1, &[0x20, 3, 0, 0x95, 0][..]),
+        (5, &[0x20, 3, 0, 0x95, 0]),
+        (4, &[]),
+    ] {
+        let mut c = Raw::open(b.addr, V5).await;
+        c.send(&Packet::Connect(Box::new(with_limit("small", limit))))
+            .await;
+        assert_eq!(bytes_until_closed(&mut c).await, want, "limit {limit}");
+        assert!(!b.server.broker().has_session("small"), "limit {limit}");
+    }
+
+    // SUBACK: 5 bytes and one per filter. With a limit of 20, 15 filters fit, 16 do not. The
+    // sessions outlive their connections, so what they hold after the close is what the
+    // refused packets left.
+    let persistent = |id: &str| {
+        let mut c = with_limit(id, 20);
+        c.properties.session_expiry_interval = Some(60);
+        c
+    };
+    let (mut c, _) = Raw::connect_with(b.addr, persistent("subs")).await;
+    let filters: Vec<String> = (0..16).map(|i| format!("f/{i}")).collect();
+    let opts: Vec<(&str, SubscriptionOptions)> = filters
+        .iter()
+        .map(|f| (f.as_str(), sub_opts(QoS::AtMostOnce)))
+        .collect();
+    assert_eq!(
+        c.subscribe_with(1, &opts[..15]).await.reason_codes.len(),
+        15
+    );
+    let unsubscribe = Packet::Unsubscribe(Unsubscribe {
+        packet_id: 2,
+        properties: Default::default(),
+        filters: filters
+            .iter()
+            .map(|f| roost::protocol::ByteStr::try_from(f.as_str()).unwrap())
+            .collect(),
+    });
+    c.send(&unsubscribe).await;
+    // DISCONNECT 0x95; its Reason String would not fit in 20 bytes.
+    assert_eq!(bytes_until_closed(&mut c).await, [0xE0, 1, 0x95]);
+    assert_eq!(
+        b.server.broker().subscription_count(),
+        15,
+        "nothing unsubscribed"
+    );
+
+    let (mut c, _) = Raw::connect_with(b.addr, persistent("subs2")).await;
+    c.send(&Packet::Subscribe(subscribe_packet(3, &opts))).await;
+    assert_eq!(bytes_until_closed(&mut c).await, [0xE0, 1, 0x95]);
+    assert_eq!(
+        b.server.broker().subscription_count(),
+        15,
+        "nothing subscribed"
+    );
+}
+
+/// A refusing CONNACK loses its Reason String, not its reason code, when the client's limit is
+/// too small for both [MQTT-3.2.2-19].
+#[tokio::test]
+async fn a_refusal_drops_its_reason_string_to_fit_the_clients_limit() {
+    use roost::protocol::Packet;
+    let b = start_with(|c| c.auth.allow_anonymous = false).await;
+    for (limit, short) in [(8, true), (1024, false)] {
+        let mut connect = connect_packet(V5, "anonymous", true);
+        connect.properties.maximum_packet_size = Some(limit);
+        let mut c = Raw::open(b.addr, V5).await;
+        c.send(&Packet::Connect(Box::new(connect))).await;
+        let got = bytes_until_closed(&mut c).await;
+        assert_eq!(&got[2..4], [0, 0x87], "Not authorized");
+        assert_eq!(got.len() == 5, short, "limit {limit}: {got:02X?}");
+    }
+}

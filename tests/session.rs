@@ -345,3 +345,47 @@ async fn v5_session_expiry_0xffffffff_never_ends() {
     assert!(ack.session_present);
     b.server.shutdown().await;
 }
+
+/// A client that reconnects in a loop with the longest Session Expiry and Will Delay Interval
+/// leaves no timer behind per connection: each one is cancelled when the session resumes or is
+/// discarded, instead of sleeping (and holding the old session) for 136 years.
+#[tokio::test]
+async fn reconnecting_in_a_loop_leaves_no_timer_behind() {
+    use roost::protocol::{ByteStr, Will};
+    let b = start().await;
+    let tasks = || {
+        tokio::runtime::Handle::current()
+            .metrics()
+            .num_alive_tasks()
+    };
+    let connect = |clean| {
+        let mut c = connect_packet(V5, "looper", clean);
+        c.properties.session_expiry_interval = Some(u32::MAX - 1);
+        let mut will = Will {
+            topic: ByteStr::try_from("looper/will").unwrap(),
+            payload: bytes::Bytes::from_static(b"w"),
+            qos: QoS::AtMostOnce,
+            retain: false,
+            properties: Default::default(),
+        };
+        will.properties.will_delay_interval = Some(u32::MAX - 1);
+        c.will = Some(will);
+        c
+    };
+    let (c, _) = Raw::connect_with(b.addr, connect(true)).await;
+    drop(c);
+    let (mut c, _) = Raw::connect_with(b.addr, connect(false)).await;
+    c.expect_nothing().await;
+    let before = tasks();
+    for i in 0..50 {
+        // Gone without DISCONNECT: an expiry timer and a will timer start.
+        drop(c);
+        // Back, resuming the session (even rounds) or with Clean Start (odd rounds).
+        let (next, ack) = Raw::connect_with(b.addr, connect(i % 2 == 1)).await;
+        assert_eq!(ack.session_present, i % 2 == 0, "round {i}");
+        c = next;
+        c.expect_nothing().await;
+    }
+    // One connection task and its session's timers at most, whatever the number of rounds.
+    assert!(tasks() <= before + 2, "{} tasks, {before} before", tasks());
+}

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Waker;
 use std::time::Duration;
+use tokio::task::AbortHandle;
 
 /// A session and the connection (if any) attached to it.
 #[derive(Debug)]
@@ -93,6 +94,35 @@ pub struct SlotState {
     waker: Option<Waker>,
     /// Set by the keep-alive sweeper: the attached connection let its keep alive lapse.
     pub keep_alive_expired: bool,
+    /// The timers waiting on this session. Cancelled when they stop mattering, so that a
+    /// client reconnecting in a loop with a long Session Expiry or Will Delay Interval does not
+    /// leave a sleeping task (holding a discarded session) per connection for years.
+    pub(super) timers: Timers,
+}
+
+/// A session's pending timers (see [`SlotState::timers`]).
+#[derive(Debug, Default)]
+pub(super) struct Timers {
+    /// Ends the session when its expiry interval has passed offline.
+    pub(super) expiry: Option<AbortHandle>,
+    /// Publishes the pending will when its delay has passed.
+    pub(super) will: Option<AbortHandle>,
+}
+
+impl Timers {
+    /// Cancels the expiry timer (the session is back online, or ends anyway).
+    pub(super) fn cancel_expiry(&mut self) {
+        if let Some(t) = self.expiry.take() {
+            t.abort();
+        }
+    }
+
+    /// Cancels the will timer (the will is cancelled, or goes out now).
+    pub(super) fn cancel_will(&mut self) {
+        if let Some(t) = self.will.take() {
+            t.abort();
+        }
+    }
 }
 
 impl SlotState {
@@ -202,11 +232,14 @@ impl Broker {
             // A session that ends with its connection (3.1.1 CleanSession = 1, 5.0 Session
             // Expiry 0) is never resumed, even while that connection is still open: its state
             // "MUST NOT be reused in any subsequent Session" [MQTT-3.1.2-6 of 3.1.1].
+            // Whatever follows, the session no longer waits to expire.
+            st.timers.cancel_expiry();
             if !clean_start && st.expiry != 0 {
                 slot.set_conn(&mut st, Some(link.clone()));
                 st.keep_alive_expired = false;
                 // [MQTT-3.1.3-9] back within the Will Delay Interval: no will.
                 st.pending_will = None;
+                st.timers.cancel_will();
                 st.generation += 1;
                 st.expiry = expiry;
                 st.session.set_window(window);
@@ -220,6 +253,7 @@ impl Broker {
             let filters = st.filters.take();
             // Clean Start ends the old session, so a will it was holding goes out now.
             let will = st.pending_will.take();
+            st.timers.cancel_will();
             drop(st);
             sessions.remove(&client_id);
             self.unsubscribe_all(&client_id, &filters);
@@ -239,6 +273,7 @@ impl Broker {
                 pending_will: None,
                 waker: None,
                 keep_alive_expired: false,
+                timers: Timers::default(),
             }),
             owner: AtomicU64::new(link.id.get()),
             last_heard: AtomicU64::new(0),
@@ -274,17 +309,23 @@ impl Broker {
             0 => self.discard(slot),
             u32::MAX => {}
             secs => {
+                let mut st = lock(&slot.state);
+                if st.conn.is_some() || st.generation != generation {
+                    return; // a connection came back meanwhile
+                }
                 let broker = self.clone();
-                let slot = slot.clone();
-                tokio::spawn(async move {
+                let slot2 = slot.clone();
+                let timer = tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(u64::from(secs))).await;
-                    let st = lock(&slot.state);
+                    let st = lock(&slot2.state);
                     let stale = st.conn.is_some() || st.generation != generation;
                     drop(st);
                     if !stale {
-                        broker.discard(&slot);
+                        broker.discard(&slot2);
                     }
                 });
+                st.timers.cancel_expiry();
+                st.timers.expiry = Some(timer.abort_handle());
             }
         }
     }

@@ -52,10 +52,10 @@ impl Broker {
         }
         st.pending_will = Some(Box::new(will));
         let generation = st.generation();
-        drop(st);
         let broker = self.clone();
-        let slot = slot.clone();
-        tokio::spawn(async move {
+        let slot2 = slot.clone();
+        let timer = tokio::spawn(async move {
+            let slot = slot2;
             tokio::time::sleep(Duration::from_secs(delay_secs.into())).await;
             let will = {
                 let mut st = lock(&slot.state);
@@ -70,11 +70,17 @@ impl Broker {
                 broker.publish_will(*will);
             }
         });
+        st.timers.cancel_will();
+        st.timers.will = Some(timer.abort_handle());
     }
 
     /// Publishes the will a session was holding, if any: its session is ending.
     pub(super) fn release_will(&self, slot: &SessionSlot) {
-        let will = lock(&slot.state).pending_will.take();
+        let will = {
+            let mut st = lock(&slot.state);
+            st.timers.cancel_will();
+            st.pending_will.take()
+        };
         if let Some(will) = will {
             self.publish_will(*will);
         }

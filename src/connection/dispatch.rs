@@ -178,19 +178,16 @@ impl Connection {
                 });
             }
             QoS::ExactlyOnce => {
-                let (first, pending) = {
-                    let mut st = self.session()?;
-                    (
-                        st.session.receive_qos2(packet_id),
-                        st.session.inbound_pending(),
-                    )
-                };
-                if pending > receive_maximum {
+                let first = self
+                    .session()?
+                    .session
+                    .receive_qos2(packet_id, receive_maximum);
+                let Some(first) = first else {
                     return Err(protocol(
                         ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
                         "more QoS 2 messages in flight than Receive Maximum",
                     ));
-                }
+                };
                 // A duplicate before PUBREL is acknowledged but not routed again.
                 let matched = if first { self.route(p) } else { 1 };
                 self.ack(Packet::PubRec, packet_id, matched_reason(matched));
@@ -281,6 +278,18 @@ impl Connection {
             ));
         }
         let mut reason_codes = Vec::with_capacity(s.subscriptions.len());
+        let suback = SubAck {
+            packet_id: s.packet_id,
+            properties: Default::default(),
+            reason_codes: vec![ReasonCode::SUCCESS; s.subscriptions.len()],
+        };
+        if !self.fits(Packet::SubAck(suback).encoded_len(self.version)) {
+            // [MQTT-3.1.2-24] The SUBACK could not be sent: nothing is subscribed.
+            return Err(protocol(
+                ReasonCode::PACKET_TOO_LARGE,
+                "its SUBACK would exceed the client's Maximum Packet Size",
+            ));
+        }
         for sub in &s.subscriptions {
             if sub.options.no_local && sub.filter.starts_with("$share/") {
                 return Err(protocol(
@@ -318,6 +327,20 @@ impl Connection {
 
     fn on_unsubscribe(&mut self, u: Unsubscribe) -> Result<(), Close> {
         let mut reason_codes = Vec::new();
+        if self.version.is_v5() {
+            let unsuback = UnsubAck {
+                packet_id: u.packet_id,
+                properties: Default::default(),
+                reason_codes: vec![ReasonCode::SUCCESS; u.filters.len()],
+            };
+            if !self.fits(Packet::UnsubAck(unsuback).encoded_len(self.version)) {
+                // [MQTT-3.1.2-24] The UNSUBACK could not be sent: nothing is unsubscribed.
+                return Err(protocol(
+                    ReasonCode::PACKET_TOO_LARGE,
+                    "its UNSUBACK would exceed the client's Maximum Packet Size",
+                ));
+            }
+        }
         for filter in &u.filters {
             let existed = self
                 .broker

@@ -55,6 +55,12 @@ where
         match exchange.step(&data) {
             Step::Continue(challenge) => {
                 let auth = auth_packet(ReasonCode::CONTINUE_AUTHENTICATION, &method, challenge);
+                let limit = props.maximum_packet_size.unwrap_or(u32::MAX);
+                let Some(auth) = auth.within(ProtocolVersion::V5, limit) else {
+                    // [MQTT-3.1.2-24] The exchange cannot go on within the client's limit.
+                    let why = "the AUTH challenge would exceed the client's Maximum Packet Size";
+                    return Err(refuse(io, connect, ReasonCode::PACKET_TOO_LARGE, why).await);
+                };
                 let mut out = BytesMut::new();
                 // An AUTH we build from a valid method name always encodes.
                 if auth.encode(ProtocolVersion::V5, &mut out).is_ok()
@@ -183,16 +189,15 @@ impl Connection {
             None => return Err(protocol("AUTH out of turn in re-authentication")),
         };
         let method = session.method.clone();
-        match step {
-            Step::Continue(challenge) => {
-                let packet = auth_packet(ReasonCode::CONTINUE_AUTHENTICATION, &method, challenge);
-                self.write_packet(packet);
-            }
+        let (packet, done) = match step {
+            Step::Continue(challenge) => (
+                auth_packet(ReasonCode::CONTINUE_AUTHENTICATION, &method, challenge),
+                None,
+            ),
             Step::Success { data, user } if user == session.user => {
                 session.exchange = None;
                 let packet = auth_packet(ReasonCode::SUCCESS, &method, data.unwrap_or_default());
-                self.write_packet(packet);
-                tracing::info!(client_id = %self.client_id(), %user, "re-authenticated");
+                (packet, Some(user))
             }
             Step::Success { .. } | Step::Failure(_) => {
                 // [MQTT-4.12.1-2] a failed re-authentication ends the connection.
@@ -201,6 +206,17 @@ impl Connection {
                     what: "re-authentication failed",
                 });
             }
+        };
+        if !self.fits(packet.encoded_len(ProtocolVersion::V5)) {
+            // [MQTT-3.1.2-24] The exchange cannot go on within the client's limit.
+            return Err(Close::Protocol {
+                reason: ReasonCode::PACKET_TOO_LARGE,
+                what: "the AUTH answer would exceed the client's Maximum Packet Size",
+            });
+        }
+        self.write_packet(packet);
+        if let Some(user) = done {
+            tracing::info!(client_id = %self.client_id(), %user, "re-authenticated");
         }
         Ok(())
     }

@@ -29,20 +29,33 @@ pub(super) async fn refuse<S: AsyncWrite + Unpin>(
         reason,
         properties: Default::default(),
     };
-    let p = &connect.properties;
-    if version.is_v5() && p.request_problem_information != Some(0) {
+    if version.is_v5() && connect.properties.request_problem_information != Some(0) {
         ack.properties.reason_string = ByteStr::try_from(why).ok();
-        let limit = p.maximum_packet_size.map_or(usize::MAX, |m| m as usize);
-        if Packet::ConnAck(ack.clone()).encoded_len(version) > limit {
-            ack.properties = Default::default();
-        }
     }
-    let mut out = BytesMut::new();
     // A 3.1.1 CONNACK has no code for some v5 refusals; such a client is only closed.
-    if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
-        let _ = io.write_all(&out).await;
-    }
+    send_connack(io, connect, ack).await;
     Refusal::Refused(reason, why)
+}
+
+/// Writes a CONNACK within the client's Maximum Packet Size: without its Reason String if it
+/// does not fit with it, without any property if it is a refusal that still does not fit, and
+/// not at all if even that does not fit [MQTT-3.1.2-24, MQTT-3.2.2-19]. Returns whether it was
+/// written.
+async fn send_connack<S: AsyncWrite + Unpin>(io: &mut S, connect: &Connect, ack: ConnAck) -> bool {
+    let version = connect.protocol;
+    let limit = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+    let bare = (ack.reason.is_error() && !ack.properties.is_empty()).then(|| ConnAck {
+        properties: Default::default(),
+        ..ack.clone()
+    });
+    let packet = Packet::ConnAck(ack)
+        .within(version, limit)
+        .or_else(|| Packet::ConnAck(bare?).within(version, limit));
+    let mut out = BytesMut::new();
+    match packet {
+        Some(p) if p.encode(version, &mut out).is_ok() => io.write_all(&out).await.is_ok(),
+        _ => false,
+    }
 }
 
 /// Why a connection attempt failed, for the one log line.
@@ -237,10 +250,7 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
             reason,
             properties: properties.into(),
         };
-        let mut out = BytesMut::new();
-        if Packet::ConnAck(ack).encode(version, &mut out).is_ok() {
-            let _ = io.write_all(&out).await;
-        }
+        send_connack(io, &connect, ack).await;
         return Err(Refusal::Refused(reason, why));
     }
     // Server Keep Alive, as Mosquitto's max_keepalive: a v5 client asking for more than the
@@ -336,9 +346,6 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
         (false, true) => 0,
         (false, false) => u32::MAX,
     };
-    let attached = broker.attach(client_id.clone(), connect.clean_start, window, expiry);
-    Metrics::inc(&broker.metrics().connections_accepted);
-
     let mut properties = Properties::default();
     if v5 {
         properties.receive_maximum = Some(config.limits.receive_maximum);
@@ -376,11 +383,24 @@ async fn establish<S: AsyncRead + AsyncWrite + Unpin>(
                 ByteStr::try_from(format!("{prefix}{client_id}/")).ok();
         }
     }
-    let ack = ConnAck {
-        session_present: attached.session_present,
+    let mut ack = ConnAck {
+        session_present: false,
         reason: ReasonCode::SUCCESS,
         properties: properties.into(),
     };
+    if let Some(limit) = p.maximum_packet_size
+        && Packet::ConnAck(ack.clone())
+            .within(version, limit)
+            .is_none()
+    {
+        // [MQTT-3.1.2-24] This client cannot be told what it needs to know to go on (its
+        // assigned id, our limits): refused, before anything of a session is touched.
+        let why = "the CONNACK would exceed the client's Maximum Packet Size";
+        return Err(refuse(io, ReasonCode::PACKET_TOO_LARGE, why).await);
+    }
+    let attached = broker.attach(client_id.clone(), connect.clean_start, window, expiry);
+    Metrics::inc(&broker.metrics().connections_accepted);
+    ack.session_present = attached.session_present;
     let auth_method = authenticated.is_some();
     let auth = authenticated.map(|a| enhanced_auth::Session {
         method: a.method,

@@ -27,6 +27,12 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 /// buffer stays bounded; the rest waits in its session queue.
 const WRITE_HIGH_WATER: usize = 64 * 1024;
 
+/// Stop reading while this many bytes wait to be written: a client that sends without reading
+/// (QoS 1 PUBLISHes, PINGREQs, SUBSCRIBEs) would otherwise grow the write buffer with their
+/// answers without bound. It then waits, as TCP makes it, until it reads; one read's answers
+/// is the most the buffer holds beyond this.
+const WRITE_BACKLOG_MAX: usize = 2 * WRITE_HIGH_WATER;
+
 /// Room made in the read buffer once a read fills all the room there was: a busy publisher's
 /// packets then arrive many per syscall (with 1 KiB, reads returned ~13 small PUBLISHes each),
 /// while an idle connection keeps its small buffer.
@@ -207,6 +213,8 @@ impl Connection {
                     return Poll::Ready(Ok(Turn::Wrote));
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(Close::Io(e.kind()))),
+                // Woken when the socket can take more.
+                Poll::Pending if self.out.len() >= WRITE_BACKLOG_MAX => return Poll::Pending,
                 Poll::Pending => {}
             }
         } else if self.out.capacity() > 0 {
@@ -303,3 +311,6 @@ impl Connection {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,12 +16,32 @@ use std::task::Waker;
 use std::time::Instant;
 
 impl Connection {
-    /// Appends a packet to the write buffer. Packets the broker builds always encode; a failure
-    /// would be a bug, so it is logged rather than allowed to take the connection down.
+    /// Appends a packet to the write buffer, within the client's Maximum Packet Size
+    /// [MQTT-3.1.2-24]: without its Reason String and User Properties if it does not fit with
+    /// them. Every packet but PUBLISH (see `encode_within_limit`) fits without them: the
+    /// CONNACK this client accepted was larger than any acknowledgement, and a SUBACK or
+    /// UNSUBACK that could not fit was refused before it was made. Packets the broker builds
+    /// always encode. Either failure would be a bug, so it is logged rather than allowed to
+    /// take the connection down.
     pub(super) fn write_packet(&mut self, packet: Packet) {
+        let name = packet.name();
+        let packet = if self.client_max_packet == u32::MAX {
+            Some(packet)
+        } else {
+            packet.within(self.version, self.client_max_packet)
+        };
+        let Some(packet) = packet else {
+            tracing::error!(client_id = %self.client_id(), "{name} exceeds the client's Maximum Packet Size: not sent");
+            return;
+        };
         if let Err(e) = packet.encode(self.version, &mut self.out) {
-            tracing::error!(client_id = %self.client_id(), "cannot encode {}: {e}", packet.name());
+            tracing::error!(client_id = %self.client_id(), "cannot encode {name}: {e}");
         }
+    }
+
+    /// Whether a packet of `len` bytes fits the client's Maximum Packet Size.
+    pub(super) fn fits(&self, len: usize) -> bool {
+        len <= self.client_max_packet as usize
     }
 
     /// An acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) with a reason code; the reason is
@@ -36,7 +56,7 @@ impl Connection {
 
     /// The DISCONNECT a v5 client is sent before the server closes, with a Reason String when
     /// the client did not turn problem information off and the packet still fits its Maximum
-    /// Packet Size [MQTT-3.14.2-3].
+    /// Packet Size [MQTT-3.14.2-3] (see `write_packet`).
     pub(super) fn send_disconnect(&mut self, reason: ReasonCode, why: Option<String>) {
         let mut disconnect = Disconnect {
             reason,
@@ -46,11 +66,6 @@ impl Connection {
             && let Some(why) = why.and_then(|w| ByteStr::try_from(w).ok())
         {
             disconnect.properties.reason_string = Some(why);
-            if Packet::Disconnect(disconnect.clone()).encoded_len(self.version)
-                > self.client_max_packet as usize
-            {
-                disconnect.properties = Default::default();
-            }
         }
         self.write_packet(Packet::Disconnect(disconnect));
     }

@@ -239,6 +239,35 @@ impl Packet {
         total_len(self.remaining_len(version))
     }
 
+    /// The packet as it may go to a peer whose Maximum Packet Size is `limit`: as it is if it
+    /// fits, else without its Reason String and User Properties, which a sender leaves out
+    /// rather than exceed the limit (MQTT-3.2.2-19, -20 and the same rule for every packet
+    /// that has them); `None` if even that does not fit [MQTT-3.1.2-24].
+    pub fn within(mut self, version: ProtocolVersion, limit: u32) -> Option<Self> {
+        let limit = limit as usize;
+        if self.encoded_len(version) <= limit {
+            return Some(self);
+        }
+        let props = match &mut self {
+            Self::ConnAck(a) => &mut a.properties,
+            Self::PubAck(a) | Self::PubRec(a) | Self::PubRel(a) | Self::PubComp(a) => {
+                &mut a.properties
+            }
+            Self::SubAck(a) => &mut a.properties,
+            Self::UnsubAck(a) => &mut a.properties,
+            Self::Disconnect(d) => &mut d.properties,
+            Self::Auth(a) => &mut a.properties,
+            _ => return None,
+        };
+        // Only through `DerefMut` when there is something to take out: it would allocate.
+        if props.reason_string.is_none() && props.user_properties.is_empty() {
+            return None;
+        }
+        props.reason_string = None;
+        props.user_properties.clear();
+        (self.encoded_len(version) <= limit).then_some(self)
+    }
+
     /// Appends the packet, encoded for `version`, to `out`. On error `out` is left as it was.
     pub fn encode(&self, version: ProtocolVersion, out: &mut BytesMut) -> Result<(), EncodeError> {
         let start = out.len();

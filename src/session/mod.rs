@@ -353,15 +353,19 @@ impl Session {
             .collect()
     }
 
-    /// An inbound QoS 2 PUBLISH: true the first time `id` is seen (route it), false for a
-    /// duplicate before PUBREL (acknowledge only), MQTT-4.3.3-10 (5.0).
-    pub fn receive_qos2(&mut self, id: u16) -> bool {
-        let ids = self.inflight.inbound_qos2_mut();
-        if ids.contains(&id) {
-            return false;
+    /// An inbound QoS 2 PUBLISH: `Some(true)` the first time `id` is seen (route it),
+    /// `Some(false)` for a duplicate before PUBREL (acknowledge only), MQTT-4.3.3-10 (5.0).
+    /// `None`, and nothing recorded, for a new id when `max` are awaiting PUBREL already (the
+    /// Receive Maximum we announced, 5.0 section 3.3.4).
+    pub fn receive_qos2(&mut self, id: u16, max: usize) -> Option<bool> {
+        if self.inflight.inbound_qos2().contains(&id) {
+            return Some(false);
         }
-        ids.push(id);
-        true
+        if self.inflight.inbound_qos2().len() >= max {
+            return None;
+        }
+        self.inflight.inbound_qos2_mut().push(id);
+        Some(true)
     }
 
     /// Inbound QoS 2 messages awaiting PUBREL.

@@ -164,11 +164,19 @@ fn byte_limit_and_offline_qos0_policy() {
 #[test]
 fn inbound_qos2_is_routed_once() {
     let mut s = Session::new(limits(10), 10);
-    assert!(s.receive_qos2(7));
-    assert!(!s.receive_qos2(7), "duplicate before PUBREL");
+    assert_eq!(s.receive_qos2(7, 2), Some(true));
+    assert_eq!(s.receive_qos2(7, 2), Some(false), "duplicate before PUBREL");
+    assert_eq!(s.receive_qos2(8, 2), Some(true));
+    assert_eq!(s.receive_qos2(9, 2), None, "a third while two await PUBREL");
+    assert_eq!(s.inbound_pending(), 2, "the refused id is not recorded");
+    assert!(s.release(8));
     assert!(s.release(7));
     assert!(!s.release(7));
-    assert!(s.receive_qos2(7), "after PUBREL the id is new again");
+    assert_eq!(
+        s.receive_qos2(7, 2),
+        Some(true),
+        "after PUBREL the id is new again"
+    );
 }
 
 #[test]

@@ -483,3 +483,39 @@ fn pings_v5() {
     assert_eq!(canonical(V5, &[0xD0, 0x00]), Packet::PingResp);
     assert_eq!(reject(V5, &[0xC0, 0x01, 0x00]), error::TRAILING_BYTES);
 }
+
+/// `Packet::within`: a packet for a peer's Maximum Packet Size keeps its Reason String and User
+/// Properties while they fit, loses them first when they do not, and is `None` when even that
+/// is too large (issue 14, section 7).
+#[test]
+fn within_a_maximum_packet_size_the_optional_properties_go_first() {
+    use roost::protocol::{ByteStr, Disconnect, ReasonCode};
+    let mut d = Disconnect {
+        reason: ReasonCode::PROTOCOL_ERROR,
+        properties: Default::default(),
+    };
+    d.properties.reason_string = Some(ByteStr::try_from("why").unwrap());
+    d.properties.user_properties = vec![(
+        ByteStr::try_from("k").unwrap(),
+        ByteStr::try_from("v").unwrap(),
+    )];
+    let full = Packet::Disconnect(d.clone());
+    let len = full.encoded_len(V5) as u32;
+    assert_eq!(full.clone().within(V5, len), Some(full.clone()));
+    let bare = Packet::Disconnect(Disconnect {
+        properties: Default::default(),
+        ..d
+    });
+    assert_eq!(full.clone().within(V5, len - 1), Some(bare.clone()));
+    assert_eq!(bare.encoded_len(V5), 3);
+    assert_eq!(full.clone().within(V5, 3), Some(bare));
+    assert_eq!(full.within(V5, 2), None);
+    // A PUBLISH has nothing optional to drop: it fits or it does not.
+    let p = Packet::Publish(roost::protocol::Publish::new(
+        ByteStr::try_from("t").unwrap(),
+        bytes::Bytes::from_static(b"payload"),
+    ));
+    let len = p.encoded_len(V5) as u32;
+    assert_eq!(p.clone().within(V5, len), Some(p.clone()));
+    assert_eq!(p.within(V5, len - 1), None);
+}

@@ -1,0 +1,106 @@
+//! The connection's loop against a stream that is not a socket: what it reads and writes when a
+//! client misbehaves in ways a real socket makes slow to show.
+
+use super::*;
+use crate::config::Config;
+use crate::protocol::PacketTypes;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A client that sends QoS 1 PUBLISHes as fast as they are read, up to `total` bytes and then
+/// the end of the stream, and never reads: every write to it is pending, and nothing ever
+/// wakes the writer.
+struct Flood {
+    chunk: Vec<u8>,
+    total: usize,
+    /// Bytes handed to the connection so far.
+    read: Arc<AtomicUsize>,
+}
+
+impl AsyncRead for Flood {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        // Whole packets only: the chunk is a run of 9-byte PUBLISHes.
+        let left = self.total - self.read.load(Ordering::Relaxed);
+        let n = buf.remaining().min(self.chunk.len()).min(left) / 9 * 9;
+        buf.put_slice(&self.chunk[..n]);
+        self.read.fetch_add(n, Ordering::Relaxed);
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl AsyncWrite for Flood {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        _: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Poll::Pending
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A 3.1.1 connection attached to a fresh broker.
+fn connection(broker: &Broker) -> Box<Connection> {
+    let attached = broker.attach("flood".into(), true, 10, 0);
+    Box::new(Connection {
+        broker: broker.clone(),
+        peer: "127.0.0.1:9".parse().expect("a socket address"),
+        version: ProtocolVersion::V3_1_1,
+        slot: attached.slot,
+        link: attached.link,
+        limits: Limits {
+            max_packet_size: 1024,
+            accepts: PacketTypes::FROM_CLIENT.without_auth(),
+        },
+        keep_alive: 0,
+        will: None,
+        client_max_packet: u32::MAX,
+        problem_info: true,
+        extras: None,
+        inbuf: BytesMut::new(),
+        out: BytesMut::new(),
+    })
+}
+
+/// A client that publishes at QoS 1 without reading its PUBACKs is not read from once its
+/// answers back up: the write buffer stays bounded, and so does what it gets to publish.
+#[tokio::test]
+async fn a_client_that_never_reads_is_not_read_from_once_its_answers_back_up() {
+    let broker = Broker::new(Arc::new(Config::default()));
+    let mut conn = connection(&broker);
+    // PUBLISH QoS 1 to "t", packet id 1, payload "xx": 9 bytes, a 4-byte PUBACK each.
+    let publish = [0x32, 7, 0, 1, b't', 0, 1, b'x', b'x'];
+    let read = Arc::new(AtomicUsize::new(0));
+    let total = 4 * WRITE_BACKLOG_MAX;
+    let mut io = Flood {
+        chunk: publish.repeat(READ_CHUNK / publish.len()),
+        total,
+        read: read.clone(),
+    };
+    // The loop stops reading, and waits for the socket to take its PUBACKs: it never gets to
+    // the end of what the client sent. (Without the limit it reads it all, then ends.)
+    let run = tokio::time::timeout(Duration::from_secs(1), conn.run(&mut io)).await;
+    assert!(
+        run.is_err(),
+        "read all {total} bytes while its answers backed up, then ended: {:?}",
+        run.ok()
+    );
+    assert!(
+        conn.out.len() < WRITE_BACKLOG_MAX + READ_CHUNK,
+        "{} bytes wait to be written",
+        conn.out.len()
+    );
+    // Each 9 bytes read add 4 to write: reading stopped near the backlog's limit.
+    let read = read.load(Ordering::Relaxed);
+    assert!(read < 4 * WRITE_BACKLOG_MAX, "{read} bytes read");
+}
