@@ -41,7 +41,8 @@ impl RetainedStore {
         } else {
             self.seq += 1;
             let entry = Entry {
-                message: m.clone(),
+                // Not a slice of the publisher's read buffer: it may be kept for years.
+                message: Arc::new(m.compacted()),
                 seq: self.seq,
             };
             self.tree.insert(&m.topic, entry);

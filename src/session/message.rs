@@ -28,6 +28,39 @@ impl Message {
         self.expires_at.is_some_and(|at| at.passed(now))
     }
 
+    /// The message with its topic, payload and properties in one buffer of their own. A
+    /// decoded message is a slice of the read it arrived in, and keeps that whole buffer alive
+    /// (16 KiB for a busy publisher, or the largest packet it sent): a message kept for long,
+    /// as a retained one is, must not pin that much for a few bytes. Re-encoding and decoding
+    /// it puts every field into one allocation of its exact size.
+    pub fn compacted(&self) -> Self {
+        use crate::protocol::{Limits, Packet, ProtocolVersion::V5, Publish, decode};
+        let p = Publish {
+            dup: false,
+            qos: QoS::AtMostOnce,
+            retain: false,
+            topic: self.topic.clone(),
+            packet_id: 0,
+            properties: self.properties.clone(),
+            payload: self.payload.clone(),
+        };
+        let mut buf = bytes::BytesMut::with_capacity(p.encoded_len(V5));
+        let decoded = p
+            .encode(V5, &mut buf)
+            .ok()
+            .and_then(|()| decode(&mut buf, V5, &Limits::default()).ok().flatten());
+        match decoded {
+            Some(Packet::Publish(p)) => Self {
+                topic: p.topic,
+                payload: p.payload,
+                properties: p.properties,
+                ..self.clone()
+            },
+            // It was decoded once, so it encodes and decodes again; if not, keep it as it is.
+            _ => self.clone(),
+        }
+    }
+
     /// The Message Expiry Interval to send on at `now`: the received value minus the time the
     /// message has waited here [MQTT-3.3.2-6], in whole seconds rounded up (so rounding never
     /// shortens its life), at least 1.

@@ -416,3 +416,33 @@ fn take_shared_leaves_runs_and_compact_gives_back_a_drained_one() {
     s.compact();
     assert_eq!((s.queue.capacity(), s.queued()), (0, 0));
 }
+
+#[test]
+fn a_compacted_message_is_equal_and_holds_nothing_of_the_buffer_it_came_from() {
+    let read = Bytes::from(vec![b'a'; 16 * 1024]);
+    let properties = crate::protocol::Properties {
+        user_properties: vec![(
+            ByteStr::try_from_bytes(read.slice(10..12)).unwrap(),
+            ByteStr::try_from_bytes(read.slice(20..23)).unwrap(),
+        )],
+        message_expiry_interval: Some(60),
+        ..Default::default()
+    };
+    let m = Message {
+        topic: ByteStr::try_from_bytes(read.slice(0..5)).unwrap(),
+        payload: read.slice(100..110),
+        qos: QoS::ExactlyOnce,
+        retain: true,
+        properties: properties.into(),
+        publisher: Arc::from("p"),
+        expires_at: None,
+    };
+    let c = m.compacted();
+    assert_eq!(c, m);
+    let range = read.as_ptr_range();
+    let inside = |p: *const u8| range.contains(&p);
+    assert!(!inside(c.topic.as_ptr()), "topic");
+    assert!(!inside(c.payload.as_ptr()), "payload");
+    let (k, v) = &c.properties.user_properties[0];
+    assert!(!inside(k.as_ptr()) && !inside(v.as_ptr()), "user property");
+}
