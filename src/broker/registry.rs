@@ -86,41 +86,79 @@ pub struct SlotState {
     pub filters: Filters,
     /// Bumped on every attach, so an expiry timer armed earlier knows it is stale.
     generation: u64,
-    /// A will waiting for its Will Delay Interval (see `broker/will.rs`).
-    pub pending_will: Option<Box<Message>>,
     /// The attached connection's task, registered each time it drains the queue: a waker
     /// under the slot's lock (not a `Notify` beside it) costs an idle connection nothing
     /// beyond these 16 bytes, and no wake-up can slip between a drain and a new message.
     waker: Option<Waker>,
     /// Set by the keep-alive sweeper: the attached connection let its keep alive lapse.
     pub keep_alive_expired: bool,
-    /// The timers waiting on this session. Cancelled when they stop mattering, so that a
-    /// client reconnecting in a loop with a long Session Expiry or Will Delay Interval does not
-    /// leave a sleeping task (holding a discarded session) per connection for years.
-    pub(super) timers: Timers,
+    /// A delayed will and the session's timers (see [`Later`]).
+    later: Option<Box<Later>>,
 }
 
-/// A session's pending timers (see [`SlotState::timers`]).
+/// What waits on a session until later: a will held for its Will Delay Interval (see
+/// `broker/will.rs`) and the timers that publish it or end the session. Boxed together, as one
+/// pointer: most sessions have none of it, and a fan-out locks a thousand sessions per message,
+/// where every byte of their state is memory traffic. The timers are cancelled when they stop
+/// mattering, so that a client reconnecting in a loop with a long Session Expiry or Will Delay
+/// Interval does not leave a sleeping task (holding a discarded session) per connection for
+/// years.
 #[derive(Debug, Default)]
-pub(super) struct Timers {
-    /// Ends the session when its expiry interval has passed offline.
-    pub(super) expiry: Option<AbortHandle>,
-    /// Publishes the pending will when its delay has passed.
-    pub(super) will: Option<AbortHandle>,
+struct Later {
+    will: Option<Message>,
+    will_timer: Option<AbortHandle>,
+    expiry_timer: Option<AbortHandle>,
 }
 
-impl Timers {
-    /// Cancels the expiry timer (the session is back online, or ends anyway).
-    pub(super) fn cancel_expiry(&mut self) {
-        if let Some(t) = self.expiry.take() {
+impl SlotState {
+    /// Takes the will held for its delay, if any, and cancels its timer.
+    pub(super) fn take_will(&mut self) -> Option<Message> {
+        let later = self.later.as_mut()?;
+        if let Some(t) = later.will_timer.take() {
+            t.abort();
+        }
+        let will = later.will.take();
+        self.tidy_later();
+        will
+    }
+
+    /// Holds `will` until `timer` publishes it (replacing a will held before).
+    pub(super) fn hold_will(&mut self, will: Message, timer: AbortHandle) {
+        let later = self.later.get_or_insert_default();
+        if let Some(t) = later.will_timer.replace(timer) {
+            t.abort();
+        }
+        later.will = Some(will);
+    }
+
+    /// Arms the session's expiry `timer` (cancelling one armed before).
+    pub(super) fn arm_expiry(&mut self, timer: AbortHandle) {
+        if let Some(t) = self
+            .later
+            .get_or_insert_default()
+            .expiry_timer
+            .replace(timer)
+        {
             t.abort();
         }
     }
 
-    /// Cancels the will timer (the will is cancelled, or goes out now).
-    pub(super) fn cancel_will(&mut self) {
-        if let Some(t) = self.will.take() {
+    /// Cancels the session's expiry timer: it is back online, or ends anyway.
+    pub(super) fn cancel_expiry(&mut self) {
+        if let Some(t) = self.later.as_mut().and_then(|l| l.expiry_timer.take()) {
             t.abort();
+        }
+        self.tidy_later();
+    }
+
+    /// Frees the box once nothing waits in it.
+    fn tidy_later(&mut self) {
+        if self
+            .later
+            .as_ref()
+            .is_some_and(|l| l.will.is_none() && l.will_timer.is_none() && l.expiry_timer.is_none())
+        {
+            self.later = None;
         }
     }
 }
@@ -233,13 +271,12 @@ impl Broker {
             // Expiry 0) is never resumed, even while that connection is still open: its state
             // "MUST NOT be reused in any subsequent Session" [MQTT-3.1.2-6 of 3.1.1].
             // Whatever follows, the session no longer waits to expire.
-            st.timers.cancel_expiry();
+            st.cancel_expiry();
             if !clean_start && st.expiry != 0 {
                 slot.set_conn(&mut st, Some(link.clone()));
                 st.keep_alive_expired = false;
                 // [MQTT-3.1.3-9] back within the Will Delay Interval: no will.
-                st.pending_will = None;
-                st.timers.cancel_will();
+                st.take_will();
                 st.generation += 1;
                 st.expiry = expiry;
                 st.session.set_window(window);
@@ -252,14 +289,13 @@ impl Broker {
             }
             let filters = st.filters.take();
             // Clean Start ends the old session, so a will it was holding goes out now.
-            let will = st.pending_will.take();
-            st.timers.cancel_will();
+            let will = st.take_will();
             drop(st);
             sessions.remove(&client_id);
             self.unsubscribe_all(&client_id, &filters);
             if let Some(will) = will {
                 // Routing takes the trie and session locks, never the registry's.
-                self.publish_will(*will);
+                self.publish_will(will);
             }
         }
         let slot = Arc::new(SessionSlot {
@@ -270,10 +306,9 @@ impl Broker {
                 expiry,
                 filters: Filters::default(),
                 generation: 0,
-                pending_will: None,
                 waker: None,
                 keep_alive_expired: false,
-                timers: Timers::default(),
+                later: None,
             }),
             owner: AtomicU64::new(link.id.get()),
             last_heard: AtomicU64::new(0),
@@ -324,8 +359,7 @@ impl Broker {
                         broker.discard(&slot2);
                     }
                 });
-                st.timers.cancel_expiry();
-                st.timers.expiry = Some(timer.abort_handle());
+                st.arm_expiry(timer.abort_handle());
             }
         }
     }

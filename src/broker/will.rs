@@ -50,7 +50,6 @@ impl Broker {
             self.publish_will(will);
             return;
         }
-        st.pending_will = Some(Box::new(will));
         let generation = st.generation();
         let broker = self.clone();
         let slot2 = slot.clone();
@@ -61,28 +60,23 @@ impl Broker {
                 let mut st = lock(&slot.state);
                 // A reconnection bumped the generation and took the will away.
                 if st.generation() == generation {
-                    st.pending_will.take()
+                    st.take_will()
                 } else {
                     None
                 }
             };
             if let Some(will) = will {
-                broker.publish_will(*will);
+                broker.publish_will(will);
             }
         });
-        st.timers.cancel_will();
-        st.timers.will = Some(timer.abort_handle());
+        st.hold_will(will, timer.abort_handle());
     }
 
     /// Publishes the will a session was holding, if any: its session is ending.
     pub(super) fn release_will(&self, slot: &SessionSlot) {
-        let will = {
-            let mut st = lock(&slot.state);
-            st.timers.cancel_will();
-            st.pending_will.take()
-        };
+        let will = lock(&slot.state).take_will();
         if let Some(will) = will {
-            self.publish_will(*will);
+            self.publish_will(will);
         }
     }
 }

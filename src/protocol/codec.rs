@@ -92,21 +92,16 @@ mod kind {
 /// Checks the first byte on its own, so a garbage stream is refused before anything else of it
 /// is waited for or buffered. The type comes first: a packet the receiver never accepts is a
 /// Protocol Error whatever its flags or body.
+#[inline]
 fn check_first_byte(
     first: u8,
     version: ProtocolVersion,
     accepts: PacketTypes,
 ) -> Result<(), DecodeError> {
     let (ptype, flags) = (first >> 4, first & 0x0F);
-    if ptype == 0 || (ptype == kind::AUTH && !version.is_v5()) {
-        return Err(rule::RESERVED_PACKET_TYPE);
-    }
-    if !accepts.contains(ptype) {
-        return Err(match ptype {
-            kind::CONNECT => rule::SECOND_CONNECT,
-            kind::AUTH => rule::AUTH_NOT_NEGOTIATED,
-            _ => rule::PACKET_TYPE_NOT_ACCEPTED,
-        });
+    // Type 0 is in no set.
+    if !accepts.contains(ptype) || (ptype == kind::AUTH && !version.is_v5()) {
+        return Err(refused_type(ptype, version));
     }
     let expected = match ptype {
         kind::PUBLISH => {
@@ -132,6 +127,20 @@ fn check_first_byte(
         return Err(rule::RESERVED_FLAGS);
     }
     Ok(())
+}
+
+/// Why a packet type is refused. Out of line and cold: the decoder is the hot path of every
+/// message, and this code is only for the rare packet that breaks the rule.
+#[cold]
+#[inline(never)]
+fn refused_type(ptype: u8, version: ProtocolVersion) -> DecodeError {
+    match ptype {
+        0 => rule::RESERVED_PACKET_TYPE,
+        kind::AUTH if !version.is_v5() => rule::RESERVED_PACKET_TYPE,
+        kind::CONNECT => rule::SECOND_CONNECT,
+        kind::AUTH => rule::AUTH_NOT_NEGOTIATED,
+        _ => rule::PACKET_TYPE_NOT_ACCEPTED,
+    }
 }
 
 /// Decodes one packet from the front of `buf`.
