@@ -32,8 +32,9 @@ case $scenario in
     fanin | fanout | shared) default_metrics="delivered_per_sec accepted_per_sec dropped_pct" ;;
     latency) default_metrics="p50_us p99_us p999_us max_us" ;;
     conns) default_metrics="connect_secs rss_per_conn_kib tcp_mean_us connack_mean_us connack_p99_us" ;;
+    retained) default_metrics="received_total missing_total receive_secs rss_stored_kib rss_peak_kib" ;;
     *)
-        echo "unknown scenario '$scenario' (fanin, fanout, latency, conns, shared)" >&2
+        echo "unknown scenario '$scenario' (fanin, fanout, latency, conns, shared, retained)" >&2
         exit 2
         ;;
 esac

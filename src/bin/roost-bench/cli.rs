@@ -51,7 +51,7 @@ pub struct Common {
     /// Print one JSON object instead of the table.
     #[arg(long, global = true)]
     pub json: bool,
-    /// The broker's process id: adds its CPU use (and RSS for `conns`) from /proc.
+    /// The broker's process id: adds its CPU use (and RSS for `conns` and `retained`) from /proc.
     #[arg(long, global = true)]
     pub broker_pid: Option<u32>,
     /// Tokio worker threads; 1 runs everything on the calling thread. Default: the CPUs this
@@ -98,6 +98,14 @@ pub enum Scenario {
         #[arg(long, default_value_t = 4)]
         subscribers: usize,
     },
+    /// One publisher stores N retained messages on bench/retained/<i>, then a new subscriber
+    /// takes bench/retained/# at --qos: how many arrive, how fast, broker RSS after storing and
+    /// at its peak. Stored at QoS 1 (2 with --qos 2), --window at a time; no --duration.
+    Retained {
+        /// Retained messages to store, each on its own topic.
+        #[arg(long, default_value_t = 100_000)]
+        messages: usize,
+    },
 }
 
 impl Scenario {
@@ -108,6 +116,7 @@ impl Scenario {
             Self::Latency => "latency",
             Self::Conns { .. } => "conns",
             Self::Shared { .. } => "shared",
+            Self::Retained { .. } => "retained",
         }
     }
 }
@@ -172,6 +181,13 @@ impl Common {
                 ..
             } => positive("connections", *connections)
                 .and_then(|_| positive("concurrency", *concurrency)),
+            Scenario::Retained { .. } if self.payload == 0 => {
+                bail!(
+                    "--payload must be at least 1 byte for retained: an empty retained PUBLISH \
+                     deletes the topic's retained message instead of storing one"
+                )
+            }
+            Scenario::Retained { messages } => positive("messages", *messages),
         }
     }
 }

@@ -63,6 +63,11 @@ pub fn scan(buf: &[u8]) -> Result<Option<Frame>> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PublishView<'a> {
     pub qos: u8,
+    /// The RETAIN flag: a broker sets it on the retained messages a new subscription brings.
+    pub retain: bool,
+    /// The topic name's bytes (empty if a v5 Topic Alias stands for it; the bench's clients
+    /// allow none).
+    pub topic: &'a [u8],
     /// 0 for QoS 0.
     pub packet_id: u16,
     pub payload: &'a [u8],
@@ -75,6 +80,9 @@ pub fn publish(first: u8, body: &[u8], v5: bool) -> Result<PublishView<'_>> {
         bail!("truncated PUBLISH from the broker");
     };
     let mut pos = 2 + usize::from(topic_len);
+    let Some(topic) = body.get(2..pos) else {
+        bail!("truncated PUBLISH from the broker");
+    };
     let packet_id = if qos > 0 {
         let Some(id) = be16(body, pos) else {
             bail!("truncated PUBLISH from the broker");
@@ -95,6 +103,8 @@ pub fn publish(first: u8, body: &[u8], v5: bool) -> Result<PublishView<'_>> {
     };
     Ok(PublishView {
         qos,
+        retain: first & 0x01 != 0,
+        topic,
         packet_id,
         payload,
     })
@@ -143,6 +153,7 @@ mod tests {
             Bytes::from(vec![7u8; payload]),
         );
         p.qos = qos;
+        p.retain = qos == QoS::AtLeastOnce;
         p.packet_id = if qos == QoS::AtMostOnce { 0 } else { 513 };
         let mut out = BytesMut::new();
         p.encode(version, &mut out).unwrap();
@@ -158,6 +169,7 @@ mod tests {
                 assert_eq!((f.kind(), f.header, f.len), (PUBLISH, 3, buf.len()));
                 let p = publish(f.first, f.body(&buf), version.is_v5()).unwrap();
                 assert_eq!((p.qos, p.packet_id), (qos as u8, id));
+                assert_eq!((p.retain, p.topic), (qos == QoS::AtLeastOnce, &b"a/b"[..]));
                 assert_eq!(p.payload, &[7u8; 200][..]);
             }
         }

@@ -9,7 +9,8 @@
 //!
 //! Layout:
 //! - `cli`: the command line (clap).
-//! - `scenario/`: fanin, fanout, latency, conns, shared; each builds a spec and a report.
+//! - `scenario/`: fanin, fanout, latency, conns, shared, retained; each builds a spec (or runs
+//!   its own loop: conns, retained) and a report.
 //! - `flow`: the shared timeline (setup, warm-up, measured interval, drain, progress lines).
 //! - `client`: connect, CONNECT/CONNACK, SUBSCRIBE/SUBACK with the full codec.
 //! - `publisher`, `subscriber`: the hot loops.

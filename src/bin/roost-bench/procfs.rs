@@ -1,5 +1,5 @@
-//! What /proc says about a process: CPU time (utime + stime), resident memory, the open-file
-//! limit. Linux only; reads files, never writes.
+//! What /proc says about a process: CPU time (utime + stime), resident memory (now and peak),
+//! the open-file limit. Linux only; reads files, never writes.
 
 use anyhow::{Context, Result, bail};
 use std::time::Instant;
@@ -46,14 +46,25 @@ impl Proc {
 
     /// Resident set size (VmRSS) in KiB.
     pub fn rss_kib(self) -> Result<u64> {
+        self.status_kib("VmRSS")
+    }
+
+    /// The highest resident set size since the process started (VmHWM) in KiB: catches a
+    /// peak between two readings of VmRSS.
+    pub fn peak_rss_kib(self) -> Result<u64> {
+        self.status_kib("VmHWM")
+    }
+
+    /// A "Name:   123 kB" line of /proc/<pid>/status.
+    fn status_kib(self, name: &str) -> Result<u64> {
         let path = self.path("status");
         let status =
             std::fs::read_to_string(&path).with_context(|| format!("cannot read {path}"))?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .with_context(|| format!("{path}: no VmRSS line"))
+            .with_context(|| format!("{path}: no {name} line"))
     }
 
     /// The soft limit on open files ("Max open files"), `None` if unlimited or unreadable.
@@ -84,12 +95,18 @@ impl CpuMeter {
 
     /// Percent of one core used since `start` (200 = two cores busy).
     pub fn percent(&self) -> Result<f64> {
-        let ticks = self.proc.cpu_ticks()?;
+        let busy = self.busy_secs()?;
         let wall = self.at.elapsed().as_secs_f64();
         if wall <= 0.0 {
             bail!("no time has passed");
         }
-        Ok((ticks.saturating_sub(self.ticks)) as f64 / TICKS_PER_SEC / wall * 100.0)
+        Ok(busy / wall * 100.0)
+    }
+
+    /// CPU seconds used since `start`, for a share of a shorter interval than `percent`'s.
+    pub fn busy_secs(&self) -> Result<f64> {
+        let ticks = self.proc.cpu_ticks()?;
+        Ok((ticks.saturating_sub(self.ticks)) as f64 / TICKS_PER_SEC)
     }
 }
 
@@ -100,7 +117,10 @@ mod tests {
     #[test]
     fn reads_our_own_figures() {
         let me = Proc::SelfProc;
-        assert!(me.rss_kib().unwrap() > 0);
+        let rss = me.rss_kib().unwrap();
+        assert!(rss > 0);
+        // Read after: the peak only grows.
+        assert!(me.peak_rss_kib().unwrap() >= rss);
         let meter = CpuMeter::start(me).unwrap();
         let t = Instant::now();
         let mut x = 0u64;

@@ -1,10 +1,12 @@
-//! The scenarios: each turns the command line into a `flow::Spec` (or, for `conns`, its own
-//! loop) and the raw outcome into a `Report`. The figures every flow shares live here.
+//! The scenarios: each turns the command line into a `flow::Spec` (or, for `conns` and
+//! `retained`, its own loop) and the raw outcome into a `Report`. The figures every flow shares
+//! live here.
 
 mod conns;
 mod fanin;
 mod fanout;
 mod latency;
+mod retained;
 mod shared;
 
 use crate::cli::{Common, Scenario};
@@ -24,6 +26,7 @@ pub async fn run(scenario: &Scenario, common: &Common) -> Result<Report> {
             source_ips,
             concurrency,
         } => conns::run(common, *connections, *source_ips, *concurrency).await,
+        Scenario::Retained { messages } => retained::run(common, *messages).await,
     }
 }
 
