@@ -179,6 +179,18 @@ BROKER_TESTS = [
     ("conformance_gaps::v5_a_qos2_packet_id_refused_in_pubrec_is_free_for_a_new_message", "", "4.3.3-9"),
     ("conformance_gaps::v5_connack_announces_a_maximum_qos_below_2_and_subscribe_still_accepts_any_qos", "", "3.2.2-9 3.2.2-10"),
     ("conformance_gaps::v311_wildcard_filters_get_0x80_when_wildcards_are_turned_off", "3.8.3-2", ""),
+    # Issue 14: robustness and conformance edges.
+    ("protocol_errors::each_protocol_error_gets_its_exact_answer_in_both_versions", "4.8.0-1 2.3.1-1 3.1.0-2", "4.13.1-1 3.1.0-2 3.14.4-1 3.14.4-2 4.3.3-11"),
+    ("protocol_errors::a_connect_with_a_property_it_may_not_carry_gets_connack_0x81", "", "4.13.1-1"),
+    ("protocol_errors::a_client_still_writing_reads_the_disconnect_that_ends_its_connection", "", "3.14.4-2 4.13.1-1"),
+    ("protocol_errors::a_client_still_writing_reads_the_disconnect_of_a_shutdown", "", "3.14.4-2"),
+    ("takeover::a_session_that_ends_with_its_connection_is_never_resumed", "3.1.2-6 3.2.2-1 3.2.2-2 3.1.2-4", "3.1.2-4 3.1.2-5 3.2.2-2 3.2.2-3"),
+    ("takeover::a_connection_taken_over_leaves_no_ghost_subscription", "3.1.2-6", "3.1.2-4"),
+    ("retained_stream::a_slow_dashboard_gets_all_100k_retained_statuses_at_qos0", "3.3.1-6 3.3.1-8", "3.3.1-9"),
+    ("retained_stream::a_slow_dashboard_gets_all_100k_retained_statuses_at_qos1", "3.3.1-6 3.3.1-8", "3.3.1-9"),
+    ("retained_stream::a_retained_stream_resumes_with_its_session", "3.1.2-4 4.4.0-1", "3.1.2-5 4.4.0-1"),
+    ("flow_control_v5::the_clients_maximum_packet_size_holds_for_every_packet", "", "3.1.2-24 3.14.2-3"),
+    ("flow_control_v5::a_refusal_drops_its_reason_string_to_fit_the_clients_limit", "", "3.2.2-19"),
 ]
 
 # Statements the codec detects but whose required answer (CONNACK, close) is the broker's.
@@ -372,7 +384,16 @@ Summary: MQTT 3.1.1 {d3} of {n3} statements done; MQTT 5.0 {d5} of {n5} done.
   server answers a bad filter with SUBACK 0x8F rather than closing, so the topic module (issue 3)
   checks it. The codec checks filters are UTF-8 and non-empty.
 - **Direction-dependent rules** (a client must not send a Subscription Identifier, MQTT-3.3.4-6;
-  Topic Alias above the maximum) depend on connection state and belong to the broker.
+  Topic Alias above the maximum) depend on connection state and belong to the broker; which
+  packet types a server accepts is a codec setting (`Limits::accepts`), checked from the first
+  byte.
+- **0x81 or 0x82** (5.0 section 1.2): a property not valid for its packet, or of the wrong type
+  or length, is malformed; Packet Identifier 0, an empty topic without a Topic Alias, a repeated
+  property, a packet type a server never accepts (type 0 included) are protocol errors. A
+  malformed 5.0 CONNECT gets a bare CONNACK with its code (Mosquitto closes without one). Each
+  choice and its clause: `docs/decisions.md`, "Robustness and conformance edges".
+- **Topic depth**: more than `limits.max_topic_levels` levels (200, as Mosquitto) is refused:
+  PUBACK/PUBREC 0x90, SUBACK 0x8F, CONNACK 0x90 for a will topic.
 
 ## The codec's error table
 
