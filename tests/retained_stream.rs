@@ -73,8 +73,8 @@ async fn dashboard_gets_every_status(version: ProtocolVersion, qos: QoS) {
     let mut order: Vec<String> = (0..DEVICES).map(status).collect();
     order.sort();
     // Mid-stream, live updates: a status already sent, one not reached yet (retained, so the
-    // stream leaves its old value out), and one not reached yet sent without retain (the
-    // stream still carries the old value, before the update).
+    // stream carries the new value when it gets there, and the live copy follows), and one
+    // not reached yet sent without retain (the stream still carries the old value).
     let (early, late, late_plain) = (
         order[10].clone(),
         order[DEVICES - 10].clone(),
@@ -91,7 +91,7 @@ async fn dashboard_gets_every_status(version: ProtocolVersion, qos: QoS) {
             dash.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
         }
         topics.insert(p.topic.to_string());
-        updates += usize::from(&p.payload[..] == b"new");
+        updates += usize::from(&p.payload[..] == b"new" && !p.retain);
         got.push((
             p.topic.to_string(),
             String::from_utf8_lossy(&p.payload).into_owned(),
@@ -110,17 +110,18 @@ async fn dashboard_gets_every_status(version: ProtocolVersion, qos: QoS) {
     }
     dash.expect_nothing().await;
 
-    // The stream: the statuses in topic order, each once, with RETAIN and the stored value.
+    // The stream: every status in topic order, each once, with RETAIN and the value stored
+    // when the stream got to it.
     let stream: Vec<&(String, String, bool)> = got.iter().filter(|(_, _, r)| *r).collect();
-    assert!(stream.iter().all(|(_, p, _)| p == "old"));
     let streamed: Vec<&String> = stream.iter().map(|(t, _, _)| t).collect();
-    let want: Vec<&String> = order
-        .iter()
-        .filter(|t| **t != late || streamed.contains(t))
-        .collect();
     assert_eq!(
-        streamed, want,
+        streamed,
+        order.iter().collect::<Vec<_>>(),
         "{version:?} {qos:?}: the retained statuses in topic order"
+    );
+    assert!(
+        stream.iter().all(|(t, p, _)| p == "old" || *t == late),
+        "{version:?} {qos:?}"
     );
     // The live updates, in the order published, without RETAIN (not Retain As Published),
     // each after its topic's old value if that came at all.
@@ -146,14 +147,14 @@ async fn dashboard_gets_every_status(version: ProtocolVersion, qos: QoS) {
     assert_eq!(per_topic[late_plain.as_str()], ["old", "new"]);
     if qos == QoS::AtLeastOnce {
         // The in-flight window (20) keeps the stream from running ahead of the reader, so the
-        // update came before the stream reached `late`: retained after the subscription, it
-        // came live only, not twice.
-        assert_eq!(per_topic[late.as_str()], ["new"]);
+        // update came before the stream reached `late`: the stream carried the new value, and
+        // the live copy came after it. Never lost, never out of order.
+        assert_eq!(per_topic[late.as_str()], ["new", "new"]);
     } else {
         // At QoS 0 the socket's send buffer may hold the whole stream by then.
         assert!(matches!(
             per_topic[late.as_str()][..],
-            ["new"] | ["old", "new"]
+            ["new", "new"] | ["old", "new"]
         ));
     }
     assert_eq!(per_topic.len(), DEVICES, "every device's status arrived");
@@ -206,4 +207,50 @@ async fn a_retained_stream_resumes_with_its_session() {
     topics.dedup(); // a message in flight when the client left comes again, with DUP
     let want: Vec<String> = (0..3_000).map(|i| format!("r/{i:04}")).collect();
     assert_eq!(topics, want);
+}
+
+/// An UNSUBSCRIBE stops the subscription's retained stream (MQTT-3.10.4-2): what was in flight
+/// is finished, nothing more comes.
+#[tokio::test]
+async fn unsubscribing_stops_the_retained_stream() {
+    let b = start().await;
+    for i in 0..3_000 {
+        b.server
+            .broker()
+            .publish(message(&format!("r/{i:04}"), "v", QoS::AtLeastOnce, true));
+    }
+    let mut sub = Raw::connect(b.addr, V5, "quitter", true).await;
+    assert_eq!(sub.subscribe("r/#", QoS::AtLeastOnce).await, [1]);
+    let mut got = 0;
+    for _ in 0..100 {
+        let p = sub.expect_publish().await;
+        sub.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
+        got += 1;
+    }
+    sub.send(&Packet::Unsubscribe(roost::protocol::Unsubscribe {
+        packet_id: 7,
+        properties: Default::default(),
+        filters: vec![ByteStr::from_static("r/#").unwrap()],
+    }))
+    .await;
+    // Until the UNSUBACK: at most the in-flight window (20) was sent before it.
+    loop {
+        match sub.recv().await {
+            Packet::Publish(p) => {
+                sub.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
+                got += 1;
+            }
+            Packet::UnsubAck(a) => {
+                assert_eq!(a.reason_codes, [roost::protocol::ReasonCode::SUCCESS]);
+                break;
+            }
+            other => panic!("expected PUBLISH or UNSUBACK, got {other:?}"),
+        }
+    }
+    got += sub.drain().await.len();
+    assert!(
+        got <= 100 + 20,
+        "{got} retained messages after unsubscribing at 100"
+    );
+    assert_eq!(b.server.broker().queue_depth("quitter"), Some((0, 0)));
 }

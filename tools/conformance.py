@@ -189,6 +189,7 @@ BROKER_TESTS = [
     ("retained_stream::a_slow_dashboard_gets_all_100k_retained_statuses_at_qos0", "3.3.1-6 3.3.1-8", "3.3.1-9"),
     ("retained_stream::a_slow_dashboard_gets_all_100k_retained_statuses_at_qos1", "3.3.1-6 3.3.1-8", "3.3.1-9"),
     ("retained_stream::a_retained_stream_resumes_with_its_session", "3.1.2-4 4.4.0-1", "3.1.2-5 4.4.0-1"),
+    ("retained_stream::unsubscribing_stops_the_retained_stream", "3.10.4-2 3.10.4-3", "3.10.4-2 3.10.4-3"),
     ("flow_control_v5::the_clients_maximum_packet_size_holds_for_every_packet", "", "3.1.2-24 3.14.2-3"),
     ("flow_control_v5::a_refusal_drops_its_reason_string_to_fit_the_clients_limit", "", "3.2.2-19"),
 ]

@@ -292,7 +292,7 @@ impl Broker {
             let will = st.take_will();
             drop(st);
             sessions.remove(&client_id);
-            self.unsubscribe_all(&client_id, &filters);
+            self.unsubscribe_all(&slot, &filters);
             if let Some(will) = will {
                 // Routing takes the trie and session locks, never the registry's.
                 self.publish_will(will);
@@ -341,7 +341,7 @@ impl Broker {
             self.hand_back(slot, handed_back, expiry != 0);
         }
         match expiry {
-            0 => self.discard(slot),
+            0 => self.discard(slot, None),
             u32::MAX => {}
             secs => {
                 let mut st = lock(&slot.state);
@@ -352,31 +352,41 @@ impl Broker {
                 let slot2 = slot.clone();
                 let timer = tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(u64::from(secs))).await;
-                    let st = lock(&slot2.state);
-                    let stale = st.conn.is_some() || st.generation != generation;
-                    drop(st);
-                    if !stale {
-                        broker.discard(&slot2);
-                    }
+                    broker.discard(&slot2, Some(generation));
                 });
                 st.arm_expiry(timer.abort_handle());
             }
         }
     }
 
-    /// Ends a session: its subscriptions go, and its registry entry if it is still this slot.
-    fn discard(&self, slot: &Arc<SessionSlot>) {
+    /// Ends a session whose connection is gone: its subscriptions go, its delayed will goes
+    /// out, and its registry entry goes if it is still this slot. `generation` is that of the
+    /// attach whose end armed the expiry timer calling this (`None` from the detach itself).
+    /// Checked under the registry's and the session's locks, held until the subscriptions are
+    /// gone as `attach` holds them: a connection that resumed the session meanwhile keeps it
+    /// (aborting a timer does not stop one already past its sleep), and one that made a new
+    /// session for the client id cannot see it half removed.
+    fn discard(&self, slot: &Arc<SessionSlot>, generation: Option<u64>) {
         let mut sessions = lock(&self.inner.sessions);
+        let mut st = lock(&slot.state);
+        if st.conn.is_some() || generation.is_some_and(|g| g != st.generation) {
+            return;
+        }
         if sessions
             .get(&slot.client_id)
             .is_some_and(|s| Arc::ptr_eq(s, slot))
         {
             sessions.remove(&slot.client_id);
         }
+        let filters = st.filters.take();
+        st.cancel_expiry();
+        let will = st.take_will();
+        drop(st);
+        self.unsubscribe_all(slot, &filters);
         drop(sessions);
-        let filters = lock(&slot.state).filters.take();
-        self.unsubscribe_all(&slot.client_id, &filters);
-        self.release_will(slot);
+        if let Some(will) = will {
+            self.publish_will(will);
+        }
     }
 
     /// Messages queued and QoS 1/2 messages in flight for `client_id`'s session, if it has one

@@ -1,8 +1,6 @@
 //! The retained-message store: one message per topic, updated by retained PUBLISHes, and handed
 //! to new subscriptions a batch at a time as their connections send them (see
-//! `session/retained.rs`). Each message carries the sequence number it was stored with, so a
-//! subscription's stream can leave out what was retained after it was made: that reached the
-//! subscription live.
+//! `session/retained.rs`).
 
 use super::{Broker, lock};
 use crate::session::{Delivery, Message, RetainedCursor, RetainedSource};
@@ -12,46 +10,27 @@ use std::ops::ControlFlow;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Entries a batch may look at for each one it hands out, so that skipping many replaced or
-/// expired messages holds the store's lock only briefly; the cursor remembers where it stopped.
+/// Nodes of the tree a batch may visit for each message it hands out, so that a filter that
+/// matches little (`+/+/status` over a large tree) holds the store's lock only briefly; the
+/// cursor remembers where the walk stopped.
 const LOOK_AHEAD: usize = 16;
-
-/// A retained message and when it was stored.
-#[derive(Debug)]
-pub(super) struct Entry {
-    message: Arc<Message>,
-    /// The store's sequence number when this message was stored.
-    seq: u64,
-}
 
 /// The retained messages, by topic.
 #[derive(Debug, Default)]
 pub(super) struct RetainedStore {
-    tree: RetainedTree<Entry>,
-    /// Bumped for each message stored.
-    seq: u64,
+    tree: RetainedTree<Arc<Message>>,
 }
 
 impl RetainedStore {
     /// Stores a retained message, or deletes the topic's message for an empty payload
     /// [MQTT-3.3.1-5, MQTT-3.3.1-10].
-    pub(super) fn update(&mut self, m: &Arc<Message>) {
+    pub(super) fn update(&mut self, m: &Message) {
         if m.payload.is_empty() {
             self.tree.remove(&m.topic);
         } else {
-            self.seq += 1;
-            let entry = Entry {
-                // Not a slice of the publisher's read buffer: it may be kept for years.
-                message: Arc::new(m.compacted()),
-                seq: self.seq,
-            };
-            self.tree.insert(&m.topic, entry);
+            // Not a slice of the publisher's read buffer: it may be kept for years.
+            self.tree.insert(&m.topic, Arc::new(m.compacted()));
         }
-    }
-
-    /// The sequence number a new subscription's stream starts from.
-    pub(super) fn snapshot(&self) -> u64 {
-        self.seq
     }
 
     /// Number of retained messages.
@@ -70,38 +49,36 @@ impl RetainedSource for Broker {
         let now = Instant::now();
         let mut store = lock(&self.inner.retained);
         let mut expired = Vec::new();
-        let (mut looked, mut last) = (0, None);
-        let before = out.len();
-        let done = store
-            .tree
-            .walk(&cursor.filter, cursor.after.as_deref(), |e| {
-                looked += 1;
-                last = Some(&e.message.topic);
-                if e.seq > cursor.snapshot {
-                    // Retained after the subscription was made: it was delivered live.
-                } else if e.message.expired(now) {
+        let mut handed = 0;
+        let stopped = store.tree.walk(
+            &cursor.filter,
+            cursor.after.as_deref(),
+            max * LOOK_AHEAD,
+            |m| {
+                if m.expired(now) {
                     // [MQTT-3.3.2-5] an expired retained message is not sent, and goes.
-                    expired.push(e.message.topic.clone());
-                } else {
-                    out.push_back(Delivery {
-                        message: e.message.clone(),
-                        qos: e.message.qos.min(cursor.qos),
-                        retain: true, // [MQTT-3.3.1-8]
-                        extra: cursor.extra.clone(),
-                    });
+                    expired.push(m.topic.clone());
+                    return ControlFlow::Continue(());
                 }
-                if out.len() - before >= max || looked >= max * LOOK_AHEAD {
+                out.push_back(Delivery {
+                    message: m.clone(),
+                    qos: m.qos.min(cursor.qos),
+                    retain: true, // [MQTT-3.3.1-8]
+                    extra: cursor.extra.clone(),
+                });
+                handed += 1;
+                if handed >= max {
                     ControlFlow::Break(())
                 } else {
                     ControlFlow::Continue(())
                 }
-            });
-        if let Some(topic) = last {
-            cursor.after = Some(topic.clone());
-        }
+            },
+        );
         for topic in expired {
             store.tree.remove(&topic);
         }
+        let done = stopped.is_none();
+        cursor.after = stopped.map(String::into_boxed_str);
         done
     }
 }

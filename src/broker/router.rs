@@ -57,8 +57,8 @@ impl Broker {
     /// `TakenOver` if `conn` no longer has the session: checked under the session's lock, held
     /// until the subscription is in the trie and in the session's list, so that a takeover
     /// either comes first (and nothing is added) or finds the filter to remove [issue 14,
-    /// section 6]. Lock order: the session's, then the subscriptions', then the retained
-    /// store's; nothing takes a session's lock while holding either of the others.
+    /// section 6]. Lock order: the session's, then the subscriptions' (or the retained
+    /// store's); nothing takes a session's lock while holding either of the others.
     pub fn subscribe(
         &self,
         slot: &Arc<SessionSlot>,
@@ -119,11 +119,9 @@ impl Broker {
             RetainHandling::DoNotSend => false,
         };
         if send_retained && limits.retain_available {
-            let snapshot = lock(&self.inner.retained).snapshot();
             st.session.push_retained(RetainedCursor {
                 filter: filter.into(),
                 after: None,
-                snapshot,
                 qos: granted,
                 extra: DeliveryExtra::new(SubscriptionIds::one(subscription_id), None),
             });
@@ -143,26 +141,36 @@ impl Broker {
         let removed = {
             let mut subs = self.subscriptions_mut();
             match parse_shared(filter) {
-                Some(Ok((group, f))) => subs.leave_group(f, group, &slot.client_id),
+                Some(Ok((group, f))) => subs.leave_group(f, group, slot),
                 _ => subs.direct.remove(filter, &slot.client_id).is_some(),
             }
         };
         st.filters.remove(filter);
+        st.session.drop_retained(filter);
         Ok(removed)
     }
 
-    pub(super) fn unsubscribe_all(&self, client_id: &Arc<str>, filters: &[Box<str>]) {
+    /// Removes the subscriptions of the session `slot` holds (its `filters`) when it ends. Only
+    /// its own: a new session of the same client id may hold the same filters by then.
+    pub(super) fn unsubscribe_all(&self, slot: &Arc<SessionSlot>, filters: &[Box<str>]) {
         if filters.is_empty() {
             return;
         }
+        let id = &slot.client_id;
         let mut subs = self.subscriptions_mut();
         for filter in filters {
             match parse_shared(filter) {
                 Some(Ok((group, f))) => {
-                    subs.leave_group(f, group, client_id);
+                    subs.leave_group(f, group, slot);
                 }
                 _ => {
-                    subs.direct.remove(filter, client_id);
+                    let ours = subs
+                        .direct
+                        .get(filter, id)
+                        .is_some_and(|e| Arc::ptr_eq(&e.slot, slot));
+                    if ours {
+                        subs.direct.remove(filter, id);
+                    }
                 }
             }
         }

@@ -45,10 +45,10 @@ impl SharedGroup {
         }
     }
 
-    /// Removes a member; false if `client_id` was not one.
-    pub fn leave(&mut self, client_id: &str) -> bool {
+    /// Removes the member whose session is `slot`; false if it was not one.
+    pub fn leave(&mut self, slot: &Arc<SessionSlot>) -> bool {
         let before = self.members.len();
-        self.members.retain(|m| &*m.slot.client_id != client_id);
+        self.members.retain(|m| !Arc::ptr_eq(&m.slot, slot));
         self.members.len() != before
     }
 
@@ -109,14 +109,19 @@ fn random() -> usize {
 }
 
 impl Subscriptions {
-    /// Removes `client_id` from the group `group` of `filter`, and the group once it is empty;
-    /// false if it was not a member.
-    pub(super) fn leave_group(&mut self, filter: &str, group: &str, client_id: &str) -> bool {
+    /// Removes the session `slot` from the group `group` of `filter`, and the group once it is
+    /// empty; false if it was not a member.
+    pub(super) fn leave_group(
+        &mut self,
+        filter: &str,
+        group: &str,
+        slot: &Arc<SessionSlot>,
+    ) -> bool {
         let key: Arc<str> = group.into();
         let Some(g) = self.shared.get_mut(filter, &key) else {
             return false;
         };
-        let left = g.leave(client_id);
+        let left = g.leave(slot);
         if g.members.is_empty() {
             self.shared.remove(filter, &key);
         }

@@ -143,6 +143,12 @@ impl Session {
         self.queue.push_retained(cursor);
     }
 
+    /// Drops the retained messages a subscription to `filter` has still to send: it was
+    /// unsubscribed (MQTT-3.10.4-2).
+    pub fn drop_retained(&mut self, filter: &str) {
+        self.queue.drop_retained(filter);
+    }
+
     /// When [`Session::next_outgoing`] found nothing because a retained stream at the front of
     /// the queue has no batch ready: takes the next one from `source`. Returns whether it did
     /// (or finished the stream), so the caller asks for the next packet again.

@@ -88,6 +88,13 @@ impl MessageQueue {
             .count()
     }
 
+    /// Drops the retained streams of `filter` not yet over: an UNSUBSCRIBE stops what the
+    /// subscription would still add (MQTT-3.10.4-2; what is in flight is finished).
+    pub(super) fn drop_retained(&mut self, filter: &str) {
+        self.entries
+            .retain(|e| !matches!(e, Entry::Retained(s) if *s.cursor.filter == *filter));
+    }
+
     /// If a retained stream at the front has nothing ready, takes its next batch from `source`,
     /// or removes it once it is over. Returns whether it did either: the front may then have a
     /// message to send.

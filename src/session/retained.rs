@@ -2,10 +2,12 @@
 //! queue rather than copies in it: a subscription to `#` over 100,000 retained messages takes
 //! them from the broker's retained store a batch at a time, as fast as the connection sends
 //! them, instead of filling (and overflowing) the bounded queue at once. Live messages that
-//! arrive meanwhile queue behind the stream, so each topic's messages stay in order.
+//! arrive meanwhile queue behind the stream, so each topic's messages stay in order. A topic
+//! retained anew while the stream is under way is sent as it is when the stream reaches it:
+//! possibly once more live, never lost.
 
 use super::{Delivery, DeliveryExtra};
-use crate::protocol::{ByteStr, QoS};
+use crate::protocol::QoS;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -32,11 +34,9 @@ pub trait RetainedSource {
 pub struct RetainedCursor {
     /// The filter subscribed to (for a `$share` subscription there is no stream).
     pub filter: Box<str>,
-    /// The topic of the last message handed out or skipped; `None` before the first.
-    pub after: Option<ByteStr>,
-    /// The store's sequence number when the subscription was made: a message retained after it
-    /// reached the subscription live, so the stream leaves it out rather than send it twice.
-    pub snapshot: u64,
+    /// The topic where the last batch stopped (the last node of the tree it visited); `None`
+    /// before the first.
+    pub after: Option<Box<str>>,
     /// The QoS the subscription was granted.
     pub qos: QoS,
     /// The subscription's identifier, carried by every delivery of the stream.

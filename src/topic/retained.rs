@@ -105,7 +105,7 @@ enum Children<'a, V> {
         range: btree_map::Range<'a, Box<str>, Node<V>>,
         skip_dollar: bool,
     },
-    One(Option<&'a Node<V>>),
+    One(Option<(&'a str, &'a Node<V>)>),
 }
 
 impl<'a, V> Children<'a, V> {
@@ -121,8 +121,9 @@ impl<'a, V> Children<'a, V> {
             }
             Select::One(level) => Self::One(
                 node.children
-                    .get(level)
-                    .filter(|_| after.is_none_or(|a| level > a)),
+                    .get_key_value(level)
+                    .filter(|_| after.is_none_or(|a| level > a))
+                    .map(|(name, node)| (&**name, node)),
             ),
             Select::Nothing => Self::One(None),
         }
@@ -130,14 +131,14 @@ impl<'a, V> Children<'a, V> {
 }
 
 impl<'a, V> Iterator for Children<'a, V> {
-    type Item = &'a Node<V>;
+    type Item = (&'a str, &'a Node<V>);
 
-    fn next(&mut self) -> Option<&'a Node<V>> {
+    fn next(&mut self) -> Option<(&'a str, &'a Node<V>)> {
         match self {
             Self::All { range, skip_dollar } => range
                 .find(|(name, _)| !(*skip_dollar && name.starts_with('$')))
-                .map(|(_, node)| node),
-            Self::One(node) => node.take(),
+                .map(|(name, node)| (&**name, node)),
+            Self::One(child) => child.take(),
         }
     }
 }
@@ -216,7 +217,7 @@ impl<V> RetainedTree<V> {
 
     /// Calls `f` for the message of every topic that `filter` matches.
     pub fn for_each_match<'a>(&'a self, filter: &str, mut f: impl FnMut(&'a V)) {
-        self.walk(filter, None, |v| {
+        self.walk(filter, None, usize::MAX, |v| {
             f(v);
             ControlFlow::Continue(())
         });
@@ -224,26 +225,31 @@ impl<V> RetainedTree<V> {
 
     /// Calls `f` for the messages of the topics `filter` matches, in topic order (level by
     /// level, in byte order; a topic before the topics below it), from the first topic after
-    /// `after` on, until `f` breaks. Returns true when it ran to the end.
+    /// `after` on, until `f` breaks or `budget` nodes of the tree have been visited (matching
+    /// or not, so that a filter that matches little does not walk the whole tree at once).
+    /// Returns `None` when it ran to the end, else the topic of the last node it visited: the
+    /// next walk goes on after it.
     ///
-    /// `after` is the topic of the last message a previous walk handed out: the tree may have
-    /// changed since, and the walk goes on from where that topic is or would be.
+    /// The tree may have changed since the topic `after` was handed out: the walk goes on from
+    /// where that topic is or would be.
     pub fn walk<'a>(
         &'a self,
         filter: &str,
         after: Option<&str>,
+        budget: usize,
         mut f: impl FnMut(&'a V) -> ControlFlow<()>,
-    ) -> bool {
+    ) -> Option<String> {
         let filter = Filter::new(filter);
         // One entry per level being walked: the children of that level still to visit, and
         // the depth they are at.
         let mut stack: Vec<(usize, Children<'a, V>)> = Vec::new();
+        // The levels of the node last visited (or of `after`, while it is sought).
+        let mut path: Vec<&str> = Vec::new();
         let mut node = &self.root;
         let mut depth = 0;
-        let mut at_after = after.is_none();
+        let mut at_after = true;
         if let Some(after) = after {
             // Down the path of `after`: at each level, the siblings after it are still to come.
-            at_after = true;
             for level in super::levels(after) {
                 let select = filter.select(depth);
                 stack.push((depth + 1, Children::of(node, select, Some(level))));
@@ -251,6 +257,7 @@ impl<V> RetainedTree<V> {
                     Some(child) => {
                         node = child;
                         depth += 1;
+                        path.push(level);
                     }
                     None => {
                         at_after = false;
@@ -260,26 +267,29 @@ impl<V> RetainedTree<V> {
             }
         }
         if at_after {
-            // Below the topic handed out last (or the root): its children come next.
+            // Below the topic visited last (or the root): its children come next.
             stack.push((depth + 1, Children::of(node, filter.select(depth), None)));
         }
+        let mut visited = 0;
         while let Some((depth, children)) = stack.last_mut() {
             let depth = *depth;
-            let Some(child) = children.next() else {
+            let Some((name, child)) = children.next() else {
                 stack.pop();
                 continue;
             };
-            if filter.matches_at(depth)
-                && let Some(v) = &child.value
-                && f(v).is_break()
-            {
-                return false;
+            path.truncate(depth - 1);
+            path.push(name);
+            visited += 1;
+            let stop =
+                filter.matches_at(depth) && child.value.as_ref().is_some_and(|v| f(v).is_break());
+            if stop || visited >= budget {
+                return Some(path.join("/"));
             }
             if !child.children.is_empty() {
                 stack.push((depth + 1, Children::of(child, filter.select(depth), None)));
             }
         }
-        true
+        None
     }
 }
 
@@ -334,26 +344,50 @@ mod tests {
             let want = want(filter);
             // One message per walk, each resuming after the last one's topic.
             let mut got = Vec::new();
-            let mut after: Option<&str> = None;
+            let mut after: Option<String> = None;
             loop {
                 let mut this = None;
-                let done = t.walk(filter, after, |v| {
+                let stopped = t.walk(filter, after.as_deref(), usize::MAX, |v| {
                     this = Some(*v);
                     ControlFlow::Break(())
                 });
-                match this {
-                    Some(v) => {
+                match (this, stopped) {
+                    (Some(v), Some(at)) => {
+                        assert_eq!(at, v, "{filter:?}: it stopped at the topic it handed out");
                         got.push(v);
-                        after = Some(v);
+                        after = Some(at);
                     }
-                    None => {
-                        assert!(done, "{filter:?}: a walk that handed out nothing ran out");
-                        break;
-                    }
+                    (None, None) => break,
+                    other => panic!("{filter:?}: {other:?}"),
                 }
             }
             assert_eq!(got, want, "filter {filter:?}");
+            // One node at a time: the same messages, however many walks it takes.
+            let mut got = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let stopped = t.walk(filter, after.as_deref(), 1, |v| {
+                    got.push(*v);
+                    ControlFlow::Continue(())
+                });
+                match stopped {
+                    Some(at) => after = Some(at),
+                    None => break,
+                }
+            }
+            assert_eq!(got, want, "filter {filter:?}, one node per walk");
         }
+    }
+
+    #[test]
+    fn a_walk_stops_when_its_budget_of_nodes_is_spent_even_without_a_match() {
+        let t = tree();
+        let none = |_: &&str| ControlFlow::Continue(());
+        // "+/+/+" matches only "a/b/c" and "a/b/d", deep in the tree: one node is visited
+        // ("", the first level in byte order) and the walk stops there.
+        assert_eq!(t.walk("+/+/+", None, 1, none), Some(String::new()));
+        assert_eq!(t.walk("+/+/+", Some(""), 1, none), Some("/".into()));
+        assert_eq!(t.walk("+/+/+", None, usize::MAX, none), None);
     }
 
     #[test]
@@ -362,13 +396,13 @@ mod tests {
         t.remove("a/b");
         t.remove("a/b/c");
         let mut got = Vec::new();
-        t.walk("#", Some("a/b"), |v| {
+        t.walk("#", Some("a/b"), usize::MAX, |v| {
             got.push(*v);
             ControlFlow::Continue(())
         });
         assert_eq!(got, ["a/b/d", "a/c", "b"]);
         let mut got = Vec::new();
-        t.walk("#", Some("a/bb"), |v| {
+        t.walk("#", Some("a/bb"), usize::MAX, |v| {
             got.push(*v);
             ControlFlow::Continue(())
         });
@@ -409,7 +443,7 @@ mod tests {
         t.for_each_match("#", |v| got.push(*v));
         assert_eq!(got, [2, 1]);
         let mut got = Vec::new();
-        t.walk("a/#", Some(&deep[..deep.len() - 2]), |v| {
+        t.walk("a/#", Some(&deep[..deep.len() - 2]), usize::MAX, |v| {
             got.push(*v);
             ControlFlow::Continue(())
         });
