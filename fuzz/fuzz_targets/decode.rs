@@ -5,7 +5,10 @@
 //! - byte 0, bits 0-1: the connection's version (0 = 3.1, 1 = 3.1.1, 2 and 3 = 5.0);
 //! - byte 0, bit 2: a small Maximum Packet Size of `2 + byte 1` instead of the protocol's own;
 //! - byte 0, bit 3: also feed the stream one byte at a time, and require the same packets and
-//!   the same final outcome as decoding it whole (so `Ok(None)` never consumes or loses bytes).
+//!   the same final outcome as decoding it whole (so `Ok(None)` never consumes or loses bytes);
+//! - byte 0, bits 4-5: the packet types accepted: every one, what a server accepts from a
+//!   connected client (with or without AUTH), or only AUTH and DISCONNECT (an AUTH exchange).
+//!   A refused type must be refused as a Protocol Error from its first byte.
 //!
 //! For each accepted packet (the CONNECT in its own version, the others in the stream's):
 //! - `encode` succeeds and writes exactly `encoded_len` bytes;
@@ -19,7 +22,9 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use roost::protocol::{DecodeError, Limits, Packet, ProtocolVersion, decode};
+use roost::protocol::{
+    DecodeError, Limits, Packet, PacketTypes, ProtocolVersion, ReasonCode, decode,
+};
 
 fuzz_target!(|data: &[u8]| {
     let [config, param, stream @ ..] = data else {
@@ -30,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         1 => ProtocolVersion::V3_1_1,
         _ => ProtocolVersion::V5,
     };
-    let limits = if config & 0x04 != 0 {
+    let mut limits = if config & 0x04 != 0 {
         Limits {
             max_packet_size: 2 + u32::from(*param),
             ..Limits::default()
@@ -38,6 +43,23 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Limits::default()
     };
+    limits.accepts = match (config >> 4) & 0x03 {
+        0 => PacketTypes::ALL,
+        1 => PacketTypes::FROM_CLIENT,
+        2 => PacketTypes::FROM_CLIENT.without_auth(),
+        _ => PacketTypes::AUTH_EXCHANGE,
+    };
+    if let Some(&first) = stream.first()
+        && !limits.accepts.contains(first >> 4)
+    {
+        let mut buf = BytesMut::from(&stream[..1]);
+        let refused = decode(&mut buf, version, &limits);
+        assert!(
+            matches!(refused, Err(e) if e.reason == ReasonCode::PROTOCOL_ERROR),
+            "type {} not accepted, yet {refused:?} from its first byte",
+            first >> 4
+        );
+    }
     let whole = decode_all(stream, version, &limits);
     if config & 0x08 != 0 {
         assert_eq!(
