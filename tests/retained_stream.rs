@@ -43,6 +43,13 @@ fn store_fleet(broker: &roost::broker::Broker, qos: QoS) {
     assert_eq!(broker.retained_count(), 2 * DEVICES);
 }
 
+/// `n` retained messages at QoS 1 on `r/0000`, `r/0001`, ...
+fn store_numbered(broker: &roost::broker::Broker, n: usize) {
+    for i in 0..n {
+        broker.publish(message(&format!("r/{i:04}"), "v", QoS::AtLeastOnce, true));
+    }
+}
+
 /// A client whose socket receive buffer is small, so the broker's writes fill it often and the
 /// connection has to wait for the reader: a slow reader, without sleeping.
 async fn slow_client(addr: std::net::SocketAddr, version: ProtocolVersion, id: &str) -> Raw {
@@ -175,11 +182,7 @@ async fn a_slow_dashboard_gets_all_100k_retained_statuses_at_qos1() {
 #[tokio::test]
 async fn a_retained_stream_resumes_with_its_session() {
     let b = start().await;
-    for i in 0..3_000 {
-        b.server
-            .broker()
-            .publish(message(&format!("r/{i:04}"), "v", QoS::AtLeastOnce, true));
-    }
+    store_numbered(b.server.broker(), 3_000);
     let props = roost::protocol::Properties {
         session_expiry_interval: Some(60),
         ..Default::default()
@@ -214,11 +217,7 @@ async fn a_retained_stream_resumes_with_its_session() {
 #[tokio::test]
 async fn unsubscribing_stops_the_retained_stream() {
     let b = start().await;
-    for i in 0..3_000 {
-        b.server
-            .broker()
-            .publish(message(&format!("r/{i:04}"), "v", QoS::AtLeastOnce, true));
-    }
+    store_numbered(b.server.broker(), 3_000);
     let mut sub = Raw::connect(b.addr, V5, "quitter", true).await;
     assert_eq!(sub.subscribe("r/#", QoS::AtLeastOnce).await, [1]);
     let mut got = 0;

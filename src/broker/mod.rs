@@ -157,13 +157,11 @@ impl Broker {
     /// there is a bug (a connection that went on subscribing after it was taken over, say).
     pub fn subscriptions_without_a_session(&self) -> Vec<String> {
         // The registry first: `attach` takes it before the subscriptions.
-        let sessions: HashMap<Arc<str>, usize> = lock(&self.inner.sessions)
-            .iter()
-            .map(|(id, slot)| (id.clone(), Arc::as_ptr(slot) as usize))
-            .collect();
+        let sessions = lock(&self.inner.sessions).clone();
         let mut orphans = Vec::new();
         let mut check = |e: &SubEntry| {
-            if sessions.get(&e.slot.client_id) != Some(&(Arc::as_ptr(&e.slot) as usize)) {
+            let registered = sessions.get(&e.slot.client_id);
+            if !registered.is_some_and(|s| Arc::ptr_eq(s, &e.slot)) {
                 orphans.push(e.slot.client_id.to_string());
             }
         };

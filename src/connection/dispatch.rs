@@ -278,18 +278,15 @@ impl Connection {
             ));
         }
         let mut reason_codes = Vec::with_capacity(s.subscriptions.len());
-        let suback = SubAck {
+        let suback = Packet::SubAck(SubAck {
             packet_id: s.packet_id,
             properties: Default::default(),
             reason_codes: vec![ReasonCode::SUCCESS; s.subscriptions.len()],
-        };
-        if !self.fits(Packet::SubAck(suback).encoded_len(self.version)) {
-            // [MQTT-3.1.2-24] The SUBACK could not be sent: nothing is subscribed.
-            return Err(protocol(
-                ReasonCode::PACKET_TOO_LARGE,
-                "its SUBACK would exceed the client's Maximum Packet Size",
-            ));
-        }
+        });
+        self.ack_must_fit(
+            suback,
+            "its SUBACK would exceed the client's Maximum Packet Size",
+        )?;
         for sub in &s.subscriptions {
             if sub.options.no_local && sub.filter.starts_with("$share/") {
                 return Err(protocol(
@@ -327,20 +324,15 @@ impl Connection {
 
     fn on_unsubscribe(&mut self, u: Unsubscribe) -> Result<(), Close> {
         let mut reason_codes = Vec::new();
-        if self.version.is_v5() {
-            let unsuback = UnsubAck {
-                packet_id: u.packet_id,
-                properties: Default::default(),
-                reason_codes: vec![ReasonCode::SUCCESS; u.filters.len()],
-            };
-            if !self.fits(Packet::UnsubAck(unsuback).encoded_len(self.version)) {
-                // [MQTT-3.1.2-24] The UNSUBACK could not be sent: nothing is unsubscribed.
-                return Err(protocol(
-                    ReasonCode::PACKET_TOO_LARGE,
-                    "its UNSUBACK would exceed the client's Maximum Packet Size",
-                ));
-            }
-        }
+        let unsuback = Packet::UnsubAck(UnsubAck {
+            packet_id: u.packet_id,
+            properties: Default::default(),
+            reason_codes: vec![ReasonCode::SUCCESS; u.filters.len()],
+        });
+        self.ack_must_fit(
+            unsuback,
+            "its UNSUBACK would exceed the client's Maximum Packet Size",
+        )?;
         for filter in &u.filters {
             let existed = self
                 .broker
@@ -360,6 +352,17 @@ impl Connection {
             reason_codes,
         }));
         Ok(())
+    }
+
+    /// Refuses a SUBSCRIBE or UNSUBSCRIBE whose acknowledgement `ack` (its reason codes still
+    /// placeholders) could not be sent within the client's Maximum Packet Size
+    /// [MQTT-3.1.2-24]: DISCONNECT 0x95, before anything is (un)subscribed.
+    fn ack_must_fit(&self, ack: Packet, what: &'static str) -> Result<(), Close> {
+        if self.fits(ack.encoded_len(self.version)) {
+            Ok(())
+        } else {
+            Err(protocol(ReasonCode::PACKET_TOO_LARGE, what))
+        }
     }
 
     /// The session's state, for a change this connection makes: `TakenOver` once another

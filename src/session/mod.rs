@@ -10,7 +10,7 @@ mod run;
 mod window;
 
 pub use message::{Deadline, Delivery, DeliveryExtra, Message, SubscriptionIds};
-pub use retained::{RETAINED_BATCH, RetainedCursor, RetainedSource};
+pub use retained::{RetainedCursor, RetainedSource};
 pub use run::{Run, RunGrant, RunSlice, wire_estimate};
 
 use crate::protocol::QoS;
@@ -130,11 +130,6 @@ impl Session {
     /// Messages queued and not yet sent.
     pub fn queued(&self) -> usize {
         self.queue.len()
-    }
-
-    /// Subscriptions whose retained messages are still being handed out.
-    pub fn retained_streams(&self) -> usize {
-        self.queue.retained_streams()
     }
 
     /// Queues the retained messages of a new subscription behind what is queued already: they

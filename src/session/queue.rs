@@ -80,14 +80,6 @@ impl MessageQueue {
             .push_back(Entry::Retained(Box::new(RetainedStream::new(cursor))));
     }
 
-    /// Retained streams queued and not over.
-    pub(super) fn retained_streams(&self) -> usize {
-        self.entries
-            .iter()
-            .filter(|e| matches!(e, Entry::Retained(_)))
-            .count()
-    }
-
     /// Drops the retained streams of `filter` not yet over: an UNSUBSCRIBE stops what the
     /// subscription would still add (MQTT-3.10.4-2; what is in flight is finished).
     pub(super) fn drop_retained(&mut self, filter: &str) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 /// Retained messages taken from the store per batch: enough to fill a write, few enough that
 /// the store's lock is held briefly and a session holds little.
-pub const RETAINED_BATCH: usize = 64;
+const RETAINED_BATCH: usize = 64;
 
 /// Where a subscription's retained messages come from: the broker's retained store. The session
 /// asks for the next batch; it never looks anything up itself.

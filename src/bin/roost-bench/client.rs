@@ -45,6 +45,18 @@ pub struct Dial {
     pub keep_alive: u16,
 }
 
+impl Dial {
+    /// The broker the command line names, from the default source address, keep alive off.
+    pub fn broker(common: &crate::cli::Common) -> Self {
+        Self {
+            addr: common.addr(),
+            source: None,
+            version: common.version(),
+            keep_alive: 0,
+        }
+    }
+}
+
 impl Client {
     /// TCP connect, CONNECT with a clean session, and a successful CONNACK.
     pub async fn connect(dial: Dial, client_id: &str) -> Result<Self> {

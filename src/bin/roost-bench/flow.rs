@@ -76,12 +76,7 @@ struct Tasks {
 }
 
 pub async fn run(common: &Common, name: &str, spec: Spec) -> Result<Outcome> {
-    let dial = Dial {
-        addr: common.addr(),
-        source: None,
-        version: common.version(),
-        keep_alive: 0,
-    };
+    let dial = Dial::broker(common);
     let tag = format!("rb{}-{name}", std::process::id());
     let subscribers = tokio::time::timeout(SETUP_MAX, connect_all(dial, &tag, &spec, common))
         .await

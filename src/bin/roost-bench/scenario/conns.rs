@@ -148,16 +148,10 @@ async fn open_all(
     let tag = format!("rb{}-c", std::process::id());
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
+        let source = Ipv4Addr::new(127, 0, 0, 1 + (i % usize::from(source_ips)) as u8);
         let dial = Dial {
-            addr: common.addr(),
-            source: Some(IpAddr::V4(Ipv4Addr::new(
-                127,
-                0,
-                0,
-                1 + (i % usize::from(source_ips)) as u8,
-            ))),
-            version: common.version(),
-            keep_alive: 0,
+            source: Some(IpAddr::V4(source)),
+            ..Dial::broker(common)
         };
         let (permits, done_tx, id) = (permits.clone(), done_tx.clone(), format!("{tag}{i}"));
         tasks.push(tokio::spawn(async move {

@@ -40,12 +40,7 @@ pub async fn run(common: &Common, messages: usize) -> Result<Report> {
         .retain(|(k, _)| !matches!(*k, "duration_s" | "rate" | "window"));
     r.params.push(("window", common.window.to_string()));
     r.params.push(("messages", messages.to_string()));
-    let dial = Dial {
-        addr: common.addr(),
-        source: None,
-        version: common.version(),
-        keep_alive: 0,
-    };
+    let dial = Dial::broker(common);
     let tag = format!("rb{}-retained", std::process::id());
     let broker = common.broker_pid.map(Proc::Pid);
     let rss_before = broker.map(|b| b.rss_kib()).transpose()?;
