@@ -6,12 +6,13 @@
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use roost::broker::{Broker, SessionSlot};
+use roost::broker::{Broker, Link};
 use roost::config::Config;
 use roost::protocol::{ByteStr, Props, QoS, RetainHandling, SubscriptionOptions};
 use roost::session::{Message, Outgoing};
 use std::hint::black_box;
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::Instant;
 
 const SUBSCRIBERS: usize = 1_000;
@@ -19,7 +20,7 @@ const SUBSCRIBERS: usize = 1_000;
 const RUN: usize = 64;
 
 /// A broker with `SUBSCRIBERS` online sessions subscribed to `bench/fanout` at QoS 0.
-fn broker() -> (Broker, Vec<Arc<SessionSlot>>) {
+fn broker() -> (Broker, Vec<Link>) {
     let broker = Broker::new(Arc::new(Config::default()));
     let options = SubscriptionOptions {
         qos: QoS::AtMostOnce,
@@ -27,16 +28,15 @@ fn broker() -> (Broker, Vec<Arc<SessionSlot>>) {
         retain_as_published: false,
         retain_handling: RetainHandling::DoNotSend,
     };
-    let slots = (0..SUBSCRIBERS)
+    let links = (0..SUBSCRIBERS)
         .map(|i| {
-            let attached = broker.attach(format!("sub-{i}").into(), true, 100, 0);
-            let (slot, conn) = (attached.slot, attached.link.id);
-            let reason = broker.subscribe(&slot, conn, "bench/fanout", options, None);
+            let link = broker.attach(format!("sub-{i}").into(), true, 100, 0).link;
+            let reason = link.subscribe("bench/fanout", options, None);
             assert_eq!(reason.map(|r| r.0), Ok(0), "subscription {i} granted QoS 0");
-            slot
+            link
         })
         .collect();
-    (broker, slots)
+    (broker, links)
 }
 
 /// A run of 64-byte messages on the benchmark's topic.
@@ -58,7 +58,8 @@ fn run() -> Vec<Arc<Message>> {
 }
 
 fn fanout(c: &mut Criterion) {
-    let (broker, slots) = broker();
+    let (broker, links) = broker();
+    let mut batch = Vec::new();
     let run = run();
     let mut g = c.benchmark_group("fanout");
     g.throughput(Throughput::Elements((SUBSCRIBERS * RUN) as u64));
@@ -68,15 +69,21 @@ fn fanout(c: &mut Criterion) {
             debug_assert_eq!(matched, SUBSCRIBERS);
             let now = Instant::now();
             let mut drained = 0;
-            for slot in &slots {
-                let mut st = slot.state.lock().unwrap_or_else(|e| e.into_inner());
-                // As a connection drains: QoS 0 runs come out as slices of up to 64 KiB.
-                while let Some(o) = st.session.next_outgoing_within(now, 64 * 1024) {
-                    drained += match &o {
-                        Outgoing::Run(slice) => slice.messages().len(),
-                        _ => 1,
-                    };
-                    black_box(o);
+            for link in &links {
+                // As a connection drains: QoS 0 runs come out as slices, up to 64 KiB a turn.
+                loop {
+                    let taken = link.take_outgoing(now, 64 * 1024, Waker::noop(), &mut batch);
+                    assert!(taken.is_ok(), "the session is attached");
+                    if batch.is_empty() {
+                        break;
+                    }
+                    for o in batch.drain(..) {
+                        drained += match &o {
+                            Outgoing::Run(slice) => slice.messages().len(),
+                            _ => 1,
+                        };
+                        black_box(o);
+                    }
                 }
             }
             assert_eq!(drained, SUBSCRIBERS * RUN, "every delivery was queued");

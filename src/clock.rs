@@ -5,17 +5,28 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-/// Milliseconds from a fixed point in the process's life to `at`: 0 for anything before it,
-/// at most `u64::MAX - 1` (so that one more still fits).
-pub fn ms(at: Instant) -> u64 {
+/// The clock's zero: a day before its first use, where the clock allows, so that an `Instant`
+/// taken a little before the first use (a test's start, say) is not clamped to it.
+fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
-    // A day before the first use, where the clock allows: an `Instant` taken a little before
-    // the first use (a test's start, say) must not be clamped to it.
-    let epoch = *EPOCH.get_or_init(|| {
+    *EPOCH.get_or_init(|| {
         let now = Instant::now();
         now.checked_sub(Duration::from_secs(86_400)).unwrap_or(now)
-    });
-    u64::try_from(at.saturating_duration_since(epoch).as_millis()).unwrap_or(u64::MAX - 1)
+    })
+}
+
+/// Milliseconds from the clock's zero to `at`: 0 for anything before it, at most
+/// `u64::MAX - 1` (so that one more still fits).
+pub fn ms(at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(epoch()).as_millis()).unwrap_or(u64::MAX - 1)
+}
+
+/// The instant `ms` milliseconds after the clock's zero (the inverse of [`ms`], to the
+/// millisecond); far in the future if that does not fit an `Instant`.
+pub fn at(ms: u64) -> Instant {
+    let zero = epoch();
+    zero.checked_add(Duration::from_millis(ms))
+        .unwrap_or(zero + Duration::from_secs(86_400 * 365 * 30))
 }
 
 /// Milliseconds now, on [`ms`]'s clock.

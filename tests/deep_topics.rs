@@ -221,10 +221,9 @@ async fn the_broker_subscribes_matches_and_removes_a_filter_of_a_hundred_thousan
     config.limits.max_topic_levels = 200_000;
     let broker = Broker::new(Arc::new(config));
     let topic = deep(100_000);
-    let attached = broker.attach("deep".into(), true, 10, 0);
-    let (slot, conn) = (attached.slot, attached.link.id);
+    let link = broker.attach("deep".into(), true, 10, 0).link;
     for filter in [topic.clone(), format!("{}/#", vec!["+"; 99_999].join("/"))] {
-        let granted = broker.subscribe(&slot, conn, &filter, sub_opts(QoS::AtMostOnce), None);
+        let granted = link.subscribe(&filter, sub_opts(QoS::AtMostOnce), None);
         assert_eq!(granted, Ok(ReasonCode(0)));
     }
     let message = |retain| Message {
@@ -238,13 +237,13 @@ async fn the_broker_subscribes_matches_and_removes_a_filter_of_a_hundred_thousan
     };
     assert_eq!(broker.publish(message(true)), 1, "one session matched");
     assert_eq!(broker.queue_depth("deep"), Some((1, 0)));
-    assert_eq!(broker.unsubscribe(&slot, conn, &topic), Ok(true));
+    assert_eq!(link.unsubscribe(&topic), Ok(true));
     assert_eq!(
         broker.publish(message(false)),
         1,
         "the wildcard filter still matches"
     );
-    broker.detach(&slot, conn);
+    link.detach();
     assert!(!broker.has_session("deep"));
     assert_eq!(
         broker.publish(message(false)),

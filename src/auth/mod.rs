@@ -16,6 +16,40 @@ use std::fmt;
 
 pub use scram::{SCRAM_SHA_256, ScramAuthenticator, ScramCredentials, ScramError};
 
+/// What a client's CONNECT (or AUTH 0x19) offers to be authenticated by.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Credentials<'a> {
+    /// The User Name of CONNECT.
+    pub username: Option<&'a str>,
+    /// The Password of CONNECT.
+    pub password: Option<&'a [u8]>,
+    /// The v5 Authentication Method, for enhanced authentication.
+    pub method: Option<&'a str>,
+}
+
+/// How authenticating a client begins (see [`Authenticate`]).
+pub enum Begin {
+    /// The client offered nothing to check: whether it may connect is the configuration's
+    /// call (`auth.allow_anonymous`).
+    Anonymous,
+    /// The client is who it says: this user.
+    User(String),
+    /// The method needs an exchange of AUTH packets, driven by the connection.
+    Exchange(Box<dyn Exchange>),
+    /// The Authentication Method is not enabled (0x8C Bad authentication method).
+    UnknownMethod,
+    /// The credentials are wrong (0x86 Bad user name or password); the reason is for the log.
+    Refused(&'static str),
+}
+
+/// The one step of the CONNECT handshake that decides who a client is. Password files, client
+/// certificates, SCRAM and external hooks are implementations of this: the handshake policy
+/// takes the result, whatever produced it.
+pub trait Authenticate: Send + Sync {
+    /// Begins authenticating a client from what its CONNECT carries.
+    fn begin(&self, credentials: &Credentials<'_>) -> Begin;
+}
+
 /// Starts per-connection exchanges for one or more Authentication Methods.
 ///
 /// Object-safe and shared between connection tasks, hence `Send + Sync` and `&self`.
@@ -92,6 +126,21 @@ impl Methods {
 impl Authenticator for Methods {
     fn start(&self, method: &str) -> Option<Box<dyn Exchange>> {
         self.by_name.get(method)?.start(method)
+    }
+}
+
+/// Enhanced authentication by the enabled methods; a client without a method is taken at its
+/// user name (password files come with the security issue).
+impl Authenticate for Methods {
+    fn begin(&self, credentials: &Credentials<'_>) -> Begin {
+        match credentials.method {
+            Some(method) => self
+                .start(method)
+                .map_or(Begin::UnknownMethod, Begin::Exchange),
+            None => credentials
+                .username
+                .map_or(Begin::Anonymous, |user| Begin::User(user.to_owned())),
+        }
     }
 }
 

@@ -58,16 +58,21 @@ impl Wheel {
 }
 
 impl Broker {
-    /// Watches the keep alive of connection `link` on `slot`: once `grace` passes without
-    /// [`SessionSlot::heard_from`], the slot's `keep_alive_expired` is set and its connection
-    /// woken.
-    pub fn watch_keep_alive(&self, slot: &Arc<SessionSlot>, link: NonZeroU64, grace: Duration) {
+    /// Watches the keep alive of connection `link` on `slot`, heard from at `since_ms`: once it
+    /// has [`lapsed`] (by [`SessionSlot::heard_from`]), the slot's `keep_alive_expired` is set
+    /// and its connection woken.
+    pub(super) fn watch_keep_alive(
+        &self,
+        slot: &Arc<SessionSlot>,
+        link: NonZeroU64,
+        grace_ms: u32,
+        since_ms: u64,
+    ) {
         let ka = &self.inner.keep_alives;
         if !ka.started.swap(true, Ordering::Relaxed) {
             tokio::spawn(sweep(Arc::downgrade(&self.inner)));
         }
-        let grace_ms = u32::try_from(grace.as_millis()).unwrap_or(u32::MAX);
-        let now = now_ms();
+        let now = since_ms;
         slot.heard_from(now);
         let entry = Entry {
             slot: slot.clone(),
@@ -76,6 +81,13 @@ impl Broker {
         };
         lock(&ka.wheel).insert(entry, now + u64::from(grace_ms));
     }
+}
+
+/// Whether a connection last heard from at `last_heard_ms` has been silent for `grace_ms` by
+/// `now_ms` (all on [`crate::clock::ms`]'s clock): the one rule, applied by the sweeper and by
+/// the connection engine alike.
+pub(crate) fn lapsed(last_heard_ms: u64, grace_ms: u32, now_ms: u64) -> bool {
+    now_ms >= last_heard_ms.saturating_add(u64::from(grace_ms))
 }
 
 /// Sweeps the wheel every tick until the broker is gone or shuts down.
@@ -105,12 +117,13 @@ async fn sweep(inner: Weak<super::Inner>) {
             wheel.next_tick = upto + 1;
         }
         for entry in due.drain(..) {
-            let deadline = entry.slot.last_heard() + u64::from(entry.grace_ms);
+            let last_heard = entry.slot.last_heard();
             let mut st = lock(&entry.slot.state);
             if st.conn.as_ref().map(|c| c.id) != Some(entry.link) {
                 continue; // that connection is gone
             }
-            if now < deadline {
+            if !lapsed(last_heard, entry.grace_ms, now) {
+                let deadline = last_heard + u64::from(entry.grace_ms);
                 drop(st);
                 later.push((entry, deadline));
                 continue;

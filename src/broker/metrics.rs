@@ -10,8 +10,15 @@ pub struct Metrics {
     pub connections_refused: AtomicU64,
     pub messages_received: AtomicU64,
     pub messages_delivered: AtomicU64,
-    /// Messages a session's full queue refused (slow or offline subscribers).
+    /// Messages dropped for any reason: the sum of the `dropped_*` counters.
     pub messages_dropped: AtomicU64,
+    /// Dropped because a session's queue was full (a slow or offline subscriber).
+    pub dropped_queue_full: AtomicU64,
+    /// Dropped because the PUBLISH exceeded the client's Maximum Packet Size [MQTT-3.1.2-25].
+    pub dropped_too_large: AtomicU64,
+    /// Dropped because a shared subscription's member left with it unfinished and its group
+    /// had no other member, and its session ended.
+    pub dropped_no_member: AtomicU64,
     pub wills_published: AtomicU64,
 }
 

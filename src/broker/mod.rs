@@ -3,7 +3,8 @@
 //! retained store. Every lock here is a std mutex held for a few instructions and never across
 //! an `.await`; nothing here parses bytes.
 
-mod keep_alive;
+pub(crate) mod keep_alive;
+mod link;
 mod metrics;
 mod registry;
 mod retained;
@@ -11,8 +12,9 @@ mod router;
 mod shared;
 mod will;
 
+pub use link::{ClientAck, Drained, Link};
 pub use metrics::{Metrics, OverloadLog};
-pub use registry::{Attached, ConnectionLink, SessionSlot, SlotState, TakenOver};
+pub use registry::{Attached, SessionSlot, TakenOver};
 pub use shared::SharedGroup;
 
 use crate::config::Config;
@@ -73,8 +75,14 @@ struct Inner {
 impl Broker {
     /// A broker with no sessions, subscriptions or retained messages.
     pub fn new(config: Arc<Config>) -> Self {
-        let (shutdown, _) = watch::channel(false);
         let auth = auth_methods(&config);
+        Self::with_methods(config, auth)
+    }
+
+    /// A broker whose enhanced authentication methods are `auth` rather than those the
+    /// configuration enables.
+    pub(crate) fn with_methods(config: Arc<Config>, auth: crate::auth::Methods) -> Self {
+        let (shutdown, _) = watch::channel(false);
         let s = &config.sessions;
         let queue_limits = Arc::new(crate::session::QueueLimits {
             max_messages: s.max_queued_messages,
@@ -99,7 +107,7 @@ impl Broker {
     }
 
     /// The enhanced authentication methods (MQTT 5.0 section 4.12) the configuration enables.
-    pub fn authenticator(&self) -> &dyn crate::auth::Authenticator {
+    pub(crate) fn authenticator(&self) -> &dyn crate::auth::Authenticate {
         &self.inner.auth
     }
 

@@ -2,6 +2,7 @@
 //! A second connection with the same client id takes the session over; sessions end at
 //! disconnect (clean), never (3.1.1 persistent), or when their v5 expiry timer fires.
 
+use super::link::Link;
 use super::{Broker, lock};
 use crate::session::{Message, QueueLimits, Session};
 use std::collections::HashSet;
@@ -15,9 +16,9 @@ use tokio::task::AbortHandle;
 /// A session and the connection (if any) attached to it.
 #[derive(Debug)]
 pub struct SessionSlot {
-    pub client_id: Arc<str>,
+    pub(crate) client_id: Arc<str>,
     /// Held only for short, synchronous updates; never across an `.await`.
-    pub state: Mutex<SlotState>,
+    pub(super) state: Mutex<SlotState>,
     /// The id of the attached connection (`state.conn`), 0 if none: written under the state's
     /// lock, readable without it. Shared subscription groups prefer connected members, and a
     /// connection notices before each packet that it was taken over.
@@ -29,30 +30,33 @@ pub struct SessionSlot {
 
 impl SessionSlot {
     /// Notes that the attached connection received a packet at `now_ms`.
-    pub fn heard_from(&self, now_ms: u64) {
+    pub(super) fn heard_from(&self, now_ms: u64) {
         self.last_heard.store(now_ms, Ordering::Relaxed);
     }
 
     /// When the attached connection last received a packet (see [`SessionSlot::heard_from`]).
-    pub fn last_heard(&self) -> u64 {
+    pub(super) fn last_heard(&self) -> u64 {
         self.last_heard.load(Ordering::Relaxed)
     }
 
     /// Whether a connection is attached right now.
-    pub fn is_online(&self) -> bool {
+    pub(super) fn is_online(&self) -> bool {
         self.owner.load(Ordering::Relaxed) != 0
     }
 
     /// Whether connection `conn_id` is the one attached. Without the lock this can be stale
     /// by the time it is used; under it (see [`SessionSlot::lock_for`]) it cannot.
-    pub fn is_attached_to(&self, conn_id: NonZeroU64) -> bool {
+    pub(super) fn is_attached_to(&self, conn_id: NonZeroU64) -> bool {
         self.owner.load(Ordering::Acquire) == conn_id.get()
     }
 
     /// The session's state, for connection `conn_id` to change: `TakenOver` once another
     /// connection has the session (or it has ended), so that nothing a connection does after
     /// it lost its session changes that session or any other [issue 14, section 6].
-    pub fn lock_for(&self, conn_id: NonZeroU64) -> Result<MutexGuard<'_, SlotState>, TakenOver> {
+    pub(super) fn lock_for(
+        &self,
+        conn_id: NonZeroU64,
+    ) -> Result<MutexGuard<'_, SlotState>, TakenOver> {
         let st = lock(&self.state);
         if st.conn.as_ref().map(|c| c.id) == Some(conn_id) {
             Ok(st)
@@ -76,14 +80,14 @@ pub struct TakenOver;
 
 /// The mutable part of a slot.
 #[derive(Debug)]
-pub struct SlotState {
-    pub session: Session,
+pub(crate) struct SlotState {
+    pub(super) session: Session,
     /// The connection currently attached, if any. Private: it changes only with `owner`.
     pub(super) conn: Option<ConnectionLink>,
     /// Seconds the session outlives its connection: 0 ends it at disconnect, `u32::MAX` never.
-    pub expiry: u32,
+    pub(super) expiry: u32,
     /// Every filter this session is subscribed to, to unsubscribe them when it ends.
-    pub filters: Filters,
+    pub(super) filters: Filters,
     /// Bumped on every attach, so an expiry timer armed earlier knows it is stale.
     generation: u64,
     /// The attached connection's task, registered each time it drains the queue: a waker
@@ -91,7 +95,7 @@ pub struct SlotState {
     /// beyond these 16 bytes, and no wake-up can slip between a drain and a new message.
     waker: Option<Waker>,
     /// Set by the keep-alive sweeper: the attached connection let its keep alive lapse.
-    pub keep_alive_expired: bool,
+    pub(super) keep_alive_expired: bool,
     /// A delayed will and the session's timers (see [`Later`]).
     later: Option<Box<Later>>,
 }
@@ -165,7 +169,7 @@ impl SlotState {
 
 impl SlotState {
     /// Registers the attached connection's task to be woken by [`SlotState::take_waker`].
-    pub fn register(&mut self, waker: &Waker) {
+    pub(super) fn register(&mut self, waker: &Waker) {
         match &self.waker {
             Some(w) if w.will_wake(waker) => {}
             _ => self.waker = Some(waker.clone()),
@@ -174,12 +178,12 @@ impl SlotState {
 
     /// The waker of the attached connection, if it is waiting: wake it after the lock is
     /// released. It registers again on its next drain.
-    pub fn take_waker(&mut self) -> Option<Waker> {
+    pub(super) fn take_waker(&mut self) -> Option<Waker> {
         self.waker.take()
     }
 
     /// Bumped on every attach: a timer armed earlier compares it to know it is stale.
-    pub fn generation(&self) -> u64 {
+    pub(super) fn generation(&self) -> u64 {
         self.generation
     }
 }
@@ -191,16 +195,16 @@ impl SlotState {
     clippy::box_collection,
     reason = "the box is the point: 8 bytes in every session, the set only in those with filters"
 )]
-pub struct Filters(Option<Box<HashSet<Box<str>>>>);
+pub(super) struct Filters(Option<Box<HashSet<Box<str>>>>);
 
 impl Filters {
     /// Adds `filter` (again, if it is there already).
-    pub fn insert(&mut self, filter: &str) {
+    pub(super) fn insert(&mut self, filter: &str) {
         self.0.get_or_insert_default().insert(filter.into());
     }
 
     /// Removes `filter`, if it is there.
-    pub fn remove(&mut self, filter: &str) {
+    pub(super) fn remove(&mut self, filter: &str) {
         if let Some(set) = &mut self.0 {
             set.remove(filter);
             if set.is_empty() {
@@ -210,7 +214,7 @@ impl Filters {
     }
 
     /// Every filter, leaving none.
-    pub fn take(&mut self) -> Vec<Box<str>> {
+    pub(super) fn take(&mut self) -> Vec<Box<str>> {
         self.0
             .take()
             .map(|set| set.into_iter().collect())
@@ -221,18 +225,17 @@ impl Filters {
 /// The connection attached to a session. A connection that finds another id in its slot has
 /// been taken over; the slot's waker tells it to look.
 #[derive(Debug, Clone)]
-pub struct ConnectionLink {
+pub(super) struct ConnectionLink {
     /// Never 0, so that an absent link costs no extra bytes in the slot.
-    pub id: NonZeroU64,
+    pub(super) id: NonZeroU64,
 }
 
 /// What a new connection gets from [`Broker::attach`].
-#[derive(Debug)]
 pub struct Attached {
-    pub slot: Arc<SessionSlot>,
+    /// The connection's way to its session.
+    pub link: Link,
     /// CONNACK's Session Present flag.
     pub session_present: bool,
-    pub link: ConnectionLink,
 }
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
@@ -282,9 +285,8 @@ impl Broker {
                 st.session.set_window(window);
                 drop(st);
                 return Attached {
-                    slot,
+                    link: Link::new(self.clone(), slot, link.id),
                     session_present: true,
-                    link,
                 };
             }
             let filters = st.filters.take();
@@ -315,15 +317,14 @@ impl Broker {
         });
         sessions.insert(client_id, slot.clone());
         Attached {
-            slot,
+            link: Link::new(self.clone(), slot, link.id),
             session_present: false,
-            link,
         }
     }
 
     /// Detaches connection `conn_id` from its session when it closes; a no-op if another
     /// connection took the session over meanwhile. Starts the session's expiry.
-    pub fn detach(&self, slot: &Arc<SessionSlot>, conn_id: NonZeroU64) {
+    pub(super) fn detach(&self, slot: &Arc<SessionSlot>, conn_id: NonZeroU64) {
         let mut st = lock(&slot.state);
         if st.conn.as_ref().map(|c| c.id) != Some(conn_id) {
             return;

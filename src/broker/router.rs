@@ -59,7 +59,7 @@ impl Broker {
     /// either comes first (and nothing is added) or finds the filter to remove [issue 14,
     /// section 6]. Lock order: the session's, then the subscriptions' (or the retained
     /// store's); nothing takes a session's lock while holding either of the others.
-    pub fn subscribe(
+    pub(super) fn subscribe(
         &self,
         slot: &Arc<SessionSlot>,
         conn: NonZeroU64,
@@ -131,7 +131,7 @@ impl Broker {
 
     /// Removes the subscription of `slot`'s session to `filter` on behalf of connection `conn`;
     /// false if there was none, `TakenOver` if `conn` no longer has the session.
-    pub fn unsubscribe(
+    pub(super) fn unsubscribe(
         &self,
         slot: &Arc<SessionSlot>,
         conn: NonZeroU64,
@@ -279,8 +279,15 @@ impl Broker {
         if first_drop {
             self.inner.overload_log.queue_full(&slot.client_id);
         }
-        Metrics::add(&self.metrics().messages_dropped, dropped);
+        self.count_queue_full(dropped);
     }
+    /// Counts `n` messages dropped because a session's queue was full.
+    pub(super) fn count_queue_full(&self, n: u64) {
+        let metrics = self.metrics();
+        Metrics::add(&metrics.messages_dropped, n);
+        Metrics::add(&metrics.dropped_queue_full, n);
+    }
+
     /// One target per session: overlapping subscriptions collapse to the highest granted QoS,
     /// carrying every matching Subscription Identifier [MQTT-3.3.5-1, MQTT-3.3.4-3..4].
     fn match_targets(&self, message: &Message, targets: &mut Vec<Target>) {

@@ -5,7 +5,7 @@
 use super::router::Grant;
 use super::{Broker, Metrics, SessionSlot, SubEntry, Subscriptions, lock};
 use crate::config::ShareStrategy;
-use crate::session::{Delivery, Message};
+use crate::session::{Delivery, Enqueued, Message};
 use crate::topic::parse_shared;
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -204,11 +204,18 @@ impl Broker {
         }
         if keep {
             let mut st = lock(&slot.state);
+            let mut full = 0;
             for d in stay {
-                st.session.enqueue(d, false);
+                if let Enqueued::Dropped { .. } = st.session.enqueue(d, false) {
+                    full += 1;
+                }
             }
+            drop(st);
+            self.count_queue_full(full);
         } else {
-            Metrics::add(&self.metrics().messages_dropped, stay.len() as u64);
+            let metrics = self.metrics();
+            Metrics::add(&metrics.messages_dropped, stay.len() as u64);
+            Metrics::add(&metrics.dropped_no_member, stay.len() as u64);
         }
     }
 }

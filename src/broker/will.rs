@@ -23,7 +23,7 @@ impl Broker {
     /// Holds `will` for `delay_secs` on the session that connection `conn_id` is leaving (it
     /// is called before the connection detaches). If another connection has already resumed
     /// the session, the will is cancelled; if one ended it with Clean Start, it goes now.
-    pub fn defer_will(
+    pub(super) fn defer_will(
         &self,
         slot: &Arc<SessionSlot>,
         conn_id: std::num::NonZeroU64,

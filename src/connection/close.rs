@@ -9,7 +9,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// How long a connection the server ends goes on reading (and discarding) what the client still
 /// sends, waiting for it to close first.
-pub(super) const LINGER: Duration = Duration::from_secs(1);
+pub(crate) const LINGER: Duration = Duration::from_secs(1);
 
 /// The end of a connection the server closes, once its last packet (a DISCONNECT, a refusing
 /// CONNACK) is written and the write side shut down: reads and discards what the client still
@@ -17,7 +17,7 @@ pub(super) const LINGER: Duration = Duration::from_secs(1);
 /// makes the kernel send a reset, which discards the client's unread input too, so a client
 /// still sending when the server ends the connection would never read why [issue 14, section
 /// 3]. Bounded: a client that keeps sending cannot hold the task past the deadline.
-pub(super) async fn linger<S: AsyncRead + Unpin>(io: &mut S) {
+pub(crate) async fn linger<S: AsyncRead + Unpin>(io: &mut S) {
     let deadline = tokio::time::Instant::now() + LINGER;
     let mut sink = vec![0u8; 4096];
     while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, io.read(&mut sink)).await {
@@ -52,6 +52,15 @@ pub enum Close {
         reason: ReasonCode,
         what: &'static str,
     },
+    /// The handshake: no CONNECT, or no end to its authentication, within the connect timeout.
+    ConnectTimeout,
+    /// The handshake: the first packet was this, not CONNECT [MQTT-3.1.0-1].
+    NotConnect(&'static str),
+    /// The handshake: CONNECT refused with this CONNACK reason code, for this reason.
+    Refused {
+        reason: ReasonCode,
+        why: &'static str,
+    },
 }
 
 impl Close {
@@ -64,6 +73,8 @@ impl Close {
             Self::ServerShutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
             Self::Decode(e) => Some(e.reason),
             Self::Protocol { reason, .. } => Some(*reason),
+            // The handshake answers with CONNACK, never DISCONNECT.
+            Self::ConnectTimeout | Self::NotConnect(_) | Self::Refused { .. } => None,
         }
     }
 
@@ -76,6 +87,7 @@ impl Close {
             Self::ServerShutdown => "the server is shutting down".into(),
             Self::Decode(e) => e.to_string(),
             Self::Protocol { what, .. } => (*what).into(),
+            Self::ConnectTimeout | Self::NotConnect(_) | Self::Refused { .. } => return None,
         })
     }
 
@@ -116,6 +128,29 @@ impl Close {
             Self::Protocol { reason, what } => {
                 tracing::warn!(%client_id, %peer, "closed: {what} ({reason})")
             }
+            Self::ConnectTimeout | Self::NotConnect(_) | Self::Refused { .. } => {
+                self.log_refusal(peer)
+            }
+        }
+    }
+
+    /// One log line for a connection that ended in its handshake.
+    pub fn log_refusal(&self, peer: SocketAddr) {
+        match self {
+            Self::ConnectTimeout => {
+                tracing::info!(%peer, "closed: no CONNECT within the connect timeout")
+            }
+            Self::NotConnect(what) => {
+                tracing::warn!(%peer, "closed: [MQTT-3.1.0-1] first packet was {what}, not CONNECT")
+            }
+            Self::Decode(e) => tracing::warn!(%peer, "refused CONNECT: {e}"),
+            Self::Refused { reason, why } => {
+                tracing::warn!(%peer, "refused CONNECT: {why} ({reason})")
+            }
+            Self::ServerShutdown => {
+                tracing::debug!(%peer, "closed in its handshake: server shutting down")
+            }
+            _ => tracing::debug!(%peer, "closed before CONNECT"),
         }
     }
 }

@@ -1,31 +1,24 @@
-//! One task per network connection: the CONNECT handshake, then a loop that reads and decodes
-//! packets, dispatches them to the session and the broker, drains the session's queue into one
-//! write buffer, and enforces the keep alive. The task owns its buffers; it takes the session's
-//! mutex only for short synchronous steps, never across an `.await`.
+//! One task per network connection: the tokio shell around the sans-IO [`engine`]. The shell
+//! owns the stream and its two buffers; it reads bytes and hands them to the engine, asks the
+//! engine for what to send and writes it, and sleeps until the socket or the session (through
+//! the waker the engine registers with it, under the lock of its drain) has something. Every
+//! MQTT decision is the engine's. Generic over any `AsyncRead + AsyncWrite` stream, so TLS and
+//! WebSocket byte streams are served by the same code.
 
-mod alias;
 mod close;
-mod dispatch;
-mod enhanced_auth;
-mod handshake;
-mod outbound;
+pub(crate) mod engine;
 
 pub use close::Close;
 
-use crate::broker::{Broker, ConnectionLink, SessionSlot};
-use crate::protocol::{Limits, ProtocolVersion, Will};
+use crate::broker::Broker;
 use bytes::{Buf, BytesMut};
+use engine::{Engine, WRITE_HIGH_WATER};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-
-/// Stop filling the write buffer past this many bytes per round, so one busy subscriber's
-/// buffer stays bounded; the rest waits in its session queue.
-const WRITE_HIGH_WATER: usize = 64 * 1024;
 
 /// Stop reading while this many bytes wait to be written: a client that sends without reading
 /// (QoS 1 PUBLISHes, PINGREQs, SUBSCRIBEs) would otherwise grow the write buffer with their
@@ -43,41 +36,17 @@ const READ_CHUNK: usize = 16 * 1024;
 /// `READ_CHUNK`; once a read leaves nothing partial behind, the buffer is freed.
 const IDLE_READ: usize = 64;
 
-/// The state of an established connection.
-struct Connection {
-    broker: Broker,
-    peer: SocketAddr,
-    version: ProtocolVersion,
-    slot: Arc<SessionSlot>,
-    link: ConnectionLink,
-    limits: Limits,
-    /// Keep alive granted, in seconds; 0 when the client turned it off.
-    keep_alive: u16,
-    /// The will to publish if the connection ends other than by a normal DISCONNECT.
-    will: Option<Box<Will>>,
-    /// The largest packet the client accepts (v5 Maximum Packet Size).
-    client_max_packet: u32,
-    /// Whether the client wants Reason Strings (v5 Request Problem Information, 1 unless 0).
-    problem_info: bool,
-    /// Enhanced authentication and topic aliases, allocated once a client uses one.
-    extras: Option<Box<Extras>>,
+/// How long the last bytes to a closing client may take to be written.
+const FLUSH_AT_CLOSE: Duration = Duration::from_secs(1);
+
+/// A connection's engine and buffers, boxed as one: the connection task's future then holds a
+/// pointer, and an idle connection pays for one allocation.
+struct Shell {
+    engine: Engine,
     /// Bytes read and not yet decoded.
     inbuf: BytesMut,
-    /// Outgoing bytes not yet written.
+    /// Bytes to write.
     out: BytesMut,
-}
-
-/// What only some v5 clients use, boxed together: most connections use none of it, and one
-/// pointer costs every connection 24 bytes less than three.
-#[derive(Default)]
-struct Extras {
-    /// The method and user of a client that used enhanced authentication, for
-    /// re-authentication.
-    auth: Option<enhanced_auth::Session>,
-    /// The client's topic aliases.
-    aliases_in: alias::Inbound,
-    /// Ours toward the client, if it accepts any.
-    aliases_out: Option<alias::Outbound>,
 }
 
 /// Serves one client connection until it closes. `guard` is dropped when it has (the server
@@ -101,29 +70,61 @@ where
     let start = Box::new((peer, broker));
     async move {
         // Boxed, so the handshake's state is on the heap only while it runs.
-        let conn = Box::pin(async {
+        let shell = Box::pin(async {
             let (peer, broker) = *start;
-            let mut inbuf = BytesMut::new();
-            let mut shutdown = broker.shutdown_signal();
-            // A connection still waiting for CONNECT must not hold up shutdown.
-            let mut conn = tokio::select! {
-                conn = handshake::accept(&mut stream, &mut inbuf, peer, &broker) => conn,
-                _ = shutdown.wait_for(|down| *down) => None,
-            }?;
-            if !inbuf.is_empty() {
-                // What the client sent after CONNECT; else the buffer is freed (an idle
-                // connection would hold it, and the shared block its split left, for good).
-                conn.inbuf = inbuf;
-            }
-            Some(conn)
+            handshake(&mut stream, peer, broker).await
         })
         .await;
-        if let Some(mut conn) = conn {
-            let close = conn.run(&mut stream).await;
+        if let Some(mut shell) = shell {
+            let close = shell.run(&mut stream).await;
             // Boxed for the same reason as the handshake: it runs once, at the end.
-            Box::pin(conn.finish(close, &mut stream)).await;
+            Box::pin(shell.finish(close, &mut stream)).await;
         }
         drop(guard);
+    }
+}
+
+/// Runs the handshake to an open connection; `None` when it was refused or lost (answered,
+/// logged and lingered over already).
+async fn handshake<S>(io: &mut S, peer: SocketAddr, broker: Broker) -> Option<Box<Shell>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut shutdown = broker.shutdown_signal();
+    let mut shell = Box::new(Shell {
+        engine: Engine::new(broker, peer, Instant::now()),
+        inbuf: BytesMut::new(),
+        out: BytesMut::new(),
+    });
+    // A connection still in its handshake must not hold up shutdown.
+    let result = tokio::select! {
+        result = shell.exchange(io) => result,
+        _ = shutdown.wait_for(|down| *down) => return None,
+    };
+    match result {
+        Ok(()) => {
+            if shell.inbuf.is_empty() {
+                // Freed: an idle connection would hold it, and the shared block its split
+                // left, for good.
+                shell.inbuf = BytesMut::new();
+            }
+            shell.out = BytesMut::new();
+            Some(shell)
+        }
+        Err(close) => {
+            let linger = shell.engine.close(&close, Instant::now(), &mut shell.out);
+            let _ = tokio::time::timeout(FLUSH_AT_CLOSE, async {
+                io.write_all(&shell.out).await?;
+                io.shutdown().await
+            })
+            .await;
+            if linger {
+                // A client that sent more behind its CONNECT still reads the CONNACK.
+                drop(shell);
+                close::linger(io).await;
+            }
+            None
+        }
     }
 }
 
@@ -135,24 +136,47 @@ enum Turn {
     Wrote,
 }
 
-impl Connection {
-    /// The client's id (its session's).
-    fn client_id(&self) -> &Arc<str> {
-        &self.slot.client_id
+impl Shell {
+    /// Reads and writes until the engine has opened the connection (or ended it), within the
+    /// connect timeout.
+    async fn exchange<S>(&mut self, io: &mut S) -> Result<(), Close>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let deadline = self.engine.poll_timeout();
+        loop {
+            self.engine
+                .receive(&mut self.inbuf, Instant::now(), &mut self.out)?;
+            if !self.out.is_empty() {
+                io.write_all(&self.out)
+                    .await
+                    .map_err(|e| Close::Io(e.kind()))?;
+                self.out.clear();
+            }
+            if self.engine.is_open() {
+                return Ok(());
+            }
+            let read = io.read_buf(&mut self.inbuf);
+            let read = match deadline {
+                Some(at) => tokio::time::timeout_at(at.into(), read).await,
+                None => Ok(read.await),
+            };
+            match read {
+                Ok(Ok(0) | Err(_)) => return Err(Close::SocketClosed),
+                Ok(Ok(_)) => {}
+                Err(_) => {
+                    let timeout = self.engine.handle_timeout(Instant::now());
+                    return Err(timeout.err().unwrap_or(Close::ConnectTimeout));
+                }
+            }
+        }
     }
 
-    /// The connection's loop, until something ends it; the caller then calls `finish`.
+    /// The open connection's loop, until something ends it; the caller then calls `finish`.
     async fn run<S>(&mut self, io: &mut S) -> Close
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        // [MQTT-3.1.2-24 of 3.1.1] 1.5 times the keep alive without a packet closes it; the
-        // broker's sweeper watches that (see `broker/keep_alive.rs`).
-        if self.keep_alive > 0 {
-            let grace = Duration::from_millis(u64::from(self.keep_alive) * 1500);
-            self.broker
-                .watch_keep_alive(&self.slot, self.link.id, grace);
-        }
         // Whether the last read filled the buffer: more is probably waiting.
         let mut busy = false;
         loop {
@@ -162,10 +186,10 @@ impl Connection {
                 Ok(Turn::Wrote) => {}
                 Ok(Turn::Read { n, room }) => {
                     busy = n >= room;
-                    if self.keep_alive > 0 {
-                        self.slot.heard_from(crate::clock::now_ms());
-                    }
-                    if let Err(close) = self.handle_input() {
+                    let received =
+                        self.engine
+                            .receive(&mut self.inbuf, Instant::now(), &mut self.out);
+                    if let Err(close) = received {
                         break close;
                     }
                     if n >= READ_CHUNK / 2 {
@@ -186,10 +210,10 @@ impl Connection {
         }
     }
 
-    /// One turn: queued messages into the write buffer, then a write if there is anything to
-    /// write, else a read; pending until the socket or the session has something. The
-    /// session wakes this task (new messages, takeover, a lapsed keep alive) through the waker
-    /// registered with it.
+    /// One turn: what the engine has to send into the write buffer, then a write if there is
+    /// anything to write, else a read; pending until the socket or the session has something.
+    /// The session wakes this task (new messages, takeover, a lapsed keep alive) through the
+    /// waker the engine registered with it.
     fn poll_turn<S>(
         &mut self,
         cx: &mut Context<'_>,
@@ -199,10 +223,8 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        if self.broker.is_shutting_down() {
-            return Poll::Ready(Err(Close::ServerShutdown));
-        }
-        self.fill_outbound(cx.waker())?;
+        self.engine
+            .poll_transmit(&mut self.out, Instant::now(), cx.waker())?;
         if !self.out.is_empty() {
             match Pin::new(&mut *io).poll_write(cx, &self.out) {
                 Poll::Ready(Ok(0)) => {
@@ -252,60 +274,22 @@ impl Connection {
         }
     }
 
-    /// Decodes and handles every whole packet in the read buffer.
-    /// The messages among them are routed in runs (see `flush_run`); every run is routed before
-    /// this returns, also when a bad packet ends the connection.
-    fn handle_input(&mut self) -> Result<(), Close> {
-        // Taken out while its packets are dispatched (which borrows all of `self`); an empty
-        // `BytesMut` costs no allocation.
-        let mut inbuf = std::mem::take(&mut self.inbuf);
-        let result = loop {
-            match crate::protocol::decode(&mut inbuf, self.version, &self.limits) {
-                Ok(Some(_)) if !self.slot.is_attached_to(self.link.id) => {
-                    // Taken over: nothing read from here on may change any session. (The
-                    // steps that change this session check again under its lock.)
-                    break Err(Close::TakenOver);
-                }
-                Ok(Some(packet)) => {
-                    if let Err(close) = self.dispatch(packet) {
-                        break Err(close);
-                    }
-                }
-                Ok(None) => break Ok(()),
-                Err(e) => break Err(Close::Decode(e)),
-            }
-        };
-        self.inbuf = inbuf;
-        self.flush_run();
-        result
-    }
-
-    /// Ends the connection: tells a v5 client why (when the server closes it), publishes the
-    /// will if due, detaches from the session and logs one line; then, if the server ended it,
+    /// Ends the connection: the engine says goodbye (DISCONNECT, will, session, log line), its
+    /// last bytes are written within [`FLUSH_AT_CLOSE`], and if the server ended it, the socket
     /// lingers until the client has closed its side (see [`close::linger`]).
     async fn finish<S: AsyncRead + AsyncWrite + Unpin>(
         mut self: Box<Self>,
         close: Close,
         io: &mut S,
     ) {
-        if let Some(reason) = close.disconnect_reason()
-            && self.version.is_v5()
-        {
-            self.send_disconnect(reason, close.reason_string());
-        }
+        let linger = self.engine.close(&close, Instant::now(), &mut self.out);
         // Bounded: a client that stopped reading must not hold the task open.
         let flush = async {
             io.write_all(&self.out).await?;
             io.shutdown().await
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), flush).await;
-        if close.publishes_will() {
-            self.publish_will(&close);
-        }
-        self.broker.detach(&self.slot, self.link.id);
-        close.log(self.client_id(), self.peer);
-        if close.by_server() {
-            // After the session is let go: the linger delays only the socket's close.
+        let _ = tokio::time::timeout(FLUSH_AT_CLOSE, flush).await;
+        if linger {
             drop(self);
             close::linger(io).await;
         }

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::config::Config;
-use crate::protocol::PacketTypes;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A client that sends QoS 1 PUBLISHes as fast as they are read, up to `total` bytes and then
@@ -49,24 +49,29 @@ impl AsyncWrite for Flood {
     }
 }
 
-/// A 3.1.1 connection attached to a fresh broker.
-fn connection(broker: &Broker) -> Box<Connection> {
-    let attached = broker.attach("flood".into(), true, 10, 0);
-    Box::new(Connection {
-        broker: broker.clone(),
-        peer: "127.0.0.1:9".parse().expect("a socket address"),
-        version: ProtocolVersion::V3_1_1,
-        slot: attached.slot,
-        link: attached.link,
-        limits: Limits {
-            max_packet_size: 1024,
-            accepts: PacketTypes::FROM_CLIENT.without_auth(),
-        },
-        keep_alive: 0,
-        will: None,
-        client_max_packet: u32::MAX,
-        problem_info: true,
-        extras: None,
+/// A 3.1.1 connection of client "flood", through its handshake with a fresh broker.
+fn connection(broker: &Broker) -> Box<Shell> {
+    let mut engine = Engine::new(
+        broker.clone(),
+        "127.0.0.1:9".parse().expect("an address"),
+        Instant::now(),
+    );
+    // CONNECT: MQTT 3.1.1, clean session, keep alive 0, client id "flood".
+    let mut connect = BytesMut::from(
+        &[
+            0x10, 17, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 5, b'f', b'l', b'o', b'o',
+            b'd',
+        ][..],
+    );
+    let mut out = BytesMut::new();
+    let opened = engine.receive(&mut connect, Instant::now(), &mut out);
+    assert!(
+        opened.is_ok() && engine.is_open(),
+        "CONNECT accepted: {opened:?}"
+    );
+    assert_eq!(&out[..], [0x20, 2, 0, 0], "CONNACK");
+    Box::new(Shell {
+        engine,
         inbuf: BytesMut::new(),
         out: BytesMut::new(),
     })

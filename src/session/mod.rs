@@ -31,8 +31,10 @@ pub struct QueueLimits {
     pub qos0_offline: bool,
 }
 
-/// What became of a message offered to a session.
+/// What became of a message offered to a session. A drop must be counted (and logged once per
+/// episode) by whoever offered it, hence `must_use`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use = "a dropped message must be counted"]
 pub enum Enqueued {
     Queued,
     /// Dropped by policy (queue full). `first` is true for the first drop of an episode, so the

@@ -46,9 +46,9 @@ fn ids(s: &mut Session) -> Vec<(u16, u8)> {
 fn window_limits_qos1_and_keeps_order() {
     let mut s = Session::new(limits(100), 2);
     for n in 0..4 {
-        s.enqueue(d(QoS::AtLeastOnce, n), true);
+        assert_eq!(s.enqueue(d(QoS::AtLeastOnce, n), true), Enqueued::Queued);
     }
-    s.enqueue(d(QoS::AtMostOnce, 9), true);
+    assert_eq!(s.enqueue(d(QoS::AtMostOnce, 9), true), Enqueued::Queued);
     assert_eq!(ids(&mut s), [(1, 0), (2, 1)], "window of 2");
     assert_eq!(s.puback(1), Acked::Done);
     assert_eq!(s.puback(1), Acked::Unknown, "a second PUBACK is unknown");
@@ -64,8 +64,8 @@ fn window_limits_qos1_and_keeps_order() {
 #[test]
 fn qos2_outbound_handshake_and_resend() {
     let mut s = Session::new(limits(100), 10);
-    s.enqueue(d(QoS::ExactlyOnce, 1), true);
-    s.enqueue(d(QoS::ExactlyOnce, 2), true);
+    assert_eq!(s.enqueue(d(QoS::ExactlyOnce, 1), true), Enqueued::Queued);
+    assert_eq!(s.enqueue(d(QoS::ExactlyOnce, 2), true), Enqueued::Queued);
     assert_eq!(ids(&mut s), [(1, 1), (2, 2)]);
     assert_eq!(
         s.puback(1),
@@ -99,12 +99,12 @@ fn qos2_outbound_handshake_and_resend() {
 fn packet_ids_skip_zero_and_ids_in_flight() {
     let mut s = Session::new(limits(100_000), 2);
     s.next_id = u16::MAX;
-    s.enqueue(d(QoS::AtLeastOnce, 0), true);
-    s.enqueue(d(QoS::AtLeastOnce, 1), true);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 0), true), Enqueued::Queued);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 1), true), Enqueued::Queued);
     assert_eq!(ids(&mut s), [(u16::MAX, 0), (1, 1)]);
     assert_eq!(s.puback(1), Acked::Done);
     s.next_id = u16::MAX; // wraps onto an id still in flight: skipped
-    s.enqueue(d(QoS::AtLeastOnce, 2), true);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 2), true), Enqueued::Queued);
     assert_eq!(ids(&mut s), [(1, 2)]);
 }
 
@@ -186,13 +186,28 @@ fn take_shared_takes_unfinished_shared_deliveries_and_frees_their_ids() {
         ..d(qos, n)
     };
     let mut s = Session::new(limits(100), 4);
-    s.enqueue(shared(QoS::AtLeastOnce, 0), true); // in flight, id 1
-    s.enqueue(d(QoS::AtLeastOnce, 1), true); // in flight, id 2, not shared
-    s.enqueue(shared(QoS::ExactlyOnce, 2), true); // in flight, id 3, then PUBREC'd
-    s.enqueue(shared(QoS::ExactlyOnce, 6), true); // in flight, id 4, awaiting PUBREC
-    s.enqueue(shared(QoS::AtLeastOnce, 3), true); // queued behind the window
-    s.enqueue(shared(QoS::ExactlyOnce, 4), true); // queued, never sent
-    s.enqueue(d(QoS::AtMostOnce, 5), true); // queued, not shared
+    assert_eq!(
+        s.enqueue(shared(QoS::AtLeastOnce, 0), true),
+        Enqueued::Queued
+    ); // in flight, id 1
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 1), true), Enqueued::Queued); // in flight, id 2, not shared
+    assert_eq!(
+        s.enqueue(shared(QoS::ExactlyOnce, 2), true),
+        Enqueued::Queued
+    ); // in flight, id 3, then PUBREC'd
+    assert_eq!(
+        s.enqueue(shared(QoS::ExactlyOnce, 6), true),
+        Enqueued::Queued
+    ); // in flight, id 4, awaiting PUBREC
+    assert_eq!(
+        s.enqueue(shared(QoS::AtLeastOnce, 3), true),
+        Enqueued::Queued
+    ); // queued behind the window
+    assert_eq!(
+        s.enqueue(shared(QoS::ExactlyOnce, 4), true),
+        Enqueued::Queued
+    ); // queued, never sent
+    assert_eq!(s.enqueue(d(QoS::AtMostOnce, 5), true), Enqueued::Queued); // queued, not shared
     assert_eq!(ids(&mut s), [(1, 0), (2, 1), (3, 2), (4, 6)]);
     assert_eq!(s.pubrec(3, false), Acked::Done);
     let taken: Vec<u8> = s
@@ -222,9 +237,9 @@ fn expired_messages_are_discarded_from_the_queue_not_sent() {
         x
     };
     let mut s = Session::new(limits(100), 10);
-    s.enqueue(expiring(0, 5), true);
-    s.enqueue(d(QoS::AtLeastOnce, 1), true);
-    s.enqueue(expiring(2, 20), true);
+    assert_eq!(s.enqueue(expiring(0, 5), true), Enqueued::Queued);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 1), true), Enqueued::Queued);
+    assert_eq!(s.enqueue(expiring(2, 20), true), Enqueued::Queued);
     let later = start + std::time::Duration::from_secs(6);
     let mut sent = Vec::new();
     while let Some(Outgoing::Publish { delivery, .. }) = s.next_outgoing(later) {
@@ -242,7 +257,10 @@ fn expired_messages_are_discarded_from_the_queue_not_sent() {
 fn compact_gives_back_a_drained_queue_but_keeps_a_busy_one() {
     let mut s = Session::new(limits(10_000), 10);
     for n in 0..1000 {
-        s.enqueue(d(QoS::AtMostOnce, (n % 250) as u8), true);
+        assert_eq!(
+            s.enqueue(d(QoS::AtMostOnce, (n % 250) as u8), true),
+            Enqueued::Queued
+        );
     }
     s.compact();
     assert!(s.queue.capacity() >= 1000, "not empty: kept");
@@ -278,7 +296,7 @@ fn grant(qos: QoS, retain_as_published: bool) -> RunGrant {
 fn a_run_is_queued_whole_and_comes_out_message_by_message_in_order() {
     use QoS::*;
     let mut s = Session::new(limits(100), 10);
-    s.enqueue(d(AtMostOnce, 0), true);
+    assert_eq!(s.enqueue(d(AtMostOnce, 0), true), Enqueued::Queued);
     let run = run_of(
         1,
         &[
@@ -288,7 +306,7 @@ fn a_run_is_queued_whole_and_comes_out_message_by_message_in_order() {
         ],
     );
     assert!(s.offer_run(&run, &grant(AtLeastOnce, true), true));
-    s.enqueue(d(AtMostOnce, 9), true);
+    assert_eq!(s.enqueue(d(AtMostOnce, 9), true), Enqueued::Queued);
     assert_eq!(s.queued(), 5);
     assert_eq!(s.queue.bytes(), 5, "one payload byte each");
     let now = std::time::Instant::now();
@@ -324,8 +342,8 @@ fn a_run_is_queued_whole_and_comes_out_message_by_message_in_order() {
 fn a_run_that_does_not_fit_or_finds_the_session_offline_is_refused_whole() {
     let run = run_of(0, &[(QoS::AtLeastOnce, false); 3]);
     let mut s = Session::new(limits(4), 10);
-    s.enqueue(d(QoS::AtLeastOnce, 9), true);
-    s.enqueue(d(QoS::AtLeastOnce, 9), true);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 9), true), Enqueued::Queued);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 9), true), Enqueued::Queued);
     assert!(
         !s.offer_run(&run, &grant(QoS::AtLeastOnce, false), true),
         "2 + 3 > 4"
@@ -358,7 +376,7 @@ fn qos0_runs_come_out_as_slices_within_the_budget() {
     let run = run_of(0, &[(QoS::AtLeastOnce, false); 5]);
     let mut s = Session::new(limits(100), 10);
     assert!(s.offer_run(&run, &grant(QoS::AtMostOnce, false), true));
-    s.enqueue(d(QoS::AtLeastOnce, 7), true);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 7), true), Enqueued::Queued);
     let now = std::time::Instant::now();
     let one = wire_estimate(&d(QoS::AtMostOnce, 0).message);
     let taken = |o: Option<Outgoing>| match o {

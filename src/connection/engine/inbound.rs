@@ -1,16 +1,19 @@
-//! What the connection does with each packet a client sends.
+//! What an open connection does with each packet a client sends.
 
+use super::Open;
 use super::alias::AliasError;
-use super::{Close, Connection};
-use crate::broker::{Metrics, SlotState};
+use crate::broker::{ClientAck, Metrics};
+use crate::clock;
+use crate::connection::Close;
 use crate::protocol::{
-    Disconnect, Packet, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    Disconnect, Packet, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, decode,
 };
 use crate::session::{Acked, Message};
 use crate::topic::too_deep;
-use std::cell::RefCell;
+use bytes::BytesMut;
+use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::MutexGuard;
+use std::time::Instant;
 
 /// Most messages routed as one run: bounds how long the first of them waits for the last.
 const MAX_RUN: usize = 256;
@@ -30,40 +33,115 @@ fn wrong_kind(acked: Acked, what: &'static str) -> Result<(), Close> {
 }
 
 /// QoS 0 and 1 messages received with one topic and not yet routed, and the packet ids of the
-/// QoS 1 ones, to acknowledge once they are routed (see `flush_run`).
-#[derive(Default)]
-struct Run {
+/// QoS 1 ones, to acknowledge once they are routed (see [`Open::flush_run`]). One lives for
+/// one call of [`Open::receive`] or [`Open::handle`], so its acknowledgements can only go to
+/// the connection that read its messages.
+pub(super) struct Run {
     messages: Vec<Arc<Message>>,
     acks: Vec<u16>,
 }
 
 thread_local! {
-    /// The run being read, per thread rather than per connection: a run never outlives the
-    /// synchronous `handle_input` that reads it (its last step is `flush_run`), so one vector
-    /// serves every connection on the thread, and a connection holds none between reads.
-    static RUN: RefCell<Run> = const {
-        RefCell::new(Run {
-            messages: Vec::new(),
-            acks: Vec::new(),
-        })
-    };
+    /// The vectors of the last run on this thread, empty, kept for their capacity: no
+    /// allocation per read, and a connection holds none between reads.
+    static SPARE: Cell<(Vec<Arc<Message>>, Vec<u16>)> = const { Cell::new((Vec::new(), Vec::new())) };
 }
 
-impl Connection {
-    pub(super) fn dispatch(&mut self, packet: Packet) -> Result<(), Close> {
+impl Run {
+    /// An empty run, with the capacity of the last one on this thread.
+    fn new() -> Self {
+        let (messages, acks) = SPARE.take();
+        Self { messages, acks }
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        let mut messages = std::mem::take(&mut self.messages);
+        let mut acks = std::mem::take(&mut self.acks);
+        messages.clear();
+        acks.clear();
+        SPARE.set((messages, acks));
+    }
+}
+
+impl Open {
+    /// Decodes and handles every whole packet in `inbuf`; see [`super::Engine::receive`].
+    pub(super) fn receive(
+        &mut self,
+        inbuf: &mut BytesMut,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), Close> {
+        self.heard_from(now);
+        let mut run = Run::new();
+        let result = loop {
+            match decode(inbuf, self.version, &self.limits) {
+                Ok(Some(_)) if !self.link.is_current() => {
+                    // Taken over: nothing read from here on may change any session. (The
+                    // steps that change this session check again under its lock.)
+                    break Err(Close::TakenOver);
+                }
+                Ok(Some(packet)) => {
+                    if let Err(close) = self.dispatch(packet, &mut run, now, out) {
+                        break Err(close);
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(Close::Decode(e)),
+            }
+        };
+        self.flush_run(&mut run, out);
+        result
+    }
+
+    /// Handles one decoded packet; see [`super::Engine::handle`].
+    pub(super) fn handle(
+        &mut self,
+        packet: Packet,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), Close> {
+        self.heard_from(now);
+        if !self.link.is_current() {
+            return Err(Close::TakenOver);
+        }
+        let mut run = Run::new();
+        let result = self.dispatch(packet, &mut run, now, out);
+        self.flush_run(&mut run, out);
+        result
+    }
+
+    /// Notes, for the keep alive, that the client sent something at `now`.
+    fn heard_from(&mut self, now: Instant) {
+        if self.keep_alive.grace_ms > 0 {
+            let ms = clock::ms(now);
+            self.keep_alive.last_heard_ms = ms;
+            self.link.heard_from(ms);
+        }
+    }
+
+    fn dispatch(
+        &mut self,
+        packet: Packet,
+        run: &mut Run,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), Close> {
         if !matches!(&packet, Packet::Publish(p) if p.qos != QoS::ExactlyOnce) {
             // Whatever this packet does must come after the messages received before it.
-            self.flush_run();
+            self.flush_run(run, out);
         }
         match packet {
-            Packet::Publish(p) => self.on_publish(p)?,
+            Packet::Publish(p) => self.on_publish(p, run, now, out)?,
             Packet::PubAck(a) => {
-                let acked = self.session()?.session.puback(a.packet_id);
+                let acked = self.acknowledge(ClientAck::PubAck(a.packet_id))?;
                 wrong_kind(acked, "PUBACK for a QoS 2 message")?;
             }
             Packet::PubRec(a) => {
                 let failed = a.reason.is_error();
-                let acked = self.session()?.session.pubrec(a.packet_id, failed);
+                let packet_id = a.packet_id;
+                let acked = self.acknowledge(ClientAck::PubRec { packet_id, failed })?;
                 wrong_kind(acked, "PUBREC for a QoS 1 message")?;
                 if !failed {
                     let reason = if acked == Acked::Done {
@@ -71,25 +149,28 @@ impl Connection {
                     } else {
                         ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
                     };
-                    self.ack(Packet::PubRel, a.packet_id, reason);
+                    self.ack(out, Packet::PubRel, a.packet_id, reason);
                 }
             }
             Packet::PubComp(a) => {
-                let acked = self.session()?.session.pubcomp(a.packet_id);
+                let acked = self.acknowledge(ClientAck::PubComp(a.packet_id))?;
                 wrong_kind(acked, "PUBCOMP for a message not released by PUBREL")?;
             }
             Packet::PubRel(a) => {
-                let known = self.session()?.session.release(a.packet_id);
+                let known = self
+                    .link
+                    .release(a.packet_id)
+                    .map_err(|_| Close::TakenOver)?;
                 let reason = if known {
                     ReasonCode::SUCCESS
                 } else {
                     ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
                 };
-                self.ack(Packet::PubComp, a.packet_id, reason);
+                self.ack(out, Packet::PubComp, a.packet_id, reason);
             }
-            Packet::Subscribe(s) => self.on_subscribe(s)?,
-            Packet::Unsubscribe(u) => self.on_unsubscribe(u)?,
-            Packet::PingReq => self.write_packet(Packet::PingResp),
+            Packet::Subscribe(s) => self.on_subscribe(s, out)?,
+            Packet::Unsubscribe(u) => self.on_unsubscribe(u, out)?,
+            Packet::PingReq => self.write_packet(out, Packet::PingResp),
             Packet::Disconnect(d) => return Err(self.on_disconnect(d)),
             Packet::Connect(_) => {
                 return Err(protocol(
@@ -97,7 +178,7 @@ impl Connection {
                     "[MQTT-3.1.0-2] second CONNECT",
                 ));
             }
-            Packet::Auth(a) => self.on_auth(a)?,
+            Packet::Auth(a) => self.on_auth(a, out)?,
             Packet::ConnAck(_) | Packet::SubAck(_) | Packet::UnsubAck(_) | Packet::PingResp => {
                 return Err(protocol(
                     ReasonCode::PROTOCOL_ERROR,
@@ -108,8 +189,15 @@ impl Connection {
         Ok(())
     }
 
-    fn on_publish(&mut self, mut p: Publish) -> Result<(), Close> {
-        let limits = &self.broker.config().limits;
+    fn on_publish(
+        &mut self,
+        mut p: Publish,
+        run: &mut Run,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), Close> {
+        let broker = self.link.broker().clone();
+        let limits = &broker.config().limits;
         if let Some(alias) = p.properties.topic_alias {
             let topic = std::mem::take(&mut p.topic);
             p.topic = self
@@ -147,41 +235,44 @@ impl Connection {
             ));
         }
         let receive_maximum = usize::from(limits.receive_maximum);
-        Metrics::inc(&self.broker.metrics().messages_received);
+        Metrics::inc(&broker.metrics().messages_received);
         let packet_id = p.packet_id;
         let qos = p.qos;
         if too_deep(&p.topic, limits.max_topic_levels) {
             let why = "topic has more levels than limits.max_topic_levels";
-            return self.refuse_publish(qos, packet_id, ReasonCode::TOPIC_NAME_INVALID, why);
+            return self.refuse_publish(
+                run,
+                out,
+                qos,
+                packet_id,
+                ReasonCode::TOPIC_NAME_INVALID,
+                why,
+            );
         }
         if p.check_payload_format().is_err() {
             // 5.0 section 3.3.2.3.2: a Payload Format Indicator of 1 with a payload that is
             // not UTF-8.
             let why = "payload is not UTF-8 though its Payload Format Indicator says so";
-            return self.refuse_publish(qos, packet_id, ReasonCode::PAYLOAD_FORMAT_INVALID, why);
+            let reason = ReasonCode::PAYLOAD_FORMAT_INVALID;
+            return self.refuse_publish(run, out, qos, packet_id, reason, why);
         }
         match qos {
             QoS::AtMostOnce | QoS::AtLeastOnce => {
-                let full = RUN.with_borrow(|run| {
-                    run.messages.first().is_some_and(|m| m.topic != p.topic)
-                        || run.messages.len() >= MAX_RUN
-                });
+                let full = run.messages.first().is_some_and(|m| m.topic != p.topic)
+                    || run.messages.len() >= MAX_RUN;
                 if full {
-                    self.flush_run();
+                    self.flush_run(run, out);
                 }
-                let message = Arc::new(self.message(p));
-                RUN.with_borrow_mut(|run| {
-                    if qos == QoS::AtLeastOnce {
-                        run.acks.push(packet_id);
-                    }
-                    run.messages.push(message);
-                });
+                if qos == QoS::AtLeastOnce {
+                    run.acks.push(packet_id);
+                }
+                run.messages.push(Arc::new(self.message(p, now)));
             }
             QoS::ExactlyOnce => {
                 let first = self
-                    .session()?
-                    .session
-                    .receive_qos2(packet_id, receive_maximum);
+                    .link
+                    .receive_qos2(packet_id, receive_maximum)
+                    .map_err(|_| Close::TakenOver)?;
                 let Some(first) = first else {
                     return Err(protocol(
                         ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
@@ -189,8 +280,12 @@ impl Connection {
                     ));
                 };
                 // A duplicate before PUBREL is acknowledged but not routed again.
-                let matched = if first { self.route(p) } else { 1 };
-                self.ack(Packet::PubRec, packet_id, matched_reason(matched));
+                let matched = if first {
+                    self.link.publish(self.message(p, now))
+                } else {
+                    1
+                };
+                self.ack(out, Packet::PubRec, packet_id, matched_reason(matched));
             }
         }
         Ok(())
@@ -201,6 +296,8 @@ impl Connection {
     /// closed.
     fn refuse_publish(
         &mut self,
+        run: &mut Run,
+        out: &mut BytesMut,
         qos: QoS,
         packet_id: u16,
         reason: ReasonCode,
@@ -209,41 +306,35 @@ impl Connection {
         if qos == QoS::AtMostOnce || !self.version.is_v5() {
             return Err(protocol(reason, why));
         }
-        self.flush_run();
+        // Its acknowledgement comes after those of the messages read before it.
+        self.flush_run(run, out);
         let make = if qos == QoS::AtLeastOnce {
             Packet::PubAck
         } else {
             Packet::PubRec
         };
-        self.ack(make, packet_id, reason);
-        tracing::info!(client_id = %self.client_id(), "PUBLISH refused: {why} ({reason})");
+        self.ack(out, make, packet_id, reason);
+        tracing::info!(client_id = %self.link.client_id(), "PUBLISH refused: {why} ({reason})");
         Ok(())
     }
 
     /// Routes the QoS 0 and 1 messages received since the last flush (one topic), then sends
     /// their PUBACKs: an acknowledgement says the message was accepted, so it follows routing.
-    pub(super) fn flush_run(&mut self) {
-        // Taken out while it is routed, then put back empty with its capacity.
-        let mut run = RUN.take();
-        if !run.messages.is_empty() {
-            let matched = self.broker.publish_run(&run.messages);
-            let reason = matched_reason(matched);
-            for &packet_id in &run.acks {
-                self.ack(Packet::PubAck, packet_id, reason);
-            }
-            run.messages.clear();
-            run.acks.clear();
+    fn flush_run(&mut self, run: &mut Run, out: &mut BytesMut) {
+        if run.messages.is_empty() {
+            return;
         }
-        RUN.set(run);
-    }
-
-    /// Routes a client's PUBLISH on its own; returns how many sessions it matched.
-    fn route(&self, p: Publish) -> usize {
-        self.broker.publish(self.message(p))
+        let matched = self.link.publish_run(&run.messages);
+        let reason = matched_reason(matched);
+        for &packet_id in &run.acks {
+            self.ack(out, Packet::PubAck, packet_id, reason);
+        }
+        run.messages.clear();
+        run.acks.clear();
     }
 
     /// The message a client's PUBLISH (or its will) becomes.
-    fn message(&self, p: Publish) -> Message {
+    fn message(&self, p: Publish, now: Instant) -> Message {
         let mut properties = p.properties;
         // Guarded: a write through `DerefMut` would allocate a set for a PUBLISH without one.
         if properties.topic_alias.is_some() {
@@ -251,27 +342,22 @@ impl Connection {
         }
         let expires_at = properties
             .message_expiry_interval
-            .map(|secs| crate::session::Deadline::after(std::time::Instant::now(), secs));
+            .map(|secs| crate::session::Deadline::after(now, secs));
         Message {
             topic: p.topic,
             payload: p.payload,
             qos: p.qos,
             retain: p.retain,
             properties,
-            publisher: self.client_id().clone(),
+            publisher: self.link.client_id().clone(),
             expires_at,
         }
     }
 
-    fn on_subscribe(&mut self, s: Subscribe) -> Result<(), Close> {
+    fn on_subscribe(&mut self, s: Subscribe, out: &mut BytesMut) -> Result<(), Close> {
         let subscription_id = s.properties.subscription_identifiers.first().copied();
-        if subscription_id.is_some()
-            && !self
-                .broker
-                .config()
-                .limits
-                .subscription_identifier_available
-        {
+        let limits = &self.link.broker().config().limits;
+        if subscription_id.is_some() && !limits.subscription_identifier_available {
             return Err(protocol(
                 ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED,
                 "Subscription Identifier while limits.subscription_identifier_available is off",
@@ -294,35 +380,34 @@ impl Connection {
                     "[MQTT-3.8.3-4] No Local on a shared subscription",
                 ));
             }
-            let outcome = self.broker.subscribe(
-                &self.slot,
-                self.link.id,
-                &sub.filter,
-                sub.options,
-                subscription_id,
-            );
-            let outcome = outcome.map_err(|_| Close::TakenOver)?;
+            let outcome = self
+                .link
+                .subscribe(&sub.filter, sub.options, subscription_id)
+                .map_err(|_| Close::TakenOver)?;
             let reason = if outcome.is_error() && !self.version.is_v5() {
                 ReasonCode::UNSPECIFIED_ERROR // 3.1.1 has one failure code, 0x80
             } else {
                 outcome
             };
             if outcome.is_error() {
-                tracing::info!(client_id = %self.client_id(), filter = %sub.filter, "subscription refused ({outcome})");
+                tracing::info!(client_id = %self.link.client_id(), filter = %sub.filter, "subscription refused ({outcome})");
             }
             reason_codes.push(reason);
         }
         // The subscriptions' retained messages are queued to the session as streams: they
         // follow this SUBACK as the connection sends them.
-        self.write_packet(Packet::SubAck(SubAck {
-            packet_id: s.packet_id,
-            properties: Default::default(),
-            reason_codes,
-        }));
+        self.write_packet(
+            out,
+            Packet::SubAck(SubAck {
+                packet_id: s.packet_id,
+                properties: Default::default(),
+                reason_codes,
+            }),
+        );
         Ok(())
     }
 
-    fn on_unsubscribe(&mut self, u: Unsubscribe) -> Result<(), Close> {
+    fn on_unsubscribe(&mut self, u: Unsubscribe, out: &mut BytesMut) -> Result<(), Close> {
         let mut reason_codes = Vec::new();
         let unsuback = Packet::UnsubAck(UnsubAck {
             packet_id: u.packet_id,
@@ -335,8 +420,8 @@ impl Connection {
         )?;
         for filter in &u.filters {
             let existed = self
-                .broker
-                .unsubscribe(&self.slot, self.link.id, filter)
+                .link
+                .unsubscribe(filter)
                 .map_err(|_| Close::TakenOver)?;
             if self.version.is_v5() {
                 reason_codes.push(if existed {
@@ -346,11 +431,14 @@ impl Connection {
                 });
             }
         }
-        self.write_packet(Packet::UnsubAck(UnsubAck {
-            packet_id: u.packet_id,
-            properties: Default::default(),
-            reason_codes,
-        }));
+        self.write_packet(
+            out,
+            Packet::UnsubAck(UnsubAck {
+                packet_id: u.packet_id,
+                properties: Default::default(),
+                reason_codes,
+            }),
+        );
         Ok(())
     }
 
@@ -365,27 +453,24 @@ impl Connection {
         }
     }
 
-    /// The session's state, for a change this connection makes: `TakenOver` once another
-    /// connection has it, so that nothing read after that point changes any session.
-    pub(super) fn session(&self) -> Result<MutexGuard<'_, SlotState>, Close> {
-        self.slot
-            .lock_for(self.link.id)
-            .map_err(|_| Close::TakenOver)
+    /// Applies an acknowledgement from the client to its session.
+    fn acknowledge(&self, ack: ClientAck) -> Result<Acked, Close> {
+        self.link.acknowledge(ack).map_err(|_| Close::TakenOver)
     }
 
     fn on_disconnect(&mut self, d: Disconnect) -> Close {
         if let Some(expiry) = d.properties.session_expiry_interval {
-            let Ok(mut st) = self.session() else {
-                return Close::TakenOver;
-            };
-            if st.expiry == 0 && expiry != 0 {
+            match self.link.set_expiry(expiry) {
+                Ok(true) => {}
                 // 5.0 section 3.14.2.2.2: a session that ended at disconnect cannot be revived.
-                return protocol(
-                    ReasonCode::PROTOCOL_ERROR,
-                    "Session Expiry set at DISCONNECT after 0 at CONNECT (3.14.2.2.2)",
-                );
+                Ok(false) => {
+                    return protocol(
+                        ReasonCode::PROTOCOL_ERROR,
+                        "Session Expiry set at DISCONNECT after 0 at CONNECT (3.14.2.2.2)",
+                    );
+                }
+                Err(_) => return Close::TakenOver,
             }
-            st.expiry = expiry;
         }
         // 5.0 [MQTT-3.1.2-8]: only 0x00 deletes the will; 0x04 asks for it and any other code
         // reports an error, so both publish it. A 3.1.1 DISCONNECT decodes as 0x00.
@@ -398,7 +483,7 @@ impl Connection {
 
     /// Publishes the will, if the client left one, and forgets it: at once, or after its v5
     /// Will Delay Interval (not when the server is shutting down: the session ends now).
-    pub(super) fn publish_will(&mut self, close: &Close) {
+    pub(super) fn publish_will(&mut self, close: &Close, now: Instant) {
         let Some(will) = self.will.take() else { return };
         let mut properties = will.properties;
         let delay = properties.will_delay_interval.filter(|&secs| {
@@ -407,21 +492,19 @@ impl Connection {
         if properties.will_delay_interval.is_some() {
             properties.will_delay_interval = None;
         }
-        let message = self.message(Publish {
-            dup: false,
-            qos: will.qos,
-            retain: will.retain,
-            topic: will.topic,
-            packet_id: 0,
-            properties,
-            payload: will.payload,
-        });
-        match delay {
-            Some(secs) => self
-                .broker
-                .defer_will(&self.slot, self.link.id, message, secs),
-            None => self.broker.publish_will(message),
-        }
+        let message = self.message(
+            Publish {
+                dup: false,
+                qos: will.qos,
+                retain: will.retain,
+                topic: will.topic,
+                packet_id: 0,
+                properties,
+                payload: will.payload,
+            },
+            now,
+        );
+        self.link.leave_will(message, delay);
     }
 }
 

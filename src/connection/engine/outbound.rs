@@ -1,9 +1,10 @@
-//! Outbound packets: the session's queue drained into the write buffer, acknowledgements, and
+//! Outbound packets: the session's queue drained into the out buffer, acknowledgements, and
 //! the DISCONNECT a v5 client is sent before the server closes.
 
+use super::Open;
 use super::alias::{self, Naming};
-use super::{Close, Connection, WRITE_HIGH_WATER};
-use crate::broker::{Metrics, lock};
+use crate::broker::Metrics;
+use crate::connection::Close;
 use crate::protocol::{
     ByteStr, Disconnect, EncodeError, Packet, PlainPublish, Props, ProtocolVersion, PubResp,
     Publish, QoS, ReasonCode,
@@ -15,7 +16,11 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Instant;
 
-impl Connection {
+/// Stop filling the out buffer past this many bytes per drain, so one busy subscriber's buffer
+/// stays bounded; the rest waits in its session queue.
+pub(crate) const WRITE_HIGH_WATER: usize = 64 * 1024;
+
+impl Open {
     /// Appends a packet to the write buffer, within the client's Maximum Packet Size
     /// [MQTT-3.1.2-24]: without its Reason String and User Properties if it does not fit with
     /// them. Every packet but PUBLISH (see `encode_within_limit`) fits without them: the
@@ -23,7 +28,7 @@ impl Connection {
     /// UNSUBACK that could not fit was refused before it was made. Packets the broker builds
     /// always encode. Either failure would be a bug, so it is logged rather than allowed to
     /// take the connection down.
-    pub(super) fn write_packet(&mut self, packet: Packet) {
+    pub(super) fn write_packet(&self, out: &mut BytesMut, packet: Packet) {
         let name = packet.name();
         let packet = if self.client_max_packet == u32::MAX {
             Some(packet)
@@ -31,11 +36,11 @@ impl Connection {
             packet.within(self.version, self.client_max_packet)
         };
         let Some(packet) = packet else {
-            tracing::error!(client_id = %self.client_id(), "{name} exceeds the client's Maximum Packet Size: not sent");
+            tracing::error!(client_id = %self.link.client_id(), "{name} exceeds the client's Maximum Packet Size: not sent");
             return;
         };
-        if let Err(e) = packet.encode(self.version, &mut self.out) {
-            tracing::error!(client_id = %self.client_id(), "cannot encode {name}: {e}");
+        if let Err(e) = packet.encode(self.version, out) {
+            tracing::error!(client_id = %self.link.client_id(), "cannot encode {name}: {e}");
         }
     }
 
@@ -46,18 +51,29 @@ impl Connection {
 
     /// An acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) with a reason code; the reason is
     /// dropped for 3.1.1, which has none.
-    pub(super) fn ack(&mut self, make: fn(PubResp) -> Packet, packet_id: u16, reason: ReasonCode) {
+    pub(super) fn ack(
+        &self,
+        out: &mut BytesMut,
+        make: fn(PubResp) -> Packet,
+        packet_id: u16,
+        reason: ReasonCode,
+    ) {
         let mut resp = PubResp::new(packet_id);
         if self.version.is_v5() {
             resp.reason = reason;
         }
-        self.write_packet(make(resp));
+        self.write_packet(out, make(resp));
     }
 
     /// The DISCONNECT a v5 client is sent before the server closes, with a Reason String when
     /// the client did not turn problem information off and the packet still fits its Maximum
     /// Packet Size [MQTT-3.14.2-3] (see `write_packet`).
-    pub(super) fn send_disconnect(&mut self, reason: ReasonCode, why: Option<String>) {
+    pub(super) fn send_disconnect(
+        &self,
+        out: &mut BytesMut,
+        reason: ReasonCode,
+        why: Option<String>,
+    ) {
         let mut disconnect = Disconnect {
             reason,
             properties: Default::default(),
@@ -67,89 +83,84 @@ impl Connection {
         {
             disconnect.properties.reason_string = Some(why);
         }
-        self.write_packet(Packet::Disconnect(disconnect));
+        self.write_packet(out, Packet::Disconnect(disconnect));
     }
 
     /// Resends, with DUP, what the session had in flight when the client last left.
-    pub(super) fn resend_inflight(&mut self) {
-        let resend = lock(&self.slot.state).session.resend();
-        let now = Instant::now();
-        let delivered: u64 = resend
+    pub(super) fn resend_inflight(&mut self, out: &mut BytesMut, now: Instant) {
+        let delivered: u64 = self
+            .link
+            .resend()
             .into_iter()
-            .map(|o| self.write_outgoing(o, now))
+            .map(|o| self.write_outgoing(out, o, now))
             .sum();
-        Metrics::add(&self.broker.metrics().messages_delivered, delivered);
+        Metrics::add(&self.link.broker().metrics().messages_delivered, delivered);
     }
 
-    /// Moves queued messages into the write buffer while the in-flight window and the buffer's
-    /// high-water mark allow. Stops if another connection has taken the session over.
-    /// Registers `waker` with the session under the same lock, so a message queued after this
-    /// drain wakes the connection.
-    pub(super) fn fill_outbound(&mut self, waker: &Waker) -> Result<(), Close> {
+    /// Moves queued messages into `out` while the in-flight window and the buffer's high-water
+    /// mark allow, and registers `waker` with the session under the same lock, so a message
+    /// queued after this drain wakes the connection. Ends the connection if another has taken
+    /// the session over, or if the keep-alive sweeper found it lapsed (by the rule of
+    /// [`super::KeepAlive::lapsed`], on the same last-heard time).
+    pub(super) fn fill_outbound(
+        &mut self,
+        out: &mut BytesMut,
+        now: Instant,
+        waker: &Waker,
+    ) -> Result<(), Close> {
         thread_local! {
             /// Reused by every connection on this thread (it is empty between calls): no
             /// allocation per wake-up, and nothing held per connection.
             static BATCH: Cell<Vec<Outgoing>> = const { Cell::new(Vec::new()) };
         }
         let mut batch = BATCH.take();
-        let now = Instant::now();
-        {
-            let mut st = self.session()?;
-            if st.keep_alive_expired {
-                return Err(Close::KeepAliveTimeout);
+        let budget = WRITE_HIGH_WATER.saturating_sub(out.len());
+        let drained = self.link.take_outgoing(now, budget, waker, &mut batch);
+        let drained = match drained {
+            Ok(drained) => drained,
+            Err(_) => {
+                BATCH.set(batch);
+                return Err(Close::TakenOver);
             }
-            let mut budget = WRITE_HIGH_WATER.saturating_sub(self.out.len());
-            while budget > 0 {
-                let Some(o) = st.session.next_outgoing_within(now, budget) else {
-                    // A subscription's retained messages come from the store a batch at a
-                    // time (the store's lock is taken under the session's, never the reverse).
-                    if st.session.refill_retained(&self.broker) {
-                        continue;
-                    }
-                    break;
-                };
-                budget = budget.saturating_sub(o.estimated_len());
-                batch.push(o);
-            }
-            if batch.is_empty() {
-                // Nothing to send: a burst is over, so give its memory back.
-                st.session.compact();
-            }
-            st.register(waker);
+        };
+        if drained.keep_alive_lapsed {
+            BATCH.set(batch);
+            return Err(Close::KeepAliveTimeout);
         }
         let mut delivered = 0;
         for o in batch.drain(..) {
-            delivered += self.write_outgoing(o, now);
+            delivered += self.write_outgoing(out, o, now);
         }
         BATCH.set(batch);
-        Metrics::add(&self.broker.metrics().messages_delivered, delivered);
+        Metrics::add(&self.link.broker().metrics().messages_delivered, delivered);
         Ok(())
     }
 
     /// Writes what the session released; returns how many PUBLISHes went out.
-    fn write_outgoing(&mut self, o: Outgoing, now: Instant) -> u64 {
+    fn write_outgoing(&mut self, out: &mut BytesMut, o: Outgoing, now: Instant) -> u64 {
         match o {
             Outgoing::PubRel { packet_id } => {
-                self.ack(Packet::PubRel, packet_id, ReasonCode::SUCCESS);
+                self.ack(out, Packet::PubRel, packet_id, ReasonCode::SUCCESS);
                 0
             }
             Outgoing::Publish {
                 packet_id,
                 delivery,
                 dup,
-            } => self.write_publish(packet_id, &delivery, dup),
+            } => self.write_publish(out, packet_id, &delivery, dup, now),
             Outgoing::Run(slice) => {
                 if let Some(packets) = self.preencoded(&slice) {
-                    self.out.extend_from_slice(packets);
+                    out.extend_from_slice(packets);
                     return slice.messages().len() as u64;
                 }
                 let mut written = 0;
                 let grant = slice.grant();
                 for m in slice.live(now) {
                     written += if self.plain(m, grant.extra.as_ref()) {
-                        self.write_plain(0, m, QoS::AtMostOnce, grant.retain(m), false)
+                        let retain = grant.retain(m);
+                        self.write_plain(out, 0, m, QoS::AtMostOnce, retain, false)
                     } else {
-                        self.write_publish(0, &grant.delivery(m), false)
+                        self.write_publish(out, 0, &grant.delivery(m), false, now)
                     };
                 }
                 written
@@ -182,6 +193,7 @@ impl Connection {
     /// Writes a PUBLISH without properties straight from the shared message; 1 if written.
     fn write_plain(
         &mut self,
+        out: &mut BytesMut,
         packet_id: u16,
         m: &Message,
         qos: QoS,
@@ -196,21 +208,37 @@ impl Connection {
             packet_id,
             payload: &m.payload,
         };
-        let written =
-            self.encode_within_limit(packet_id, |v| p.encoded_len(v), |v, out| p.encode(v, out));
+        let written = self.encode_within_limit(
+            out,
+            packet_id,
+            |v| p.encoded_len(v),
+            |v, out| p.encode(v, out),
+        );
         self.count_written(written)
     }
 
     /// Writes one delivery as a PUBLISH; 1 if written.
-    fn write_publish(&mut self, packet_id: u16, delivery: &Delivery, dup: bool) -> u64 {
+    fn write_publish(
+        &mut self,
+        out: &mut BytesMut,
+        packet_id: u16,
+        delivery: &Delivery,
+        dup: bool,
+        now: Instant,
+    ) -> u64 {
         let m: &Message = &delivery.message;
         if self.plain(m, delivery.extra.as_ref()) {
-            return self.write_plain(packet_id, m, delivery.qos, delivery.retain, dup);
+            let (qos, retain) = (delivery.qos, delivery.retain);
+            return self.write_plain(out, packet_id, m, qos, retain, dup);
         }
-        let mut p = self.publish_for(delivery, packet_id, dup);
+        let mut p = self.publish_for(delivery, packet_id, dup, now);
         let naming = self.name_topic(&mut p);
-        let written =
-            self.encode_within_limit(packet_id, |v| p.encoded_len(v), |v, out| p.encode(v, out));
+        let written = self.encode_within_limit(
+            out,
+            packet_id,
+            |v| p.encoded_len(v),
+            |v, out| p.encode(v, out),
+        );
         if let (Ok(true), Some(aliases)) = (
             &written,
             self.extras.as_mut().and_then(|e| e.aliases_out.as_mut()),
@@ -226,7 +254,7 @@ impl Connection {
             Ok(true) => 1,
             Ok(false) => 0,
             Err(e) => {
-                tracing::error!(client_id = %self.client_id(), "cannot encode PUBLISH: {e}");
+                tracing::error!(client_id = %self.link.client_id(), "cannot encode PUBLISH: {e}");
                 0
             }
         }
@@ -236,6 +264,7 @@ impl Connection {
     /// was written.
     fn encode_within_limit(
         &mut self,
+        out: &mut BytesMut,
         packet_id: u16,
         len: impl Fn(ProtocolVersion) -> usize,
         encode: impl Fn(ProtocolVersion, &mut BytesMut) -> Result<(), EncodeError>,
@@ -244,15 +273,10 @@ impl Connection {
         if self.client_max_packet != u32::MAX && len(self.version) > self.client_max_packet as usize
         {
             // [MQTT-3.1.2-25] too large for the client: discard as if it was delivered.
-            if packet_id != 0
-                && let Ok(mut st) = self.slot.lock_for(self.link.id)
-            {
-                st.session.abandon(packet_id);
-            }
-            Metrics::inc(&self.broker.metrics().messages_dropped);
+            self.link.abandon(packet_id);
             return Ok(false);
         }
-        encode(self.version, &mut self.out).map(|()| true)
+        encode(self.version, out).map(|()| true)
     }
 
     /// Our topic aliases toward the client, if it accepts any.
@@ -278,7 +302,7 @@ impl Connection {
         naming
     }
 
-    fn publish_for(&self, d: &Delivery, packet_id: u16, dup: bool) -> Publish {
+    fn publish_for(&self, d: &Delivery, packet_id: u16, dup: bool, now: Instant) -> Publish {
         let m: &Message = &d.message;
         let properties = if self.version.is_v5() {
             let mut p = m.properties.clone();
@@ -288,7 +312,7 @@ impl Connection {
             if ids.is_some() || !p.subscription_identifiers.is_empty() {
                 p.subscription_identifiers = ids.map(|i| i.to_vec()).unwrap_or_default();
             }
-            if let Some(left) = m.remaining_expiry(Instant::now()) {
+            if let Some(left) = m.remaining_expiry(now) {
                 p.message_expiry_interval = Some(left); // [MQTT-3.3.2-6]
             }
             p

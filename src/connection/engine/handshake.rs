@@ -1,0 +1,346 @@
+//! The engine's handshake phase: the CONNECT read and screened, the client authenticated
+//! (through an AUTH exchange if it named a method), the policy's decision applied, and the
+//! session attached with CONNACK and what it had in flight.
+
+use super::auth::{Pending, auth_packet};
+use super::policy::{self, Identity, Refused};
+use super::{Engine, Extras, KeepAlive, Open, State, alias};
+use crate::auth::{Begin, Credentials, Step};
+use crate::broker::Metrics;
+use crate::connection::Close;
+use crate::protocol::{
+    ConnAck, Connect, Limits, Packet, PacketTypes, ProtocolVersion, ReasonCode, decode, error,
+};
+use bytes::BytesMut;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+impl Engine {
+    /// The next whole packet of a client still in its handshake, if it has come. What the codec
+    /// refuses ends the handshake, answered as the specification allows.
+    pub(super) fn decode_handshake(
+        &mut self,
+        inbuf: &mut BytesMut,
+        out: &mut BytesMut,
+    ) -> Result<Option<Packet>, Close> {
+        let State::Connecting { exchange, .. } = &self.state else {
+            return Ok(None);
+        };
+        let max_packet_size = self.broker.config().limits.max_packet_size;
+        if let Some(pending) = exchange {
+            let limits = Limits {
+                max_packet_size,
+                accepts: PacketTypes::AUTH_EXCHANGE,
+            };
+            return match decode(inbuf, ProtocolVersion::V5, &limits) {
+                Ok(packet) => Ok(packet),
+                // A bad packet in the exchange: CONNACK says why, as for a bad CONNECT property
+                // [MQTT-3.1.2-30 for a packet other than AUTH].
+                Err(e) => {
+                    let refused = Refused::new(&pending.connect, e.reason, e.message);
+                    Err(refuse(&pending.connect, refused, out))
+                }
+            };
+        }
+        // The first packet may be anything: what is not a CONNECT is named in the log line.
+        let limits = Limits {
+            max_packet_size,
+            accepts: PacketTypes::ALL,
+        };
+        let is_connect = inbuf.first().is_some_and(|b| b >> 4 == 1);
+        // Read before decoding, which consumes the frame even when it refuses it.
+        let level = connect_level(inbuf);
+        // The version is unknown until CONNECT is read; CONNECT decodes in its own version.
+        match decode(inbuf, ProtocolVersion::V5, &limits) {
+            Ok(packet) => Ok(packet),
+            Err(_) if !is_connect => Err(Close::NotConnect("an invalid packet")),
+            Err(e) if e == error::UNSUPPORTED_PROTOCOL_VERSION => {
+                // [MQTT-3.1.2-2] CONNACK 0x01 (3.1.1 form: the client's version is unknown).
+                out.extend_from_slice(&[0x20, 0x02, 0x00, 0x01]);
+                Err(Close::Decode(e))
+            }
+            Err(e) => {
+                if level == Some(5) {
+                    // 5.0 section 4.13.1: the server MAY answer a bad CONNECT with a CONNACK
+                    // that says why. Its properties did not parse, so neither did the client's
+                    // Maximum Packet Size: the CONNACK goes bare, 5 bytes, and the log line
+                    // has the rest. (3.1.1 closes without a CONNACK [MQTT-3.2.2-6 of 3.1.1
+                    // leaves no code for it].)
+                    out.extend_from_slice(&[0x20, 0x03, 0x00, e.reason.0, 0x00]);
+                }
+                Err(Close::Decode(e))
+            }
+        }
+    }
+
+    /// One packet of a client in its handshake: its CONNECT, or its next AUTH.
+    pub(super) fn handle_handshake(
+        &mut self,
+        packet: Packet,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), Close> {
+        let State::Connecting { exchange, .. } = &mut self.state else {
+            return Ok(());
+        };
+        let Some(pending) = exchange.take() else {
+            return match packet {
+                Packet::Connect(connect) => self.on_connect(connect, now, out),
+                other => Err(Close::NotConnect(other.name())),
+            };
+        };
+        match packet {
+            Packet::Auth(a)
+                if a.reason == ReasonCode::CONTINUE_AUTHENTICATION
+                    && a.properties.authentication_method.as_ref() == Some(&pending.method) =>
+            {
+                let data = a.properties.authentication_data.clone().unwrap_or_default();
+                self.step(pending, &data, now, out)
+            }
+            Packet::Disconnect(_) => Err(Close::SocketClosed),
+            _ => {
+                // [MQTT-3.1.2-30, MQTT-4.12.0-3, -5] only AUTH 0x18 with the same method.
+                let why = "expected AUTH 0x18 with the same method during authentication";
+                let refused = Refused::new(&pending.connect, ReasonCode::PROTOCOL_ERROR, why);
+                Err(refuse(&pending.connect, refused, out))
+            }
+        }
+    }
+
+    fn on_connect(
+        &mut self,
+        connect: Box<Connect>,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), Close> {
+        if let Err(refused) = policy::screen(&connect, self.broker.config()) {
+            return Err(refuse(&connect, refused, out));
+        }
+        let props = &connect.properties;
+        let credentials = Credentials {
+            username: connect.username.as_deref(),
+            password: connect.password.as_deref(),
+            method: props.authentication_method.as_deref(),
+        };
+        let (reason, why) = match self.broker.authenticator().begin(&credentials) {
+            Begin::Anonymous => return self.establish(connect, Identity::default(), now, out),
+            Begin::User(user) => {
+                let identity = Identity {
+                    user: Some(user),
+                    ..Identity::default()
+                };
+                return self.establish(connect, identity, now, out);
+            }
+            Begin::Exchange(exchange) => match props.authentication_method.clone() {
+                Some(method) => {
+                    let data = props.authentication_data.clone().unwrap_or_default();
+                    let pending = Box::new(Pending {
+                        connect,
+                        method,
+                        exchange,
+                    });
+                    return self.step(pending, &data, now, out);
+                }
+                // Only a method starts an exchange: one started without is not to be trusted.
+                None => (
+                    ReasonCode::BAD_AUTHENTICATION_METHOD,
+                    "an authentication exchange without an Authentication Method",
+                ),
+            },
+            Begin::UnknownMethod => (
+                ReasonCode::BAD_AUTHENTICATION_METHOD,
+                "unknown Authentication Method",
+            ),
+            Begin::Refused(why) => (ReasonCode::BAD_USER_NAME_OR_PASSWORD, why),
+        };
+        let refused = Refused::new(&connect, reason, why);
+        Err(refuse(&connect, refused, out))
+    }
+
+    /// Feeds the client's Authentication Data to the exchange and answers: AUTH 0x18 with the
+    /// next challenge, or the handshake's end.
+    fn step(
+        &mut self,
+        mut pending: Box<Pending>,
+        data: &[u8],
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), Close> {
+        match pending.exchange.step(data) {
+            Step::Continue(challenge) => {
+                let auth = auth_packet(
+                    ReasonCode::CONTINUE_AUTHENTICATION,
+                    &pending.method,
+                    challenge,
+                );
+                let limit = pending.connect.properties.maximum_packet_size;
+                let Some(auth) = auth.within(ProtocolVersion::V5, limit.unwrap_or(u32::MAX)) else {
+                    // [MQTT-3.1.2-24] The exchange cannot go on within the client's limit.
+                    let why = "the AUTH challenge would exceed the client's Maximum Packet Size";
+                    let refused = Refused::new(&pending.connect, ReasonCode::PACKET_TOO_LARGE, why);
+                    return Err(refuse(&pending.connect, refused, out));
+                };
+                // An AUTH built from a valid method name always encodes.
+                let _ = auth.encode(ProtocolVersion::V5, out);
+                if let State::Connecting { exchange, .. } = &mut self.state {
+                    *exchange = Some(pending);
+                }
+                Ok(())
+            }
+            Step::Success { data, user } => {
+                let Pending {
+                    connect, method, ..
+                } = *pending;
+                let identity = Identity {
+                    user: Some(user),
+                    method: Some(method),
+                    data: data.map(Into::into),
+                };
+                self.establish(connect, identity, now, out)
+            }
+            Step::Failure(why) => {
+                // The client learns only that it failed: which check failed would help an
+                // attacker guess.
+                tracing::info!(client_id = %pending.connect.client_id, "enhanced authentication failed: {why}");
+                let refused = Refused::new(
+                    &pending.connect,
+                    ReasonCode::NOT_AUTHORIZED,
+                    "authentication failed",
+                );
+                Err(refuse(&pending.connect, refused, out))
+            }
+        }
+    }
+
+    /// Applies the policy's decision for an authenticated client: attaches its session, answers
+    /// CONNACK and resends what the session had in flight.
+    fn establish(
+        &mut self,
+        connect: Box<Connect>,
+        identity: Identity,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), Close> {
+        let accepted =
+            match policy::accept(&connect, self.broker.config(), &identity, assign_client_id) {
+                Ok(accepted) => accepted,
+                Err(refused) => return Err(refuse(&connect, refused, out)),
+            };
+        let Connect {
+            protocol: version,
+            clean_start,
+            properties: p,
+            will,
+            ..
+        } = *connect;
+        let attached = self.broker.attach(
+            accepted.client_id,
+            clean_start,
+            accepted.window,
+            accepted.expiry,
+        );
+        Metrics::inc(&self.broker.metrics().connections_accepted);
+        let v5 = version.is_v5();
+        let aliases_out = p
+            .topic_alias_maximum
+            .filter(|&m| v5 && m > 0)
+            .map(alias::Outbound::new);
+        let reauth = identity.method.map(|method| super::auth::Reauth {
+            method,
+            user: identity.user.unwrap_or_default(),
+            exchange: None,
+        });
+        let enhanced = reauth.is_some();
+        let extras = (reauth.is_some() || aliases_out.is_some()).then(|| {
+            Box::new(Extras {
+                auth: reauth,
+                aliases_in: Default::default(),
+                aliases_out,
+            })
+        });
+        let limits = self.broker.config().limits.max_packet_size;
+        let mut open = Open {
+            link: attached.link,
+            version,
+            limits: Limits {
+                max_packet_size: limits,
+                accepts: if enhanced {
+                    PacketTypes::FROM_CLIENT
+                } else {
+                    PacketTypes::FROM_CLIENT.without_auth()
+                },
+            },
+            keep_alive: KeepAlive::new(accepted.keep_alive, now),
+            will: will.map(Box::new),
+            client_max_packet: p.maximum_packet_size.unwrap_or(u32::MAX),
+            problem_info: p.request_problem_information != Some(0),
+            extras,
+        };
+        let connack = ConnAck {
+            session_present: attached.session_present,
+            ..accepted.connack
+        };
+        open.write_packet(out, Packet::ConnAck(connack));
+        open.resend_inflight(out, now);
+        if open.keep_alive.grace_ms > 0 {
+            let k = open.keep_alive;
+            open.link.watch_keep_alive(k.grace_ms, k.last_heard_ms);
+        }
+        tracing::info!(
+            client_id = %open.link.client_id(),
+            peer = %self.peer,
+            version = ?version,
+            session_present = attached.session_present,
+            "client connected"
+        );
+        self.state = State::Open(open);
+        Ok(())
+    }
+}
+
+/// Answers a refused CONNECT: its CONNACK into `out` within the client's Maximum Packet Size
+/// (without the Reason String if it does not fit with it, without any property if it still
+/// does not, and not at all if even that does not fit [MQTT-3.1.2-24, MQTT-3.2.2-19]; a
+/// 3.1.1 CONNACK has no code for some v5 refusals, and such a client is only closed). Returns
+/// the [`Close`] that ends the connection.
+fn refuse(connect: &Connect, refused: Refused, out: &mut BytesMut) -> Close {
+    let version = connect.protocol;
+    let limit = connect.properties.maximum_packet_size.unwrap_or(u32::MAX);
+    let (reason, why) = (refused.reason(), refused.why);
+    let ack = refused.connack;
+    let bare = (!ack.properties.is_empty()).then(|| ConnAck {
+        properties: Default::default(),
+        ..ack.clone()
+    });
+    let packet = Packet::ConnAck(ack)
+        .within(version, limit)
+        .or_else(|| Packet::ConnAck(bare?).within(version, limit));
+    if let Some(packet) = packet {
+        // A CONNACK whose code has no 3.1.1 form does not encode: nothing is sent.
+        let _ = packet.encode(version, out);
+    }
+    Close::Refused { reason, why }
+}
+
+/// The protocol level of the CONNECT at the front of `buf`, if that much of it has arrived:
+/// the byte after the fixed header and the protocol name.
+fn connect_level(buf: &[u8]) -> Option<u8> {
+    let header = 1 + buf.iter().skip(1).take(4).position(|b| b & 0x80 == 0)? + 1;
+    let name = usize::from(u16::from_be_bytes([
+        *buf.get(header)?,
+        *buf.get(header + 1)?,
+    ]));
+    buf.get(header + 2 + name).copied()
+}
+
+static ASSIGNED: AtomicU64 = AtomicU64::new(1);
+
+/// A client id for a client that sent none (v5 Assigned Client Identifier, or 3.1.1 with a
+/// clean session) [MQTT-3.1.3-6].
+fn assign_client_id() -> String {
+    let n = ASSIGNED.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("roost-{nanos:08x}{n:x}")
+}

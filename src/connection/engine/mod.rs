@@ -1,0 +1,235 @@
+//! One connection's MQTT state machine, sans-IO (the quinn-proto pattern): the CONNECT handshake
+//! and its enhanced-authentication exchange, then the established connection's topic aliases
+//! both ways, will, inbound runs, keep alive and outbound packets. It never touches a socket or
+//! reads a clock: the shell (`connection/mod.rs`) hands it bytes and the time, and writes what
+//! it puts in the out buffer. It reaches the broker only through its [`Link`].
+//!
+//! The surface:
+//! - [`Engine::receive`] / [`Engine::handle`]: bytes (or one decoded packet) from the client;
+//! - [`Engine::poll_transmit`]: what the session has for the client, into the out buffer;
+//! - [`Engine::poll_timeout`] / [`Engine::handle_timeout`]: the connect and keep-alive
+//!   deadlines;
+//! - [`Engine::close`]: the end, for any [`Close`] reason.
+//!
+//! Every call that may answer takes `out`, the buffer the shell writes to the socket.
+
+mod alias;
+mod auth;
+mod handshake;
+mod inbound;
+mod outbound;
+pub(crate) mod policy;
+
+pub(crate) use outbound::WRITE_HIGH_WATER;
+
+#[cfg(test)]
+mod tests;
+
+use super::Close;
+use crate::broker::{Broker, Link, Metrics, keep_alive};
+use crate::clock;
+use crate::protocol::{Limits, Packet, ProtocolVersion, Will};
+use bytes::BytesMut;
+use std::net::SocketAddr;
+use std::task::Waker;
+use std::time::{Duration, Instant};
+
+/// One connection's MQTT state.
+pub(crate) struct Engine {
+    broker: Broker,
+    peer: SocketAddr,
+    state: State,
+}
+
+enum State {
+    /// Waiting for CONNECT, or in its enhanced-authentication exchange, until `deadline`.
+    Connecting {
+        deadline: Instant,
+        exchange: Option<Box<auth::Pending>>,
+    },
+    Open(Open),
+    /// Ended: nothing more is read or sent.
+    Closed,
+}
+
+/// An established connection.
+struct Open {
+    link: Link,
+    version: ProtocolVersion,
+    /// What the codec accepts from this client.
+    limits: Limits,
+    keep_alive: KeepAlive,
+    /// The will to publish if the connection ends other than by a normal DISCONNECT.
+    will: Option<Box<Will>>,
+    /// The largest packet the client accepts (v5 Maximum Packet Size).
+    client_max_packet: u32,
+    /// Whether the client wants Reason Strings (v5 Request Problem Information, 1 unless 0).
+    problem_info: bool,
+    /// Enhanced authentication and topic aliases, allocated once a client uses one.
+    extras: Option<Box<Extras>>,
+}
+
+/// What only some v5 clients use, boxed together: most connections use none of it, and one
+/// pointer costs every connection 24 bytes less than three.
+#[derive(Default)]
+struct Extras {
+    /// The method and user of a client that used enhanced authentication, for
+    /// re-authentication.
+    auth: Option<auth::Reauth>,
+    /// The client's topic aliases.
+    aliases_in: alias::Inbound,
+    /// Ours toward the client, if it accepts any.
+    aliases_out: Option<alias::Outbound>,
+}
+
+/// The keep alive of an open connection, on [`clock::ms`]'s clock.
+#[derive(Debug, Clone, Copy)]
+struct KeepAlive {
+    /// 1.5 times the keep alive granted [MQTT-3.1.2-24 of 3.1.1]; 0 when the client turned
+    /// it off.
+    grace_ms: u32,
+    /// When the client last sent anything.
+    last_heard_ms: u64,
+}
+
+impl Engine {
+    /// A connection from `peer` that has sent nothing yet: it has the connect timeout from
+    /// `now` to complete its handshake.
+    pub(crate) fn new(broker: Broker, peer: SocketAddr, now: Instant) -> Self {
+        let timeout = Duration::from_secs(broker.config().limits.connect_timeout_secs);
+        Self {
+            broker,
+            peer,
+            state: State::Connecting {
+                deadline: now + timeout,
+                exchange: None,
+            },
+        }
+    }
+
+    /// Whether the handshake is done and the connection not yet closed.
+    pub(crate) fn is_open(&self) -> bool {
+        matches!(self.state, State::Open(_))
+    }
+
+    /// Decodes and handles every whole packet in `inbuf`, bytes the client sent up to `now`,
+    /// leaving a partial packet for later. Messages read together are routed in runs, every run
+    /// before this returns, also when a bad packet ends the connection.
+    pub(crate) fn receive(
+        &mut self,
+        inbuf: &mut BytesMut,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), Close> {
+        loop {
+            match &mut self.state {
+                State::Closed => return Ok(()),
+                State::Connecting { .. } => {
+                    let Some(packet) = self.decode_handshake(inbuf, out)? else {
+                        return Ok(());
+                    };
+                    self.handle(packet, now, out)?;
+                }
+                State::Open(open) => return open.receive(inbuf, now, out),
+            }
+        }
+    }
+
+    /// Handles one packet the client sent (decoded by the caller).
+    pub(crate) fn handle(
+        &mut self,
+        packet: Packet,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), Close> {
+        match &mut self.state {
+            State::Closed => Ok(()),
+            State::Connecting { .. } => self.handle_handshake(packet, now, out),
+            State::Open(open) => open.handle(packet, now, out),
+        }
+    }
+
+    /// Moves what the session has for the client into `out` (up to a high-water mark, and the
+    /// in-flight window), and registers `waker` to be woken when it has more. An error ends
+    /// the connection: taken over, keep alive lapsed, or the server shutting down.
+    pub(crate) fn poll_transmit(
+        &mut self,
+        out: &mut BytesMut,
+        now: Instant,
+        waker: &Waker,
+    ) -> Result<(), Close> {
+        let State::Open(open) = &mut self.state else {
+            return Ok(());
+        };
+        if self.broker.is_shutting_down() {
+            return Err(Close::ServerShutdown);
+        }
+        open.fill_outbound(out, now, waker)
+    }
+
+    /// When [`Engine::handle_timeout`] has something to do: the connect deadline during the
+    /// handshake, the keep-alive deadline after.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        match &self.state {
+            State::Connecting { deadline, .. } => Some(*deadline),
+            State::Open(open) if open.keep_alive.grace_ms > 0 => {
+                let k = open.keep_alive;
+                Some(clock::at(k.last_heard_ms + u64::from(k.grace_ms)))
+            }
+            State::Open(_) | State::Closed => None,
+        }
+    }
+
+    /// Ends the connection if a deadline has passed by `now`: no CONNECT (or no end to its
+    /// authentication) within the connect timeout, or nothing from the client for 1.5 times its
+    /// keep alive [MQTT-3.1.2-24 of 3.1.1, MQTT-3.1.2-22 of 5.0].
+    pub(crate) fn handle_timeout(&mut self, now: Instant) -> Result<(), Close> {
+        match &self.state {
+            State::Connecting { deadline, .. } if now >= *deadline => Err(Close::ConnectTimeout),
+            State::Open(open) if open.keep_alive.lapsed(now) => Err(Close::KeepAliveTimeout),
+            _ => Ok(()),
+        }
+    }
+
+    /// Ends the connection for `close`: a v5 client the server closes is told why (DISCONNECT
+    /// into `out`), the will is published if due, the session is let go and one line is
+    /// logged. Returns whether the shell should linger before closing the socket (see
+    /// [`super::close::linger`]). Idempotent.
+    pub(crate) fn close(&mut self, close: &Close, now: Instant, out: &mut BytesMut) -> bool {
+        match std::mem::replace(&mut self.state, State::Closed) {
+            State::Closed => false,
+            State::Connecting { .. } => {
+                Metrics::inc(&self.broker.metrics().connections_refused);
+                close.log_refusal(self.peer);
+                true
+            }
+            State::Open(mut open) => {
+                if let Some(reason) = close.disconnect_reason()
+                    && open.version.is_v5()
+                {
+                    open.send_disconnect(out, reason, close.reason_string());
+                }
+                if close.publishes_will() {
+                    open.publish_will(close, now);
+                }
+                open.link.detach();
+                close.log(open.link.client_id(), self.peer);
+                close.by_server()
+            }
+        }
+    }
+}
+
+impl KeepAlive {
+    fn new(keep_alive_secs: u16, now: Instant) -> Self {
+        Self {
+            grace_ms: u32::from(keep_alive_secs) * 1500,
+            last_heard_ms: clock::ms(now),
+        }
+    }
+
+    /// Whether the client has been silent for too long by `now` (the sweeper's rule).
+    fn lapsed(&self, now: Instant) -> bool {
+        self.grace_ms > 0 && keep_alive::lapsed(self.last_heard_ms, self.grace_ms, clock::ms(now))
+    }
+}
