@@ -39,7 +39,7 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Opts the broker out of transparent huge pages (docs/decisions.md, "Allocator"): its heap
+/// Opts the broker out of transparent huge pages (docs/decisions.md, "No transparent huge pages for the broker"): its heap
 /// grows by about a KiB per connection, and 2 MiB pages zeroed on first touch stalled
 /// handshakes (10 % of the broker's time while 18,000 clients connected) and held up to 2 MiB
 /// more than was in use.

@@ -1,6 +1,6 @@
 //! The `roost` binary itself, as `cargo run --release` starts it: the default config on an
 //! ephemeral port, a client served, transparent huge pages off (docs/decisions.md,
-//! "Allocator"), the open-file limit raised and the descriptor table sized at start
+//! "No transparent huge pages for the broker"), the open-file limit raised and the descriptor table sized at start
 //! ("Descriptor table"), and a clean exit on SIGINT.
 
 mod support;

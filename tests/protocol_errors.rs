@@ -227,7 +227,7 @@ fn rows() -> Vec<Row> {
             CLOSED,
         ),
         // Packet Identifier 0 where one is required, and an empty topic without a Topic Alias:
-        // parsed, then refused: 0x82 (docs/decisions.md, "Packet identifier 0 and empty topics").
+        // parsed, then refused: 0x82 (docs/decisions.md, "Malformed Packet (0x81) or Protocol Error (0x82)").
         row(
             "PUBLISH QoS 1 with Packet Identifier 0",
             (frame(0x32, &[0, 1, b't', 0, 0, 0, b'x']), PROTOCOL),

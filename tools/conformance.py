@@ -392,7 +392,7 @@ Summary: MQTT 3.1.1 {d3} of {n3} statements done; MQTT 5.0 {d5} of {n5} done.
   or length, is malformed; Packet Identifier 0, an empty topic without a Topic Alias, a repeated
   property, a packet type a server never accepts (type 0 included) are protocol errors. A
   malformed 5.0 CONNECT gets a bare CONNACK with its code (Mosquitto closes without one). Each
-  choice and its clause: `docs/decisions.md`, "Robustness and conformance edges".
+  choice and its clause: `docs/decisions.md`, "Malformed Packet (0x81) or Protocol Error (0x82)".
 - **Topic depth**: more than `limits.max_topic_levels` levels (200, as Mosquitto) is refused:
   PUBACK/PUBREC 0x90, SUBACK 0x8F, CONNACK 0x90 for a will topic.
 
