@@ -17,19 +17,19 @@ fn epoch() -> Instant {
 
 /// Milliseconds from the clock's zero to `at`: 0 for anything before it, at most
 /// `u64::MAX - 1` (so that one more still fits).
-pub fn ms(at: Instant) -> u64 {
+pub(crate) fn ms(at: Instant) -> u64 {
     u64::try_from(at.saturating_duration_since(epoch()).as_millis()).unwrap_or(u64::MAX - 1)
 }
 
 /// The instant `ms` milliseconds after the clock's zero (the inverse of [`ms`], to the
 /// millisecond); far in the future if that does not fit an `Instant`.
-pub fn at(ms: u64) -> Instant {
+pub(crate) fn at(ms: u64) -> Instant {
     let zero = epoch();
     zero.checked_add(Duration::from_millis(ms))
         .unwrap_or(zero + Duration::from_secs(86_400 * 365 * 30))
 }
 
 /// Milliseconds now, on [`ms`]'s clock.
-pub fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     ms(Instant::now())
 }

@@ -1,16 +1,32 @@
 //! Roost, an MQTT 3.1 / 3.1.1 / 5.0 broker.
 //!
-//! Layout (see `docs/architecture.md`):
-//! - [`protocol`]: the strict, zero-copy codec for every packet of every version. Pure: no I/O.
+//! The public surface is what running, embedding and testing the broker needs: [`Server`] and
+//! its [`Config`], the [`protocol`] codec and the [`topic`] rules, and a [`Broker`] handle for
+//! its figures ([`Metrics`]) and for publishing [`Message`]s directly. Everything else is
+//! internal (see `docs/architecture.md`):
+//! - `connection`: the sans-IO engine (one connection's MQTT state) and the tokio shell that
+//!   serves it over any byte stream;
+//! - `broker`: sessions, the subscription trie, retained messages, wills, keep alive; a
+//!   connection reaches it only through its `Link`;
+//! - `session`: one session's queue and in-flight window, sans-IO;
+//! - `auth`: authentication (SCRAM-SHA-256 enhanced authentication today).
 
-pub mod auth;
-pub mod broker;
-pub mod clock;
+mod auth;
+#[doc(hidden)]
+pub mod bench_support;
+mod broker;
+mod clock;
 pub mod config;
-pub mod connection;
+mod connection;
 pub mod fd_table;
 pub mod protocol;
 pub mod runtime;
-pub mod server;
-pub mod session;
+mod server;
+mod session;
 pub mod topic;
+
+pub use auth::{ScramCredentials, ScramError};
+pub use broker::{Broker, Metrics};
+pub use config::Config;
+pub use server::Server;
+pub use session::{Deadline, Message};

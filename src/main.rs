@@ -6,8 +6,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use anyhow::Context;
 use clap::Parser;
+use roost::Server;
 use roost::config::Config;
-use roost::server::Server;
 use std::path::PathBuf;
 use tracing_subscriber::EnvFilter;
 
@@ -55,7 +55,7 @@ fn disable_transparent_huge_pages() {
 
 fn start(args: Args) -> anyhow::Result<()> {
     if let Some(password) = args.scram_credential {
-        let credential = roost::auth::ScramCredentials::generate(&password, 4096)
+        let credential = roost::ScramCredentials::generate(&password, 4096)
             .context("cannot make a SCRAM credential")?;
         println!("{credential}");
         return Ok(());

@@ -208,52 +208,6 @@ async fn a_filter_or_will_deeper_than_the_limit_is_refused() {
     }
 }
 
-/// The broker itself, without the wire's 65,535-byte strings: a session subscribes to a filter
-/// of 100,000 levels, a message on a topic that deep matches it, and the session's end removes
-/// it (the paths that once recursed once per level).
-#[tokio::test]
-async fn the_broker_subscribes_matches_and_removes_a_filter_of_a_hundred_thousand_levels() {
-    use roost::broker::Broker;
-    use roost::config::Config;
-    use roost::session::Message;
-    use std::sync::Arc;
-    let mut config = Config::default();
-    config.limits.max_topic_levels = 200_000;
-    let broker = Broker::new(Arc::new(config));
-    let topic = deep(100_000);
-    let link = broker.attach("deep".into(), true, 10, 0).link;
-    for filter in [topic.clone(), format!("{}/#", vec!["+"; 99_999].join("/"))] {
-        let granted = link.subscribe(&filter, sub_opts(QoS::AtMostOnce), None);
-        assert_eq!(granted, Ok(ReasonCode(0)));
-    }
-    let message = |retain| Message {
-        topic: ByteStr::try_from(topic.as_str()).unwrap(),
-        payload: bytes::Bytes::from_static(b"x"),
-        qos: QoS::AtMostOnce,
-        retain,
-        properties: Default::default(),
-        publisher: Arc::from("p"),
-        expires_at: None,
-    };
-    assert_eq!(broker.publish(message(true)), 1, "one session matched");
-    assert_eq!(broker.queue_depth("deep"), Some((1, 0)));
-    assert_eq!(link.unsubscribe(&topic), Ok(true));
-    assert_eq!(
-        broker.publish(message(false)),
-        1,
-        "the wildcard filter still matches"
-    );
-    link.detach();
-    assert!(!broker.has_session("deep"));
-    assert_eq!(
-        broker.publish(message(false)),
-        0,
-        "the session's end removed its filter"
-    );
-    assert_eq!(broker.retained_count(), 1);
-    drop(broker);
-}
-
 /// The level count splits on every `/`: empty levels count, and a topic of `max` levels made
 /// of separators alone passes while one more does not.
 #[test]

@@ -8,7 +8,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use bytes::Bytes;
 use hmac::{Hmac, KeyInit, Mac};
-use roost::auth::ScramCredentials;
+use roost::ScramCredentials;
 use roost::config::ScramUser;
 use roost::protocol::ProtocolVersion::{V3_1_1, V5};
 use roost::protocol::{Auth, ByteStr, ConnAck, Packet, QoS, ReasonCode};

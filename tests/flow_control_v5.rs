@@ -4,7 +4,7 @@
 
 mod support;
 
-use roost::broker::Metrics;
+use roost::Metrics;
 use roost::protocol::ProtocolVersion::V5;
 use roost::protocol::{QoS, SubscriptionOptions};
 use support::*;

@@ -3,7 +3,7 @@
 
 mod support;
 
-use roost::broker::Metrics;
+use roost::Metrics;
 use roost::protocol::ProtocolVersion::{self, V3_1_1, V5};
 use roost::protocol::{Packet, PubResp, QoS, ReasonCode};
 use support::*;

@@ -7,9 +7,9 @@
 mod support;
 
 use bytes::Bytes;
+use roost::Message;
 use roost::protocol::ProtocolVersion::{V3_1_1, V5};
 use roost::protocol::{ByteStr, Packet, ProtocolVersion, PubResp, QoS};
-use roost::session::Message;
 use std::collections::HashMap;
 use std::sync::Arc;
 use support::*;
@@ -35,7 +35,7 @@ fn message(topic: &str, payload: &str, qos: QoS, retain: bool) -> Message {
 
 /// A fleet's last known states, stored straight into the broker: each device's status (which
 /// the dashboard's filter matches) and its config (which it does not).
-fn store_fleet(broker: &roost::broker::Broker, qos: QoS) {
+fn store_fleet(broker: &roost::Broker, qos: QoS) {
     for i in 0..DEVICES {
         broker.publish(message(&status(i), "old", qos, true));
         broker.publish(message(&format!("devices/{i}/config"), "cfg", qos, true));
@@ -44,7 +44,7 @@ fn store_fleet(broker: &roost::broker::Broker, qos: QoS) {
 }
 
 /// `n` retained messages at QoS 1 on `r/0000`, `r/0001`, ...
-fn store_numbered(broker: &roost::broker::Broker, n: usize) {
+fn store_numbered(broker: &roost::Broker, n: usize) {
     for i in 0..n {
         broker.publish(message(&format!("r/{i:04}"), "v", QoS::AtLeastOnce, true));
     }

@@ -5,7 +5,7 @@
 mod support;
 
 use bytes::BytesMut;
-use roost::broker::Metrics;
+use roost::Metrics;
 use roost::protocol::ProtocolVersion::{V3_1_1, V5};
 use roost::protocol::{Packet, QoS, ReasonCode};
 use std::time::Duration;

@@ -4,7 +4,7 @@
 mod support;
 
 use bytes::Bytes;
-use roost::broker::Metrics;
+use roost::Metrics;
 use roost::protocol::ProtocolVersion::{self, V3_1_1, V5};
 use roost::protocol::{ByteStr, Connect, Disconnect, Packet, QoS, ReasonCode, Will};
 use support::*;

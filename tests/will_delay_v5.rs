@@ -104,10 +104,10 @@ async fn shutting_down_releases_waiting_wills() {
     drop(c);
     w.expect_nothing().await;
     let broker = b.server.broker().clone();
-    let metrics_before = roost::broker::Metrics::get(&broker.metrics().wills_published);
+    let metrics_before = roost::Metrics::get(&broker.metrics().wills_published);
     b.server.shutdown().await;
     assert_eq!(
-        roost::broker::Metrics::get(&broker.metrics().wills_published),
+        roost::Metrics::get(&broker.metrics().wills_published),
         metrics_before + 1
     );
 }

@@ -14,21 +14,26 @@ mod scram;
 use std::collections::HashMap;
 use std::fmt;
 
-pub use scram::{SCRAM_SHA_256, ScramAuthenticator, ScramCredentials, ScramError};
+pub(crate) use scram::{SCRAM_SHA_256, ScramAuthenticator};
+pub use scram::{ScramCredentials, ScramError};
 
 /// What a client's CONNECT (or AUTH 0x19) offers to be authenticated by.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Credentials<'a> {
+pub(crate) struct Credentials<'a> {
     /// The User Name of CONNECT.
-    pub username: Option<&'a str>,
+    pub(crate) username: Option<&'a str>,
     /// The Password of CONNECT.
-    pub password: Option<&'a [u8]>,
+    #[expect(
+        dead_code,
+        reason = "read by the password-file authenticator (issue 16)"
+    )]
+    pub(crate) password: Option<&'a [u8]>,
     /// The v5 Authentication Method, for enhanced authentication.
-    pub method: Option<&'a str>,
+    pub(crate) method: Option<&'a str>,
 }
 
 /// How authenticating a client begins (see [`Authenticate`]).
-pub enum Begin {
+pub(crate) enum Begin {
     /// The client offered nothing to check: whether it may connect is the configuration's
     /// call (`auth.allow_anonymous`).
     Anonymous,
@@ -39,13 +44,17 @@ pub enum Begin {
     /// The Authentication Method is not enabled (0x8C Bad authentication method).
     UnknownMethod,
     /// The credentials are wrong (0x86 Bad user name or password); the reason is for the log.
+    #[expect(
+        dead_code,
+        reason = "returned by the password-file authenticator (issue 16)"
+    )]
     Refused(&'static str),
 }
 
 /// The one step of the CONNECT handshake that decides who a client is. Password files, client
 /// certificates, SCRAM and external hooks are implementations of this: the handshake policy
 /// takes the result, whatever produced it.
-pub trait Authenticate: Send + Sync {
+pub(crate) trait Authenticate: Send + Sync {
     /// Begins authenticating a client from what its CONNECT carries.
     fn begin(&self, credentials: &Credentials<'_>) -> Begin;
 }
@@ -53,14 +62,14 @@ pub trait Authenticate: Send + Sync {
 /// Starts per-connection exchanges for one or more Authentication Methods.
 ///
 /// Object-safe and shared between connection tasks, hence `Send + Sync` and `&self`.
-pub trait Authenticator: Send + Sync {
+pub(crate) trait Authenticator: Send + Sync {
     /// Starts an exchange for `method`, or `None` when this authenticator does not serve it
     /// (the connection answers 0x8C Bad authentication method).
     fn start(&self, method: &str) -> Option<Box<dyn Exchange>>;
 }
 
 /// One connection's authentication exchange: a state machine fed the client's data in order.
-pub trait Exchange: Send {
+pub(crate) trait Exchange: Send {
     /// Consumes the client's next Authentication Data: from CONNECT (empty when it had none),
     /// then from each AUTH 0x18. Once it has returned `Success` or `Failure` the exchange is
     /// finished and every further call returns `Failure`.
@@ -69,7 +78,7 @@ pub trait Exchange: Send {
 
 /// What the server answers to one [`Exchange::step`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// More is needed: send this as Authentication Data in AUTH 0x18 Continue authentication.
     Continue(Vec<u8>),
     /// The client is authenticated as `user`; `data`, if any, goes with the CONNACK (or the AUTH
@@ -90,7 +99,7 @@ pub enum Step {
 /// It is an [`Authenticator`] itself, so the connection needs only a `&dyn Authenticator` and
 /// tests can hand it a one-method stub.
 #[derive(Default)]
-pub struct Methods {
+pub(crate) struct Methods {
     /// Method name, compared exactly (the specification defines no case folding), to the
     /// authenticator that serves it; one authenticator may be registered under several names.
     by_name: HashMap<String, Box<dyn Authenticator>>,
@@ -98,27 +107,21 @@ pub struct Methods {
 
 impl Methods {
     /// An empty registry: every method is refused.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Enables `method`, served by `authenticator`, replacing any earlier registration.
-    pub fn insert(&mut self, method: impl Into<String>, authenticator: Box<dyn Authenticator>) {
+    pub(crate) fn insert(
+        &mut self,
+        method: impl Into<String>,
+        authenticator: Box<dyn Authenticator>,
+    ) {
         self.by_name.insert(method.into(), authenticator);
     }
 
-    /// Whether `method` is enabled.
-    pub fn contains(&self, method: &str) -> bool {
-        self.by_name.contains_key(method)
-    }
-
-    /// Whether no method is enabled, in which case CONNECT with a method is refused outright.
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
-    }
-
     /// The enabled method names, in no particular order.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.by_name.keys().map(String::as_str)
     }
 }

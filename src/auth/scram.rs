@@ -23,7 +23,7 @@ use subtle::ConstantTimeEq;
 use super::{Authenticator, Exchange, Step};
 
 /// The Authentication Method name of SCRAM-SHA-256.
-pub const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
+pub(crate) const SCRAM_SHA_256: &str = "SCRAM-SHA-256";
 
 /// Iteration count of an unknown user's fake credentials when there are no users to imitate:
 /// RFC 7677's minimum and PostgreSQL's default.
@@ -153,7 +153,7 @@ impl fmt::Debug for ScramCredentials {
 
 /// SCRAM-SHA-256 over an in-memory user store; cheap to clone.
 #[derive(Clone)]
-pub struct ScramAuthenticator {
+pub(crate) struct ScramAuthenticator {
     /// Shared with every exchange, which outlives the call that started it.
     store: Arc<Store>,
 }
@@ -170,7 +170,7 @@ struct Store {
 
 impl ScramAuthenticator {
     /// Serves `users`, keyed by user name (printable ASCII).
-    pub fn new(users: HashMap<String, ScramCredentials>) -> Result<Self, ScramError> {
+    pub(crate) fn new(users: HashMap<String, ScramCredentials>) -> Result<Self, ScramError> {
         if let Some(name) = users.keys().find(|u| !is_user_name(u)) {
             return Err(ScramError::UserName(name.clone()));
         }

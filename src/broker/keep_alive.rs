@@ -31,7 +31,7 @@ struct Entry {
 
 /// The wheel and its sweeper.
 #[derive(Default)]
-pub struct KeepAlives {
+pub(crate) struct KeepAlives {
     wheel: Mutex<Wheel>,
     /// Set once the sweeper task runs (it starts with the first connection that needs it).
     started: AtomicBool,

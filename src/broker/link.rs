@@ -14,7 +14,7 @@ use std::task::Waker;
 use std::time::Instant;
 
 /// One connection's attachment to its session (from [`Broker::attach`]).
-pub struct Link {
+pub(crate) struct Link {
     broker: Broker,
     slot: Arc<SessionSlot>,
     /// This connection's id: the session's `owner` while it is attached.
@@ -23,21 +23,21 @@ pub struct Link {
 
 /// An acknowledgement a client sends for a message the broker sent it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAck {
+pub(crate) enum ClientAck {
     /// PUBACK: a QoS 1 message is done.
-    PubAck(u16),
+    Puback(u16),
     /// PUBREC: a QoS 2 message was received; `failed` if its reason code is an error, which
     /// ends the exchange there.
-    PubRec { packet_id: u16, failed: bool },
+    Pubrec { packet_id: u16, failed: bool },
     /// PUBCOMP: a released QoS 2 message is done.
-    PubComp(u16),
+    Pubcomp(u16),
 }
 
 /// What [`Link::take_outgoing`] found besides the packets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Drained {
+pub(crate) struct Drained {
     /// The broker's keep-alive sweeper found this connection silent past its deadline.
-    pub keep_alive_lapsed: bool,
+    pub(crate) keep_alive_lapsed: bool,
 }
 
 impl Link {
@@ -46,47 +46,47 @@ impl Link {
     }
 
     /// The broker this link belongs to.
-    pub fn broker(&self) -> &Broker {
+    pub(crate) fn broker(&self) -> &Broker {
         &self.broker
     }
 
     /// The session's client id.
-    pub fn client_id(&self) -> &Arc<str> {
+    pub(crate) fn client_id(&self) -> &Arc<str> {
         &self.slot.client_id
     }
 
     /// Whether this connection still has its session. Lock-free, so it can be stale by the time
     /// it is used; every change below checks again under the session's lock.
-    pub fn is_current(&self) -> bool {
+    pub(crate) fn is_current(&self) -> bool {
         self.slot.is_attached_to(self.id)
     }
 
     /// Notes that the client was heard from at `now_ms` (on [`crate::clock::ms`]'s clock), for
     /// the keep-alive sweeper.
-    pub fn heard_from(&self, now_ms: u64) {
+    pub(crate) fn heard_from(&self, now_ms: u64) {
         self.slot.heard_from(now_ms);
     }
 
     /// Asks the broker's keep-alive sweeper to wake this connection once it has been silent
     /// for `grace_ms` since `since_ms` (see `broker/keep_alive.rs`).
-    pub fn watch_keep_alive(&self, grace_ms: u32, since_ms: u64) {
+    pub(crate) fn watch_keep_alive(&self, grace_ms: u32, since_ms: u64) {
         self.broker
             .watch_keep_alive(&self.slot, self.id, grace_ms, since_ms);
     }
 
     /// Routes QoS 0 and 1 messages that share a topic; returns how many sessions matched.
-    pub fn publish_run(&self, run: &[Arc<Message>]) -> usize {
+    pub(crate) fn publish_run(&self, run: &[Arc<Message>]) -> usize {
         self.broker.publish_run(run)
     }
 
     /// Routes one message; returns how many sessions matched.
-    pub fn publish(&self, message: Message) -> usize {
+    pub(crate) fn publish(&self, message: Message) -> usize {
         self.broker.publish(message)
     }
 
     /// Subscribes the session to `filter`; the reason code for SUBACK (the granted QoS, or a
     /// refusal). The filter's retained messages follow as a stream in the session's queue.
-    pub fn subscribe(
+    pub(crate) fn subscribe(
         &self,
         filter: &str,
         options: SubscriptionOptions,
@@ -97,24 +97,28 @@ impl Link {
     }
 
     /// Unsubscribes the session from `filter`; whether it was subscribed.
-    pub fn unsubscribe(&self, filter: &str) -> Result<bool, TakenOver> {
+    pub(crate) fn unsubscribe(&self, filter: &str) -> Result<bool, TakenOver> {
         self.broker.unsubscribe(&self.slot, self.id, filter)
     }
 
     /// Applies the client's acknowledgement of a message the broker sent it.
-    pub fn acknowledge(&self, ack: ClientAck) -> Result<Acked, TakenOver> {
+    pub(crate) fn acknowledge(&self, ack: ClientAck) -> Result<Acked, TakenOver> {
         let mut st = self.slot.lock_for(self.id)?;
         Ok(match ack {
-            ClientAck::PubAck(id) => st.session.puback(id),
-            ClientAck::PubRec { packet_id, failed } => st.session.pubrec(packet_id, failed),
-            ClientAck::PubComp(id) => st.session.pubcomp(id),
+            ClientAck::Puback(id) => st.session.puback(id),
+            ClientAck::Pubrec { packet_id, failed } => st.session.pubrec(packet_id, failed),
+            ClientAck::Pubcomp(id) => st.session.pubcomp(id),
         })
     }
 
     /// Notes an inbound QoS 2 PUBLISH: `Some(true)` the first time its packet id is seen (route
     /// it), `Some(false)` for a duplicate before PUBREL, `None` when `max` are already awaiting
     /// PUBREL.
-    pub fn receive_qos2(&self, packet_id: u16, max: usize) -> Result<Option<bool>, TakenOver> {
+    pub(crate) fn receive_qos2(
+        &self,
+        packet_id: u16,
+        max: usize,
+    ) -> Result<Option<bool>, TakenOver> {
         Ok(self
             .slot
             .lock_for(self.id)?
@@ -123,7 +127,7 @@ impl Link {
     }
 
     /// PUBREL from the client: forgets the inbound QoS 2 id; whether it was known.
-    pub fn release(&self, packet_id: u16) -> Result<bool, TakenOver> {
+    pub(crate) fn release(&self, packet_id: u16) -> Result<bool, TakenOver> {
         Ok(self.slot.lock_for(self.id)?.session.release(packet_id))
     }
 
@@ -131,7 +135,7 @@ impl Link {
     /// bytes and the in-flight window, pulling retained streams from the store as it goes;
     /// then registers `waker`, under the same lock, to be woken by the next message queued. A
     /// session with nothing to send gives back the memory a burst left in its queue.
-    pub fn take_outgoing(
+    pub(crate) fn take_outgoing(
         &self,
         now: Instant,
         mut budget: usize,
@@ -165,7 +169,7 @@ impl Link {
     }
 
     /// What the session had in flight when its client last left, to send again with DUP.
-    pub fn resend(&self) -> Vec<Outgoing> {
+    pub(crate) fn resend(&self) -> Vec<Outgoing> {
         match self.slot.lock_for(self.id) {
             Ok(st) => st.session.resend(),
             Err(TakenOver) => Vec::new(),
@@ -174,7 +178,7 @@ impl Link {
 
     /// Gives up on an in-flight message that could not be sent (too large for the client,
     /// [MQTT-3.1.2-25]), counting it as dropped.
-    pub fn abandon(&self, packet_id: u16) {
+    pub(crate) fn abandon(&self, packet_id: u16) {
         if packet_id != 0
             && let Ok(mut st) = self.slot.lock_for(self.id)
         {
@@ -188,7 +192,7 @@ impl Link {
     /// The client's DISCONNECT sets a new Session Expiry Interval. `Ok(false)` when that is
     /// not allowed: a session that was to end with its connection cannot be revived (5.0
     /// section 3.14.2.2.2).
-    pub fn set_expiry(&self, secs: u32) -> Result<bool, TakenOver> {
+    pub(crate) fn set_expiry(&self, secs: u32) -> Result<bool, TakenOver> {
         let mut st = self.slot.lock_for(self.id)?;
         if st.expiry == 0 && secs != 0 {
             return Ok(false);
@@ -199,7 +203,7 @@ impl Link {
 
     /// Publishes the client's will: now, or after `delay_secs` unless the client is back on
     /// the session by then (see `broker/will.rs`).
-    pub fn leave_will(&self, will: Message, delay_secs: Option<u32>) {
+    pub(crate) fn leave_will(&self, will: Message, delay_secs: Option<u32>) {
         match delay_secs {
             Some(secs) => self.broker.defer_will(&self.slot, self.id, will, secs),
             None => self.broker.publish_will(will),
@@ -208,7 +212,7 @@ impl Link {
 
     /// Detaches the connection from its session, which starts the session's expiry. A no-op
     /// if another connection took the session over.
-    pub fn detach(&self) {
+    pub(crate) fn detach(&self) {
         self.broker.detach(&self.slot, self.id);
     }
 }

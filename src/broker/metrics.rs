@@ -46,7 +46,7 @@ impl Metrics {
 /// once, the log gets one line a second naming one of them and counting the others, not a
 /// thousand lines.
 #[derive(Debug)]
-pub struct OverloadLog {
+pub(crate) struct OverloadLog {
     started: Instant,
     /// Milliseconds after `started` of the last line written; `u64::MAX` before the first.
     last_ms: AtomicU64,
@@ -69,7 +69,7 @@ impl OverloadLog {
     const INTERVAL_MS: u64 = 1000;
 
     /// Notes that `client_id`'s queue just filled and logs if a line is due.
-    pub fn queue_full(&self, client_id: &str) {
+    pub(crate) fn queue_full(&self, client_id: &str) {
         let now = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX - 1);
         let last = self.last_ms.load(Relaxed);
         let due = last == u64::MAX || now.saturating_sub(last) >= Self::INTERVAL_MS;

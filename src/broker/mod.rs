@@ -10,12 +10,15 @@ mod registry;
 mod retained;
 mod router;
 mod shared;
+#[cfg(test)]
+mod tests;
 mod will;
 
-pub use link::{ClientAck, Drained, Link};
-pub use metrics::{Metrics, OverloadLog};
-pub use registry::{Attached, SessionSlot, TakenOver};
-pub use shared::SharedGroup;
+pub(crate) use link::{ClientAck, Link};
+pub use metrics::Metrics;
+pub(crate) use metrics::OverloadLog;
+pub(crate) use registry::{SessionSlot, TakenOver};
+pub(crate) use shared::SharedGroup;
 
 use crate::config::Config;
 use crate::topic::SubscriptionTrie;
@@ -26,11 +29,11 @@ use tokio::sync::watch;
 
 /// A subscription as the router stores it in the trie.
 #[derive(Debug, Clone)]
-pub struct SubEntry {
-    pub slot: Arc<SessionSlot>,
-    pub options: crate::protocol::SubscriptionOptions,
+pub(crate) struct SubEntry {
+    pub(crate) slot: Arc<SessionSlot>,
+    pub(crate) options: crate::protocol::SubscriptionOptions,
     /// v5 Subscription Identifier, if the SUBSCRIBE carried one.
-    pub subscription_id: Option<u32>,
+    pub(crate) subscription_id: Option<u32>,
 }
 
 /// Both subscription tries, behind one lock: a PUBLISH is matched against both.
@@ -122,12 +125,12 @@ impl Broker {
     }
 
     /// A receiver that turns true when the server shuts down.
-    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+    pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.inner.shutdown.subscribe()
     }
 
     /// Tells every connection to close (v5: DISCONNECT 0x8B) after sending due wills.
-    pub fn begin_shutdown(&self) {
+    pub(crate) fn begin_shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::Release);
         self.inner.shutdown.send_replace(true);
         let slots: Vec<_> = lock(&self.inner.sessions).values().cloned().collect();
@@ -143,7 +146,7 @@ impl Broker {
 
     /// Whether [`Broker::begin_shutdown`] was called. Established connections check this on
     /// every turn of their loop instead of each holding a watch future.
-    pub fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.inner.shutting_down.load(Ordering::Acquire)
     }
 

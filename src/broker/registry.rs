@@ -15,7 +15,7 @@ use tokio::task::AbortHandle;
 
 /// A session and the connection (if any) attached to it.
 #[derive(Debug)]
-pub struct SessionSlot {
+pub(crate) struct SessionSlot {
     pub(crate) client_id: Arc<str>,
     /// Held only for short, synchronous updates; never across an `.await`.
     pub(super) state: Mutex<SlotState>,
@@ -76,7 +76,7 @@ impl SessionSlot {
 /// A connection's request refused because the connection no longer has its session: another
 /// connection took it over, or Clean Start ended it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TakenOver;
+pub(crate) struct TakenOver;
 
 /// The mutable part of a slot.
 #[derive(Debug)]
@@ -231,11 +231,11 @@ pub(super) struct ConnectionLink {
 }
 
 /// What a new connection gets from [`Broker::attach`].
-pub struct Attached {
+pub(crate) struct Attached {
     /// The connection's way to its session.
-    pub link: Link,
+    pub(crate) link: Link,
     /// CONNACK's Session Present flag.
-    pub session_present: bool,
+    pub(crate) session_present: bool,
 }
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
@@ -248,7 +248,7 @@ impl Broker {
     /// Attaches a new connection to the session of `client_id`, taking it over from any
     /// connection that holds it (woken through the slot's `wake`), or creating it.
     /// `clean_start` discards an existing session first [MQTT-3.1.2-4].
-    pub fn attach(
+    pub(crate) fn attach(
         &self,
         client_id: Arc<str>,
         clean_start: bool,

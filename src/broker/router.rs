@@ -28,12 +28,12 @@ struct Target {
 /// What a session's matching subscriptions entitle it to.
 pub(super) struct Grant {
     /// The highest QoS granted by the session's matching subscriptions.
-    pub qos: QoS,
+    pub(crate) qos: QoS,
     /// Whether any of them asked for Retain As Published.
-    pub retain_as_published: bool,
-    pub subscription_ids: SubscriptionIds,
+    pub(crate) retain_as_published: bool,
+    pub(crate) subscription_ids: SubscriptionIds,
     /// The `$share/{group}/{filter}` the delivery is made through, if any.
-    pub shared: Option<Arc<str>>,
+    pub(crate) shared: Option<Arc<str>>,
 }
 
 impl Grant {
@@ -202,7 +202,7 @@ impl Broker {
     /// is done once, and each matching session is locked and woken once for the whole run. A
     /// device's burst of telemetry arrives as such runs, many to a read. Returns how many
     /// sessions the topic matched.
-    pub fn publish_run(&self, run: &[Arc<Message>]) -> usize {
+    pub(crate) fn publish_run(&self, run: &[Arc<Message>]) -> usize {
         let Some(first) = run.first() else { return 0 };
         debug_assert!(run.iter().all(|m| m.topic == first.topic));
         if self.config().limits.retain_available && run.iter().any(|m| m.retain) {

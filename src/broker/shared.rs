@@ -13,19 +13,19 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 /// One shared subscription: a group name and a filter, and the sessions subscribed to it.
 #[derive(Debug)]
-pub struct SharedGroup {
+pub(crate) struct SharedGroup {
     /// The whole `$share/{group}/{filter}` string, carried by each delivery made through the
     /// group so that a member's unfinished messages can find their way back to it.
-    pub name: Arc<str>,
+    pub(crate) name: Arc<str>,
     /// In subscription order; a session appears at most once.
-    pub members: Vec<SubEntry>,
+    pub(crate) members: Vec<SubEntry>,
     /// Where the next round-robin pick starts.
     cursor: AtomicUsize,
 }
 
 impl SharedGroup {
     /// An empty group for `name`.
-    pub fn new(name: Arc<str>) -> Self {
+    pub(crate) fn new(name: Arc<str>) -> Self {
         Self {
             name,
             members: Vec::new(),
@@ -34,7 +34,7 @@ impl SharedGroup {
     }
 
     /// Adds a member, or replaces its options if it is one already [MQTT-3.8.4-3].
-    pub fn join(&mut self, entry: SubEntry) {
+    pub(crate) fn join(&mut self, entry: SubEntry) {
         match self
             .members
             .iter_mut()
@@ -46,7 +46,7 @@ impl SharedGroup {
     }
 
     /// Removes the member whose session is `slot`; false if it was not one.
-    pub fn leave(&mut self, slot: &Arc<SessionSlot>) -> bool {
+    pub(crate) fn leave(&mut self, slot: &Arc<SessionSlot>) -> bool {
         let before = self.members.len();
         self.members.retain(|m| !Arc::ptr_eq(&m.slot, slot));
         self.members.len() != before
@@ -55,7 +55,7 @@ impl SharedGroup {
     /// The member that gets a message of `topic` from `publisher`, skipping `exclude` (a member
     /// handing its messages back). A connected member is preferred; if none is connected, an
     /// offline one is picked by the same rule, and its session queues the message.
-    pub fn pick(
+    pub(crate) fn pick(
         &self,
         strategy: ShareStrategy,
         publisher: &str,

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 impl Broker {
     /// Publishes a will now. Its Message Expiry Interval counts from now, the moment it is
     /// published (5.0 section 3.1.3.2.4), not from when the client connected.
-    pub fn publish_will(&self, mut will: Message) {
+    pub(crate) fn publish_will(&self, mut will: Message) {
         will.expires_at = will
             .properties
             .message_expiry_interval

@@ -29,7 +29,7 @@ pub(crate) async fn linger<S: AsyncRead + Unpin>(io: &mut S) {
 
 /// The cause of a connection's end.
 #[derive(Debug)]
-pub enum Close {
+pub(crate) enum Close {
     /// The client sent DISCONNECT 0x00: no will [MQTT-3.14.4-3].
     Normal,
     /// v5 DISCONNECT with any other code (0x04, or an error the client reports): close
@@ -65,7 +65,7 @@ pub enum Close {
 
 impl Close {
     /// The reason code of the DISCONNECT the server sends a v5 client, if it sends one.
-    pub fn disconnect_reason(&self) -> Option<ReasonCode> {
+    pub(crate) fn disconnect_reason(&self) -> Option<ReasonCode> {
         match self {
             Self::Normal | Self::NormalWithWill | Self::SocketClosed | Self::Io(_) => None,
             Self::KeepAliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
@@ -79,7 +79,7 @@ impl Close {
     }
 
     /// The Reason String of that DISCONNECT: what went wrong, in words.
-    pub fn reason_string(&self) -> Option<String> {
+    pub(crate) fn reason_string(&self) -> Option<String> {
         Some(match self {
             Self::Normal | Self::NormalWithWill | Self::SocketClosed | Self::Io(_) => return None,
             Self::KeepAliveTimeout => "no packet within 1.5 times the keep alive".into(),
@@ -93,7 +93,7 @@ impl Close {
 
     /// Whether the server ends the connection (rather than the client or the network): the
     /// close then lingers (see [`linger`]).
-    pub fn by_server(&self) -> bool {
+    pub(crate) fn by_server(&self) -> bool {
         !matches!(
             self,
             Self::Normal | Self::NormalWithWill | Self::SocketClosed | Self::Io(_)
@@ -101,12 +101,12 @@ impl Close {
     }
 
     /// Every end but a normal DISCONNECT publishes the will [MQTT-3.1.2-8].
-    pub fn publishes_will(&self) -> bool {
+    pub(crate) fn publishes_will(&self) -> bool {
         !matches!(self, Self::Normal)
     }
 
     /// One log line for the end of a connection.
-    pub fn log(&self, client_id: &str, peer: SocketAddr) {
+    pub(crate) fn log(&self, client_id: &str, peer: SocketAddr) {
         match self {
             Self::Normal | Self::NormalWithWill => {
                 tracing::info!(%client_id, %peer, "client disconnected")
@@ -135,7 +135,7 @@ impl Close {
     }
 
     /// One log line for a connection that ended in its handshake.
-    pub fn log_refusal(&self, peer: SocketAddr) {
+    pub(crate) fn log_refusal(&self, peer: SocketAddr) {
         match self {
             Self::ConnectTimeout => {
                 tracing::info!(%peer, "closed: no CONNECT within the connect timeout")

@@ -8,7 +8,7 @@
 mod close;
 pub(crate) mod engine;
 
-pub use close::Close;
+pub(crate) use close::Close;
 
 use crate::broker::Broker;
 use bytes::{Buf, BytesMut};
@@ -56,7 +56,7 @@ struct Shell {
 /// arguments twice in its state (rust-lang/rust#62958), and this future's size is paid by
 /// every idle connection for its whole life. For the same reason the stream is not split into
 /// halves (that is one more allocation per connection): reads and writes are polled in turn.
-pub fn serve<S, G>(
+pub(crate) fn serve<S, G>(
     mut stream: S,
     peer: SocketAddr,
     broker: Broker,

@@ -24,7 +24,7 @@ pub struct Message {
 
 impl Message {
     /// Whether its Message Expiry Interval has passed at `now`.
-    pub fn expired(&self, now: Instant) -> bool {
+    pub(crate) fn expired(&self, now: Instant) -> bool {
         self.expires_at.is_some_and(|at| at.passed(now))
     }
 
@@ -33,7 +33,7 @@ impl Message {
     /// (16 KiB for a busy publisher, or the largest packet it sent): a message kept for long,
     /// as a retained one is, must not pin that much for a few bytes. Re-encoding and decoding
     /// it puts every field into one allocation of its exact size.
-    pub fn compacted(&self) -> Self {
+    pub(crate) fn compacted(&self) -> Self {
         use crate::protocol::{Limits, Packet, ProtocolVersion::V5, Publish, decode};
         let p = Publish {
             dup: false,
@@ -64,7 +64,7 @@ impl Message {
     /// The Message Expiry Interval to send on at `now`: the received value minus the time the
     /// message has waited here [MQTT-3.3.2-6], in whole seconds rounded up (so rounding never
     /// shortens its life), at least 1.
-    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+    pub(crate) fn remaining_expiry(&self, now: Instant) -> Option<u32> {
         let left_ms = self.expires_at?.remaining_ms(now);
         Some(
             u32::try_from(left_ms.div_ceil(1000))
@@ -82,51 +82,54 @@ pub struct Deadline(NonZeroU64);
 
 impl Deadline {
     /// `secs` seconds after `now`.
-    pub fn after(now: Instant, secs: u32) -> Self {
+    pub(crate) fn after(now: Instant, secs: u32) -> Self {
         let at = crate::clock::ms(now).saturating_add(u64::from(secs) * 1000);
         // At least 1 by construction (`saturating_add(1)` of any u64 below MAX).
         Self(NonZeroU64::new(at.saturating_add(1)).unwrap_or(NonZeroU64::MIN))
     }
 
     /// Whether it has come by `now`.
-    pub fn passed(self, now: Instant) -> bool {
+    pub(crate) fn passed(self, now: Instant) -> bool {
         crate::clock::ms(now) + 1 >= self.0.get()
     }
 
     /// Milliseconds left at `now`; 0 once passed.
-    pub fn remaining_ms(self, now: Instant) -> u64 {
+    pub(crate) fn remaining_ms(self, now: Instant) -> u64 {
         self.0.get().saturating_sub(crate::clock::ms(now) + 1)
     }
 }
 
 /// One subscriber's delivery of a message.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Delivery {
-    pub message: Arc<Message>,
+pub(crate) struct Delivery {
+    pub(crate) message: Arc<Message>,
     /// min(message QoS, granted QoS).
-    pub qos: QoS,
+    pub(crate) qos: QoS,
     /// The RETAIN flag to send: set for retained messages sent on subscribe, and for Retain As
     /// Published subscriptions; clear otherwise [MQTT-3.3.1-9].
-    pub retain: bool,
+    pub(crate) retain: bool,
     /// What only some deliveries carry, shared by all the deliveries of one subscription in a
     /// run: out of line so that a queued delivery is 24 bytes, not 48. A fan-out writes each
     /// subscriber's queue and reads it back, so its size is memory traffic per delivery.
-    pub extra: Option<Arc<DeliveryExtra>>,
+    pub(crate) extra: Option<Arc<DeliveryExtra>>,
 }
 
 /// The rarer parts of a delivery.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DeliveryExtra {
+pub(crate) struct DeliveryExtra {
     /// v5 Subscription Identifiers of the matching subscriptions.
-    pub subscription_ids: SubscriptionIds,
+    pub(crate) subscription_ids: SubscriptionIds,
     /// The `$share/{group}/{filter}` this delivery was made through, if any: if the member
     /// leaves before finishing it, it goes to another member.
-    pub shared: Option<Arc<str>>,
+    pub(crate) shared: Option<Arc<str>>,
 }
 
 impl DeliveryExtra {
     /// `None` when there is nothing to carry, which is the common case.
-    pub fn new(subscription_ids: SubscriptionIds, shared: Option<Arc<str>>) -> Option<Arc<Self>> {
+    pub(crate) fn new(
+        subscription_ids: SubscriptionIds,
+        shared: Option<Arc<str>>,
+    ) -> Option<Arc<Self>> {
         (!subscription_ids.is_empty() || shared.is_some()).then(|| {
             Arc::new(Self {
                 subscription_ids,
@@ -138,7 +141,7 @@ impl DeliveryExtra {
 
 impl Delivery {
     /// The v5 Subscription Identifiers to send with it, if any.
-    pub fn subscription_ids(&self) -> Option<&SubscriptionIds> {
+    pub(crate) fn subscription_ids(&self) -> Option<&SubscriptionIds> {
         self.extra
             .as_ref()
             .map(|e| &e.subscription_ids)
@@ -146,7 +149,7 @@ impl Delivery {
     }
 
     /// The shared subscription it was made through, if any.
-    pub fn shared(&self) -> Option<&Arc<str>> {
+    pub(crate) fn shared(&self) -> Option<&Arc<str>> {
         self.extra.as_ref().and_then(|e| e.shared.as_ref())
     }
 }
@@ -154,7 +157,7 @@ impl Delivery {
 /// The Subscription Identifiers one delivery carries. Almost every delivery has none or one, so
 /// those cases are stored inline: a fan-out to many v5 subscribers allocates nothing per copy.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SubscriptionIds {
+pub(crate) struct SubscriptionIds {
     /// The first identifier; 0 means none (identifiers are 1 to 268,435,455 [MQTT-3.8.2.1.2]).
     first: u32,
     /// The rest, when overlapping subscriptions of one client each carry an identifier. Boxed
@@ -165,7 +168,7 @@ pub struct SubscriptionIds {
 
 impl SubscriptionIds {
     /// No identifier, or the one a subscription was made with.
-    pub fn one(id: Option<u32>) -> Self {
+    pub(crate) fn one(id: Option<u32>) -> Self {
         Self {
             first: id.unwrap_or(0),
             more: None,
@@ -173,12 +176,12 @@ impl SubscriptionIds {
     }
 
     /// True when there is no identifier.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.first == 0
     }
 
     /// Moves `other`'s identifiers after this one's.
-    pub fn append(&mut self, other: &mut Self) {
+    pub(crate) fn append(&mut self, other: &mut Self) {
         let theirs = std::mem::take(other);
         for id in theirs.iter() {
             if self.first == 0 {
@@ -190,7 +193,7 @@ impl SubscriptionIds {
     }
 
     /// The identifiers, in the order they were added.
-    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         let first = (self.first != 0).then_some(self.first);
         first
             .into_iter()
@@ -198,7 +201,7 @@ impl SubscriptionIds {
     }
 
     /// The identifiers as a vector, for a PUBLISH's properties.
-    pub fn to_vec(&self) -> Vec<u32> {
+    pub(crate) fn to_vec(&self) -> Vec<u32> {
         self.iter().collect()
     }
 }

@@ -9,9 +9,10 @@ mod retained;
 mod run;
 mod window;
 
-pub use message::{Deadline, Delivery, DeliveryExtra, Message, SubscriptionIds};
-pub use retained::{RetainedCursor, RetainedSource};
-pub use run::{Run, RunGrant, RunSlice, wire_estimate};
+pub use message::{Deadline, Message};
+pub(crate) use message::{Delivery, DeliveryExtra, SubscriptionIds};
+pub(crate) use retained::{RetainedCursor, RetainedSource};
+pub(crate) use run::{Run, RunGrant, RunSlice, wire_estimate};
 
 use crate::protocol::QoS;
 use std::sync::Arc;
@@ -22,20 +23,20 @@ const SHRINK_ABOVE: usize = 64;
 
 /// Queue policy for one session (from `[sessions]` in the config).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct QueueLimits {
+pub(crate) struct QueueLimits {
     /// Most messages queued.
-    pub max_messages: usize,
+    pub(crate) max_messages: usize,
     /// Most payload bytes queued; 0 = unlimited.
-    pub max_bytes: usize,
+    pub(crate) max_bytes: usize,
     /// Queue QoS 0 messages while offline.
-    pub qos0_offline: bool,
+    pub(crate) qos0_offline: bool,
 }
 
 /// What became of a message offered to a session. A drop must be counted (and logged once per
 /// episode) by whoever offered it, hence `must_use`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use = "a dropped message must be counted"]
-pub enum Enqueued {
+pub(crate) enum Enqueued {
     Queued,
     /// Dropped by policy (queue full). `first` is true for the first drop of an episode, so the
     /// broker logs once per episode rather than once per message.
@@ -48,7 +49,7 @@ pub enum Enqueued {
 
 /// What an acknowledgement from the client (PUBACK, PUBREC, PUBCOMP) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Acked {
+pub(crate) enum Acked {
     /// It answered a message in flight, as that message's QoS and state call for.
     Done,
     /// No message is in flight with that packet identifier.
@@ -60,7 +61,7 @@ pub enum Acked {
 
 /// A packet the session wants sent.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outgoing {
+pub(crate) enum Outgoing {
     /// A PUBLISH; `packet_id` is 0 at QoS 0.
     Publish {
         packet_id: u16,
@@ -76,7 +77,7 @@ pub enum Outgoing {
 
 impl Outgoing {
     /// About how many bytes it takes on the wire (see [`wire_estimate`]).
-    pub fn estimated_len(&self) -> usize {
+    pub(crate) fn estimated_len(&self) -> usize {
         match self {
             Self::Publish { delivery, .. } => wire_estimate(&delivery.message),
             Self::PubRel { .. } => 4,
@@ -95,7 +96,7 @@ enum InFlight {
 
 /// The state of one session.
 #[derive(Debug)]
-pub struct Session {
+pub(crate) struct Session {
     /// Shared by every session of the broker: 8 bytes here, not 24.
     limits: Arc<QueueLimits>,
     /// Messages waiting for the connection or for room in the in-flight window, in order.
@@ -113,7 +114,7 @@ pub struct Session {
 
 impl Session {
     /// A new, empty session.
-    pub fn new(limits: impl Into<Arc<QueueLimits>>, window: u16) -> Self {
+    pub(crate) fn new(limits: impl Into<Arc<QueueLimits>>, window: u16) -> Self {
         Self {
             limits: limits.into(),
             queue: Default::default(),
@@ -125,41 +126,41 @@ impl Session {
     }
 
     /// Sets the outbound window for the connection now attached.
-    pub fn set_window(&mut self, window: u16) {
+    pub(crate) fn set_window(&mut self, window: u16) {
         self.window = window.max(1);
     }
 
     /// Messages queued and not yet sent.
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.queue.len()
     }
 
     /// Queues the retained messages of a new subscription behind what is queued already: they
     /// are taken from the store as the connection sends them (see [`Session::refill_retained`]).
-    pub fn push_retained(&mut self, cursor: RetainedCursor) {
+    pub(crate) fn push_retained(&mut self, cursor: RetainedCursor) {
         self.queue.push_retained(cursor);
     }
 
     /// Drops the retained messages a subscription to `filter` has still to send: it was
     /// unsubscribed (MQTT-3.10.4-2).
-    pub fn drop_retained(&mut self, filter: &str) {
+    pub(crate) fn drop_retained(&mut self, filter: &str) {
         self.queue.drop_retained(filter);
     }
 
     /// When [`Session::next_outgoing`] found nothing because a retained stream at the front of
     /// the queue has no batch ready: takes the next one from `source`. Returns whether it did
     /// (or finished the stream), so the caller asks for the next packet again.
-    pub fn refill_retained(&mut self, source: &dyn RetainedSource) -> bool {
+    pub(crate) fn refill_retained(&mut self, source: &dyn RetainedSource) -> bool {
         self.queue.refill_front(source)
     }
 
     /// QoS 1/2 messages awaiting acknowledgement.
-    pub fn inflight(&self) -> usize {
+    pub(crate) fn inflight(&self) -> usize {
         self.inflight.len()
     }
 
     /// Offers a message. `online` says whether a connection is attached.
-    pub fn enqueue(&mut self, delivery: Delivery, online: bool) -> Enqueued {
+    pub(crate) fn enqueue(&mut self, delivery: Delivery, online: bool) -> Enqueued {
         let (qos, bytes) = (delivery.qos, delivery.message.payload.len());
         self.offer(qos, bytes, online, || delivery)
     }
@@ -167,7 +168,7 @@ impl Session {
     /// Queues every message of `run` as one entry if the session is online and all of them
     /// fit; otherwise queues nothing and returns false, and the caller offers them one by one,
     /// which applies the drop policy to each.
-    pub fn offer_run(&mut self, run: &Arc<Run>, grant: &RunGrant, online: bool) -> bool {
+    pub(crate) fn offer_run(&mut self, run: &Arc<Run>, grant: &RunGrant, online: bool) -> bool {
         let fits = self.queue.len() + run.len() <= self.limits.max_messages
             && (self.limits.max_bytes == 0
                 || self.queue.bytes() + run.payload_bytes() <= self.limits.max_bytes);
@@ -181,7 +182,7 @@ impl Session {
     /// Offers a message of `qos` with a payload of `bytes`, building its delivery only if it
     /// is queued: under overload most offers are refused, and a refused delivery would cost
     /// the router a reference count increment and decrement for nothing.
-    pub fn offer(
+    pub(crate) fn offer(
         &mut self,
         qos: QoS,
         bytes: usize,
@@ -206,7 +207,7 @@ impl Session {
     /// take a packet identifier and a place in the window. Order is kept: a QoS 1/2 message
     /// waiting for the window holds back the messages behind it. Messages whose expiry interval
     /// has passed by `now` are discarded on the way [MQTT-3.3.2-5].
-    pub fn next_outgoing(&mut self, now: Instant) -> Option<Outgoing> {
+    pub(crate) fn next_outgoing(&mut self, now: Instant) -> Option<Outgoing> {
         while self.queue.front()?.0.expired(now) {
             self.queue.pop_front();
         }
@@ -237,7 +238,7 @@ impl Session {
 
     /// As [`Self::next_outgoing`], but QoS 0 messages at the front of a shared run come out
     /// together, as many as fit in about `budget` bytes.
-    pub fn next_outgoing_within(&mut self, now: Instant, budget: usize) -> Option<Outgoing> {
+    pub(crate) fn next_outgoing_within(&mut self, now: Instant, budget: usize) -> Option<Outgoing> {
         let slice = self.queue.pop_qos0_slice(budget);
         let Some(slice) = slice else {
             return self.next_outgoing(now);
@@ -252,7 +253,7 @@ impl Session {
     /// have instead: QoS 1 messages in flight awaiting PUBACK (their packet ids are freed), then
     /// every queued one, in order. A QoS 2 message once sent stays: its delivery must complete
     /// with this client [MQTT-4.8.2-4] and never go to another [MQTT-4.8.2-5].
-    pub fn take_shared(&mut self) -> Vec<Delivery> {
+    pub(crate) fn take_shared(&mut self) -> Vec<Delivery> {
         let mut taken = Vec::new();
         // Only through `&mut` when there is something: that would allocate the window's box.
         if !self.inflight.is_empty() {
@@ -284,7 +285,7 @@ impl Session {
     }
 
     /// PUBACK: frees the window if `id` is a QoS 1 message in flight.
-    pub fn puback(&mut self, id: u16) -> Acked {
+    pub(crate) fn puback(&mut self, id: u16) -> Acked {
         match self.position(id) {
             Some(i) if matches!(&self.inflight[i].1, InFlight::Sent(d) if d.qos == QoS::AtLeastOnce) =>
             {
@@ -300,7 +301,7 @@ impl Session {
     /// PUBREC: the message is now the client's; a PUBREL is due (also for a repeated PUBREC
     /// of a released message). `failed` is a v5 PUBREC with a reason code of 0x80 or more: the
     /// exchange ends there.
-    pub fn pubrec(&mut self, id: u16, failed: bool) -> Acked {
+    pub(crate) fn pubrec(&mut self, id: u16, failed: bool) -> Acked {
         match self.position(id) {
             Some(i) => match &self.inflight[i].1 {
                 InFlight::Sent(d) if d.qos == QoS::ExactlyOnce => {
@@ -320,7 +321,7 @@ impl Session {
     }
 
     /// PUBCOMP: the QoS 2 exchange of a released message is complete.
-    pub fn pubcomp(&mut self, id: u16) -> Acked {
+    pub(crate) fn pubcomp(&mut self, id: u16) -> Acked {
         match self.position(id) {
             Some(i) if matches!(self.inflight[i].1, InFlight::Released) => {
                 self.inflight.remove(i);
@@ -334,7 +335,7 @@ impl Session {
 
     /// Gives up on an in-flight message without an acknowledgement (it could not be sent, e.g.
     /// over the client's Maximum Packet Size [MQTT-3.1.2-25]).
-    pub fn abandon(&mut self, id: u16) {
+    pub(crate) fn abandon(&mut self, id: u16) {
         if let Some(i) = self.position(id) {
             self.inflight.remove(i);
         }
@@ -342,7 +343,7 @@ impl Session {
 
     /// What to resend when a client resumes this session: every unacknowledged PUBLISH with
     /// DUP set, and PUBREL for the released ones, in their original order [MQTT-4.4.0-1].
-    pub fn resend(&self) -> Vec<Outgoing> {
+    pub(crate) fn resend(&self) -> Vec<Outgoing> {
         self.inflight
             .iter()
             .map(|(id, state)| match state {
@@ -360,7 +361,7 @@ impl Session {
     /// `Some(false)` for a duplicate before PUBREL (acknowledge only), MQTT-4.3.3-10 (5.0).
     /// `None`, and nothing recorded, for a new id when `max` are awaiting PUBREL already (the
     /// Receive Maximum we announced, 5.0 section 3.3.4).
-    pub fn receive_qos2(&mut self, id: u16, max: usize) -> Option<bool> {
+    pub(crate) fn receive_qos2(&mut self, id: u16, max: usize) -> Option<bool> {
         if self.inflight.inbound_qos2().contains(&id) {
             return Some(false);
         }
@@ -372,12 +373,13 @@ impl Session {
     }
 
     /// Inbound QoS 2 messages awaiting PUBREL.
-    pub fn inbound_pending(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn inbound_pending(&self) -> usize {
         self.inflight.inbound_qos2().len()
     }
 
     /// PUBREL: forgets the id. False if it was not pending.
-    pub fn release(&mut self, id: u16) -> bool {
+    pub(crate) fn release(&mut self, id: u16) -> bool {
         let Some(ids) = self.inflight.inbound_qos2_if_any() else {
             return false;
         };
@@ -389,7 +391,7 @@ impl Session {
     /// Gives back the memory of queues that grew under a burst and have drained: an overload
     /// must not leave every subscriber holding its peak capacity. The connection calls it when
     /// a turn finds nothing to send, so a steady stream does not pay for regrowing.
-    pub fn compact(&mut self) {
+    pub(crate) fn compact(&mut self) {
         if self.queue.capacity() > SHRINK_ABOVE {
             self.queue.release();
         }

@@ -17,7 +17,7 @@ const RETAINED_BATCH: usize = 64;
 
 /// Where a subscription's retained messages come from: the broker's retained store. The session
 /// asks for the next batch; it never looks anything up itself.
-pub trait RetainedSource {
+pub(crate) trait RetainedSource {
     /// Appends up to `max` deliveries of the messages `cursor` has still to hand out, in topic
     /// order, and moves the cursor past them (and past any it skipped). Returns true once
     /// there are no more.
@@ -31,16 +31,16 @@ pub trait RetainedSource {
 
 /// How far one subscription's retained messages have been handed out.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RetainedCursor {
+pub(crate) struct RetainedCursor {
     /// The filter subscribed to (for a `$share` subscription there is no stream).
-    pub filter: Box<str>,
+    pub(crate) filter: Box<str>,
     /// The topic where the last batch stopped (the last node of the tree it visited); `None`
     /// before the first.
-    pub after: Option<Box<str>>,
+    pub(crate) after: Option<Box<str>>,
     /// The QoS the subscription was granted.
-    pub qos: QoS,
+    pub(crate) qos: QoS,
     /// The subscription's identifier, carried by every delivery of the stream.
-    pub extra: Option<Arc<DeliveryExtra>>,
+    pub(crate) extra: Option<Arc<DeliveryExtra>>,
 }
 
 /// A cursor and the batch taken from the store and not yet sent.

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 /// Messages routed together, shared by every session they are queued to.
 #[derive(Debug)]
-pub struct Run {
+pub(crate) struct Run {
     messages: Box<[Arc<Message>]>,
     payload_bytes: usize,
     /// Whether any message has RETAIN set (a Retain As Published subscriber keeps it).
@@ -28,7 +28,7 @@ impl PartialEq for Run {
 
 impl Run {
     /// A run of `messages`, in order.
-    pub fn new(messages: &[Arc<Message>]) -> Arc<Self> {
+    pub(crate) fn new(messages: &[Arc<Message>]) -> Arc<Self> {
         Arc::new(Self {
             payload_bytes: messages.iter().map(|m| m.payload.len()).sum(),
             any_retain: messages.iter().any(|m| m.retain),
@@ -38,22 +38,22 @@ impl Run {
     }
 
     /// How many messages it holds.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.messages.len()
     }
 
     /// True when it holds none.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.messages.is_empty()
     }
 
     /// The sum of its messages' payload sizes.
-    pub fn payload_bytes(&self) -> usize {
+    pub(crate) fn payload_bytes(&self) -> usize {
         self.payload_bytes
     }
 
     /// The messages, in order.
-    pub fn messages(&self) -> &[Arc<Message>] {
+    pub(crate) fn messages(&self) -> &[Arc<Message>] {
         &self.messages
     }
 
@@ -122,25 +122,25 @@ impl EncodedRun {
 
 /// How one subscriber takes the messages of a run.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunGrant {
+pub(crate) struct RunGrant {
     /// The highest QoS granted: each message goes at the lower of this and its own.
-    pub qos: QoS,
+    pub(crate) qos: QoS,
     /// Retain As Published: each message keeps its RETAIN flag.
-    pub retain_as_published: bool,
+    pub(crate) retain_as_published: bool,
     /// Subscription identifiers for every message, and the shared subscription they came
     /// through, if any (such messages are never queued as a run: a leaving member hands each
     /// one on).
-    pub extra: Option<Arc<DeliveryExtra>>,
+    pub(crate) extra: Option<Arc<DeliveryExtra>>,
 }
 
 impl RunGrant {
     /// The RETAIN flag `m` goes with [MQTT-3.3.1-9].
-    pub fn retain(&self, m: &Message) -> bool {
+    pub(crate) fn retain(&self, m: &Message) -> bool {
         self.retain_as_published && m.retain
     }
 
     /// The subscriber's delivery of `m`.
-    pub fn delivery(&self, m: &Arc<Message>) -> Delivery {
+    pub(crate) fn delivery(&self, m: &Arc<Message>) -> Delivery {
         Delivery {
             message: m.clone(),
             qos: m.qos.min(self.qos),
@@ -153,7 +153,7 @@ impl RunGrant {
 /// Consecutive QoS 0 messages of one run taken out together: the connection writes them
 /// straight from the run, with no reference count raised per message.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RunSlice {
+pub(crate) struct RunSlice {
     run: Arc<Run>,
     start: u32,
     end: u32,
@@ -175,7 +175,7 @@ impl RunSlice {
     }
 
     /// About how many bytes its PUBLISHes take (see [`wire_estimate`]).
-    pub fn wire_len(&self) -> usize {
+    pub(crate) fn wire_len(&self) -> usize {
         self.wire_len
     }
 
@@ -183,7 +183,7 @@ impl RunSlice {
     /// came (no properties, no expiry, no RETAIN to keep) and none is larger than
     /// `max_packet`. The caller checks what depends on the connection: it must send no
     /// properties of its own (Subscription Identifiers, Topic Aliases).
-    pub fn encoded(&self, version: ProtocolVersion, max_packet: usize) -> Option<&[u8]> {
+    pub(crate) fn encoded(&self, version: ProtocolVersion, max_packet: usize) -> Option<&[u8]> {
         if self.grant.retain_as_published && self.run.any_retain {
             return None;
         }
@@ -195,7 +195,7 @@ impl RunSlice {
     }
 
     /// The messages, in order.
-    pub fn messages(&self) -> &[Arc<Message>] {
+    pub(crate) fn messages(&self) -> &[Arc<Message>] {
         self.run
             .messages()
             .get(self.start as usize..self.end as usize)
@@ -204,19 +204,19 @@ impl RunSlice {
 
     /// The messages whose expiry interval has not passed by `now` [MQTT-3.3.2-5]: a slice is
     /// taken out whole, so messages in it can expire before they are written.
-    pub fn live(&self, now: Instant) -> impl Iterator<Item = &Arc<Message>> {
+    pub(crate) fn live(&self, now: Instant) -> impl Iterator<Item = &Arc<Message>> {
         self.messages().iter().filter(move |m| !m.expired(now))
     }
 
     /// How the subscriber takes these messages (always at QoS 0).
-    pub fn grant(&self) -> &RunGrant {
+    pub(crate) fn grant(&self) -> &RunGrant {
         &self.grant
     }
 }
 
 /// About how many bytes `m` takes as a PUBLISH: enough for one without properties under
 /// 2 MiB (header 1, length up to 3, topic length 2, packet id 2). For the write budget only.
-pub fn wire_estimate(m: &Message) -> usize {
+pub(crate) fn wire_estimate(m: &Message) -> usize {
     m.payload.len() + m.topic.len() + 8
 }
 

@@ -11,12 +11,12 @@ mod wire;
 pub use wire::frame;
 
 use bytes::BytesMut;
+use roost::Server;
 use roost::config::{Config, Listener};
 use roost::protocol::{
     ByteStr, Connect, Limits, Packet, ProtocolVersion, QoS, Subscribe, Subscription,
     SubscriptionOptions, decode,
 };
-use roost::server::Server;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 /// Why an inbound alias cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AliasError {
+pub(crate) enum AliasError {
     /// 0, or above the maximum we announced [MQTT-3.3.2-8, MQTT-3.3.2-9]: 0x94.
     OutOfRange,
     /// An empty topic with an alias nobody set on this connection: 0x82.
@@ -18,7 +18,7 @@ pub enum AliasError {
 /// The client's aliases. Allocated on first use, so a connection that never uses one pays
 /// nothing for it.
 #[derive(Debug, Default)]
-pub struct Inbound {
+pub(crate) struct Inbound {
     /// A boxed slice, not a vector: 8 bytes less on every connection.
     slots: Box<[Option<ByteStr>]>,
 }
@@ -26,7 +26,7 @@ pub struct Inbound {
 impl Inbound {
     /// The topic a PUBLISH is for: its own topic, which (re)sets `alias` if it carries one
     /// [MQTT-3.3.2-12], or the topic the alias stands for when its topic is empty.
-    pub fn resolve(
+    pub(crate) fn resolve(
         &mut self,
         topic: ByteStr,
         alias: u16,
@@ -55,7 +55,7 @@ impl Inbound {
 
 /// How a PUBLISH to the client names its topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Naming {
+pub(crate) enum Naming {
     /// The topic in full, with no alias (the client allows none).
     Topic,
     /// An empty topic and this alias, which the client already knows.
@@ -66,7 +66,7 @@ pub enum Naming {
 
 /// Our aliases for the client, least recently used reused first.
 #[derive(Debug, Default)]
-pub struct Outbound {
+pub(crate) struct Outbound {
     /// The client's Topic Alias Maximum; 0 = it accepts none.
     maximum: u16,
     /// Topic -> (alias, when last used).
@@ -76,7 +76,7 @@ pub struct Outbound {
 
 impl Outbound {
     /// A table for a client that accepts up to `maximum` aliases.
-    pub fn new(maximum: u16) -> Self {
+    pub(crate) fn new(maximum: u16) -> Self {
         Self {
             maximum,
             ..Self::default()
@@ -86,7 +86,7 @@ impl Outbound {
     /// How to name `topic` in the next PUBLISH, without changing the table: the caller may
     /// still discard the packet (too large for the client), and an alias must only be
     /// assigned by a packet the client receives.
-    pub fn plan(&self, topic: &ByteStr) -> Naming {
+    pub(crate) fn plan(&self, topic: &ByteStr) -> Naming {
         if self.maximum == 0 {
             return Naming::Topic;
         }
@@ -102,7 +102,7 @@ impl Outbound {
     }
 
     /// Records that a PUBLISH named `topic` as `naming` planned.
-    pub fn commit(&mut self, topic: &ByteStr, naming: Naming) {
+    pub(crate) fn commit(&mut self, topic: &ByteStr, naming: Naming) {
         self.clock += 1;
         match naming {
             Naming::Topic => {}

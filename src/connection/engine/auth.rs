@@ -11,17 +11,17 @@ use bytes::{Bytes, BytesMut};
 
 /// A CONNECT waiting for its authentication exchange to finish.
 pub(super) struct Pending {
-    pub connect: Box<Connect>,
-    pub method: ByteStr,
-    pub exchange: Box<dyn Exchange>,
+    pub(crate) connect: Box<Connect>,
+    pub(crate) method: ByteStr,
+    pub(crate) exchange: Box<dyn Exchange>,
 }
 
 /// What an open connection that authenticated with a method keeps for re-authentication.
 pub(super) struct Reauth {
-    pub method: ByteStr,
-    pub user: String,
+    pub(crate) method: ByteStr,
+    pub(crate) user: String,
     /// A re-authentication in progress.
-    pub exchange: Option<Box<dyn Exchange>>,
+    pub(crate) exchange: Option<Box<dyn Exchange>>,
 }
 
 /// An AUTH packet with `reason`, `method` and, unless empty, `data`.

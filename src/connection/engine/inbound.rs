@@ -135,13 +135,13 @@ impl Open {
         match packet {
             Packet::Publish(p) => self.on_publish(p, run, now, out)?,
             Packet::PubAck(a) => {
-                let acked = self.acknowledge(ClientAck::PubAck(a.packet_id))?;
+                let acked = self.acknowledge(ClientAck::Puback(a.packet_id))?;
                 wrong_kind(acked, "PUBACK for a QoS 2 message")?;
             }
             Packet::PubRec(a) => {
                 let failed = a.reason.is_error();
                 let packet_id = a.packet_id;
-                let acked = self.acknowledge(ClientAck::PubRec { packet_id, failed })?;
+                let acked = self.acknowledge(ClientAck::Pubrec { packet_id, failed })?;
                 wrong_kind(acked, "PUBREC for a QoS 1 message")?;
                 if !failed {
                     let reason = if acked == Acked::Done {
@@ -153,7 +153,7 @@ impl Open {
                 }
             }
             Packet::PubComp(a) => {
-                let acked = self.acknowledge(ClientAck::PubComp(a.packet_id))?;
+                let acked = self.acknowledge(ClientAck::Pubcomp(a.packet_id))?;
                 wrong_kind(acked, "PUBCOMP for a message not released by PUBREL")?;
             }
             Packet::PubRel(a) => {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 /// A refused CONNECT: the CONNACK to answer with, and why, for the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Refused {
-    pub connack: ConnAck,
-    pub why: &'static str,
+    pub(crate) connack: ConnAck,
+    pub(crate) why: &'static str,
 }
 
 impl Refused {
@@ -42,25 +42,25 @@ impl Refused {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Identity {
     /// The authenticated user; `None` for an anonymous client.
-    pub user: Option<String>,
+    pub(crate) user: Option<String>,
     /// The v5 Authentication Method it used, if any: CONNACK names it [MQTT-4.12.0-5].
-    pub method: Option<ByteStr>,
+    pub(crate) method: Option<ByteStr>,
     /// The method's last data, for the CONNACK (SCRAM's server-final-message).
-    pub data: Option<Bytes>,
+    pub(crate) data: Option<Bytes>,
 }
 
 /// An accepted CONNECT: what the connection and its session are to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Accepted {
-    pub client_id: Arc<str>,
+    pub(crate) client_id: Arc<str>,
     /// The keep alive granted, in seconds; 0 = none.
-    pub keep_alive: u16,
+    pub(crate) keep_alive: u16,
     /// The outbound in-flight window: the client's Receive Maximum within the server's limit.
-    pub window: u16,
+    pub(crate) window: u16,
     /// Session Expiry Interval: 0 ends the session with the connection, `u32::MAX` never.
-    pub expiry: u32,
+    pub(crate) expiry: u32,
     /// The CONNACK; its Session Present flag is set once the session is attached.
-    pub connack: ConnAck,
+    pub(crate) connack: ConnAck,
 }
 
 /// What is decided before authentication runs: a redirected server, a 3.1.1 keep alive above the
