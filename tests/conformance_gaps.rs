@@ -62,7 +62,7 @@ async fn a_malformed_v311_connect_is_closed_without_connack() {
 fn persistent(v: ProtocolVersion, id: &str) -> roost::protocol::Connect {
     let mut c = connect_packet(v, id, false);
     if v == V5 {
-        c.properties.session_expiry_interval = Some(60);
+        c.properties.make_mut().session_expiry_interval = Some(60);
     }
     c
 }
@@ -147,7 +147,7 @@ async fn v5_a_qos2_packet_id_refused_in_pubrec_is_free_for_a_new_message() {
     let mut publisher = Raw::connect(b.addr, V5, "refused-pub", true).await;
     // A payload that is not UTF-8 though its Payload Format Indicator says so: PUBREC 0x99.
     let mut bad = publish_packet("refused/t", &[0xC3, 0x28], QoS::ExactlyOnce, false, 4);
-    bad.properties.payload_format_indicator = Some(1);
+    bad.properties.make_mut().payload_format_indicator = Some(1);
     publisher.send(&Packet::Publish(bad)).await;
     match publisher.recv().await {
         Packet::PubRec(a) => {

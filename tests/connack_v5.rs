@@ -73,7 +73,7 @@ async fn turned_off_wildcards_and_subscription_identifiers_are_announced_and_ref
     );
     // A Subscription Identifier is then a protocol error: DISCONNECT 0xA1.
     let mut s = subscribe_packet(2, &[("b", sub_opts(QoS::AtMostOnce))]);
-    s.properties.subscription_identifiers = vec![7];
+    s.properties.make_mut().subscription_identifiers = vec![7];
     c.send(&Packet::Subscribe(s)).await;
     c.expect_disconnect(ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED)
         .await;
@@ -84,7 +84,7 @@ async fn turned_off_wildcards_and_subscription_identifiers_are_announced_and_ref
 async fn response_information_answers_only_a_client_that_asks() {
     let b = start_with(|c| c.mqtt5.response_information_prefix = "responses/".into()).await;
     let mut asks = connect_packet(V5, "asker", true);
-    asks.properties.request_response_information = Some(1);
+    asks.properties.make_mut().request_response_information = Some(1);
     let (_c, ack) = Raw::connect_with(b.addr, asks).await;
     assert_eq!(
         ack.properties.response_information.as_deref(),
@@ -101,7 +101,7 @@ async fn request_response_round_trip_through_the_broker() {
     // sends it with correlation data; the responder answers there, echoing the data.
     let b = start_with(|c| c.mqtt5.response_information_prefix = "responses/".into()).await;
     let mut asks = connect_packet(V5, "requester", true);
-    asks.properties.request_response_information = Some(1);
+    asks.properties.make_mut().request_response_information = Some(1);
     let (mut requester, ack) = Raw::connect_with(b.addr, asks).await;
     let base = ack.properties.response_information.clone().unwrap();
     let reply_to = format!("{base}time");
@@ -110,14 +110,14 @@ async fn request_response_round_trip_through_the_broker() {
     responder.subscribe("service/time", QoS::AtLeastOnce).await;
 
     let mut request = publish_packet("service/time", b"now?", QoS::AtLeastOnce, false, 1);
-    request.properties.response_topic = Some(reply_to.as_str().try_into().unwrap());
-    request.properties.correlation_data = Some(bytes::Bytes::from_static(b"req-1"));
+    request.properties.make_mut().response_topic = Some(reply_to.as_str().try_into().unwrap());
+    request.properties.make_mut().correlation_data = Some(bytes::Bytes::from_static(b"req-1"));
     requester.send(&Packet::Publish(request)).await;
     let req = responder.expect_publish().await;
     responder.ack(&req).await;
     let topic = req.properties.response_topic.clone().unwrap();
     let mut reply = publish_packet(&topic, b"12:00", QoS::AtLeastOnce, false, 1);
-    reply.properties.correlation_data = req.properties.correlation_data.clone();
+    reply.properties.make_mut().correlation_data = req.properties.correlation_data.clone();
     responder.send(&Packet::Publish(reply)).await;
 
     // The requester sees its PUBACK and the reply, in either order.
@@ -182,7 +182,7 @@ async fn a_reason_string_explains_a_server_disconnect_unless_the_client_declined
     let b = start().await;
     for (problem_info, want_string) in [(None, true), (Some(0), false)] {
         let mut c = connect_packet(V5, "c", true);
-        c.properties.request_problem_information = problem_info;
+        c.properties.make_mut().request_problem_information = problem_info;
         let (mut raw, _) = Raw::connect_with(b.addr, c).await;
         // A second CONNECT is a protocol error.
         raw.send(&Packet::Connect(Box::new(connect_packet(V5, "c", true))))
@@ -208,8 +208,8 @@ async fn a_refused_connack_says_why_unless_the_client_declined() {
         (None, Some(16), false),
     ] {
         let mut c = connect_packet(V5, "anon", true);
-        c.properties.request_problem_information = problem_info;
-        c.properties.maximum_packet_size = max_packet;
+        c.properties.make_mut().request_problem_information = problem_info;
+        c.properties.make_mut().maximum_packet_size = max_packet;
         let mut raw = Raw::open(b.addr, V5).await;
         raw.send(&Packet::Connect(Box::new(c))).await;
         match raw.recv().await {

@@ -119,8 +119,8 @@ fn auth(reason: ReasonCode, data: Option<Vec<u8>>) -> Packet {
         reason,
         properties: Default::default(),
     };
-    a.properties.authentication_method = Some(ByteStr::from_static(METHOD).unwrap());
-    a.properties.authentication_data = data.map(Bytes::from);
+    a.properties.make_mut().authentication_method = Some(ByteStr::from_static(METHOD).unwrap());
+    a.properties.make_mut().authentication_data = data.map(Bytes::from);
     Packet::Auth(a)
 }
 
@@ -141,8 +141,8 @@ fn data_of(p: &Packet) -> Vec<u8> {
 async fn scram_connect(b: &TestBroker, id: &str, user: &str, password: &str) -> (Raw, ConnAck) {
     let mut client = ScramClient::new(user, password, "rOprNGfwEbeRWgbNEkqO");
     let mut c = connect_packet(V5, id, true);
-    c.properties.authentication_method = Some(ByteStr::from_static(METHOD).unwrap());
-    c.properties.authentication_data = Some(Bytes::from(client.first()));
+    c.properties.make_mut().authentication_method = Some(ByteStr::from_static(METHOD).unwrap());
+    c.properties.make_mut().authentication_data = Some(Bytes::from(client.first()));
     let mut raw = Raw::open(b.addr, V5).await;
     raw.send(&Packet::Connect(Box::new(c))).await;
     let challenge = raw.recv().await;
@@ -205,7 +205,7 @@ async fn a_wrong_password_or_unknown_user_is_not_authorized() {
 async fn an_unknown_method_and_anonymous_clients_are_refused() {
     let b = scram_broker().await;
     let mut c = connect_packet(V5, "x", true);
-    c.properties.authentication_method = Some(ByteStr::from_static("KERBEROS").unwrap());
+    c.properties.make_mut().authentication_method = Some(ByteStr::from_static("KERBEROS").unwrap());
     let mut raw = Raw::open(b.addr, V5).await;
     raw.send(&Packet::Connect(Box::new(c))).await;
     match raw.recv().await {
@@ -236,8 +236,8 @@ async fn a_packet_other_than_auth_during_the_exchange_is_a_protocol_error() {
     let b = scram_broker().await;
     let client = ScramClient::new("alice", "pencil", "abc");
     let mut c = connect_packet(V5, "x", true);
-    c.properties.authentication_method = Some(ByteStr::from_static(METHOD).unwrap());
-    c.properties.authentication_data = Some(Bytes::from(client.first()));
+    c.properties.make_mut().authentication_method = Some(ByteStr::from_static(METHOD).unwrap());
+    c.properties.make_mut().authentication_data = Some(Bytes::from(client.first()));
     let mut raw = Raw::open(b.addr, V5).await;
     raw.send(&Packet::Connect(Box::new(c))).await;
     assert!(matches!(raw.recv().await, Packet::Auth(_)));

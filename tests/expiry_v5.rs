@@ -18,7 +18,7 @@ const PAST_ONE_SECOND: Duration = Duration::from_millis(1100);
 fn expiring(topic: &str, payload: &[u8], secs: Option<u32>, retain: bool) -> Publish {
     let mut p = publish_packet(topic, payload, QoS::AtLeastOnce, retain, 1);
     if let Some(secs) = secs {
-        p.properties.message_expiry_interval = Some(secs);
+        p.properties.make_mut().message_expiry_interval = Some(secs);
     }
     p
 }
@@ -34,7 +34,7 @@ async fn publish(publisher: &mut Raw, p: Publish) {
 /// A v5 session that outlives its connection by five minutes.
 async fn persistent(b: &TestBroker, id: &str) -> Raw {
     let mut c = connect_packet(V5, id, false);
-    c.properties.session_expiry_interval = Some(300);
+    c.properties.make_mut().session_expiry_interval = Some(300);
     Raw::connect_with(b.addr, c).await.0
 }
 
@@ -115,7 +115,7 @@ async fn a_qos2_exchange_under_way_is_finished_even_after_the_expiry() {
     sub.subscribe("q2/#", QoS::ExactlyOnce).await;
     let mut publisher = Raw::connect(b.addr, V5, "publisher", true).await;
     let mut p = publish_packet("q2/x", b"exactly", QoS::ExactlyOnce, false, 7);
-    p.properties.message_expiry_interval = Some(1);
+    p.properties.make_mut().message_expiry_interval = Some(1);
     publisher.send(&Packet::Publish(p)).await;
     assert!(matches!(publisher.recv().await, Packet::PubRec(a) if a.packet_id == 7));
     // The subscriber gets it but does not answer; its connection drops.

@@ -13,7 +13,7 @@ use support::*;
 async fn a_message_over_the_clients_maximum_packet_size_is_discarded_not_sent() {
     let b = start().await;
     let mut c = connect_packet(V5, "small", true);
-    c.properties.maximum_packet_size = Some(128);
+    c.properties.make_mut().maximum_packet_size = Some(128);
     let (mut small, _) = Raw::connect_with(b.addr, c).await;
     small.subscribe("m/#", QoS::AtLeastOnce).await;
     let mut publisher = Raw::connect(b.addr, V5, "publisher", true).await;
@@ -99,7 +99,7 @@ async fn the_clients_maximum_packet_size_holds_for_every_packet() {
     let b = start().await;
     let with_limit = |id: &str, limit: u32| {
         let mut c = connect_packet(V5, id, true);
-        c.properties.maximum_packet_size = Some(limit);
+        c.properties.make_mut().maximum_packet_size = Some(limit);
         c
     };
     // How large the CONNACK is: a limit of exactly that connects, one less does not.
@@ -125,7 +125,7 @@ async fn the_clients_maximum_packet_size_holds_for_every_packet() {
     // refused packets left.
     let persistent = |id: &str| {
         let mut c = with_limit(id, 20);
-        c.properties.session_expiry_interval = Some(60);
+        c.properties.make_mut().session_expiry_interval = Some(60);
         c
     };
     let (mut c, _) = Raw::connect_with(b.addr, persistent("subs")).await;
@@ -173,7 +173,7 @@ async fn a_refusal_drops_its_reason_string_to_fit_the_clients_limit() {
     let b = start_with(|c| c.auth.allow_anonymous = false).await;
     for (limit, short) in [(8, true), (1024, false)] {
         let mut connect = connect_packet(V5, "anonymous", true);
-        connect.properties.maximum_packet_size = Some(limit);
+        connect.properties.make_mut().maximum_packet_size = Some(limit);
         let mut c = Raw::open(b.addr, V5).await;
         c.send(&Packet::Connect(Box::new(connect))).await;
         let got = bytes_until_closed(&mut c).await;

@@ -55,7 +55,7 @@ fn cases() -> Vec<Case> {
     let with_props = |f: fn(&mut roost::protocol::Properties)| {
         publish(V5, "m/a", b"x", |p| {
             if let Packet::Publish(p) = p {
-                f(&mut p.properties);
+                f(p.properties.make_mut());
             }
         })
     };
@@ -300,9 +300,9 @@ fn templates(v: ProtocolVersion) -> Vec<Vec<u8>> {
     if v.is_v5() {
         out.push(publish(v, "fz/p", b"{}", |p| {
             if let Packet::Publish(p) = p {
-                p.properties.payload_format_indicator = Some(1);
-                p.properties.content_type = Some(ByteStr::try_from("json").unwrap());
-                p.properties.message_expiry_interval = Some(30);
+                p.properties.make_mut().payload_format_indicator = Some(1);
+                p.properties.make_mut().content_type = Some(ByteStr::try_from("json").unwrap());
+                p.properties.make_mut().message_expiry_interval = Some(30);
             }
         }));
     }

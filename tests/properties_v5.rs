@@ -22,7 +22,7 @@ async fn message_properties_are_forwarded_untouched() {
     sub.subscribe("p/#", QoS::AtLeastOnce).await;
     let mut publisher = Raw::connect(b.addr, V5, "publisher", true).await;
     let mut p = publish_packet("p/1", "héllo".as_bytes(), QoS::AtLeastOnce, false, 1);
-    let props = &mut *p.properties;
+    let props = p.properties.make_mut();
     props.payload_format_indicator = Some(1);
     props.content_type = Some(text("text/plain; charset=utf-8"));
     props.response_topic = Some(text("replies/publisher"));
@@ -51,7 +51,7 @@ async fn a_payload_that_is_not_utf8_despite_its_format_indicator_is_refused() {
     let mut publisher = Raw::connect(b.addr, V5, "publisher", true).await;
     let bad = |qos, id| {
         let mut p = publish_packet("p/1", &[0xC3, 0x28], qos, false, id);
-        p.properties.payload_format_indicator = Some(1);
+        p.properties.make_mut().payload_format_indicator = Some(1);
         p
     };
     for (qos, id) in [(QoS::AtLeastOnce, 1), (QoS::ExactlyOnce, 2)] {
@@ -109,7 +109,7 @@ async fn a_wills_user_properties_keep_their_order() {
         (text("a"), text("2")),
         (text("z"), text("3")),
     ];
-    will.properties.user_properties = users.clone();
+    will.properties.make_mut().user_properties = users.clone();
     c.will = Some(will);
     let (leaver, _) = Raw::connect_with(b.addr, c).await;
     drop(leaver);

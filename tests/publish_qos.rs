@@ -255,7 +255,7 @@ async fn v311_inflight_window_holds_the_third_message_until_a_puback() {
 async fn v5_receive_maximum_limits_publishes_until_pubcomp() {
     let b = start().await;
     let mut connect = connect_packet(V5, "rm-sub", true);
-    connect.properties.receive_maximum = Some(2);
+    connect.properties.make_mut().receive_maximum = Some(2);
     let (mut sub, _) = Raw::connect_with(b.addr, connect).await;
     assert_eq!(sub.subscribe("rm/#", QoS::ExactlyOnce).await, [2]);
     let mut publisher = Raw::connect(b.addr, V5, "rm-pub", true).await;
@@ -385,7 +385,7 @@ async fn v5_acks_say_no_matching_subscribers() {
 async fn v5_failed_acknowledgements_end_the_exchange_and_free_the_window() {
     let b = start().await;
     let mut connect = connect_packet(V5, "fail-sub", true);
-    connect.properties.receive_maximum = Some(1);
+    connect.properties.make_mut().receive_maximum = Some(1);
     let (mut sub, _) = Raw::connect_with(b.addr, connect).await;
     sub.subscribe("fail/#", QoS::ExactlyOnce).await;
     let mut publisher = Raw::connect(b.addr, V5, "fail-pub", true).await;

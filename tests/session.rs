@@ -16,7 +16,7 @@ const VERSIONS: [ProtocolVersion; 2] = [V3_1_1, V5];
 fn persistent(v: ProtocolVersion, id: &str) -> Connect {
     let mut c = connect_packet(v, id, false);
     if v.is_v5() {
-        c.properties.session_expiry_interval = Some(60);
+        c.properties.make_mut().session_expiry_interval = Some(60);
     }
     c
 }
@@ -275,7 +275,7 @@ async fn wait_for_expiry(b: &TestBroker, client_id: &str, within: Duration) -> D
 async fn v5_session_is_discarded_when_its_expiry_interval_has_passed() {
     let b = start().await;
     let mut connect = connect_packet(V5, "expiring", false);
-    connect.properties.session_expiry_interval = Some(1);
+    connect.properties.make_mut().session_expiry_interval = Some(1);
     let mut c = resume(&b, connect.clone(), false).await;
     c.subscribe("exp/t", QoS::AtLeastOnce).await;
     c.disconnect().await;
@@ -302,7 +302,7 @@ async fn v5_session_is_discarded_when_its_expiry_interval_has_passed() {
 async fn v5_expiry_timer_of_an_earlier_connection_spares_a_resumed_session() {
     let b = start().await;
     let mut connect = connect_packet(V5, "resumed", false);
-    connect.properties.session_expiry_interval = Some(1);
+    connect.properties.make_mut().session_expiry_interval = Some(1);
     let mut c = resume(&b, connect.clone(), false).await;
     c.subscribe("res/t", QoS::AtLeastOnce).await;
     c.disconnect().await;
@@ -325,7 +325,7 @@ async fn v5_disconnect_can_shorten_the_expiry_to_zero() {
     let mut c = resume(&b, persistent(V5, "shorten"), false).await;
     c.subscribe("short/t", QoS::AtLeastOnce).await;
     let mut d = roost::protocol::Disconnect::default();
-    d.properties.session_expiry_interval = Some(0);
+    d.properties.make_mut().session_expiry_interval = Some(0);
     c.send(&Packet::Disconnect(d)).await;
     assert!(c.closed().await.is_empty());
     assert!(!b.server.broker().has_session("shorten"));
@@ -336,7 +336,7 @@ async fn v5_disconnect_can_shorten_the_expiry_to_zero() {
 async fn v5_session_expiry_0xffffffff_never_ends() {
     let b = start().await;
     let mut connect = connect_packet(V5, "forever", false);
-    connect.properties.session_expiry_interval = Some(u32::MAX);
+    connect.properties.make_mut().session_expiry_interval = Some(u32::MAX);
     let (c, _) = Raw::connect_with(b.addr, connect.clone()).await;
     c.disconnect().await;
     // No expiry timer is armed for it (5.0 section 3.1.2.11.2): it is still there, and resumes.
@@ -360,7 +360,7 @@ async fn reconnecting_in_a_loop_leaves_no_timer_behind() {
     };
     let connect = |clean| {
         let mut c = connect_packet(V5, "looper", clean);
-        c.properties.session_expiry_interval = Some(u32::MAX - 1);
+        c.properties.make_mut().session_expiry_interval = Some(u32::MAX - 1);
         let mut will = Will {
             topic: ByteStr::try_from("looper/will").unwrap(),
             payload: bytes::Bytes::from_static(b"w"),
@@ -368,7 +368,7 @@ async fn reconnecting_in_a_loop_leaves_no_timer_behind() {
             retain: false,
             properties: Default::default(),
         };
-        will.properties.will_delay_interval = Some(u32::MAX - 1);
+        will.properties.make_mut().will_delay_interval = Some(u32::MAX - 1);
         c.will = Some(will);
         c
     };

@@ -143,7 +143,7 @@ async fn v5_one_copy_carries_every_matching_subscription_identifier() {
     let mut c = Raw::connect(b.addr, V5, "subids", true).await;
     for (id, filter) in [(11, "s/+"), (22, "s/#")] {
         let mut s = subscribe_packet(id as u16, &[(filter, sub_opts(QoS::AtLeastOnce))]);
-        s.properties.subscription_identifiers = vec![id];
+        s.properties.make_mut().subscription_identifiers = vec![id];
         c.send(&Packet::Subscribe(s)).await;
         assert!(matches!(c.recv().await, Packet::SubAck(_)));
     }

@@ -15,7 +15,7 @@ const VERSIONS: [ProtocolVersion; 2] = [V3_1_1, V5];
 fn persistent(v: ProtocolVersion, id: &str) -> Connect {
     let mut c = connect_packet(v, id, false);
     if v.is_v5() {
-        c.properties.session_expiry_interval = Some(60);
+        c.properties.make_mut().session_expiry_interval = Some(60);
     }
     c
 }

@@ -12,7 +12,7 @@ use support::*;
 
 fn aliased(topic: &str, payload: &str, alias: u16) -> Publish {
     let mut p = publish_packet(topic, payload.as_bytes(), QoS::AtMostOnce, false, 0);
-    p.properties.topic_alias = Some(alias);
+    p.properties.make_mut().topic_alias = Some(alias);
     p
 }
 
@@ -70,7 +70,7 @@ async fn a_clients_aliases_stand_for_the_topics_it_set_them_to() {
 async fn the_server_uses_aliases_toward_a_client_that_accepts_them() {
     let b = start().await;
     let mut c = connect_packet(V5, "sub", true);
-    c.properties.topic_alias_maximum = Some(2);
+    c.properties.make_mut().topic_alias_maximum = Some(2);
     let (mut sub, _) = Raw::connect_with(b.addr, c).await;
     sub.subscribe("t/#", QoS::AtLeastOnce).await;
     let mut publisher = Raw::connect(b.addr, V5, "pub", true).await;
@@ -114,8 +114,8 @@ async fn the_server_uses_aliases_toward_a_client_that_accepts_them() {
 async fn aliases_do_not_outlive_the_connection() {
     let b = start().await;
     let mut c = connect_packet(V5, "sub", false);
-    c.properties.topic_alias_maximum = Some(5);
-    c.properties.session_expiry_interval = Some(60);
+    c.properties.make_mut().topic_alias_maximum = Some(5);
+    c.properties.make_mut().session_expiry_interval = Some(60);
     let (mut sub, _) = Raw::connect_with(b.addr, c.clone()).await;
     sub.subscribe("t/#", QoS::AtLeastOnce).await;
     let mut publisher = Raw::connect(b.addr, V5, "pub", true).await;

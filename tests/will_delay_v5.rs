@@ -17,7 +17,7 @@ use support::*;
 /// that outlives the connection by `expiry` seconds.
 fn with_will(id: &str, delay: u32, expiry: u32, clean: bool) -> Connect {
     let mut c = connect_packet(V5, id, clean);
-    c.properties.session_expiry_interval = Some(expiry);
+    c.properties.make_mut().session_expiry_interval = Some(expiry);
     let mut will = Will {
         topic: ByteStr::try_from(format!("will/{id}")).unwrap(),
         payload: Bytes::from(format!("gone:{id}")),
@@ -25,7 +25,7 @@ fn with_will(id: &str, delay: u32, expiry: u32, clean: bool) -> Connect {
         retain: false,
         properties: Default::default(),
     };
-    will.properties.will_delay_interval = Some(delay);
+    will.properties.make_mut().will_delay_interval = Some(delay);
     c.will = Some(will);
     c
 }

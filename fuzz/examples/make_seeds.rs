@@ -90,7 +90,7 @@ fn publishes(v: ProtocolVersion) -> Vec<Packet> {
     if v5 {
         // A Topic Alias standing in for the topic.
         let mut aliased = Publish::new(ByteStr::default(), Bytes::from_static(b"x"));
-        aliased.properties.topic_alias = Some(3);
+        aliased.properties.make_mut().topic_alias = Some(3);
         out.push(aliased);
     }
     out.into_iter().map(Packet::Publish).collect()

@@ -268,7 +268,7 @@ impl Packet {
             Self::Auth(a) => &mut a.properties,
             _ => return None,
         };
-        // Only through `DerefMut` when there is something to take out: it would allocate.
+        let props = props.get_mut()?;
         if props.reason_string.is_none() && props.user_properties.is_empty() {
             return None;
         }

@@ -1,42 +1,15 @@
 //! MQTT 5.0 properties (section 2.2.2): one typed struct for every packet, decoded with the
 //! per-packet rules of the property table (which packet may carry which property, which may
 //! repeat, which values are forbidden) and encoded in a fixed order.
+//!
+//! The property table itself is the `properties!` invocation below, one row per property: the
+//! identifier constants, the struct's fields, the per-packet masks, decoding, encoding and
+//! sizes are all generated from it.
 
 use super::ByteStr;
 use super::error::{self as rule, DecodeError, EncodeError};
 use super::wire::{Reader, VARINT_MAX, check_topic_name, put_binary, put_varint, varint_len};
 use bytes::{BufMut, Bytes, BytesMut};
-
-/// Property identifiers (section 2.2.2.2).
-pub mod id {
-    pub const PAYLOAD_FORMAT_INDICATOR: u8 = 0x01;
-    pub const MESSAGE_EXPIRY_INTERVAL: u8 = 0x02;
-    pub const CONTENT_TYPE: u8 = 0x03;
-    pub const RESPONSE_TOPIC: u8 = 0x08;
-    pub const CORRELATION_DATA: u8 = 0x09;
-    pub const SUBSCRIPTION_IDENTIFIER: u8 = 0x0B;
-    pub const SESSION_EXPIRY_INTERVAL: u8 = 0x11;
-    pub const ASSIGNED_CLIENT_IDENTIFIER: u8 = 0x12;
-    pub const SERVER_KEEP_ALIVE: u8 = 0x13;
-    pub const AUTHENTICATION_METHOD: u8 = 0x15;
-    pub const AUTHENTICATION_DATA: u8 = 0x16;
-    pub const REQUEST_PROBLEM_INFORMATION: u8 = 0x17;
-    pub const WILL_DELAY_INTERVAL: u8 = 0x18;
-    pub const REQUEST_RESPONSE_INFORMATION: u8 = 0x19;
-    pub const RESPONSE_INFORMATION: u8 = 0x1A;
-    pub const SERVER_REFERENCE: u8 = 0x1C;
-    pub const REASON_STRING: u8 = 0x1F;
-    pub const RECEIVE_MAXIMUM: u8 = 0x21;
-    pub const TOPIC_ALIAS_MAXIMUM: u8 = 0x22;
-    pub const TOPIC_ALIAS: u8 = 0x23;
-    pub const MAXIMUM_QOS: u8 = 0x24;
-    pub const RETAIN_AVAILABLE: u8 = 0x25;
-    pub const USER_PROPERTY: u8 = 0x26;
-    pub const MAXIMUM_PACKET_SIZE: u8 = 0x27;
-    pub const WILDCARD_SUBSCRIPTION_AVAILABLE: u8 = 0x28;
-    pub const SUBSCRIPTION_IDENTIFIER_AVAILABLE: u8 = 0x29;
-    pub const SHARED_SUBSCRIPTION_AVAILABLE: u8 = 0x2A;
-}
 
 /// Which packet a property section belongs to; decides what it may contain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,68 +28,13 @@ pub(crate) enum Context {
     Auth,
 }
 
-const fn mask(ids: &[u8]) -> u64 {
-    let mut m = 0u64;
-    let mut i = 0;
-    while i < ids.len() {
-        m |= 1 << ids[i];
-        i += 1;
-    }
-    m
-}
-
 impl Context {
+    /// How many contexts there are: the length of [`ALLOWED`].
+    const COUNT: usize = Self::Auth as usize + 1;
+
     /// The property table of section 2.2.2.2 as a bit set per packet.
     fn allowed(self) -> u64 {
-        use id::*;
-        const MESSAGE: &[u8] = &[
-            PAYLOAD_FORMAT_INDICATOR,
-            MESSAGE_EXPIRY_INTERVAL,
-            CONTENT_TYPE,
-            RESPONSE_TOPIC,
-            CORRELATION_DATA,
-            USER_PROPERTY,
-        ];
-        const REASON: &[u8] = &[REASON_STRING, USER_PROPERTY];
-        match self {
-            Self::Connect => mask(&[
-                SESSION_EXPIRY_INTERVAL,
-                AUTHENTICATION_METHOD,
-                AUTHENTICATION_DATA,
-                REQUEST_PROBLEM_INFORMATION,
-                REQUEST_RESPONSE_INFORMATION,
-                RECEIVE_MAXIMUM,
-                TOPIC_ALIAS_MAXIMUM,
-                USER_PROPERTY,
-                MAXIMUM_PACKET_SIZE,
-            ]),
-            Self::ConnAck => mask(&[
-                SESSION_EXPIRY_INTERVAL,
-                ASSIGNED_CLIENT_IDENTIFIER,
-                SERVER_KEEP_ALIVE,
-                AUTHENTICATION_METHOD,
-                AUTHENTICATION_DATA,
-                RESPONSE_INFORMATION,
-                SERVER_REFERENCE,
-                REASON_STRING,
-                RECEIVE_MAXIMUM,
-                TOPIC_ALIAS_MAXIMUM,
-                MAXIMUM_QOS,
-                RETAIN_AVAILABLE,
-                USER_PROPERTY,
-                MAXIMUM_PACKET_SIZE,
-                WILDCARD_SUBSCRIPTION_AVAILABLE,
-                SUBSCRIPTION_IDENTIFIER_AVAILABLE,
-                SHARED_SUBSCRIPTION_AVAILABLE,
-            ]),
-            Self::Publish => mask(MESSAGE) | mask(&[TOPIC_ALIAS, SUBSCRIPTION_IDENTIFIER]),
-            Self::Will => mask(MESSAGE) | mask(&[WILL_DELAY_INTERVAL]),
-            Self::Ack | Self::SubAck | Self::UnsubAck => mask(REASON),
-            Self::Subscribe => mask(&[SUBSCRIPTION_IDENTIFIER, USER_PROPERTY]),
-            Self::Unsubscribe => mask(&[USER_PROPERTY]),
-            Self::Disconnect => mask(REASON) | mask(&[SESSION_EXPIRY_INTERVAL, SERVER_REFERENCE]),
-            Self::Auth => mask(REASON) | mask(&[AUTHENTICATION_METHOD, AUTHENTICATION_DATA]),
-        }
+        ALLOWED[self as usize]
     }
 
     /// Whether `id` may appear more than once in this packet.
@@ -125,45 +43,358 @@ impl Context {
     }
 }
 
-/// Every MQTT 5.0 property. Absent properties are `None` (or empty); the spec's defaults are
-/// applied by whoever reads them, so that a decoded packet encodes back to the same bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Properties {
-    pub payload_format_indicator: Option<u8>,
-    pub message_expiry_interval: Option<u32>,
-    pub content_type: Option<ByteStr>,
-    pub response_topic: Option<ByteStr>,
-    pub correlation_data: Option<Bytes>,
+/// Generates everything that lists the properties from one table. A row reads
+///
+/// `NAME = id "Spec name", field: kind [if check], [packets];`
+///
+/// - `NAME = id`: the identifier constant in [`id`];
+/// - `"Spec name"`: its name in the spec, for the docs and encode errors;
+/// - `field: kind`: the field of [`Properties`], and how its value travels (section 2.2.2.2's
+///   "Type" column): `byte`, `u16` (Two Byte Integer), `u32` (Four Byte Integer), `utf8` (UTF-8
+///   Encoded String), `binary` (Binary Data), `varint` (Variable Byte Integer) or `utf8_pair`
+///   (UTF-8 String Pair). The last two are held as vectors: they are the properties that may
+///   repeat;
+/// - `if check`: a function the decoded value must pass, `Err` being the decode error;
+/// - `[packets]`: the [`Context`]s whose property section may carry it.
+///
+/// Rows stand in identifier order, which is the order properties are encoded in.
+macro_rules! properties {
+    (@type byte) => { Option<u8> };
+    (@type u16) => { Option<u16> };
+    (@type u32) => { Option<u32> };
+    (@type utf8) => { Option<ByteStr> };
+    (@type binary) => { Option<Bytes> };
+    (@type varint) => { Vec<u32> };
+    (@type utf8_pair) => { Vec<(ByteStr, ByteStr)> };
+    (@check) => { accept };
+    (@check $check:expr) => { $check };
+    ($(
+        $(#[$doc:meta])*
+        $name:ident = $id:literal $title:literal,
+            $field:ident: $kind:ident $(if $check:expr)?, [$($ctx:ident)+];
+    )*) => {
+        /// Property identifiers (section 2.2.2.2).
+        pub mod id {
+            $( #[doc = $title] pub const $name: u8 = $id; )*
+        }
+
+        /// Every MQTT 5.0 property. Absent properties are `None` (or empty); the spec's defaults
+        /// are applied by whoever reads them, so that a decoded packet encodes back to the same
+        /// bytes.
+        #[derive(Debug, Clone, PartialEq, Eq, Default)]
+        pub struct Properties {
+            $( #[doc = concat!($title, ".")] $(#[$doc])* pub $field: properties!(@type $kind), )*
+        }
+
+        /// Every defined identifier, as a bit set.
+        const ALL_PROPERTIES: u64 = 0 $(| 1 << id::$name)*;
+
+        /// Per [`Context`], the identifiers its property section may carry, as a bit set.
+        const ALLOWED: [u64; Context::COUNT] = {
+            let mut allowed = [0; Context::COUNT];
+            $($( allowed[Context::$ctx as usize] |= 1 << id::$name; )+)*
+            allowed
+        };
+
+        // The rows are in identifier order (the encode order), and every id fits the bit sets.
+        const _: () = {
+            let ids = [$(id::$name),*];
+            let mut i = 0;
+            while i < ids.len() {
+                assert!(ids[i] < 64 && (i == 0 || ids[i - 1] < ids[i]));
+                i += 1;
+            }
+        };
+
+        impl Properties {
+            /// No property set.
+            pub const EMPTY: Self = Self { $($field: Value::NONE,)* };
+
+            /// Reads the value of property `pid`, which `decode` has checked is defined.
+            fn read_one(&mut self, pid: u8, r: &mut Reader) -> Result<(), DecodeError> {
+                match pid {
+                    $( id::$name => self.$field.read(r, properties!(@check $($check)?)), )*
+                    _ => Err(rule::UNKNOWN_PROPERTY),
+                }
+            }
+
+            /// Bytes of the properties themselves, without the length prefix.
+            pub fn body_len(&self) -> usize {
+                0 $(+ self.$field.wire_len())*
+            }
+
+            /// Writes every property set, identifier and value, in identifier order.
+            fn put_body(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+                $( self.$field.put(out, id::$name, $title)?; )*
+                Ok(())
+            }
+        }
+    };
+}
+
+properties! {
+    PAYLOAD_FORMAT_INDICATOR = 0x01 "Payload Format Indicator",
+        payload_format_indicator: byte if flag, [Publish Will];
+    MESSAGE_EXPIRY_INTERVAL = 0x02 "Message Expiry Interval",
+        message_expiry_interval: u32, [Publish Will];
+    CONTENT_TYPE = 0x03 "Content Type",
+        content_type: utf8, [Publish Will];
+    RESPONSE_TOPIC = 0x08 "Response Topic",
+        response_topic: utf8 if topic_name, [Publish Will];
+    CORRELATION_DATA = 0x09 "Correlation Data",
+        correlation_data: binary, [Publish Will];
     /// Several only in a server-to-client PUBLISH (one per matching subscription).
-    pub subscription_identifiers: Vec<u32>,
-    pub session_expiry_interval: Option<u32>,
-    pub assigned_client_identifier: Option<ByteStr>,
-    pub server_keep_alive: Option<u16>,
-    pub authentication_method: Option<ByteStr>,
-    pub authentication_data: Option<Bytes>,
-    pub request_problem_information: Option<u8>,
-    pub will_delay_interval: Option<u32>,
-    pub request_response_information: Option<u8>,
-    pub response_information: Option<ByteStr>,
-    pub server_reference: Option<ByteStr>,
-    pub reason_string: Option<ByteStr>,
-    pub receive_maximum: Option<u16>,
-    pub topic_alias_maximum: Option<u16>,
-    pub topic_alias: Option<u16>,
-    pub maximum_qos: Option<u8>,
-    pub retain_available: Option<u8>,
+    SUBSCRIPTION_IDENTIFIER = 0x0B "Subscription Identifier",
+        subscription_identifiers: varint if non_zero(rule::SUBSCRIPTION_IDENTIFIER_ZERO),
+        [Publish Subscribe];
+    SESSION_EXPIRY_INTERVAL = 0x11 "Session Expiry Interval",
+        session_expiry_interval: u32, [Connect ConnAck Disconnect];
+    ASSIGNED_CLIENT_IDENTIFIER = 0x12 "Assigned Client Identifier",
+        assigned_client_identifier: utf8, [ConnAck];
+    SERVER_KEEP_ALIVE = 0x13 "Server Keep Alive",
+        server_keep_alive: u16, [ConnAck];
+    AUTHENTICATION_METHOD = 0x15 "Authentication Method",
+        authentication_method: utf8, [Connect ConnAck Auth];
+    AUTHENTICATION_DATA = 0x16 "Authentication Data",
+        authentication_data: binary, [Connect ConnAck Auth];
+    REQUEST_PROBLEM_INFORMATION = 0x17 "Request Problem Information",
+        request_problem_information: byte if flag, [Connect];
+    WILL_DELAY_INTERVAL = 0x18 "Will Delay Interval",
+        will_delay_interval: u32, [Will];
+    REQUEST_RESPONSE_INFORMATION = 0x19 "Request Response Information",
+        request_response_information: byte if flag, [Connect];
+    RESPONSE_INFORMATION = 0x1A "Response Information",
+        response_information: utf8, [ConnAck];
+    SERVER_REFERENCE = 0x1C "Server Reference",
+        server_reference: utf8, [ConnAck Disconnect];
+    REASON_STRING = 0x1F "Reason String",
+        reason_string: utf8, [ConnAck Ack SubAck UnsubAck Disconnect Auth];
+    RECEIVE_MAXIMUM = 0x21 "Receive Maximum",
+        receive_maximum: u16 if non_zero(rule::RECEIVE_MAXIMUM_ZERO), [Connect ConnAck];
+    TOPIC_ALIAS_MAXIMUM = 0x22 "Topic Alias Maximum",
+        topic_alias_maximum: u16, [Connect ConnAck];
+    TOPIC_ALIAS = 0x23 "Topic Alias",
+        topic_alias: u16 if non_zero(rule::TOPIC_ALIAS_ZERO), [Publish];
+    MAXIMUM_QOS = 0x24 "Maximum QoS",
+        maximum_qos: byte if flag, [ConnAck];
+    RETAIN_AVAILABLE = 0x25 "Retain Available",
+        retain_available: byte if flag, [ConnAck];
     /// In the order they were received; the spec requires forwarding them in order.
-    pub user_properties: Vec<(ByteStr, ByteStr)>,
-    pub maximum_packet_size: Option<u32>,
-    pub wildcard_subscription_available: Option<u8>,
-    pub subscription_identifier_available: Option<u8>,
-    pub shared_subscription_available: Option<u8>,
+    USER_PROPERTY = 0x26 "User Property",
+        user_properties: utf8_pair,
+        [Connect ConnAck Publish Will Ack Subscribe SubAck Unsubscribe UnsubAck Disconnect Auth];
+    MAXIMUM_PACKET_SIZE = 0x27 "Maximum Packet Size",
+        maximum_packet_size: u32 if non_zero(rule::MAXIMUM_PACKET_SIZE_ZERO), [Connect ConnAck];
+    WILDCARD_SUBSCRIPTION_AVAILABLE = 0x28 "Wildcard Subscription Available",
+        wildcard_subscription_available: byte if flag, [ConnAck];
+    SUBSCRIPTION_IDENTIFIER_AVAILABLE = 0x29 "Subscription Identifier Available",
+        subscription_identifier_available: byte if flag, [ConnAck];
+    SHARED_SUBSCRIPTION_AVAILABLE = 0x2A "Shared Subscription Available",
+        shared_subscription_available: byte if flag, [ConnAck];
+}
+
+/// Every one-byte property is a 0/1 flag.
+fn flag(v: &u8) -> Result<(), DecodeError> {
+    match v {
+        0 | 1 => Ok(()),
+        _ => Err(rule::PROPERTY_VALUE),
+    }
+}
+
+/// [MQTT-3.3.2-14] a Response Topic is a topic name: no wildcards.
+fn topic_name(v: &ByteStr) -> Result<(), DecodeError> {
+    check_topic_name(v)
+}
+
+/// A value that must not be 0, refused with `err`.
+fn non_zero<T: Copy + Into<u32>>(err: DecodeError) -> impl Fn(&T) -> Result<(), DecodeError> {
+    move |&v| if v.into() == 0 { Err(err) } else { Ok(()) }
+}
+
+/// The check of a row that has none.
+fn accept<T>(_: &T) -> Result<(), DecodeError> {
+    Ok(())
+}
+
+/// How one field of [`Properties`] travels: each field type stands for one wire kind.
+trait Value: Sized {
+    /// The field when the property is absent.
+    const NONE: Self;
+    /// One value of the property.
+    type One;
+    /// Keeps a decoded value: sets it, or appends it for a property that may repeat.
+    fn keep(&mut self, v: Self::One);
+    /// Bytes on the wire, identifiers included; 0 when absent.
+    fn wire_len(&self) -> usize;
+    /// Writes identifier `pid` and the value, once per value held; `name` names the property
+    /// in an encode error.
+    fn put(&self, out: &mut BytesMut, pid: u8, name: &'static str) -> Result<(), EncodeError>;
+    /// Reads one value.
+    fn read_value(r: &mut Reader) -> Result<Self::One, DecodeError>;
+
+    /// Reads one value, checks it and keeps it.
+    fn read(
+        &mut self,
+        r: &mut Reader,
+        check: impl FnOnce(&Self::One) -> Result<(), DecodeError>,
+    ) -> Result<(), DecodeError> {
+        let v = Self::read_value(r)?;
+        check(&v)?;
+        self.keep(v);
+        Ok(())
+    }
+}
+
+/// The value of a property that appears at most once: a fixed-size integer, a string or binary
+/// data.
+trait Single: Sized {
+    fn read(r: &mut Reader) -> Result<Self, DecodeError>;
+    /// Bytes of the value, length prefix included.
+    fn size(&self) -> usize;
+    fn put(&self, out: &mut BytesMut) -> Result<(), EncodeError>;
+}
+
+/// The Byte, Two Byte and Four Byte Integers, big-endian.
+macro_rules! integers {
+    ($($t:ident => $put:ident),*) => {$(
+        impl Single for $t {
+            fn read(r: &mut Reader) -> Result<Self, DecodeError> {
+                r.$t()
+            }
+            fn size(&self) -> usize {
+                size_of::<$t>()
+            }
+            fn put(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+                out.$put(*self);
+                Ok(())
+            }
+        }
+    )*};
+}
+
+integers!(u8 => put_u8, u16 => put_u16, u32 => put_u32);
+
+impl Single for Bytes {
+    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
+        r.binary()
+    }
+    fn size(&self) -> usize {
+        2 + self.len()
+    }
+    fn put(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        put_binary(out, self)
+    }
+}
+
+/// A UTF-8 Encoded String travels as binary data does; only its reading checks more.
+impl Single for ByteStr {
+    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
+        r.string()
+    }
+    fn size(&self) -> usize {
+        self.as_bytes().size()
+    }
+    fn put(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
+        self.as_bytes().put(out)
+    }
+}
+
+impl<T: Single> Value for Option<T> {
+    const NONE: Self = None;
+    type One = T;
+
+    fn keep(&mut self, v: T) {
+        *self = Some(v);
+    }
+
+    fn wire_len(&self) -> usize {
+        self.as_ref().map_or(0, |v| 1 + v.size())
+    }
+
+    fn put(&self, out: &mut BytesMut, pid: u8, _: &'static str) -> Result<(), EncodeError> {
+        if let Some(v) = self {
+            out.put_u8(pid);
+            v.put(out)?;
+        }
+        Ok(())
+    }
+
+    fn read_value(r: &mut Reader) -> Result<T, DecodeError> {
+        T::read(r)
+    }
+}
+
+/// One value of a property that may repeat.
+trait Repeated: Sized {
+    fn read(r: &mut Reader) -> Result<Self, DecodeError>;
+    /// Bytes of the value.
+    fn size(&self) -> usize;
+    /// `name` names the property in an encode error.
+    fn put(&self, out: &mut BytesMut, name: &'static str) -> Result<(), EncodeError>;
+}
+
+/// A Variable Byte Integer: a Subscription Identifier, 1 to 268,435,455.
+impl Repeated for u32 {
+    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
+        r.varint()
+    }
+    fn size(&self) -> usize {
+        varint_len(*self)
+    }
+    fn put(&self, out: &mut BytesMut, name: &'static str) -> Result<(), EncodeError> {
+        if *self == 0 || *self > VARINT_MAX {
+            return Err(EncodeError::InvalidProperty(name));
+        }
+        put_varint(out, *self);
+        Ok(())
+    }
+}
+
+/// A UTF-8 String Pair: a User Property.
+impl Repeated for (ByteStr, ByteStr) {
+    fn read(r: &mut Reader) -> Result<Self, DecodeError> {
+        Ok((r.string()?, r.string()?))
+    }
+    fn size(&self) -> usize {
+        self.0.size() + self.1.size()
+    }
+    fn put(&self, out: &mut BytesMut, _: &'static str) -> Result<(), EncodeError> {
+        self.0.put(out)?;
+        self.1.put(out)
+    }
+}
+
+/// In the order received, which is the order sent.
+impl<T: Repeated> Value for Vec<T> {
+    const NONE: Self = Vec::new();
+    type One = T;
+
+    fn keep(&mut self, v: T) {
+        self.push(v);
+    }
+
+    fn wire_len(&self) -> usize {
+        self.iter().map(|v| 1 + v.size()).sum()
+    }
+
+    fn put(&self, out: &mut BytesMut, pid: u8, name: &'static str) -> Result<(), EncodeError> {
+        for v in self {
+            out.put_u8(pid);
+            v.put(out, name)?;
+        }
+        Ok(())
+    }
+
+    fn read_value(r: &mut Reader) -> Result<T, DecodeError> {
+        T::read(r)
+    }
 }
 
 /// A packet's properties as a packet holds them: absent (no allocation) when empty, boxed
 /// otherwise, so every packet stays small — most packets carry no properties, and a 400-byte
 /// struct inside each one was copied on every decode. Reads go through `Deref` (an absent set
-/// reads as all `None`); writes through `DerefMut` allocate on first use.
+/// reads as all `None`); writes go through [`Props::make_mut`], which allocates on first use, or
+/// [`Props::get_mut`], which never does.
 #[derive(Clone, Default)]
 pub struct Props(Option<Box<Properties>>);
 
@@ -177,6 +408,19 @@ impl Props {
     /// True when no property is set.
     pub fn is_empty(&self) -> bool {
         self.0.as_ref().is_none_or(|p| p.is_empty())
+    }
+
+    /// The properties, for setting one: allocates an empty set first if there is none. Call it
+    /// only to write a value; to change or clear properties that may be absent, use
+    /// [`Props::get_mut`], which leaves an absent set unallocated.
+    pub fn make_mut(&mut self) -> &mut Properties {
+        self.0.get_or_insert_with(Box::default)
+    }
+
+    /// The properties, for changing or clearing them: `None` (and no allocation) when the set
+    /// is absent, where there is nothing to change.
+    pub fn get_mut(&mut self) -> Option<&mut Properties> {
+        self.0.as_deref_mut()
     }
 
     /// The properties by value.
@@ -221,12 +465,6 @@ impl std::ops::Deref for Props {
     }
 }
 
-impl std::ops::DerefMut for Props {
-    fn deref_mut(&mut self) -> &mut Properties {
-        self.0.get_or_insert_with(Box::default)
-    }
-}
-
 impl PartialEq for Props {
     fn eq(&self, other: &Self) -> bool {
         **self == **other
@@ -241,52 +479,7 @@ impl std::fmt::Debug for Props {
     }
 }
 
-fn flag(r: &mut Reader) -> Result<u8, DecodeError> {
-    match r.u8()? {
-        v @ (0 | 1) => Ok(v),
-        _ => Err(rule::PROPERTY_VALUE),
-    }
-}
-
-fn non_zero_u16(r: &mut Reader, err: DecodeError) -> Result<u16, DecodeError> {
-    match r.u16()? {
-        0 => Err(err),
-        v => Ok(v),
-    }
-}
-
 impl Properties {
-    /// No property set.
-    pub const EMPTY: Self = Self {
-        payload_format_indicator: None,
-        message_expiry_interval: None,
-        content_type: None,
-        response_topic: None,
-        correlation_data: None,
-        subscription_identifiers: Vec::new(),
-        session_expiry_interval: None,
-        assigned_client_identifier: None,
-        server_keep_alive: None,
-        authentication_method: None,
-        authentication_data: None,
-        request_problem_information: None,
-        will_delay_interval: None,
-        request_response_information: None,
-        response_information: None,
-        server_reference: None,
-        reason_string: None,
-        receive_maximum: None,
-        topic_alias_maximum: None,
-        topic_alias: None,
-        maximum_qos: None,
-        retain_available: None,
-        user_properties: Vec::new(),
-        maximum_packet_size: None,
-        wildcard_subscription_available: None,
-        subscription_identifier_available: None,
-        shared_subscription_available: None,
-    };
-
     /// True when no property is set (the section encodes as a single 0 byte).
     pub fn is_empty(&self) -> bool {
         self.body_len() == 0
@@ -324,105 +517,6 @@ impl Properties {
         Ok(p)
     }
 
-    fn read_one(&mut self, pid: u8, r: &mut Reader) -> Result<(), DecodeError> {
-        use id::*;
-        match pid {
-            PAYLOAD_FORMAT_INDICATOR => self.payload_format_indicator = Some(flag(r)?),
-            MESSAGE_EXPIRY_INTERVAL => self.message_expiry_interval = Some(r.u32()?),
-            CONTENT_TYPE => self.content_type = Some(r.string()?),
-            RESPONSE_TOPIC => {
-                let topic = r.string()?;
-                // [MQTT-3.3.2-14] a Response Topic is a topic name: no wildcards.
-                check_topic_name(&topic)?;
-                self.response_topic = Some(topic);
-            }
-            CORRELATION_DATA => self.correlation_data = Some(r.binary()?),
-            SUBSCRIPTION_IDENTIFIER => match r.varint()? {
-                0 => return Err(rule::SUBSCRIPTION_IDENTIFIER_ZERO),
-                v => self.subscription_identifiers.push(v),
-            },
-            SESSION_EXPIRY_INTERVAL => self.session_expiry_interval = Some(r.u32()?),
-            ASSIGNED_CLIENT_IDENTIFIER => self.assigned_client_identifier = Some(r.string()?),
-            SERVER_KEEP_ALIVE => self.server_keep_alive = Some(r.u16()?),
-            AUTHENTICATION_METHOD => self.authentication_method = Some(r.string()?),
-            AUTHENTICATION_DATA => self.authentication_data = Some(r.binary()?),
-            REQUEST_PROBLEM_INFORMATION => self.request_problem_information = Some(flag(r)?),
-            WILL_DELAY_INTERVAL => self.will_delay_interval = Some(r.u32()?),
-            REQUEST_RESPONSE_INFORMATION => self.request_response_information = Some(flag(r)?),
-            RESPONSE_INFORMATION => self.response_information = Some(r.string()?),
-            SERVER_REFERENCE => self.server_reference = Some(r.string()?),
-            REASON_STRING => self.reason_string = Some(r.string()?),
-            RECEIVE_MAXIMUM => {
-                self.receive_maximum = Some(non_zero_u16(r, rule::RECEIVE_MAXIMUM_ZERO)?)
-            }
-            TOPIC_ALIAS_MAXIMUM => self.topic_alias_maximum = Some(r.u16()?),
-            TOPIC_ALIAS => self.topic_alias = Some(non_zero_u16(r, rule::TOPIC_ALIAS_ZERO)?),
-            MAXIMUM_QOS => self.maximum_qos = Some(flag(r)?),
-            RETAIN_AVAILABLE => self.retain_available = Some(flag(r)?),
-            USER_PROPERTY => {
-                let key = r.string()?;
-                let value = r.string()?;
-                self.user_properties.push((key, value));
-            }
-            MAXIMUM_PACKET_SIZE => match r.u32()? {
-                0 => return Err(rule::MAXIMUM_PACKET_SIZE_ZERO),
-                v => self.maximum_packet_size = Some(v),
-            },
-            WILDCARD_SUBSCRIPTION_AVAILABLE => {
-                self.wildcard_subscription_available = Some(flag(r)?)
-            }
-            SUBSCRIPTION_IDENTIFIER_AVAILABLE => {
-                self.subscription_identifier_available = Some(flag(r)?)
-            }
-            SHARED_SUBSCRIPTION_AVAILABLE => self.shared_subscription_available = Some(flag(r)?),
-            // `decode` only calls this for ids in ALL_PROPERTIES, all matched above.
-            _ => return Err(rule::UNKNOWN_PROPERTY),
-        }
-        Ok(())
-    }
-
-    /// Bytes of the properties themselves, without the length prefix.
-    pub fn body_len(&self) -> usize {
-        let s = |v: &Option<ByteStr>| v.as_ref().map_or(0, |v| 3 + v.len());
-        let b = |v: &Option<Bytes>| v.as_ref().map_or(0, |v| 3 + v.len());
-        let n = |present: bool, size: usize| if present { 1 + size } else { 0 };
-        n(self.payload_format_indicator.is_some(), 1)
-            + n(self.message_expiry_interval.is_some(), 4)
-            + s(&self.content_type)
-            + s(&self.response_topic)
-            + b(&self.correlation_data)
-            + self
-                .subscription_identifiers
-                .iter()
-                .map(|&v| 1 + varint_len(v))
-                .sum::<usize>()
-            + n(self.session_expiry_interval.is_some(), 4)
-            + s(&self.assigned_client_identifier)
-            + n(self.server_keep_alive.is_some(), 2)
-            + s(&self.authentication_method)
-            + b(&self.authentication_data)
-            + n(self.request_problem_information.is_some(), 1)
-            + n(self.will_delay_interval.is_some(), 4)
-            + n(self.request_response_information.is_some(), 1)
-            + s(&self.response_information)
-            + s(&self.server_reference)
-            + s(&self.reason_string)
-            + n(self.receive_maximum.is_some(), 2)
-            + n(self.topic_alias_maximum.is_some(), 2)
-            + n(self.topic_alias.is_some(), 2)
-            + n(self.maximum_qos.is_some(), 1)
-            + n(self.retain_available.is_some(), 1)
-            + self
-                .user_properties
-                .iter()
-                .map(|(k, v)| 5 + k.len() + v.len())
-                .sum::<usize>()
-            + n(self.maximum_packet_size.is_some(), 4)
-            + n(self.wildcard_subscription_available.is_some(), 1)
-            + n(self.subscription_identifier_available.is_some(), 1)
-            + n(self.shared_subscription_available.is_some(), 1)
-    }
-
     /// Bytes of the whole property section: length prefix plus body.
     pub fn encoded_len(&self) -> usize {
         let body = self.body_len();
@@ -431,7 +525,6 @@ impl Properties {
 
     /// Writes the length prefix and the properties, in identifier order.
     pub(crate) fn encode(&self, out: &mut BytesMut) -> Result<(), EncodeError> {
-        use id::*;
         let body = self.body_len();
         if body > VARINT_MAX as usize {
             return Err(EncodeError::PacketTooLarge);
@@ -440,131 +533,23 @@ impl Properties {
         if body == 0 {
             return Ok(());
         }
-        fn u8p(out: &mut BytesMut, pid: u8, v: Option<u8>) {
-            if let Some(v) = v {
-                out.put_u8(pid);
-                out.put_u8(v);
-            }
-        }
-        fn u16p(out: &mut BytesMut, pid: u8, v: Option<u16>) {
-            if let Some(v) = v {
-                out.put_u8(pid);
-                out.put_u16(v);
-            }
-        }
-        fn u32p(out: &mut BytesMut, pid: u8, v: Option<u32>) {
-            if let Some(v) = v {
-                out.put_u8(pid);
-                out.put_u32(v);
-            }
-        }
-        fn st(v: &Option<ByteStr>) -> Option<&[u8]> {
-            v.as_ref().map(|v| v.as_bytes().as_ref())
-        }
-        fn bn(v: &Option<Bytes>) -> Option<&[u8]> {
-            v.as_deref()
-        }
-        fn binp(out: &mut BytesMut, pid: u8, v: Option<&[u8]>) -> Result<(), EncodeError> {
-            if let Some(v) = v {
-                out.put_u8(pid);
-                put_binary(out, v)?;
-            }
-            Ok(())
-        }
-        u8p(out, PAYLOAD_FORMAT_INDICATOR, self.payload_format_indicator);
-        u32p(out, MESSAGE_EXPIRY_INTERVAL, self.message_expiry_interval);
-        binp(out, CONTENT_TYPE, st(&self.content_type))?;
-        binp(out, RESPONSE_TOPIC, st(&self.response_topic))?;
-        binp(out, CORRELATION_DATA, bn(&self.correlation_data))?;
-        for &v in &self.subscription_identifiers {
-            if v == 0 || v > VARINT_MAX {
-                return Err(EncodeError::InvalidProperty("Subscription Identifier"));
-            }
-            out.put_u8(SUBSCRIPTION_IDENTIFIER);
-            put_varint(out, v);
-        }
-        u32p(out, SESSION_EXPIRY_INTERVAL, self.session_expiry_interval);
-        binp(
-            out,
-            ASSIGNED_CLIENT_IDENTIFIER,
-            st(&self.assigned_client_identifier),
-        )?;
-        u16p(out, SERVER_KEEP_ALIVE, self.server_keep_alive);
-        binp(out, AUTHENTICATION_METHOD, st(&self.authentication_method))?;
-        binp(out, AUTHENTICATION_DATA, bn(&self.authentication_data))?;
-        u8p(
-            out,
-            REQUEST_PROBLEM_INFORMATION,
-            self.request_problem_information,
-        );
-        u32p(out, WILL_DELAY_INTERVAL, self.will_delay_interval);
-        u8p(
-            out,
-            REQUEST_RESPONSE_INFORMATION,
-            self.request_response_information,
-        );
-        binp(out, RESPONSE_INFORMATION, st(&self.response_information))?;
-        binp(out, SERVER_REFERENCE, st(&self.server_reference))?;
-        binp(out, REASON_STRING, st(&self.reason_string))?;
-        u16p(out, RECEIVE_MAXIMUM, self.receive_maximum);
-        u16p(out, TOPIC_ALIAS_MAXIMUM, self.topic_alias_maximum);
-        u16p(out, TOPIC_ALIAS, self.topic_alias);
-        u8p(out, MAXIMUM_QOS, self.maximum_qos);
-        u8p(out, RETAIN_AVAILABLE, self.retain_available);
-        for (k, v) in &self.user_properties {
-            out.put_u8(USER_PROPERTY);
-            put_binary(out, k.as_bytes())?;
-            put_binary(out, v.as_bytes())?;
-        }
-        u32p(out, MAXIMUM_PACKET_SIZE, self.maximum_packet_size);
-        u8p(
-            out,
-            WILDCARD_SUBSCRIPTION_AVAILABLE,
-            self.wildcard_subscription_available,
-        );
-        u8p(
-            out,
-            SUBSCRIPTION_IDENTIFIER_AVAILABLE,
-            self.subscription_identifier_available,
-        );
-        u8p(
-            out,
-            SHARED_SUBSCRIPTION_AVAILABLE,
-            self.shared_subscription_available,
-        );
-        Ok(())
+        self.put_body(out)
     }
 }
 
-const ALL_PROPERTIES: u64 = {
-    use id::*;
-    mask(&[
-        PAYLOAD_FORMAT_INDICATOR,
-        MESSAGE_EXPIRY_INTERVAL,
-        CONTENT_TYPE,
-        RESPONSE_TOPIC,
-        CORRELATION_DATA,
-        SUBSCRIPTION_IDENTIFIER,
-        SESSION_EXPIRY_INTERVAL,
-        ASSIGNED_CLIENT_IDENTIFIER,
-        SERVER_KEEP_ALIVE,
-        AUTHENTICATION_METHOD,
-        AUTHENTICATION_DATA,
-        REQUEST_PROBLEM_INFORMATION,
-        WILL_DELAY_INTERVAL,
-        REQUEST_RESPONSE_INFORMATION,
-        RESPONSE_INFORMATION,
-        SERVER_REFERENCE,
-        REASON_STRING,
-        RECEIVE_MAXIMUM,
-        TOPIC_ALIAS_MAXIMUM,
-        TOPIC_ALIAS,
-        MAXIMUM_QOS,
-        RETAIN_AVAILABLE,
-        USER_PROPERTY,
-        MAXIMUM_PACKET_SIZE,
-        WILDCARD_SUBSCRIPTION_AVAILABLE,
-        SUBSCRIPTION_IDENTIFIER_AVAILABLE,
-        SHARED_SUBSCRIPTION_AVAILABLE,
-    ])
-};
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_make_mut_allocates() {
+        let mut p = Props::NONE;
+        assert!(
+            p.get_mut().is_none() && p.0.is_none(),
+            "changing must not allocate"
+        );
+        p.make_mut().topic_alias = Some(3);
+        assert_eq!(p.get_mut().and_then(|p| p.topic_alias), Some(3));
+        assert_eq!(p.topic_alias, Some(3), "reads through `Deref`");
+    }
+}

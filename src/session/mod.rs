@@ -102,7 +102,7 @@ pub(crate) struct Session {
     /// Messages waiting for the connection or for room in the in-flight window, in order.
     queue: queue::MessageQueue,
     /// QoS 1/2 messages sent and not yet fully acknowledged, in the order they were sent
-    /// (through `Deref`), and the inbound QoS 2 ids awaiting PUBREL, whose duplicates are
+    /// (read through `Deref`), and the inbound QoS 2 ids awaiting PUBREL, whose duplicates are
     /// acknowledged but not routed again. One box, made on first use (see
     /// [`window::Exchanges`]).
     inflight: window::Exchanges,
@@ -228,6 +228,7 @@ impl Session {
         }
         let packet_id = self.allocate_id();
         self.inflight
+            .outbound_mut()
             .push_back((packet_id, InFlight::Sent(delivery.clone())));
         Some(Outgoing::Publish {
             packet_id,
@@ -255,9 +256,8 @@ impl Session {
     /// with this client [MQTT-4.8.2-4] and never go to another [MQTT-4.8.2-5].
     pub(crate) fn take_shared(&mut self) -> Vec<Delivery> {
         let mut taken = Vec::new();
-        // Only through `&mut` when there is something: that would allocate the window's box.
-        if !self.inflight.is_empty() {
-            self.inflight.retain(|(_, f)| match f {
+        if let Some(inflight) = self.inflight.outbound_if_any() {
+            inflight.retain(|(_, f)| match f {
                 InFlight::Sent(d) if d.shared().is_some() && d.qos == QoS::AtLeastOnce => {
                     taken.push(d.clone());
                     false
@@ -289,7 +289,7 @@ impl Session {
         match self.position(id) {
             Some(i) if matches!(&self.inflight[i].1, InFlight::Sent(d) if d.qos == QoS::AtLeastOnce) =>
             {
-                self.inflight.remove(i);
+                self.inflight.outbound_mut().remove(i);
                 Acked::Done
             }
             // A QoS 2 message answered with PUBACK.
@@ -306,9 +306,9 @@ impl Session {
             Some(i) => match &self.inflight[i].1 {
                 InFlight::Sent(d) if d.qos == QoS::ExactlyOnce => {
                     if failed {
-                        self.inflight.remove(i);
+                        self.inflight.outbound_mut().remove(i);
                     } else {
-                        self.inflight[i].1 = InFlight::Released;
+                        self.inflight.outbound_mut()[i].1 = InFlight::Released;
                     }
                     Acked::Done
                 }
@@ -324,7 +324,7 @@ impl Session {
     pub(crate) fn pubcomp(&mut self, id: u16) -> Acked {
         match self.position(id) {
             Some(i) if matches!(self.inflight[i].1, InFlight::Released) => {
-                self.inflight.remove(i);
+                self.inflight.outbound_mut().remove(i);
                 Acked::Done
             }
             // A QoS 1 message, or a QoS 2 message not yet PUBREC'd (so never PUBREL'd).
@@ -337,7 +337,7 @@ impl Session {
     /// over the client's Maximum Packet Size [MQTT-3.1.2-25]).
     pub(crate) fn abandon(&mut self, id: u16) {
         if let Some(i) = self.position(id) {
-            self.inflight.remove(i);
+            self.inflight.outbound_mut().remove(i);
         }
     }
 

@@ -303,7 +303,7 @@ mod tests {
         );
 
         let mut props = message(2, QoS::AtMostOnce);
-        props.properties.content_type = Some(ByteStr::from_static("json").unwrap());
+        props.properties.make_mut().content_type = Some(ByteStr::from_static("json").unwrap());
         let with_props = run(vec![message(1, QoS::AtMostOnce), props]);
         assert!(
             !whole(&with_props, false, ProtocolVersion::V5),

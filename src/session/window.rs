@@ -5,7 +5,7 @@
 
 use super::InFlight;
 use std::collections::VecDeque;
-use std::ops::{Deref, DerefMut};
+use std::ops::Deref;
 
 /// One message in flight: its packet identifier and how far its acknowledgement has come.
 type Entry = (u16, InFlight);
@@ -22,8 +22,10 @@ struct Both {
     inbound_qos2: Vec<u16>,
 }
 
-/// The outbound in-flight queue (through `Deref`) and the inbound QoS 2 ids, allocated
-/// together on first mutable use.
+/// The outbound in-flight queue and the inbound QoS 2 ids, allocated together on first use.
+/// Reads of the outbound queue go through `Deref` (an absent one reads as empty); writes through
+/// [`Exchanges::outbound_mut`], which allocates, or [`Exchanges::outbound_if_any`], which does
+/// not.
 #[derive(Debug, Default)]
 pub(super) struct Exchanges(Option<Box<Both>>);
 
@@ -37,6 +39,16 @@ impl Exchanges {
         {
             self.0 = None;
         }
+    }
+
+    /// The outbound queue, for adding a message or changing one there (allocates on first use).
+    pub(super) fn outbound_mut(&mut self) -> &mut VecDeque<Entry> {
+        &mut self.0.get_or_insert_default().inflight
+    }
+
+    /// The outbound queue, for removing messages: `None` (and no allocation) if there are none.
+    pub(super) fn outbound_if_any(&mut self) -> Option<&mut VecDeque<Entry>> {
+        self.0.as_mut().map(|b| &mut b.inflight)
     }
 
     /// Inbound QoS 2 ids awaiting PUBREL.
@@ -63,12 +75,6 @@ impl Deref for Exchanges {
     }
 }
 
-impl DerefMut for Exchanges {
-    fn deref_mut(&mut self) -> &mut VecDeque<Entry> {
-        &mut self.0.get_or_insert_default().inflight
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,15 +84,15 @@ mod tests {
         let mut q = Exchanges::default();
         assert!(q.is_empty() && q.inbound_qos2().is_empty() && q.0.is_none());
         assert!(
-            q.inbound_qos2_if_any().is_none(),
+            q.inbound_qos2_if_any().is_none() && q.outbound_if_any().is_none(),
             "removing must not allocate"
         );
         assert!(q.0.is_none(), "reading must not allocate");
-        q.push_back((7, InFlight::Released));
+        q.outbound_mut().push_back((7, InFlight::Released));
         assert_eq!(q.front().map(|e| e.0), Some(7));
         q.release_if_empty();
         assert_eq!(q.len(), 1, "a queue with an entry keeps it");
-        q.pop_front();
+        q.outbound_if_any().map(VecDeque::pop_front);
         q.inbound_qos2_mut().push(9);
         q.release_if_empty();
         assert_eq!(q.inbound_qos2(), [9], "an inbound id keeps it");

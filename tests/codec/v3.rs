@@ -449,7 +449,7 @@ fn v5_only_fields_cannot_be_encoded_in_3_1_1() {
     let mut out = bytes::BytesMut::new();
     assert!(Packet::PubAck(ack).encode(V3_1_1, &mut out).is_err());
     let mut d = Disconnect::default();
-    d.properties.session_expiry_interval = Some(1);
+    d.properties.make_mut().session_expiry_interval = Some(1);
     assert!(Packet::Disconnect(d).encode(V3_1_1, &mut out).is_err());
     assert!(out.is_empty());
 }

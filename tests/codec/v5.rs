@@ -494,8 +494,8 @@ fn within_a_maximum_packet_size_the_optional_properties_go_first() {
         reason: ReasonCode::PROTOCOL_ERROR,
         properties: Default::default(),
     };
-    d.properties.reason_string = Some(ByteStr::try_from("why").unwrap());
-    d.properties.user_properties = vec![(
+    d.properties.make_mut().reason_string = Some(ByteStr::try_from("why").unwrap());
+    d.properties.make_mut().user_properties = vec![(
         ByteStr::try_from("k").unwrap(),
         ByteStr::try_from("v").unwrap(),
     )];

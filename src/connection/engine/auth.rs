@@ -30,9 +30,9 @@ pub(super) fn auth_packet(reason: ReasonCode, method: &ByteStr, data: Vec<u8>) -
         reason,
         properties: Default::default(),
     };
-    auth.properties.authentication_method = Some(method.clone());
+    auth.properties.make_mut().authentication_method = Some(method.clone());
     if !data.is_empty() {
-        auth.properties.authentication_data = Some(Bytes::from(data));
+        auth.properties.make_mut().authentication_data = Some(Bytes::from(data));
     }
     Packet::Auth(auth)
 }

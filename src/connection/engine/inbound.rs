@@ -336,9 +336,8 @@ impl Open {
     /// The message a client's PUBLISH (or its will) becomes.
     fn message(&self, p: Publish, now: Instant) -> Message {
         let mut properties = p.properties;
-        // Guarded: a write through `DerefMut` would allocate a set for a PUBLISH without one.
-        if properties.topic_alias.is_some() {
-            properties.topic_alias = None;
+        if let Some(set) = properties.get_mut() {
+            set.topic_alias = None;
         }
         let expires_at = properties
             .message_expiry_interval
@@ -489,8 +488,8 @@ impl Open {
         let delay = properties.will_delay_interval.filter(|&secs| {
             secs > 0 && self.version.is_v5() && !matches!(close, Close::ServerShutdown)
         });
-        if properties.will_delay_interval.is_some() {
-            properties.will_delay_interval = None;
+        if let Some(set) = properties.get_mut() {
+            set.will_delay_interval = None;
         }
         let message = self.message(
             Publish {

@@ -81,7 +81,7 @@ impl Open {
         if self.problem_info
             && let Some(why) = why.and_then(|w| ByteStr::try_from(w).ok())
         {
-            disconnect.properties.reason_string = Some(why);
+            disconnect.properties.make_mut().reason_string = Some(why);
         }
         self.write_packet(out, Packet::Disconnect(disconnect));
     }
@@ -295,9 +295,9 @@ impl Open {
             Naming::Topic => {}
             Naming::Alias(alias) => {
                 p.topic = ByteStr::default();
-                p.properties.topic_alias = Some(alias);
+                p.properties.make_mut().topic_alias = Some(alias);
             }
-            Naming::Assign(alias) => p.properties.topic_alias = Some(alias),
+            Naming::Assign(alias) => p.properties.make_mut().topic_alias = Some(alias),
         }
         naming
     }
@@ -306,14 +306,16 @@ impl Open {
         let m: &Message = &d.message;
         let properties = if self.version.is_v5() {
             let mut p = m.properties.clone();
-            // Only touch the identifiers when there are some: writing through `DerefMut`
-            // would allocate a property set for a message that has none.
-            let ids = d.subscription_ids();
-            if ids.is_some() || !p.subscription_identifiers.is_empty() {
-                p.subscription_identifiers = ids.map(|i| i.to_vec()).unwrap_or_default();
+            match d.subscription_ids() {
+                Some(ids) => p.make_mut().subscription_identifiers = ids.to_vec(),
+                None => {
+                    if let Some(set) = p.get_mut() {
+                        set.subscription_identifiers.clear();
+                    }
+                }
             }
             if let Some(left) = m.remaining_expiry(now) {
-                p.message_expiry_interval = Some(left); // [MQTT-3.3.2-6]
+                p.make_mut().message_expiry_interval = Some(left); // [MQTT-3.3.2-6]
             }
             p
         } else {

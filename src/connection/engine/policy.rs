@@ -27,7 +27,7 @@ impl Refused {
             properties: Default::default(),
         };
         if connect.protocol.is_v5() && connect.properties.request_problem_information != Some(0) {
-            connack.properties.reason_string = ByteStr::try_from(why).ok();
+            connack.properties.make_mut().reason_string = ByteStr::try_from(why).ok();
         }
         Self { connack, why }
     }
