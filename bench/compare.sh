@@ -45,7 +45,9 @@ command -v mosquitto >/dev/null || {
     exit 1
 }
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-    cargo build --release --quiet --bin roost --bin roost-bench
+    # The broker (root package) and the bench (roost-bench/, a workspace member); both land in
+    # the workspace's target/release.
+    cargo build --release --quiet -p roost -p roost-bench
 fi
 ulimit -n "$(ulimit -Hn)"
 

@@ -55,7 +55,7 @@ fn run(cli: &cli::Cli) -> anyhow::Result<()> {
         .unwrap_or(1);
     // The bench holds as many sockets as the broker: the raised limit spares users a
     // `ulimit -n`, and with more than one thread (unpinned) its descriptor table would grow
-    // with the same stalls as the broker's (src/fd_table.rs).
+    // with the same stalls as the broker's (roost's src/fd_table.rs).
     roost::fd_table::prepare();
     let runtime = if threads == 1 {
         tokio::runtime::Builder::new_current_thread()
