@@ -12,12 +12,14 @@
 # CPUs to pin to, default 0 and 1). Each run's JSON and the brokers' logs go to
 # target/bench/<scenario>-<time>/. The open-file limit is raised to the hard limit for both
 # brokers and the bench (needed by `conns`; this machine allows 20,000).
+# BASELINE=path/to/an/older/roost adds it as a third broker, run in the same rotation (A B C A
+# B C), with its own column and the Roost/baseline ratio: a before/after in one sitting.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 if [[ $# -lt 1 ]]; then
-    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 scenario=$1
@@ -75,6 +77,9 @@ run_one() {
     if [[ $broker == roost ]]; then
         port=$roost_port
         cmd=(target/release/roost -c bench/roost-bench.toml)
+    elif [[ $broker == baseline ]]; then
+        port=$roost_port
+        cmd=("$BASELINE" -c bench/roost-bench.toml)
     else
         port=$mosquitto_port
         cmd=(mosquitto -c bench/mosquitto.conf)
@@ -101,6 +106,9 @@ run_one() {
 
 for i in $(seq "$runs"); do
     run_one roost "$i" "$@"
+    if [[ -n ${BASELINE:-} ]]; then
+        run_one baseline "$i" "$@"
+    fi
     run_one mosquitto "$i" "$@"
 done
 
@@ -121,13 +129,31 @@ median() {
     }'
 }
 
+# r / m to two places, or n/a.
+ratio() {
+    awk -v r="$1" -v m="$2" 'BEGIN {
+        if (r == "" || m == "" || m + 0 == 0) print "n/a"; else printf "%.2f", r / m }'
+}
+
 echo
-printf '%-20s %16s %16s %10s   %s\n' figure roost mosquitto ratio "runs (roost | mosquitto)"
+if [[ -n ${BASELINE:-} ]]; then
+    printf '%-20s %14s %14s %14s %8s %8s   %s\n' figure roost baseline mosquitto r/mosq r/base \
+        "runs (roost | baseline | mosquitto)"
+else
+    printf '%-20s %16s %16s %10s   %s\n' figure roost mosquitto ratio "runs (roost | mosquitto)"
+fi
 for key in $metrics; do
     r=$(values roost "$key" | median)
     m=$(values mosquitto "$key" | median)
-    ratio=$(awk -v r="$r" -v m="$m" 'BEGIN {
-        if (r == "" || m == "" || m + 0 == 0) print "n/a"; else printf "%.2f", r / m }')
-    printf '%-20s %16s %16s %10s   %s | %s\n' "$key" "${r:-n/a}" "${m:-n/a}" "$ratio" \
-        "$(values roost "$key" | tr '\n' ' ')" "$(values mosquitto "$key" | tr '\n' ' ')"
+    if [[ -n ${BASELINE:-} ]]; then
+        b=$(values baseline "$key" | median)
+        printf '%-20s %14s %14s %14s %8s %8s   %s | %s | %s\n' "$key" "${r:-n/a}" "${b:-n/a}" \
+            "${m:-n/a}" "$(ratio "$r" "$m")" "$(ratio "$r" "$b")" \
+            "$(values roost "$key" | tr '\n' ' ')" "$(values baseline "$key" | tr '\n' ' ')" \
+            "$(values mosquitto "$key" | tr '\n' ' ')"
+    else
+        printf '%-20s %16s %16s %10s   %s | %s\n' "$key" "${r:-n/a}" "${m:-n/a}" \
+            "$(ratio "$r" "$m")" \
+            "$(values roost "$key" | tr '\n' ' ')" "$(values mosquitto "$key" | tr '\n' ' ')"
+    fi
 done

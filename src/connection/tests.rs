@@ -109,3 +109,15 @@ async fn a_client_that_never_reads_is_not_read_from_once_its_answers_back_up() {
     let read = read.load(Ordering::Relaxed);
     assert!(read < 4 * WRITE_BACKLOG_MAX, "{read} bytes read");
 }
+
+/// What an idle connection costs is decided here: its engine and buffers are one allocation of
+/// at most 160 bytes (an allocator size class). A field that pushed it past would cost every
+/// connection 32 bytes more.
+#[test]
+fn a_connections_engine_and_buffers_fit_in_160_bytes() {
+    assert!(
+        std::mem::size_of::<Shell>() <= 160,
+        "Shell is {} bytes",
+        std::mem::size_of::<Shell>()
+    );
+}

@@ -4,7 +4,7 @@
 
 use super::auth::{Pending, auth_packet};
 use super::policy::{self, Identity, Refused};
-use super::{Engine, Extras, KeepAlive, Open, State, alias};
+use super::{Engine, Extras, Open, State, alias};
 use crate::auth::{Begin, Credentials, Step};
 use crate::broker::Metrics;
 use crate::connection::Close;
@@ -23,10 +23,13 @@ impl Engine {
         inbuf: &mut BytesMut,
         out: &mut BytesMut,
     ) -> Result<Option<Packet>, Close> {
-        let State::Connecting { exchange, .. } = &self.state else {
+        let State::Connecting {
+            broker, exchange, ..
+        } = &self.state
+        else {
             return Ok(None);
         };
-        let max_packet_size = self.broker.config().limits.max_packet_size;
+        let max_packet_size = broker.config().limits.max_packet_size;
         if let Some(pending) = exchange {
             let limits = Limits {
                 max_packet_size,
@@ -113,7 +116,10 @@ impl Engine {
         now: Instant,
         out: &mut BytesMut,
     ) -> Result<(), Close> {
-        if let Err(refused) = policy::screen(&connect, self.broker.config()) {
+        let Some(broker) = self.broker().cloned() else {
+            return Ok(());
+        };
+        if let Err(refused) = policy::screen(&connect, broker.config()) {
             return Err(refuse(&connect, refused, out));
         }
         let props = &connect.properties;
@@ -122,7 +128,7 @@ impl Engine {
             password: connect.password.as_deref(),
             method: props.authentication_method.as_deref(),
         };
-        let (reason, why) = match self.broker.authenticator().begin(&credentials) {
+        let (reason, why) = match broker.authenticator().begin(&credentials) {
             Begin::Anonymous => return self.establish(connect, Identity::default(), now, out),
             Begin::User(user) => {
                 let identity = Identity {
@@ -221,11 +227,14 @@ impl Engine {
         now: Instant,
         out: &mut BytesMut,
     ) -> Result<(), Close> {
-        let accepted =
-            match policy::accept(&connect, self.broker.config(), &identity, assign_client_id) {
-                Ok(accepted) => accepted,
-                Err(refused) => return Err(refuse(&connect, refused, out)),
-            };
+        let Some(broker) = self.broker().cloned() else {
+            return Ok(());
+        };
+        let accepted = match policy::accept(&connect, broker.config(), &identity, assign_client_id)
+        {
+            Ok(accepted) => accepted,
+            Err(refused) => return Err(refuse(&connect, refused, out)),
+        };
         let Connect {
             protocol: version,
             clean_start,
@@ -233,13 +242,13 @@ impl Engine {
             will,
             ..
         } = *connect;
-        let attached = self.broker.attach(
+        let attached = broker.attach(
             accepted.client_id,
             clean_start,
             accepted.window,
             accepted.expiry,
         );
-        Metrics::inc(&self.broker.metrics().connections_accepted);
+        Metrics::inc(&broker.metrics().connections_accepted);
         let v5 = version.is_v5();
         let aliases_out = p
             .topic_alias_maximum
@@ -258,19 +267,16 @@ impl Engine {
                 aliases_out,
             })
         });
-        let limits = self.broker.config().limits.max_packet_size;
         let mut open = Open {
             link: attached.link,
             version,
-            limits: Limits {
-                max_packet_size: limits,
-                accepts: if enhanced {
-                    PacketTypes::FROM_CLIENT
-                } else {
-                    PacketTypes::FROM_CLIENT.without_auth()
-                },
+            accepts: if enhanced {
+                PacketTypes::FROM_CLIENT
+            } else {
+                PacketTypes::FROM_CLIENT.without_auth()
             },
-            keep_alive: KeepAlive::new(accepted.keep_alive, now),
+            last_heard_ms: crate::clock::ms(now),
+            grace_ms: u32::from(accepted.keep_alive) * 1500,
             will: will.map(Box::new),
             client_max_packet: p.maximum_packet_size.unwrap_or(u32::MAX),
             problem_info: p.request_problem_information != Some(0),
@@ -282,9 +288,9 @@ impl Engine {
         };
         open.write_packet(out, Packet::ConnAck(connack));
         open.resend_inflight(out, now);
-        if open.keep_alive.grace_ms > 0 {
-            let k = open.keep_alive;
-            open.link.watch_keep_alive(k.grace_ms, k.last_heard_ms);
+        if open.grace_ms > 0 {
+            open.link
+                .watch_keep_alive(open.grace_ms, open.last_heard_ms);
         }
         tracing::info!(
             client_id = %open.link.client_id(),

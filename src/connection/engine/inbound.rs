@@ -6,7 +6,8 @@ use crate::broker::{ClientAck, Metrics};
 use crate::clock;
 use crate::connection::Close;
 use crate::protocol::{
-    Disconnect, Packet, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe, decode,
+    Disconnect, Limits, Packet, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
+    decode,
 };
 use crate::session::{Acked, Message};
 use crate::topic::too_deep;
@@ -74,9 +75,13 @@ impl Open {
         out: &mut BytesMut,
     ) -> Result<(), Close> {
         self.heard_from(now);
+        let limits = Limits {
+            max_packet_size: self.link.broker().config().limits.max_packet_size,
+            accepts: self.accepts,
+        };
         let mut run = Run::new();
         let result = loop {
-            match decode(inbuf, self.version, &self.limits) {
+            match decode(inbuf, self.version, &limits) {
                 Ok(Some(_)) if !self.link.is_current() => {
                     // Taken over: nothing read from here on may change any session. (The
                     // steps that change this session check again under its lock.)
@@ -114,9 +119,9 @@ impl Open {
 
     /// Notes, for the keep alive, that the client sent something at `now`.
     fn heard_from(&mut self, now: Instant) {
-        if self.keep_alive.grace_ms > 0 {
+        if self.grace_ms > 0 {
             let ms = clock::ms(now);
-            self.keep_alive.last_heard_ms = ms;
+            self.last_heard_ms = ms;
             self.link.heard_from(ms);
         }
     }

@@ -28,15 +28,25 @@ mod tests;
 use super::Close;
 use crate::broker::{Broker, Link, Metrics, keep_alive};
 use crate::clock;
-use crate::protocol::{Limits, Packet, ProtocolVersion, Will};
+use crate::protocol::{Packet, PacketTypes, ProtocolVersion, Will};
 use bytes::BytesMut;
 use std::net::SocketAddr;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
+impl Engine {
+    /// The broker, in any state but `Closed`.
+    fn broker(&self) -> Option<&Broker> {
+        match &self.state {
+            State::Connecting { broker, .. } => Some(broker),
+            State::Open(open) => Some(open.link.broker()),
+            State::Closed => None,
+        }
+    }
+}
+
 /// One connection's MQTT state.
 pub(crate) struct Engine {
-    broker: Broker,
     peer: SocketAddr,
     state: State,
 }
@@ -44,6 +54,7 @@ pub(crate) struct Engine {
 enum State {
     /// Waiting for CONNECT, or in its enhanced-authentication exchange, until `deadline`.
     Connecting {
+        broker: Broker,
         deadline: Instant,
         exchange: Option<Box<auth::Pending>>,
     },
@@ -56,9 +67,15 @@ enum State {
 struct Open {
     link: Link,
     version: ProtocolVersion,
-    /// What the codec accepts from this client.
-    limits: Limits,
-    keep_alive: KeepAlive,
+    /// The packet types the codec accepts from this client (with the configured maximum
+    /// packet size, its `Limits`).
+    accepts: PacketTypes,
+    /// When the client last sent anything, on [`clock::ms`]'s clock.
+    last_heard_ms: u64,
+    /// 1.5 times the keep alive granted [MQTT-3.1.2-24 of 3.1.1], in milliseconds; 0 when the
+    /// client turned keep alive off. (Not a struct of its own beside `last_heard_ms`: its
+    /// padding would cost every connection 8 bytes.)
+    grace_ms: u32,
     /// The will to publish if the connection ends other than by a normal DISCONNECT.
     will: Option<Box<Will>>,
     /// The largest packet the client accepts (v5 Maximum Packet Size).
@@ -82,25 +99,15 @@ struct Extras {
     aliases_out: Option<alias::Outbound>,
 }
 
-/// The keep alive of an open connection, on [`clock::ms`]'s clock.
-#[derive(Debug, Clone, Copy)]
-struct KeepAlive {
-    /// 1.5 times the keep alive granted [MQTT-3.1.2-24 of 3.1.1]; 0 when the client turned
-    /// it off.
-    grace_ms: u32,
-    /// When the client last sent anything.
-    last_heard_ms: u64,
-}
-
 impl Engine {
     /// A connection from `peer` that has sent nothing yet: it has the connect timeout from
     /// `now` to complete its handshake.
     pub(crate) fn new(broker: Broker, peer: SocketAddr, now: Instant) -> Self {
         let timeout = Duration::from_secs(broker.config().limits.connect_timeout_secs);
         Self {
-            broker,
             peer,
             state: State::Connecting {
+                broker,
                 deadline: now + timeout,
                 exchange: None,
             },
@@ -161,7 +168,7 @@ impl Engine {
         let State::Open(open) = &mut self.state else {
             return Ok(());
         };
-        if self.broker.is_shutting_down() {
+        if open.link.broker().is_shutting_down() {
             return Err(Close::ServerShutdown);
         }
         open.fill_outbound(out, now, waker)
@@ -172,9 +179,8 @@ impl Engine {
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         match &self.state {
             State::Connecting { deadline, .. } => Some(*deadline),
-            State::Open(open) if open.keep_alive.grace_ms > 0 => {
-                let k = open.keep_alive;
-                Some(clock::at(k.last_heard_ms + u64::from(k.grace_ms)))
+            State::Open(open) if open.grace_ms > 0 => {
+                Some(clock::at(open.last_heard_ms + u64::from(open.grace_ms)))
             }
             State::Open(_) | State::Closed => None,
         }
@@ -186,7 +192,7 @@ impl Engine {
     pub(crate) fn handle_timeout(&mut self, now: Instant) -> Result<(), Close> {
         match &self.state {
             State::Connecting { deadline, .. } if now >= *deadline => Err(Close::ConnectTimeout),
-            State::Open(open) if open.keep_alive.lapsed(now) => Err(Close::KeepAliveTimeout),
+            State::Open(open) if open.keep_alive_lapsed(now) => Err(Close::KeepAliveTimeout),
             _ => Ok(()),
         }
     }
@@ -198,8 +204,8 @@ impl Engine {
     pub(crate) fn close(&mut self, close: &Close, now: Instant, out: &mut BytesMut) -> bool {
         match std::mem::replace(&mut self.state, State::Closed) {
             State::Closed => false,
-            State::Connecting { .. } => {
-                Metrics::inc(&self.broker.metrics().connections_refused);
+            State::Connecting { broker, .. } => {
+                Metrics::inc(&broker.metrics().connections_refused);
                 close.log_refusal(self.peer);
                 true
             }
@@ -220,16 +226,9 @@ impl Engine {
     }
 }
 
-impl KeepAlive {
-    fn new(keep_alive_secs: u16, now: Instant) -> Self {
-        Self {
-            grace_ms: u32::from(keep_alive_secs) * 1500,
-            last_heard_ms: clock::ms(now),
-        }
-    }
-
+impl Open {
     /// Whether the client has been silent for too long by `now` (the sweeper's rule).
-    fn lapsed(&self, now: Instant) -> bool {
+    fn keep_alive_lapsed(&self, now: Instant) -> bool {
         self.grace_ms > 0 && keep_alive::lapsed(self.last_heard_ms, self.grace_ms, clock::ms(now))
     }
 }
