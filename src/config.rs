@@ -77,6 +77,10 @@ pub struct Limits {
     /// Most levels in a topic name or filter (as Mosquitto's limit of 200). Deeper: a PUBLISH
     /// is refused (v5 0x90, 3.1.1 closed), a subscription gets SUBACK 0x8F (3.1.1: 0x80).
     pub max_topic_levels: usize,
+    /// Seconds a connection may be idle (nothing read, nothing sent) before it is parked: its
+    /// task and reactor registration are freed, and its socket waits in one shared epoll set
+    /// until the client sends or a message comes. 0 = never park.
+    pub idle_park_secs: u64,
 }
 
 /// MQTT 5 features an operator sets.
@@ -190,6 +194,7 @@ impl Default for Limits {
             wildcard_subscription_available: true,
             subscription_identifier_available: true,
             max_topic_levels: 200,
+            idle_park_secs: 5,
         }
     }
 }

@@ -4,7 +4,7 @@
 //! [`TakenOver`] otherwise: nothing a connection does after it lost its session changes that
 //! session or any other [issue 14, section 6]. The connection never sees the lock.
 
-use super::registry::{SessionSlot, TakenOver};
+use super::registry::{Park, SessionSlot, TakenOver};
 use super::{Broker, Metrics};
 use crate::protocol::{ReasonCode, SubscriptionOptions};
 use crate::session::{Acked, Message, Outgoing};
@@ -38,6 +38,8 @@ pub(crate) enum ClientAck {
 pub(crate) struct Drained {
     /// The broker's keep-alive sweeper found this connection silent past its deadline.
     pub(crate) keep_alive_lapsed: bool,
+    /// The idle sweeper asks the connection to park if it has nothing to do.
+    pub(crate) park: bool,
 }
 
 impl Link {
@@ -143,9 +145,14 @@ impl Link {
         batch: &mut Vec<Outgoing>,
     ) -> Result<Drained, TakenOver> {
         let mut st = self.slot.lock_for(self.id)?;
+        st.active = true;
         let drained = Drained {
             keep_alive_lapsed: st.keep_alive_expired,
+            park: st.park == Park::Requested,
         };
+        // Asked once: a connection that does not park now (it had work) is asked again later;
+        // one that was parked is running again.
+        st.park = Park::Running;
         if drained.keep_alive_lapsed {
             return Ok(drained);
         }
@@ -166,6 +173,18 @@ impl Link {
         }
         st.register(waker);
         Ok(drained)
+    }
+
+    /// Notes that the connection parked: the idle sweeper leaves it be, and the waker it
+    /// registered last resumes it. False if it no longer has its session.
+    pub(crate) fn mark_parked(&self) -> bool {
+        match self.slot.lock_for(self.id) {
+            Ok(mut st) => {
+                st.park = Park::Parked;
+                true
+            }
+            Err(TakenOver) => false,
+        }
     }
 
     /// What the session had in flight when its client last left, to send again with DUP.

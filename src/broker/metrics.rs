@@ -20,6 +20,8 @@ pub struct Metrics {
     /// had no other member, and its session ended.
     pub dropped_no_member: AtomicU64,
     pub wills_published: AtomicU64,
+    /// Connections parked right now: idle, with no task (see `connection/park.rs`).
+    pub connections_parked: AtomicU64,
 }
 
 impl Metrics {
@@ -34,6 +36,11 @@ impl Metrics {
         if n > 0 {
             counter.fetch_add(n, Relaxed);
         }
+    }
+
+    /// Takes one from a gauge.
+    pub fn dec(counter: &AtomicU64) {
+        counter.fetch_sub(1, Relaxed);
     }
 
     /// Reads a counter.

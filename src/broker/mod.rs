@@ -3,6 +3,7 @@
 //! retained store. Every lock here is a std mutex held for a few instructions and never across
 //! an `.await`; nothing here parses bytes.
 
+mod idle;
 pub(crate) mod keep_alive;
 mod link;
 mod metrics;
@@ -71,6 +72,8 @@ struct Inner {
     auth: crate::auth::Methods,
     /// Every connection's keep-alive deadline.
     keep_alives: keep_alive::KeepAlives,
+    /// Set once the idle sweeper runs (see `broker/idle.rs`).
+    idle_sweeper: AtomicBool,
     /// The queue policy of every session (from `[sessions]`).
     queue_limits: Arc<crate::session::QueueLimits>,
 }
@@ -104,6 +107,7 @@ impl Broker {
                 shutting_down: AtomicBool::new(false),
                 auth,
                 keep_alives: keep_alive::KeepAlives::default(),
+                idle_sweeper: AtomicBool::new(false),
                 queue_limits,
             }),
         }

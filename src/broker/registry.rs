@@ -96,6 +96,10 @@ pub(crate) struct SlotState {
     waker: Option<Waker>,
     /// Set by the keep-alive sweeper: the attached connection let its keep alive lapse.
     pub(super) keep_alive_expired: bool,
+    /// The attached connection took a turn since the idle sweeper last looked.
+    pub(super) active: bool,
+    /// Where the attached connection is in being parked (see `broker/idle.rs`).
+    pub(super) park: Park,
     /// A delayed will and the session's timers (see [`Later`]).
     later: Option<Box<Later>>,
 }
@@ -188,6 +192,17 @@ impl SlotState {
     }
 }
 
+/// Where a connection is in being parked: its task freed while it is idle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Park {
+    /// Its task runs (or waits).
+    Running,
+    /// The idle sweeper asked it to park; it will when it next finds nothing to do.
+    Requested,
+    /// Parked: no task; its waker resumes it.
+    Parked,
+}
+
 /// The filters a session is subscribed to, to unsubscribe them when it ends. Boxed: 8 bytes
 /// in every session rather than an empty set's 48.
 #[derive(Debug, Default)]
@@ -260,6 +275,7 @@ impl Broker {
             id: NonZeroU64::new(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed))
                 .unwrap_or(NonZeroU64::MIN),
         };
+        self.start_idle_sweeper();
         let mut sessions = lock(&self.inner.sessions);
         if let Some(slot) = sessions.get(&client_id).cloned() {
             let mut st = lock(&slot.state);
@@ -278,6 +294,7 @@ impl Broker {
             if !clean_start && st.expiry != 0 {
                 slot.set_conn(&mut st, Some(link.clone()));
                 st.keep_alive_expired = false;
+                st.park = Park::Running;
                 // [MQTT-3.1.3-9] back within the Will Delay Interval: no will.
                 st.take_will();
                 st.generation += 1;
@@ -310,6 +327,8 @@ impl Broker {
                 generation: 0,
                 waker: None,
                 keep_alive_expired: false,
+                active: true,
+                park: Park::Running,
                 later: None,
             }),
             owner: AtomicU64::new(link.id.get()),

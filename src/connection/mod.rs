@@ -7,6 +7,7 @@
 
 mod close;
 pub(crate) mod engine;
+mod park;
 
 pub(crate) use close::Close;
 
@@ -36,12 +37,39 @@ const READ_CHUNK: usize = 16 * 1024;
 /// `READ_CHUNK`; once a read leaves nothing partial behind, the buffer is freed.
 const IDLE_READ: usize = 64;
 
+/// Held by every connection until it ends: the server counts live connections by it.
+pub(crate) type Guard = tokio::sync::mpsc::Sender<()>;
+
+/// A byte stream a connection is served over.
+pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
+    /// Whether an idle connection on this transport can park (see [`park`]): a plain TCP
+    /// socket can; a stream with state of its own above the socket (TLS, WebSocket) keeps its
+    /// task.
+    const PARKS: bool = false;
+
+    /// Parks an idle connection on this transport, or gives it back (the default).
+    fn park(self, shell: Box<Shell>, guard: Guard) -> park::Parking<Self>
+    where
+        Self: Sized,
+    {
+        park::Parking::Declined(shell, guard, self)
+    }
+}
+
+impl Transport for tokio::net::TcpStream {
+    const PARKS: bool = true;
+
+    fn park(self, shell: Box<Shell>, guard: Guard) -> park::Parking<Self> {
+        park::park(self, shell, guard)
+    }
+}
+
 /// How long the last bytes to a closing client may take to be written.
 const FLUSH_AT_CLOSE: Duration = Duration::from_secs(1);
 
 /// A connection's engine and buffers, boxed as one: the connection task's future then holds a
 /// pointer, and an idle connection pays for one allocation.
-struct Shell {
+pub(crate) struct Shell {
     engine: Engine,
     /// Bytes read and not yet decoded.
     inbuf: BytesMut,
@@ -56,32 +84,80 @@ struct Shell {
 /// arguments twice in its state (rust-lang/rust#62958), and this future's size is paid by
 /// every idle connection for its whole life. For the same reason the stream is not split into
 /// halves (that is one more allocation per connection): reads and writes are polled in turn.
-pub(crate) fn serve<S, G>(
-    mut stream: S,
+pub(crate) fn serve<S: Transport>(
+    stream: S,
     peer: SocketAddr,
     broker: Broker,
-    guard: G,
-) -> impl Future<Output = ()> + Send
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    G: Send + 'static,
-{
+    guard: Guard,
+) -> impl Future<Output = ()> + Send {
     // What only the handshake needs, boxed: a future keeps what it captures for its whole life.
-    let start = Box::new((peer, broker));
+    connection(stream, Start::New(Box::new((peer, broker))), guard)
+}
+
+/// Where [`connection`] starts.
+enum Start {
+    /// A new connection from this peer to this broker: the handshake first.
+    New(Box<(SocketAddr, Broker)>),
+    /// An open connection resumed from the parking lot.
+    Resumed(Box<Shell>),
+}
+
+/// Serves a connection until it closes or parks; a parked connection is resumed as a new task
+/// running this again. One future for both, and a function returning it rather than an
+/// `async fn` (see [`serve`]): every byte of it is paid by each connection that has a task.
+#[expect(
+    clippy::manual_async_fn,
+    reason = "an async fn would keep its arguments twice (rust-lang/rust#62958)"
+)]
+fn connection<S: Transport>(
+    mut stream: S,
+    start: Start,
+    mut guard: Guard,
+) -> impl Future<Output = ()> + Send {
     async move {
-        // Boxed, so the handshake's state is on the heap only while it runs.
-        let shell = Box::pin(async {
-            let (peer, broker) = *start;
-            handshake(&mut stream, peer, broker).await
-        })
-        .await;
-        if let Some(mut shell) = shell {
-            let close = shell.run(&mut stream).await;
-            // Boxed for the same reason as the handshake: it runs once, at the end.
-            Box::pin(shell.finish(close, &mut stream)).await;
+        let (mut shell, mut park_now) = match start {
+            Start::Resumed(shell) => (shell, false),
+            Start::New(start) => {
+                // Boxed, so the handshake's state is on the heap only while it runs.
+                let (peer, broker) = *start;
+                let Some(shell) = Box::pin(handshake(&mut stream, peer, broker)).await else {
+                    return;
+                };
+                // Most devices say nothing for a while after CONNACK: park at once rather
+                // than hold a task (and its memory) until the idle sweeper comes.
+                let idle = shell.inbuf.is_empty() && shell.engine.parks_when_idle();
+                (shell, idle)
+            }
+        };
+        loop {
+            let end = if std::mem::take(&mut park_now) {
+                Ending::Park
+            } else {
+                shell.run(&mut stream).await
+            };
+            match end {
+                Ending::Closed(close) => {
+                    // Boxed for the same reason as the handshake: it runs once, at the end.
+                    Box::pin(shell.finish(close, &mut stream)).await;
+                    drop(guard);
+                    return;
+                }
+                Ending::Park => match stream.park(shell, guard) {
+                    park::Parking::Parked => return,
+                    // Work came on the way: serve it.
+                    park::Parking::Declined(s, g, back) => (shell, guard, stream) = (s, g, back),
+                },
+            }
         }
-        drop(guard);
     }
+}
+
+/// How the open connection's loop ended.
+#[derive(Debug)]
+enum Ending {
+    Closed(Close),
+    /// The broker asked an idle connection to park, and it is idle.
+    Park,
 }
 
 /// Runs the handshake to an open connection; `None` when it was refused or lost (answered,
@@ -134,6 +210,8 @@ enum Turn {
     Read { n: usize, room: usize },
     /// Wrote some of the outgoing bytes.
     Wrote,
+    /// Idle, and asked to park.
+    Park,
 }
 
 impl Shell {
@@ -172,17 +250,16 @@ impl Shell {
         }
     }
 
-    /// The open connection's loop, until something ends it; the caller then calls `finish`.
-    async fn run<S>(&mut self, io: &mut S) -> Close
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
+    /// The open connection's loop, until something ends it (the caller then calls `finish`)
+    /// or it parks.
+    async fn run<S: Transport>(&mut self, io: &mut S) -> Ending {
         // Whether the last read filled the buffer: more is probably waiting.
         let mut busy = false;
         loop {
             let turn = std::future::poll_fn(|cx| self.poll_turn(cx, io, busy)).await;
             match turn {
-                Err(close) => break close,
+                Err(close) => break Ending::Closed(close),
+                Ok(Turn::Park) => break Ending::Park,
                 Ok(Turn::Wrote) => {}
                 Ok(Turn::Read { n, room }) => {
                     busy = n >= room;
@@ -190,7 +267,7 @@ impl Shell {
                         self.engine
                             .receive(&mut self.inbuf, Instant::now(), &mut self.out);
                     if let Err(close) = received {
-                        break close;
+                        break Ending::Closed(close);
                     }
                     if n >= READ_CHUNK / 2 {
                         // A big read means more is probably waiting, but let the other tasks
@@ -214,17 +291,19 @@ impl Shell {
     /// anything to write, else a read; pending until the socket or the session has something.
     /// The session wakes this task (new messages, takeover, a lapsed keep alive) through the
     /// waker the engine registered with it.
-    fn poll_turn<S>(
+    fn poll_turn<S: Transport>(
         &mut self,
         cx: &mut Context<'_>,
         io: &mut S,
         busy: bool,
-    ) -> Poll<Result<Turn, Close>>
-    where
-        S: AsyncRead + AsyncWrite + Unpin,
-    {
-        self.engine
+    ) -> Poll<Result<Turn, Close>> {
+        let park = self
+            .engine
             .poll_transmit(&mut self.out, Instant::now(), cx.waker())?;
+        if park && S::PARKS && self.out.is_empty() && self.inbuf.capacity() == 0 {
+            // Nothing to write, nothing half read: the task can go.
+            return Poll::Ready(Ok(Turn::Park));
+        }
         if !self.out.is_empty() {
             match Pin::new(&mut *io).poll_write(cx, &self.out) {
                 Poll::Ready(Ok(0)) => {

@@ -49,6 +49,9 @@ impl AsyncWrite for Flood {
     }
 }
 
+/// Not a socket: it never parks.
+impl Transport for Flood {}
+
 /// A 3.1.1 connection of client "flood", through its handshake with a fresh broker.
 fn connection(broker: &Broker) -> Box<Shell> {
     let mut engine = Engine::new(

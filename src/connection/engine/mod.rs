@@ -157,21 +157,42 @@ impl Engine {
     }
 
     /// Moves what the session has for the client into `out` (up to a high-water mark, and the
-    /// in-flight window), and registers `waker` to be woken when it has more. An error ends
-    /// the connection: taken over, keep alive lapsed, or the server shutting down.
+    /// in-flight window), and registers `waker` to be woken when it has more. `Ok(true)` when
+    /// the broker asks the connection to park if it is idle (see `connection/park.rs`). An
+    /// error ends the connection: taken over, keep alive lapsed, or the server shutting down.
     pub(crate) fn poll_transmit(
         &mut self,
         out: &mut BytesMut,
         now: Instant,
         waker: &Waker,
-    ) -> Result<(), Close> {
+    ) -> Result<bool, Close> {
         let State::Open(open) = &mut self.state else {
-            return Ok(());
+            return Ok(false);
         };
         if open.link.broker().is_shutting_down() {
             return Err(Close::ServerShutdown);
         }
         open.fill_outbound(out, now, waker)
+    }
+
+    /// The broker's counters, until the connection has closed.
+    pub(crate) fn metrics(&self) -> Option<&Metrics> {
+        self.broker().map(Broker::metrics)
+    }
+
+    /// Whether the configuration parks idle connections (`limits.idle_park_secs` above 0).
+    pub(crate) fn parks_when_idle(&self) -> bool {
+        self.broker()
+            .is_some_and(|b| b.config().limits.idle_park_secs > 0)
+    }
+
+    /// Notes that the connection parked (see `connection/park.rs`); false if it no longer has
+    /// its session (it then goes on, and finds out).
+    pub(crate) fn mark_parked(&self) -> bool {
+        match &self.state {
+            State::Open(open) => open.link.mark_parked(),
+            State::Connecting { .. } | State::Closed => false,
+        }
     }
 
     /// When [`Engine::handle_timeout`] has something to do: the connect deadline during the

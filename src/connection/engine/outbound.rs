@@ -101,13 +101,14 @@ impl Open {
     /// mark allow, and registers `waker` with the session under the same lock, so a message
     /// queued after this drain wakes the connection. Ends the connection if another has taken
     /// the session over, or if the keep-alive sweeper found it lapsed (by the rule of
-    /// [`super::KeepAlive::lapsed`], on the same last-heard time).
+    /// `Open::keep_alive_lapsed`, on the same last-heard time). `Ok(true)`: the broker asks
+    /// the connection to park if it is idle.
     pub(super) fn fill_outbound(
         &mut self,
         out: &mut BytesMut,
         now: Instant,
         waker: &Waker,
-    ) -> Result<(), Close> {
+    ) -> Result<bool, Close> {
         thread_local! {
             /// Reused by every connection on this thread (it is empty between calls): no
             /// allocation per wake-up, and nothing held per connection.
@@ -133,7 +134,7 @@ impl Open {
         }
         BATCH.set(batch);
         Metrics::add(&self.link.broker().metrics().messages_delivered, delivered);
-        Ok(())
+        Ok(drained.park)
     }
 
     /// Writes what the session released; returns how many PUBLISHes went out.
