@@ -47,7 +47,7 @@ async fn a_parked_subscriber_gets_its_messages_and_parks_again() {
     assert_eq!(reason, ReasonCode::SUCCESS);
     for s in &mut subscribers {
         let p = s.expect_publish().await;
-        assert_eq!(payloads(&[p.clone()]), ["v2"]);
+        assert_eq!(payloads(std::slice::from_ref(&p)), ["v2"]);
         s.ack(&p).await;
     }
     // Idle again, all of them and the publisher: parked again.
