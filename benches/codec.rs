@@ -14,7 +14,7 @@
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use roost::protocol::{
-    ByteStr, Connect, Limits, Packet, Properties, ProtocolVersion, Publish, QoS, Subscribe,
+    ByteStr, Connect, DecodeLimits, Packet, Properties, ProtocolVersion, Publish, QoS, Subscribe,
     Subscription, SubscriptionOptions, Will, decode,
 };
 use rumqttc::mqttbytes::v4;
@@ -115,7 +115,7 @@ fn bench_decode<T>(
     frame: &BytesMut,
     theirs: impl Fn(&mut BytesMut) -> T,
 ) {
-    let limits = Limits::default();
+    let limits = DecodeLimits::default();
     let mut g = c.benchmark_group(format!("decode/{name}"));
     g.bench_function("roost", |b| {
         b.iter_batched(

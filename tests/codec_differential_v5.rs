@@ -376,7 +376,7 @@ fn rumqttc_agrees(p: &Packet) -> TestResult {
         // first byte of the next packet, whose type 0 is reserved [2.1.2].
         Packet::Disconnect(d) if d.reason.0 != 0 && d.properties.is_empty() => {
             prop_assert_eq!(&their_bytes, &[0xE0, 1, d.reason.0, 0]);
-            let (mut stream, limits) = (BytesMut::from(&their_bytes[..]), Limits::default());
+            let (mut stream, limits) = (BytesMut::from(&their_bytes[..]), DecodeLimits::default());
             prop_assert_eq!(decode(&mut stream, V5, &limits), Ok(Some(p.clone())));
             prop_assert_eq!(
                 decode(&mut stream, V5, &limits),

@@ -386,7 +386,7 @@ Summary: MQTT 3.1.1 {d3} of {n3} statements done; MQTT 5.0 {d5} of {n5} done.
   checks it. The codec checks filters are UTF-8 and non-empty.
 - **Direction-dependent rules** (a client must not send a Subscription Identifier, MQTT-3.3.4-6;
   Topic Alias above the maximum) depend on connection state and belong to the broker; which
-  packet types a server accepts is a codec setting (`Limits::accepts`), checked from the first
+  packet types a server accepts is a codec setting (`DecodeLimits::accepts`), checked from the first
   byte.
 - **0x81 or 0x82** (5.0 section 1.2): a property not valid for its packet, or of the wrong type
   or length, is malformed; Packet Identifier 0, an empty topic without a Topic Alias, a repeated

@@ -23,7 +23,7 @@
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use roost::protocol::{
-    DecodeError, Limits, Packet, PacketTypes, ProtocolVersion, ReasonCode, decode,
+    DecodeError, DecodeLimits, Packet, PacketTypes, ProtocolVersion, ReasonCode, decode,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -36,12 +36,12 @@ fuzz_target!(|data: &[u8]| {
         _ => ProtocolVersion::V5,
     };
     let mut limits = if config & 0x04 != 0 {
-        Limits {
+        DecodeLimits {
             max_packet_size: 2 + u32::from(*param),
-            ..Limits::default()
+            ..DecodeLimits::default()
         }
     } else {
-        Limits::default()
+        DecodeLimits::default()
     };
     limits.accepts = match (config >> 4) & 0x03 {
         0 => PacketTypes::ALL,
@@ -79,7 +79,7 @@ struct Outcome {
 }
 
 /// Decodes `stream` in one buffer until it needs more bytes or fails, checking each packet.
-fn decode_all(stream: &[u8], version: ProtocolVersion, limits: &Limits) -> Outcome {
+fn decode_all(stream: &[u8], version: ProtocolVersion, limits: &DecodeLimits) -> Outcome {
     let mut buf = BytesMut::from(stream);
     let mut packets = Vec::new();
     loop {
@@ -105,7 +105,7 @@ fn decode_all(stream: &[u8], version: ProtocolVersion, limits: &Limits) -> Outco
 }
 
 /// The same stream arriving one byte per read.
-fn decode_byte_by_byte(stream: &[u8], version: ProtocolVersion, limits: &Limits) -> Outcome {
+fn decode_byte_by_byte(stream: &[u8], version: ProtocolVersion, limits: &DecodeLimits) -> Outcome {
     let mut buf = BytesMut::new();
     let mut packets = Vec::new();
     for &byte in stream {
@@ -131,7 +131,7 @@ fn check_round_trip(
     packet: &Packet,
     stream_version: ProtocolVersion,
     frame_len: usize,
-    limits: &Limits,
+    limits: &DecodeLimits,
 ) {
     let v = match packet {
         Packet::Connect(c) => c.protocol,

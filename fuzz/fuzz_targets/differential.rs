@@ -19,7 +19,7 @@
 
 use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
-use roost::protocol::{Limits, Packet, ProtocolVersion, QoS, decode};
+use roost::protocol::{DecodeLimits, Packet, ProtocolVersion, QoS, decode};
 use rumqttc::mqttbytes::v4;
 use rumqttc::v5::mqttbytes::v5;
 
@@ -38,7 +38,7 @@ fuzz_target!(|data: &[u8]| {
     let mut buf = BytesMut::from(stream);
     loop {
         let before = buf.clone();
-        let packet = match decode(&mut buf, version, &Limits::default()) {
+        let packet = match decode(&mut buf, version, &DecodeLimits::default()) {
             Ok(Some(packet)) => packet,
             Ok(None) | Err(_) => return,
         };

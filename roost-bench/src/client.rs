@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::BytesMut;
 use roost::protocol::{
-    ByteStr, Connect, Limits, Packet, ProtocolVersion, QoS, Subscribe, Subscription,
+    ByteStr, Connect, DecodeLimits, Packet, ProtocolVersion, QoS, Subscribe, Subscription,
     SubscriptionOptions, decode,
 };
 use std::net::{IpAddr, SocketAddr};
@@ -153,7 +153,7 @@ impl Client {
     /// The next whole packet, fully decoded. Fails on close.
     pub async fn recv(&mut self) -> Result<Packet> {
         loop {
-            if let Some(p) = decode(&mut self.rbuf, self.version, &Limits::default())
+            if let Some(p) = decode(&mut self.rbuf, self.version, &DecodeLimits::default())
                 .map_err(|e| anyhow!("broker sent a packet Roost's codec refuses: {e}"))?
             {
                 return Ok(p);
@@ -191,7 +191,7 @@ async fn tcp(addr: SocketAddr, source: Option<IpAddr>) -> Result<TcpStream> {
 /// The error for a packet a hot loop does not expect at the front of `buf`, decoded with the
 /// codec to name it (and a v5 DISCONNECT's reason, the usual way a broker says why it quits).
 pub fn unexpected(buf: &mut BytesMut, version: ProtocolVersion) -> anyhow::Error {
-    match decode(buf, version, &Limits::default()) {
+    match decode(buf, version, &DecodeLimits::default()) {
         Ok(Some(Packet::Disconnect(d))) => anyhow!(
             "broker sent DISCONNECT {:#04x} ({})",
             d.reason.0,

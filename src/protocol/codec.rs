@@ -10,9 +10,9 @@ use super::{
 };
 use bytes::{Buf, BytesMut};
 
-/// Limits applied while decoding, before any byte of the packet body is buffered.
+/// DecodeLimits applied while decoding, before any byte of the packet body is buffered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
+pub struct DecodeLimits {
     /// Largest whole packet (fixed header included) accepted, in bytes.
     pub max_packet_size: u32,
     /// The packet types the receiver accepts: any other is refused from its first byte, as a
@@ -20,7 +20,7 @@ pub struct Limits {
     pub accepts: PacketTypes,
 }
 
-impl Default for Limits {
+impl Default for DecodeLimits {
     /// The protocol's own limit: a 4-byte remaining length of 268,435,455 plus a 5-byte header.
     /// Every packet type.
     fn default() -> Self {
@@ -152,7 +152,7 @@ fn refused_type(ptype: u8, version: ProtocolVersion) -> DecodeError {
 pub fn decode(
     buf: &mut BytesMut,
     version: ProtocolVersion,
-    limits: &Limits,
+    limits: &DecodeLimits,
 ) -> Result<Option<Packet>, DecodeError> {
     let Some(&first) = buf.first() else {
         return Ok(None);

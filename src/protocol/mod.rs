@@ -23,7 +23,7 @@ mod types;
 pub mod wire;
 
 pub use ack::PubResp;
-pub use codec::{Limits, PacketTypes, decode};
+pub use codec::{DecodeLimits, PacketTypes, decode};
 pub use connect::{ConnAck, Connect, Will};
 pub use disconnect::{Auth, Disconnect};
 pub use error::{DecodeError, EncodeError};

@@ -34,7 +34,7 @@ impl Message {
     /// as a retained one is, must not pin that much for a few bytes. Re-encoding and decoding
     /// it puts every field into one allocation of its exact size.
     pub(crate) fn compacted(&self) -> Self {
-        use crate::protocol::{Limits, Packet, ProtocolVersion::V5, Publish, decode};
+        use crate::protocol::{DecodeLimits, Packet, ProtocolVersion::V5, Publish, decode};
         let p = Publish {
             dup: false,
             qos: QoS::AtMostOnce,
@@ -45,10 +45,11 @@ impl Message {
             payload: self.payload.clone(),
         };
         let mut buf = bytes::BytesMut::with_capacity(p.encoded_len(V5));
-        let decoded = p
-            .encode(V5, &mut buf)
-            .ok()
-            .and_then(|()| decode(&mut buf, V5, &Limits::default()).ok().flatten());
+        let decoded = p.encode(V5, &mut buf).ok().and_then(|()| {
+            decode(&mut buf, V5, &DecodeLimits::default())
+                .ok()
+                .flatten()
+        });
         match decoded {
             Some(Packet::Publish(p)) => Self {
                 topic: p.topic,

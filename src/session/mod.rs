@@ -104,8 +104,8 @@ pub(crate) struct Session {
     /// QoS 1/2 messages sent and not yet fully acknowledged, in the order they were sent
     /// (read through `Deref`), and the inbound QoS 2 ids awaiting PUBREL, whose duplicates are
     /// acknowledged but not routed again. One box, made on first use (see
-    /// [`window::Exchanges`]).
-    inflight: window::Exchanges,
+    /// [`window::Unfinished`]).
+    inflight: window::Unfinished,
     /// Outbound window: the client's Receive Maximum (v5) or the configured limit (3.1.1).
     window: u16,
     next_id: u16,

@@ -24,12 +24,12 @@ struct Both {
 
 /// The outbound in-flight queue and the inbound QoS 2 ids, allocated together on first use.
 /// Reads of the outbound queue go through `Deref` (an absent one reads as empty); writes through
-/// [`Exchanges::outbound_mut`], which allocates, or [`Exchanges::outbound_if_any`], which does
+/// [`Unfinished::outbound_mut`], which allocates, or [`Unfinished::outbound_if_any`], which does
 /// not.
 #[derive(Debug, Default)]
-pub(super) struct Exchanges(Option<Box<Both>>);
+pub(super) struct Unfinished(Option<Box<Both>>);
 
-impl Exchanges {
+impl Unfinished {
     /// Gives back the allocation once both are empty again.
     pub(super) fn release_if_empty(&mut self) {
         if self
@@ -67,7 +67,7 @@ impl Exchanges {
     }
 }
 
-impl Deref for Exchanges {
+impl Deref for Unfinished {
     type Target = VecDeque<Entry>;
 
     fn deref(&self) -> &VecDeque<Entry> {
@@ -81,7 +81,7 @@ mod tests {
 
     #[test]
     fn allocates_on_first_write_and_gives_back_only_when_both_are_empty() {
-        let mut q = Exchanges::default();
+        let mut q = Unfinished::default();
         assert!(q.is_empty() && q.inbound_qos2().is_empty() && q.0.is_none());
         assert!(
             q.inbound_qos2_if_any().is_none() && q.outbound_if_any().is_none(),

@@ -4,7 +4,7 @@
 use crate::helpers::*;
 use bytes::BytesMut;
 use roost::protocol::error;
-use roost::protocol::{Limits, Packet, ProtocolVersion::*, decode};
+use roost::protocol::{DecodeLimits, Packet, ProtocolVersion::*, decode};
 
 const PUBLISH_QOS1: &[u8] = &[
     0x32, 0x09, 0x00, 0x03, b'a', b'/', b'b', 0x00, 0x07, b'h', b'i',
@@ -15,14 +15,14 @@ fn decodes_incrementally_one_byte_at_a_time() {
     let mut buf = BytesMut::new();
     for (i, &b) in PUBLISH_QOS1.iter().enumerate() {
         assert!(
-            decode(&mut buf, V3_1_1, &Limits::default())
+            decode(&mut buf, V3_1_1, &DecodeLimits::default())
                 .unwrap()
                 .is_none(),
             "byte {i}"
         );
         buf.extend_from_slice(&[b]);
     }
-    let p = decode(&mut buf, V3_1_1, &Limits::default())
+    let p = decode(&mut buf, V3_1_1, &DecodeLimits::default())
         .unwrap()
         .unwrap();
     assert!(matches!(p, Packet::Publish(ref p) if &p.payload[..] == b"hi" && p.packet_id == 7));
@@ -32,7 +32,7 @@ fn decodes_incrementally_one_byte_at_a_time() {
 #[test]
 fn consumes_exactly_one_packet_per_call() {
     let mut buf = BytesMut::from(&cat(&[PUBLISH_QOS1, &[0xC0, 0x00], &[0x40]])[..]);
-    let l = Limits::default();
+    let l = DecodeLimits::default();
     assert!(matches!(
         decode(&mut buf, V3_1_1, &l).unwrap(),
         Some(Packet::Publish(_))
@@ -46,9 +46,9 @@ fn consumes_exactly_one_packet_per_call() {
 fn maximum_packet_size_is_checked_from_the_fixed_header_alone() {
     // A PUBLISH announcing 2,097,152 bytes; only its 4-byte header has arrived.
     let mut buf = BytesMut::from(&[0x30, 0x80, 0x80, 0x80, 0x01][..]);
-    let limits = Limits {
+    let limits = DecodeLimits {
         max_packet_size: 1024,
-        ..Limits::default()
+        ..DecodeLimits::default()
     };
     assert_eq!(decode(&mut buf, V5, &limits), Err(error::PACKET_TOO_LARGE));
     assert!(
@@ -56,18 +56,18 @@ fn maximum_packet_size_is_checked_from_the_fixed_header_alone() {
         "nothing was reserved for the refused packet"
     );
     // The limit counts the whole packet: 11 bytes pass a limit of 11 and fail a limit of 10.
-    let ok = Limits {
+    let ok = DecodeLimits {
         max_packet_size: 11,
-        ..Limits::default()
+        ..DecodeLimits::default()
     };
     assert!(
         decode(&mut BytesMut::from(PUBLISH_QOS1), V3_1_1, &ok)
             .unwrap()
             .is_some()
     );
-    let small = Limits {
+    let small = DecodeLimits {
         max_packet_size: 10,
-        ..Limits::default()
+        ..DecodeLimits::default()
     };
     let mut buf = BytesMut::from(&PUBLISH_QOS1[..2]);
     assert_eq!(
@@ -79,7 +79,7 @@ fn maximum_packet_size_is_checked_from_the_fixed_header_alone() {
 #[test]
 fn buffer_is_grown_to_the_announced_size_once_it_is_allowed() {
     let mut buf = BytesMut::from(&[0x30, 0x80, 0x08][..]); // 1,024-byte body announced
-    assert_eq!(decode(&mut buf, V3_1_1, &Limits::default()), Ok(None));
+    assert_eq!(decode(&mut buf, V3_1_1, &DecodeLimits::default()), Ok(None));
     assert!(buf.capacity() >= 1027);
 }
 
@@ -125,7 +125,7 @@ fn a_bad_first_byte_is_refused_before_the_rest_arrives() {
     ] {
         let mut buf = BytesMut::from(&[first][..]);
         assert_eq!(
-            decode(&mut buf, V3_1_1, &Limits::default()),
+            decode(&mut buf, V3_1_1, &DecodeLimits::default()),
             Err(err),
             "{first:#04x}"
         );
@@ -138,9 +138,9 @@ fn a_bad_first_byte_is_refused_before_the_rest_arrives() {
 #[test]
 fn a_packet_type_the_receiver_never_accepts_is_a_protocol_error_from_the_first_byte() {
     use roost::protocol::{PacketTypes, ReasonCode};
-    let server = |accepts| Limits {
+    let server = |accepts| DecodeLimits {
         accepts,
-        ..Limits::default()
+        ..DecodeLimits::default()
     };
     let connected = server(PacketTypes::FROM_CLIENT.without_auth());
     for (first, err) in [
@@ -192,7 +192,7 @@ fn a_packet_type_the_receiver_never_accepts_is_a_protocol_error_from_the_first_b
         decode(
             &mut BytesMut::from(&[0x20, 0x03, 0, 0, 0][..]),
             V5,
-            &Limits::default()
+            &DecodeLimits::default()
         )
         .is_ok()
     );
@@ -203,7 +203,8 @@ fn topic_and_payload_are_slices_of_the_received_buffer() {
     let buf = BytesMut::from(PUBLISH_QOS1);
     let range = buf.as_ptr() as usize..buf.as_ptr() as usize + buf.len();
     let mut buf = buf;
-    let Some(Packet::Publish(p)) = decode(&mut buf, V3_1_1, &Limits::default()).unwrap() else {
+    let Some(Packet::Publish(p)) = decode(&mut buf, V3_1_1, &DecodeLimits::default()).unwrap()
+    else {
         panic!("not a PUBLISH")
     };
     assert!(

@@ -5,12 +5,12 @@ mod wire;
 pub use wire::frame;
 
 use bytes::BytesMut;
-use roost::protocol::{DecodeError, Limits, Packet, ProtocolVersion, decode};
+use roost::protocol::{DecodeError, DecodeLimits, Packet, ProtocolVersion, decode};
 
 /// Decodes exactly one packet from `bytes`, asserting nothing is left over.
 pub fn decode_one(v: ProtocolVersion, bytes: &[u8]) -> Result<Packet, DecodeError> {
     let mut buf = BytesMut::from(bytes);
-    match decode(&mut buf, v, &Limits::default())? {
+    match decode(&mut buf, v, &DecodeLimits::default())? {
         Some(p) => {
             assert!(buf.is_empty(), "decode left {} bytes", buf.len());
             Ok(p)

@@ -464,7 +464,7 @@ fn any_valid_packet_round_trips() {
         let mut buf = BytesMut::new();
         packet.encode(v, &mut buf).unwrap();
         prop_assert_eq!(buf.len(), packet.encoded_len(v));
-        let decoded = decode(&mut buf, v, &Limits::default()).unwrap();
+        let decoded = decode(&mut buf, v, &DecodeLimits::default()).unwrap();
         prop_assert_eq!(decoded, Some(packet));
         prop_assert!(buf.is_empty());
         Ok(())
@@ -522,9 +522,9 @@ fn arbitrary_bytes_never_panic_or_over_read() {
         5000,
         (version(), vec(any::<u8>(), 0..512), max),
         |(v, bytes, max)| {
-            let limits = Limits {
+            let limits = DecodeLimits {
                 max_packet_size: max,
-                ..Limits::default()
+                ..DecodeLimits::default()
             };
             let mut buf = BytesMut::from(&bytes[..]);
             loop {
@@ -556,7 +556,7 @@ fn valid_packets_mutated_never_panic() {
             buf[i] ^= byte;
         }
         let len = buf.len();
-        if let Ok(Some(p)) = decode(&mut buf, v, &Limits::default()) {
+        if let Ok(Some(p)) = decode(&mut buf, v, &DecodeLimits::default()) {
             // Whatever is accepted must itself encode and decode back to the same packet.
             prop_assert!(buf.len() < len);
             let mut again = BytesMut::new();
@@ -567,7 +567,7 @@ fn valid_packets_mutated_never_panic() {
             };
             p.encode(enc_v, &mut again).unwrap();
             prop_assert_eq!(
-                decode(&mut again, enc_v, &Limits::default()).unwrap(),
+                decode(&mut again, enc_v, &DecodeLimits::default()).unwrap(),
                 Some(p)
             );
         }

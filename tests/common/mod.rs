@@ -15,7 +15,7 @@ pub use wire::frame;
 use bytes::{Bytes, BytesMut};
 use proptest::collection::vec;
 use proptest::prelude::*;
-use roost::protocol::{ByteStr, DecodeError, Limits, Packet, ProtocolVersion, QoS, decode};
+use roost::protocol::{ByteStr, DecodeError, DecodeLimits, Packet, ProtocolVersion, QoS, decode};
 
 /// Letters outside ASCII: 'é', Greek, CJK and a CJK Extension B letter (4 bytes in UTF-8).
 const LETTERS: &str = "\u{e9}\u{3b1}-\u{3c9}\u{4e2d}\u{4e00}\u{20000}-\u{20008}";
@@ -23,7 +23,7 @@ const LETTERS: &str = "\u{e9}\u{3b1}-\u{3c9}\u{4e2d}\u{4e00}\u{20000}-\u{20008}"
 /// Decodes exactly one packet from `bytes`, asserting that it consumed every byte.
 pub fn decode_one(v: ProtocolVersion, bytes: &[u8]) -> Result<Packet, DecodeError> {
     let mut buf = BytesMut::from(bytes);
-    let packet = decode(&mut buf, v, &Limits::default())?
+    let packet = decode(&mut buf, v, &DecodeLimits::default())?
         .unwrap_or_else(|| panic!("incomplete packet {bytes:02x?}"));
     assert!(buf.is_empty(), "{} bytes left after {packet:?}", buf.len());
     Ok(packet)

@@ -14,7 +14,7 @@ use bytes::BytesMut;
 use roost::Server;
 use roost::config::{Config, Listener};
 use roost::protocol::{
-    ByteStr, Connect, Limits, Packet, ProtocolVersion, QoS, Subscribe, Subscription,
+    ByteStr, Connect, DecodeLimits, Packet, ProtocolVersion, QoS, Subscribe, Subscription,
     SubscriptionOptions, decode,
 };
 use std::net::SocketAddr;
@@ -112,7 +112,7 @@ impl Raw {
     pub async fn try_recv(&mut self, wait: Duration) -> Option<Packet> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Some(p) = decode(&mut self.buf, self.version, &Limits::default())
+            if let Some(p) = decode(&mut self.buf, self.version, &DecodeLimits::default())
                 .expect("broker sent a valid packet")
             {
                 return Some(p);

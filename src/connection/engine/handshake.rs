@@ -4,12 +4,12 @@
 
 use super::auth::{Pending, auth_packet};
 use super::policy::{self, Identity, Refused};
-use super::{Engine, Extras, Open, State, alias};
+use super::{Engine, Open, State, V5State, alias};
 use crate::auth::{Begin, Credentials, Step};
 use crate::broker::Metrics;
 use crate::connection::Close;
 use crate::protocol::{
-    ConnAck, Connect, Limits, Packet, PacketTypes, ProtocolVersion, ReasonCode, decode, error,
+    ConnAck, Connect, DecodeLimits, Packet, PacketTypes, ProtocolVersion, ReasonCode, decode, error,
 };
 use bytes::BytesMut;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +31,7 @@ impl Engine {
         };
         let max_packet_size = broker.config().limits.max_packet_size;
         if let Some(pending) = exchange {
-            let limits = Limits {
+            let limits = DecodeLimits {
                 max_packet_size,
                 accepts: PacketTypes::AUTH_EXCHANGE,
             };
@@ -46,7 +46,7 @@ impl Engine {
             };
         }
         // The first packet may be anything: what is not a CONNECT is named in the log line.
-        let limits = Limits {
+        let limits = DecodeLimits {
             max_packet_size,
             accepts: PacketTypes::ALL,
         };
@@ -261,7 +261,7 @@ impl Engine {
         });
         let enhanced = reauth.is_some();
         let extras = (reauth.is_some() || aliases_out.is_some()).then(|| {
-            Box::new(Extras {
+            Box::new(V5State {
                 auth: reauth,
                 aliases_in: Default::default(),
                 aliases_out,

@@ -6,8 +6,8 @@ use crate::broker::{ClientAck, Metrics};
 use crate::clock;
 use crate::connection::Close;
 use crate::protocol::{
-    Disconnect, Limits, Packet, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck, Unsubscribe,
-    decode,
+    DecodeLimits, Disconnect, Packet, Publish, QoS, ReasonCode, SubAck, Subscribe, UnsubAck,
+    Unsubscribe, decode,
 };
 use crate::session::{Acked, Message};
 use crate::topic::too_deep;
@@ -37,7 +37,7 @@ fn wrong_kind(acked: Acked, what: &'static str) -> Result<(), Close> {
 /// QoS 1 ones, to acknowledge once they are routed (see [`Open::flush_run`]). One lives for
 /// one call of [`Open::receive`] or [`Open::handle`], so its acknowledgements can only go to
 /// the connection that read its messages.
-pub(super) struct Run {
+pub(super) struct Unrouted {
     messages: Vec<Arc<Message>>,
     acks: Vec<u16>,
 }
@@ -48,7 +48,7 @@ thread_local! {
     static SPARE: Cell<(Vec<Arc<Message>>, Vec<u16>)> = const { Cell::new((Vec::new(), Vec::new())) };
 }
 
-impl Run {
+impl Unrouted {
     /// An empty run, with the capacity of the last one on this thread.
     fn new() -> Self {
         let (messages, acks) = SPARE.take();
@@ -56,7 +56,7 @@ impl Run {
     }
 }
 
-impl Drop for Run {
+impl Drop for Unrouted {
     fn drop(&mut self) {
         let mut messages = std::mem::take(&mut self.messages);
         let mut acks = std::mem::take(&mut self.acks);
@@ -75,11 +75,11 @@ impl Open {
         out: &mut BytesMut,
     ) -> Result<(), Close> {
         self.heard_from(now);
-        let limits = Limits {
+        let limits = DecodeLimits {
             max_packet_size: self.link.broker().config().limits.max_packet_size,
             accepts: self.accepts,
         };
-        let mut run = Run::new();
+        let mut run = Unrouted::new();
         let result = loop {
             match decode(inbuf, self.version, &limits) {
                 Ok(Some(_)) if !self.link.is_current() => {
@@ -111,7 +111,7 @@ impl Open {
         if !self.link.is_current() {
             return Err(Close::TakenOver);
         }
-        let mut run = Run::new();
+        let mut run = Unrouted::new();
         let result = self.dispatch(packet, &mut run, now, out);
         self.flush_run(&mut run, out);
         result
@@ -129,7 +129,7 @@ impl Open {
     fn dispatch(
         &mut self,
         packet: Packet,
-        run: &mut Run,
+        run: &mut Unrouted,
         now: Instant,
         out: &mut BytesMut,
     ) -> Result<(), Close> {
@@ -197,7 +197,7 @@ impl Open {
     fn on_publish(
         &mut self,
         mut p: Publish,
-        run: &mut Run,
+        run: &mut Unrouted,
         now: Instant,
         out: &mut BytesMut,
     ) -> Result<(), Close> {
@@ -301,7 +301,7 @@ impl Open {
     /// closed.
     fn refuse_publish(
         &mut self,
-        run: &mut Run,
+        run: &mut Unrouted,
         out: &mut BytesMut,
         qos: QoS,
         packet_id: u16,
@@ -325,7 +325,7 @@ impl Open {
 
     /// Routes the QoS 0 and 1 messages received since the last flush (one topic), then sends
     /// their PUBACKs: an acknowledgement says the message was accepted, so it follows routing.
-    fn flush_run(&mut self, run: &mut Run, out: &mut BytesMut) {
+    fn flush_run(&mut self, run: &mut Unrouted, out: &mut BytesMut) {
         if run.messages.is_empty() {
             return;
         }

@@ -68,7 +68,7 @@ struct Open {
     link: Link,
     version: ProtocolVersion,
     /// The packet types the codec accepts from this client (with the configured maximum
-    /// packet size, its `Limits`).
+    /// packet size, its `DecodeLimits`).
     accepts: PacketTypes,
     /// When the client last sent anything, on [`clock::ms`]'s clock.
     last_heard_ms: u64,
@@ -83,13 +83,13 @@ struct Open {
     /// Whether the client wants Reason Strings (v5 Request Problem Information, 1 unless 0).
     problem_info: bool,
     /// Enhanced authentication and topic aliases, allocated once a client uses one.
-    extras: Option<Box<Extras>>,
+    extras: Option<Box<V5State>>,
 }
 
 /// What only some v5 clients use, boxed together: most connections use none of it, and one
 /// pointer costs every connection 24 bytes less than three.
 #[derive(Default)]
-struct Extras {
+struct V5State {
     /// The method and user of a client that used enhanced authentication, for
     /// re-authentication.
     auth: Option<auth::Reauth>,
