@@ -2,7 +2,7 @@
 """Writes docs/conformance.md from docs/spec/*.md (the normative statements), the DecodeError
 table in src/protocol/error.rs, the tests that assert each error, and the STATUS map below.
 Run from the repository root after changing any of them: python3 tools/conformance.py"""
-import glob, re
+import glob, re, sys
 
 # Statements enforced outside the error table (the encoder, or the decoder's field order),
 # with the tests that prove them.
@@ -75,6 +75,12 @@ BROKER_TESTS = [
     ("flow_control_v5::a_message_over_the_clients_maximum_packet_size_is_discarded_not_sent", "", "3.1.2-24 3.1.2-25"),
     ("flow_control_v5::no_local_keeps_a_clients_own_messages_from_it", "", "3.8.3-3"),
     ("topic_alias_v5::a_clients_aliases_stand_for_the_topics_it_set_them_to", "", "3.1.2-27"),
+    # The connection engine without a socket (src/connection/engine/tests.rs, `cargo test --lib`).
+    ("engine::each_connect_refusal_gets_its_connack_in_each_version", "3.1.3-8 3.1.2-2 3.1.0-1", "3.1.2-2 3.1.0-1"),
+    ("engine::the_connect_timeout_then_the_keep_alive_set_the_deadline", "3.1.2-24", "3.1.2-22"),
+    ("engine::topic_aliases_work_both_ways", "", "3.1.2-26 3.1.2-27"),
+    ("engine::the_will_goes_out_on_every_ending_but_a_normal_disconnect", "3.1.2-8 3.14.4-3", "3.1.2-8 3.14.4-3"),
+    ("engine::enhanced_authentication_exchanges_auth_packets_then_reauthenticates", "", "4.12.0-5"),
     ("topic_alias_v5::the_server_uses_aliases_toward_a_client_that_accepts_them", "", "3.1.2-26"),
     ("enhanced_auth_v5::scram_authenticates_and_the_client_can_verify_the_server", "", "4.12.0-2 4.12.0-5"),
     ("enhanced_auth_v5::a_wrong_password_or_unknown_user_is_not_authorized", "", "4.12.0-4"),
@@ -338,7 +344,32 @@ def matrix(version, rules, tests):
     return done, len(rows), "\n".join(out)
 
 
+def check_broker_tests():
+    """Every test BROKER_TESTS names exists, so the table cannot cite a test that is gone."""
+    missing = []
+    for name, _, _ in BROKER_TESTS:
+        parts = name.split()[0].split("::")
+        module, fn = parts[0], parts[-1]
+        if module == "engine":
+            path = "src/connection/engine/tests.rs"
+        elif parts[:2] == ["session", "tests"]:
+            path = "src/session/tests.rs"
+        elif module == "codec":
+            path = f"tests/codec/{parts[1]}.rs"
+        else:
+            path = f"tests/{module}.rs"
+        try:
+            text = open(path).read()
+        except OSError:
+            text = ""
+        if not re.search(rf"\bfn {re.escape(fn)}\(", text):
+            missing.append(f"{name} (looked in {path})")
+    if missing:
+        sys.exit("BROKER_TESTS names tests that do not exist:\n  " + "\n  ".join(missing))
+
+
 def main():
+    check_broker_tests()
     rules, tests = load_rules(), load_tests()
     d3, n3, m3 = matrix("v311", rules, tests)
     d5, n5, m5 = matrix("v5", rules, tests)
@@ -351,7 +382,8 @@ def main():
 
 Every normative statement of MQTT 3.1.1 and MQTT 5.0 (OASIS, Appendix B of each; the full text
 is in `docs/spec/`), what Roost does about it, and the test that proves it. Test names are
-`<test crate>::<module>::<fn>`: `cargo test --test codec <fn>` runs one.
+`<test crate>::<module>::<fn>`: `cargo test --test codec <fn>` runs one; `engine::<fn>` is a unit
+test of the connection engine (`cargo test --lib engine::tests::<fn>`).
 
 Status:
 - **done (codec)**: enforced by `src/protocol` and tested byte for byte. For a "receiver MUST
