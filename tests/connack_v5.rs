@@ -139,45 +139,6 @@ async fn request_response_round_trip_through_the_broker() {
 }
 
 #[tokio::test]
-async fn a_server_reference_sends_clients_elsewhere() {
-    for moved in [false, true] {
-        let b = start_with(|c| {
-            c.mqtt5.server_reference = "other.example:1883".into();
-            c.mqtt5.server_moved = moved;
-        })
-        .await;
-        let mut raw = Raw::open(b.addr, V5).await;
-        raw.send(&Packet::Connect(Box::new(connect_packet(V5, "c", true))))
-            .await;
-        match raw.recv().await {
-            Packet::ConnAck(a) => {
-                let want = if moved {
-                    ReasonCode::SERVER_MOVED
-                } else {
-                    ReasonCode::USE_ANOTHER_SERVER
-                };
-                assert_eq!(a.reason, want);
-                assert_eq!(
-                    a.properties.server_reference.as_deref(),
-                    Some("other.example:1883")
-                );
-            }
-            other => panic!("expected CONNACK, got {other:?}"),
-        }
-        let mut old = Raw::open(b.addr, V3_1_1).await;
-        old.send(&Packet::Connect(Box::new(connect_packet(
-            V3_1_1, "o", true,
-        ))))
-        .await;
-        match old.recv().await {
-            Packet::ConnAck(a) => assert_eq!(a.reason, ReasonCode::SERVER_UNAVAILABLE),
-            other => panic!("expected CONNACK 0x03, got {other:?}"),
-        }
-        b.server.shutdown().await;
-    }
-}
-
-#[tokio::test]
 async fn a_reason_string_explains_a_server_disconnect_unless_the_client_declined() {
     let b = start().await;
     for (problem_info, want_string) in [(None, true), (Some(0), false)] {

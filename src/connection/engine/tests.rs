@@ -210,6 +210,13 @@ async fn each_connect_refusal_gets_its_connack_in_each_version() {
     let mut want = vec![0x20, 20, 0, 0x9C, 17, 0x1C];
     want.extend(s(b"elsewhere:1883"));
     assert_eq!(out, want);
+    // ... 0x9D if it moved for good (`mqtt5.server_moved`).
+    let gone = broker_with(|c| {
+        c.mqtt5.server_reference = "elsewhere:1883".into();
+        c.mqtt5.server_moved = true;
+    });
+    let (out, _) = refuses(&gone, connect(5, CLEAN, 0, &[], &s(b"a")));
+    assert_eq!(out[3], 0x9D);
 
     // Enhanced authentication: data without a method is a Protocol Error; a method nobody
     // serves is 0x8C.
@@ -263,9 +270,17 @@ async fn the_connect_timeout_then_the_keep_alive_set_the_deadline() {
         c.engine.handle_timeout(at(25_001)),
         Err(Close::KeepAliveTimeout)
     ));
-    // Keep alive 0: no deadline at all.
-    let off = Client::open(&broker, &connect(4, CLEAN, 0, &[], &s(b"z")), t0);
-    assert_eq!(off.engine.poll_timeout(), None);
+    // Keep alive 0 turns the mechanism off [MQTT-3.1.2-10 of 3.1.1]: no deadline, however long
+    // the silence, in either version.
+    for level in [4, 5] {
+        let mut off = Client::open(&broker, &connect(level, CLEAN, 0, &[], &s(b"z")), t0);
+        assert_eq!(off.engine.poll_timeout(), None);
+        assert!(off.engine.handle_timeout(at(86_400_000)).is_ok());
+        assert!(
+            off.transmit(at(86_400_000)).is_ok(),
+            "still open a day later"
+        );
+    }
 }
 
 /// Topic aliases both ways: the client's alias stands for its topic on later PUBLISHes, and
