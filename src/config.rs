@@ -11,11 +11,17 @@ use std::path::Path;
 pub struct Config {
     /// TCP listeners; the first one's port can be overridden with `--port`.
     pub listeners: Vec<Listener>,
+    /// `[limits]`: per-connection limits.
     pub limits: Limits,
+    /// `[sessions]`: session and queue policy.
     pub sessions: Sessions,
+    /// `[shared_subscriptions]`: whether and how groups share messages.
     pub shared_subscriptions: SharedSubscriptions,
+    /// `[mqtt5]`: MQTT 5 features an operator sets.
     pub mqtt5: Mqtt5,
+    /// `[auth]`: who may connect.
     pub auth: Auth,
+    /// `[log]`: logging.
     pub log: Log,
 }
 
@@ -152,6 +158,7 @@ pub struct Auth {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ScramUser {
+    /// The user name the client authenticates as.
     pub user: String,
     /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, as printed by
     /// `roost --scram-credential <password>`.
@@ -238,12 +245,30 @@ impl Default for Log {
 /// A configuration that cannot be used, with the key and the fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    /// The file could not be read.
     #[error("cannot read {path}: {err}")]
-    Read { path: String, err: std::io::Error },
+    Read {
+        /// The file, as named on the command line.
+        path: String,
+        /// Why reading failed.
+        err: std::io::Error,
+    },
+    /// The text is not TOML, or not the shape of [`Config`] (an unknown key, a wrong type).
     #[error("{path}: {message}")]
-    Parse { path: String, message: String },
+    Parse {
+        /// The file, or "config" for text that came from no file.
+        path: String,
+        /// The TOML parser's account, on one line.
+        message: String,
+    },
+    /// A value serde accepted but [`Config::validate`] does not.
     #[error("{key}: {message}")]
-    Invalid { key: &'static str, message: String },
+    Invalid {
+        /// The offending key, e.g. "limits.max_qos".
+        key: &'static str,
+        /// What the value must be instead.
+        message: String,
+    },
 }
 
 impl Config {

@@ -6,9 +6,13 @@ use std::time::Instant;
 /// Broker-wide counters. Relaxed atomics: they are statistics, not synchronisation.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// Connections whose CONNECT was accepted.
     pub connections_accepted: AtomicU64,
+    /// Connections closed before a CONNECT was accepted: refused, timed out or malformed.
     pub connections_refused: AtomicU64,
+    /// PUBLISHes received from clients.
     pub messages_received: AtomicU64,
+    /// PUBLISHes written to subscribers, resends included.
     pub messages_delivered: AtomicU64,
     /// Messages dropped for any reason: the sum of the `dropped_*` counters.
     pub messages_dropped: AtomicU64,
@@ -19,6 +23,7 @@ pub struct Metrics {
     /// Dropped because a shared subscription's member left with it unfinished and its group
     /// had no other member, and its session ended.
     pub dropped_no_member: AtomicU64,
+    /// Will messages published, at once or after their Will Delay Interval.
     pub wills_published: AtomicU64,
     /// Connections parked right now: idle, with no task (see `connection/park.rs`).
     pub connections_parked: AtomicU64,

@@ -10,9 +10,11 @@ use bytes::{BufMut, BytesMut};
 /// The body of PUBACK, PUBREC, PUBREL or PUBCOMP.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PubResp {
+    /// The packet identifier of the PUBLISH whose QoS 1 or 2 exchange this belongs to.
     pub packet_id: u16,
     /// Always SUCCESS before 5.0.
     pub reason: ReasonCode,
+    /// Reason String and User Properties (5.0).
     pub properties: Props,
 }
 

@@ -16,10 +16,13 @@ pub struct Connect {
     pub clean_start: bool,
     /// Keep alive in seconds; 0 turns the mechanism off.
     pub keep_alive: u16,
+    /// CONNECT properties (5.0): session expiry, limits, authentication...
     pub properties: Props,
     /// May be empty: the server then assigns one (5.0) or requires a clean session (3.1.1).
     pub client_id: ByteStr,
+    /// The will message, published when the connection ends other than by a normal DISCONNECT.
     pub will: Option<Will>,
+    /// User Name, if the client sent one.
     pub username: Option<ByteStr>,
     /// Binary data, not a string.
     pub password: Option<Bytes>,
@@ -28,9 +31,13 @@ pub struct Connect {
 /// The will message carried by CONNECT.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Will {
+    /// The topic the will is published to.
     pub topic: ByteStr,
+    /// The will's application message.
     pub payload: Bytes,
+    /// The QoS the will is published with.
     pub qos: QoS,
+    /// Whether the will is published as a retained message.
     pub retain: bool,
     /// Will properties (5.0): delay interval, expiry, content type, response topic...
     pub properties: Props,
@@ -39,9 +46,11 @@ pub struct Will {
 /// The server's CONNACK.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnAck {
+    /// Whether the server resumed a session it held for this client id.
     pub session_present: bool,
     /// A v5 reason code; 3.1.1 return codes map onto it (see [`ReasonCode::to_v3_connack`]).
     pub reason: ReasonCode,
+    /// CONNACK properties (5.0): the server's limits, assigned client id, reason...
     pub properties: Props,
 }
 

@@ -11,14 +11,18 @@ use bytes::{BufMut, BytesMut};
 /// DISCONNECT. Before 5.0 it has no body: `reason` is always 0x00 (normal disconnection).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Disconnect {
+    /// Why the sender closes; 0x00 is a normal disconnection.
     pub reason: ReasonCode,
+    /// Reason String, Session Expiry Interval, Server Reference, User Properties (5.0).
     pub properties: Props,
 }
 
 /// AUTH (5.0 only): a step of enhanced authentication.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Auth {
+    /// Success (0x00), Continue authentication (0x18) or Re-authenticate (0x19).
     pub reason: ReasonCode,
+    /// Authentication Method and Data, Reason String, User Properties.
     pub properties: Props,
 }
 

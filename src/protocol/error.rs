@@ -65,9 +65,19 @@ impl std::error::Error for DecodeError {}
 const MALFORMED: ReasonCode = ReasonCode::MALFORMED_PACKET;
 const PROTOCOL: ReasonCode = ReasonCode::PROTOCOL_ERROR;
 
+/// Generates the rule constants, and `ALL` that lists them, from one table. A row reads
+///
+/// `NAME = reason, v311, v5, "message";`
+///
+/// the arguments of [`DecodeError::new`]. The message, which is also the log line, is the first
+/// line of the constant's doc; `///` lines on the row follow it.
 macro_rules! rules {
     ($($(#[$doc:meta])* $name:ident = $reason:expr, $v311:expr, $v5:expr, $msg:expr;)*) => {
-        $( $(#[$doc])* pub const $name: DecodeError = DecodeError::new($reason, $v311, $v5, $msg); )*
+        $(
+            #[doc = concat!("Refused: ", $msg, ".")]
+            $(#[$doc])*
+            pub const $name: DecodeError = DecodeError::new($reason, $v311, $v5, $msg);
+        )*
         /// Every decode error, for the conformance table and its tests.
         pub const ALL: &[(&str, DecodeError)] = &[$((stringify!($name), $name)),*];
     };

@@ -38,22 +38,36 @@ pub use types::{ByteStr, ProtocolVersion, QoS};
 /// One MQTT control packet, of any version.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
-    /// Boxed: by far the largest packet, and one per connection.
+    /// CONNECT: the client's request to connect. Boxed: by far the largest packet, and one per
+    /// connection.
     Connect(Box<Connect>),
+    /// CONNACK: the server's answer to CONNECT.
     ConnAck(ConnAck),
+    /// PUBLISH: an application message, in either direction.
     Publish(Publish),
+    /// PUBACK: acknowledges a QoS 1 PUBLISH.
     PubAck(PubResp),
+    /// PUBREC: the receiver's first answer to a QoS 2 PUBLISH (publish received).
     PubRec(PubResp),
+    /// PUBREL: answers PUBREC, releasing the QoS 2 message.
     PubRel(PubResp),
+    /// PUBCOMP: answers PUBREL, completing the QoS 2 exchange.
     PubComp(PubResp),
+    /// SUBSCRIBE: the client asks for subscriptions.
     Subscribe(Subscribe),
+    /// SUBACK: the server's answer to SUBSCRIBE, a code per topic filter.
     SubAck(SubAck),
+    /// UNSUBSCRIBE: the client asks to remove subscriptions.
     Unsubscribe(Unsubscribe),
+    /// UNSUBACK: the server's answer to UNSUBSCRIBE.
     UnsubAck(UnsubAck),
+    /// PINGREQ: the client's keep-alive ping.
     PingReq,
+    /// PINGRESP: the server's answer to PINGREQ.
     PingResp,
+    /// DISCONNECT: the sender closes the connection (only the client before MQTT 5.0).
     Disconnect(Disconnect),
-    /// MQTT 5.0 only.
+    /// AUTH: a step of enhanced authentication (MQTT 5.0 only).
     Auth(Auth),
 }
 

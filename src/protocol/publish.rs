@@ -10,14 +10,19 @@ use bytes::{BufMut, Bytes, BytesMut};
 /// An application message on its way through.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Publish {
+    /// Set on a redelivery of a QoS 1 or 2 message; always clear for QoS 0.
     pub dup: bool,
+    /// The QoS this copy of the message travels with.
     pub qos: QoS,
+    /// RETAIN: from a publisher, keep it as the topic's retained message; to a subscriber, it was.
     pub retain: bool,
     /// Empty only in a v5 PUBLISH that carries a Topic Alias.
     pub topic: ByteStr,
     /// 0 for QoS 0 (no identifier on the wire), non-zero otherwise.
     pub packet_id: u16,
+    /// PUBLISH properties (5.0): expiry, topic alias, subscription identifiers...
     pub properties: Props,
+    /// The application message, opaque bytes.
     pub payload: Bytes,
 }
 
@@ -126,12 +131,17 @@ impl Publish {
 /// and drop is an atomic on a reference count that every subscriber of the message shares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PlainPublish<'a> {
+    /// Set on a redelivery of a QoS 1 or 2 message; always clear for QoS 0.
     pub dup: bool,
+    /// The QoS this copy of the message travels with.
     pub qos: QoS,
+    /// Whether the message is sent as a retained one.
     pub retain: bool,
+    /// The topic name in full: with no properties there is no Topic Alias to stand in for it.
     pub topic: &'a str,
     /// 0 for QoS 0, non-zero otherwise.
     pub packet_id: u16,
+    /// The application message, opaque bytes.
     pub payload: &'a [u8],
 }
 

@@ -22,9 +22,13 @@ pub enum RetainHandling {
 /// The subscription options byte. Only `qos` exists before 5.0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SubscriptionOptions {
+    /// The highest QoS the server may deliver matching messages with.
     pub qos: QoS,
+    /// Never deliver messages this client published itself (5.0).
     pub no_local: bool,
+    /// Keep the RETAIN flag messages were published with, rather than clear it (5.0).
     pub retain_as_published: bool,
+    /// Whether retained messages are sent when the subscription is made (5.0).
     pub retain_handling: RetainHandling,
 }
 
@@ -68,38 +72,51 @@ pub struct Subscription {
     /// Checked as UTF-8 and non-empty here; wildcard placement is the topic module's job,
     /// because a v5 server answers a bad filter with SUBACK 0x8F rather than by closing.
     pub filter: ByteStr,
+    /// How messages matching the filter are delivered.
     pub options: SubscriptionOptions,
 }
 
 /// SUBSCRIBE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscribe {
+    /// Identifies the request; the SUBACK echoes it.
     pub packet_id: u16,
+    /// Subscription Identifier and User Properties (5.0).
     pub properties: Props,
+    /// The requested filters and options, in order; at least one.
     pub subscriptions: Vec<Subscription>,
 }
 
 /// SUBACK: one reason code per requested filter, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubAck {
+    /// The packet identifier of the SUBSCRIBE being answered.
     pub packet_id: u16,
+    /// Reason String and User Properties (5.0).
     pub properties: Props,
+    /// The granted QoS or the failure for each filter, in request order.
     pub reason_codes: Vec<ReasonCode>,
 }
 
 /// UNSUBSCRIBE.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Unsubscribe {
+    /// Identifies the request; the UNSUBACK echoes it.
     pub packet_id: u16,
+    /// User Properties (5.0).
     pub properties: Props,
+    /// The topic filters to remove, exactly as subscribed; at least one.
     pub filters: Vec<ByteStr>,
 }
 
 /// UNSUBACK: one reason code per filter in 5.0, none before.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnsubAck {
+    /// The packet identifier of the UNSUBSCRIBE being answered.
     pub packet_id: u16,
+    /// Reason String and User Properties (5.0).
     pub properties: Props,
+    /// The result for each filter, in request order (5.0); empty before.
     pub reason_codes: Vec<ReasonCode>,
 }
 

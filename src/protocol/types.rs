@@ -43,9 +43,12 @@ impl ProtocolVersion {
 /// Quality of service of a message or subscription.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
 pub enum QoS {
+    /// QoS 0: delivered at most once, never acknowledged.
     #[default]
     AtMostOnce = 0,
+    /// QoS 1: delivered at least once, acknowledged by PUBACK.
     AtLeastOnce = 1,
+    /// QoS 2: delivered exactly once, by the PUBREC, PUBREL, PUBCOMP exchange.
     ExactlyOnce = 2,
 }
 

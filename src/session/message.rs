@@ -10,9 +10,13 @@ use std::time::Instant;
 /// subscriber).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
+    /// The topic it was published to, in full (never a Topic Alias).
     pub topic: ByteStr,
+    /// The application message, opaque bytes.
     pub payload: Bytes,
+    /// The QoS it was published with; a subscriber gets the lower of this and its subscription's.
     pub qos: QoS,
+    /// The RETAIN flag it was published with.
     pub retain: bool,
     /// v5 properties forwarded to subscribers (Topic Alias and Subscription Identifiers removed).
     pub properties: Props,
