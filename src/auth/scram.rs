@@ -39,7 +39,7 @@ const MALFORMED_FINAL: &str = "malformed client-final-message";
 type Key = [u8; 32];
 
 /// Errors building credentials or an authenticator. Client messages never cause one: they end
-/// in [`Step::Failure`].
+/// in `Step::Failure`.
 #[derive(Debug, thiserror::Error)]
 pub enum ScramError {
     /// A stored credential string or its parameters are invalid.
