@@ -1,9 +1,10 @@
-//! One task per network connection: the tokio shell around the sans-IO [`engine`]. The shell
-//! owns the stream and its two buffers; it reads bytes and hands them to the engine, asks the
-//! engine for what to send and writes it, and sleeps until the socket or the session (through
-//! the waker the engine registers with it, under the lock of its drain) has something. Every
-//! MQTT decision is the engine's. Generic over any `AsyncRead + AsyncWrite` stream, so TLS and
-//! WebSocket byte streams are served by the same code.
+//! The tokio shell around the sans-IO [`engine`]: a task per connection while it has something
+//! to do, none while it is parked (see [`park`]). The shell owns the stream and its two buffers;
+//! it reads bytes and hands them to the engine, asks the engine for what to send and writes it,
+//! and sleeps until the socket or the session (through the waker the engine registers with it,
+//! under the lock of its drain) has something. Every MQTT decision is the engine's. Generic over
+//! any `AsyncRead + AsyncWrite` stream that implements [`Transport`] (one line for a stream that
+//! does not park), so TLS and WebSocket byte streams are served by the same code.
 
 mod close;
 pub(crate) mod engine;
