@@ -7,10 +7,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-for tool in mosquitto_pub mosquitto_sub python3 timeout stdbuf; do
-    command -v "$tool" >/dev/null || { echo "interop: $tool is missing" >&2; exit 2; }
-done
-cargo build --release --quiet || { echo "interop: release build failed" >&2; exit 2; }
+source .ci/lib.sh
+require mosquitto_pub mosquitto_sub python3 timeout stdbuf
+build_release
 
 work=$(mktemp -d)
 broker_pid=""
@@ -26,12 +25,6 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-passed=0
-failed=0
-pass() { echo "PASS $1"; passed=$((passed + 1)); }
-fail() { echo "FAIL $1: $2"; failed=$((failed + 1)); }
-summary() { echo "$passed passed, $failed failed"; }
-
 # Compares an expected and an actual list of "topic qos retain payload" lines.
 check() {
     if [[ $3 == "$2" ]]; then
@@ -41,17 +34,10 @@ check() {
     fi
 }
 
-# A free port: bind port 0, read the port the kernel chose, release it.
-port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()')
+port=$(free_port)
 target/release/roost --config config/roost.toml --port "$port" >"$work/broker.log" 2>&1 &
 broker_pid=$!
-ready=""
-for _ in $(seq 100); do
-    if (: <>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then ready=1; break; fi
-    kill -0 "$broker_pid" 2>/dev/null || break
-    sleep 0.1
-done
-if [[ -z $ready ]]; then
+if ! wait_port "$port" "$broker_pid"; then
     fail "broker accepts connections on port $port" "not within 10 s"
     tail -n 20 "$work/broker.log"
     summary

@@ -152,6 +152,9 @@ pub struct Auth {
     pub allow_anonymous: bool,
     /// Users of v5 enhanced authentication with SCRAM-SHA-256; none disables the method.
     pub scram_users: Vec<ScramUser>,
+    /// Mosquitto's password file (`mosquitto_passwd` or `roost passwd` writes it): a client
+    /// that sends a user name must send its password. Empty: no file.
+    pub password_file: std::path::PathBuf,
 }
 
 /// One SCRAM-SHA-256 user: a name and its stored credential (never the password).
@@ -230,6 +233,7 @@ impl Default for Auth {
         Self {
             allow_anonymous: true,
             scram_users: Vec::new(),
+            password_file: std::path::PathBuf::new(),
         }
     }
 }
@@ -306,6 +310,17 @@ impl Config {
                 message: message.into(),
             })
         };
+        let passwords = &self.auth.password_file;
+        if !passwords.as_os_str().is_empty()
+            && let Err(e) = crate::auth::PasswordFile::load(passwords)
+        {
+            return Err(ConfigError::Invalid {
+                key: "auth.password_file",
+                message: format!(
+                    "{e} (write it with `roost passwd FILE USER` or mosquitto_passwd)"
+                ),
+            });
+        }
         if self.listeners.is_empty() {
             return invalid(
                 "listeners",

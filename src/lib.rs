@@ -26,6 +26,11 @@ mod session;
 pub mod topic;
 
 pub use auth::{ScramCredentials, ScramError};
+
+/// Mosquitto-format password files, for `roost passwd`.
+pub mod passwords {
+    pub use crate::auth::{delete_user, set_password};
+}
 pub use broker::{Broker, Metrics};
 pub use config::Config;
 pub use server::Server;

@@ -25,6 +25,29 @@ struct Args {
     /// `auth.scram_users`, and exits. The password itself is never stored.
     #[arg(long, value_name = "PASSWORD")]
     scram_credential: Option<String>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// What `roost` does other than serve.
+#[derive(clap::Subcommand, Debug)]
+enum Command {
+    /// Adds or updates USER in the Mosquitto-format password FILE (created if missing, mode
+    /// 0600), or deletes USER with -D. The password is read from the terminal without echo, or
+    /// from standard input when it is not a terminal.
+    Passwd {
+        /// The password file (`auth.password_file`).
+        file: PathBuf,
+        /// The user name.
+        user: String,
+        /// Delete USER instead.
+        #[arg(short = 'D', long)]
+        delete: bool,
+        /// The password, for scripts. Visible to other users in `ps`: prefer the prompt or
+        /// standard input.
+        #[arg(long)]
+        password: Option<String>,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -54,6 +77,15 @@ fn disable_transparent_huge_pages() {
 }
 
 fn start(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::Passwd {
+        file,
+        user,
+        delete,
+        password,
+    }) = args.command
+    {
+        return passwd(&file, &user, delete, password);
+    }
     if let Some(password) = args.scram_credential {
         let credential = roost::ScramCredentials::generate(&password, 4096)
             .context("cannot make a SCRAM credential")?;
@@ -123,4 +155,36 @@ impl Signals {
             _ = self.term.recv() => {}
         }
     }
+}
+
+/// `roost passwd`: sets or deletes a user in a password file.
+fn passwd(
+    file: &std::path::Path,
+    user: &str,
+    delete: bool,
+    password: Option<String>,
+) -> anyhow::Result<()> {
+    if delete {
+        let removed = roost::passwords::delete_user(file, user)
+            .with_context(|| format!("{}", file.display()))?;
+        anyhow::ensure!(removed, "{}: no user {user:?}", file.display());
+        return Ok(());
+    }
+    let password = match password {
+        Some(p) => p,
+        None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
+            let first = rpassword::prompt_password("Password: ")?;
+            let again = rpassword::prompt_password("Reenter password: ")?;
+            anyhow::ensure!(first == again, "the passwords do not match");
+            first
+        }
+        None => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\n', '\r']).to_owned()
+        }
+    };
+    anyhow::ensure!(!password.is_empty(), "empty password");
+    roost::passwords::set_password(file, user, &password)
+        .with_context(|| format!("{}", file.display()))
 }

@@ -190,9 +190,17 @@ async fn a_refused_connack_says_why_unless_the_client_declined() {
 
 #[tokio::test]
 async fn nothing_after_a_refused_connect_is_processed() {
-    let b = start_with(|c| c.auth.allow_anonymous = false).await;
+    let passwords = std::env::temp_dir().join(format!("roost-watcher-{}", std::process::id()));
+    roost::passwords::set_password(&passwords, "watcher", "w").unwrap();
+    let b = start_with(|c| {
+        c.auth.allow_anonymous = false;
+        c.auth.password_file = passwords.clone();
+    })
+    .await;
+    std::fs::remove_file(&passwords).ok();
     let mut c = connect_packet(V5, "watcher", true);
     c.username = Some(ByteStr::try_from("watcher").unwrap());
+    c.password = Some(bytes::Bytes::from_static(b"w"));
     let (mut watcher, _) = Raw::connect_with(b.addr, c).await;
     watcher.subscribe("t", QoS::AtMostOnce).await;
     // An anonymous CONNECT and a PUBLISH right behind it, in one write.

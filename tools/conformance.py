@@ -69,6 +69,7 @@ BROKER_TESTS = [
     ("properties_v5::a_wills_user_properties_keep_their_order", "", "3.1.3-10"),
     ("connack_v5::nothing_after_a_refused_connect_is_processed", "", "3.1.4-6"),
     ("enhanced_auth_v5::an_unknown_method_and_anonymous_clients_are_refused", "", "3.1.4-2"),
+    ("password_file::only_the_right_password_gets_in_in_both_versions", "", "3.1.4-2"),
     ("connack_v5::a_refused_connack_says_why_unless_the_client_declined", "", "3.2.2-19 3.1.2-29"),
     ("enhanced_auth_v5::scram_authenticates_and_the_client_can_verify_the_server", "", "3.15.2-1"),
     ("publish_qos::v5_receive_maximum_limits_publishes_until_pubcomp", "", "4.9.0-1"),

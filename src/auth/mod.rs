@@ -9,7 +9,11 @@
 //!
 //! Methods: [`SCRAM_SHA_256`] ([`ScramAuthenticator`]).
 
+mod password;
 mod scram;
+
+pub(crate) use password::PasswordFile;
+pub use password::{delete_user, set_password};
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,10 +27,6 @@ pub(crate) struct Credentials<'a> {
     /// The User Name of CONNECT.
     pub(crate) username: Option<&'a str>,
     /// The Password of CONNECT.
-    #[expect(
-        dead_code,
-        reason = "read by the password-file authenticator (issue 16)"
-    )]
     pub(crate) password: Option<&'a [u8]>,
     /// The v5 Authentication Method, for enhanced authentication.
     pub(crate) method: Option<&'a str>,
@@ -39,15 +39,14 @@ pub(crate) enum Begin {
     Anonymous,
     /// The client is who it says: this user.
     User(String),
+    /// A user name nothing could check (no password file): the configuration decides, as for
+    /// an anonymous client (`auth.allow_anonymous`).
+    Unchecked(String),
     /// The method needs an exchange of AUTH packets, driven by the connection.
     Exchange(Box<dyn Exchange>),
     /// The Authentication Method is not enabled (0x8C Bad authentication method).
     UnknownMethod,
     /// The credentials are wrong (0x86 Bad user name or password); the reason is for the log.
-    #[expect(
-        dead_code,
-        reason = "returned by the password-file authenticator (issue 16)"
-    )]
     Refused(&'static str),
 }
 
@@ -132,8 +131,8 @@ impl Authenticator for Methods {
     }
 }
 
-/// Enhanced authentication by the enabled methods; a client without a method is taken at its
-/// user name (password files come with the security issue).
+/// Enhanced authentication by the enabled methods alone: a client without a method is taken
+/// at its user name, unchecked.
 impl Authenticate for Methods {
     fn begin(&self, credentials: &Credentials<'_>) -> Begin {
         match credentials.method {
@@ -142,7 +141,35 @@ impl Authenticate for Methods {
                 .map_or(Begin::UnknownMethod, Begin::Exchange),
             None => credentials
                 .username
-                .map_or(Begin::Anonymous, |user| Begin::User(user.to_owned())),
+                .map_or(Begin::Anonymous, |user| Begin::Unchecked(user.to_owned())),
+        }
+    }
+}
+
+/// Every way the broker knows its users: the enhanced-authentication methods (SCRAM) and the
+/// password file, one user store as a client sees it.
+#[derive(Debug, Default)]
+pub(crate) struct Users {
+    /// Enhanced authentication, for a client that names a method.
+    pub(crate) methods: Methods,
+    /// `auth.password_file`, for a client that sends a user name and password.
+    pub(crate) passwords: Option<PasswordFile>,
+}
+
+impl Authenticate for Users {
+    fn begin(&self, credentials: &Credentials<'_>) -> Begin {
+        if credentials.method.is_some() {
+            return self.methods.begin(credentials);
+        }
+        match (credentials.username, &self.passwords) {
+            // A password without a user name (v5 allows it) names nobody.
+            (None, _) => Begin::Anonymous,
+            (Some(user), None) => Begin::Unchecked(user.to_owned()),
+            (Some(user), Some(file)) => match credentials.password {
+                Some(password) if file.verify(user, password) => Begin::User(user.to_owned()),
+                Some(_) => Begin::Refused("wrong user name or password"),
+                None => Begin::Refused("user name without a password"),
+            },
         }
     }
 }

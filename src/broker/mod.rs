@@ -69,7 +69,7 @@ struct Inner {
     /// The same, for established connections (see [`Broker::is_shutting_down`]).
     shutting_down: AtomicBool,
     /// The enhanced authentication methods enabled by the configuration.
-    auth: crate::auth::Methods,
+    auth: crate::auth::Users,
     /// Every connection's keep-alive deadline.
     keep_alives: keep_alive::KeepAlives,
     /// Set once the idle sweeper runs (see `broker/idle.rs`).
@@ -87,7 +87,11 @@ impl Broker {
 
     /// A broker whose enhanced authentication methods are `auth` rather than those the
     /// configuration enables.
-    pub(crate) fn with_methods(config: Arc<Config>, auth: crate::auth::Methods) -> Self {
+    pub(crate) fn with_methods(config: Arc<Config>, methods: crate::auth::Methods) -> Self {
+        let auth = crate::auth::Users {
+            methods,
+            passwords: password_file(&config),
+        };
         let (shutdown, _) = watch::channel(false);
         let s = &config.sessions;
         let queue_limits = Arc::new(crate::session::QueueLimits {
@@ -190,6 +194,29 @@ impl Broker {
     /// Number of retained messages.
     pub fn retained_count(&self) -> usize {
         lock(&self.inner.retained).len()
+    }
+}
+
+/// `auth.password_file`, if set. The configuration was validated, so it loaded then; if it no
+/// longer does, every user name is refused (an empty file) rather than let through unchecked.
+fn password_file(config: &Config) -> Option<crate::auth::PasswordFile> {
+    let path = &config.auth.password_file;
+    if path.as_os_str().is_empty() {
+        return None;
+    }
+    match crate::auth::PasswordFile::load(path) {
+        Ok(file) => {
+            tracing::info!(
+                users = file.len(),
+                "auth.password_file {} loaded",
+                path.display()
+            );
+            Some(file)
+        }
+        Err(e) => {
+            tracing::error!("auth.password_file: {e}; refusing every user name");
+            Some(crate::auth::PasswordFile::default())
+        }
     }
 }
 

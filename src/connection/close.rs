@@ -60,6 +60,8 @@ pub(crate) enum Close {
     Refused {
         reason: ReasonCode,
         why: &'static str,
+        /// The user name the CONNECT gave, for the log line.
+        user: Option<Box<str>>,
     },
 }
 
@@ -144,9 +146,12 @@ impl Close {
                 tracing::warn!(%peer, "closed: [MQTT-3.1.0-1] first packet was {what}, not CONNECT")
             }
             Self::Decode(e) => tracing::warn!(%peer, "refused CONNECT: {e}"),
-            Self::Refused { reason, why } => {
-                tracing::warn!(%peer, "refused CONNECT: {why} ({reason})")
-            }
+            Self::Refused { reason, why, user } => match user {
+                Some(user) => {
+                    tracing::warn!(%peer, %user, "refused CONNECT: {why} ({reason})")
+                }
+                None => tracing::warn!(%peer, "refused CONNECT: {why} ({reason})"),
+            },
             Self::ServerShutdown => {
                 tracing::debug!(%peer, "closed in its handshake: server shutting down")
             }

@@ -128,10 +128,13 @@ impl Engine {
             password: connect.password.as_deref(),
             method: props.authentication_method.as_deref(),
         };
-        let (reason, why) = match broker.authenticator().begin(&credentials) {
+        let begun = broker.authenticator().begin(&credentials);
+        let checked = matches!(begun, Begin::User(_));
+        let (reason, why) = match begun {
             Begin::Anonymous => return self.establish(connect, Identity::default(), now, out),
-            Begin::User(user) => {
+            Begin::User(user) | Begin::Unchecked(user) => {
                 let identity = Identity {
+                    checked,
                     user: Some(user),
                     ..Identity::default()
                 };
@@ -199,6 +202,7 @@ impl Engine {
                 } = *pending;
                 let identity = Identity {
                     user: Some(user),
+                    checked: true,
                     method: Some(method),
                     data: data.map(Into::into),
                 };
@@ -254,9 +258,10 @@ impl Engine {
             .topic_alias_maximum
             .filter(|&m| v5 && m > 0)
             .map(alias::Outbound::new);
+        let identity_user = identity.user;
         let reauth = identity.method.map(|method| super::auth::Reauth {
             method,
-            user: identity.user.unwrap_or_default(),
+            user: identity_user.clone().unwrap_or_default(),
             exchange: None,
         });
         let enhanced = reauth.is_some();
@@ -295,6 +300,7 @@ impl Engine {
         tracing::info!(
             client_id = %open.link.client_id(),
             peer = %self.peer,
+            user = identity_user.as_deref().unwrap_or(""),
             version = ?version,
             session_present = attached.session_present,
             "client connected"
@@ -325,7 +331,8 @@ fn refuse(connect: &Connect, refused: Refused, out: &mut BytesMut) -> Close {
         // A CONNACK whose code has no 3.1.1 form does not encode: nothing is sent.
         let _ = packet.encode(version, out);
     }
-    Close::Refused { reason, why }
+    let user = connect.username.as_deref().map(Box::from);
+    Close::Refused { reason, why, user }
 }
 
 /// The protocol level of the CONNECT at the front of `buf`, if that much of it has arrived:

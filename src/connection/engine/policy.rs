@@ -41,8 +41,11 @@ impl Refused {
 /// Who authentication says the client is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Identity {
-    /// The authenticated user; `None` for an anonymous client.
+    /// The user; `None` for an anonymous client.
     pub(crate) user: Option<String>,
+    /// Whether something checked `user` (a password, a method). An unchecked user name is
+    /// let in only where anonymous clients are.
+    pub(crate) checked: bool,
     /// The v5 Authentication Method it used, if any: CONNACK names it [MQTT-4.12.0-5].
     pub(crate) method: Option<ByteStr>,
     /// The method's last data, for the CONNACK (SCRAM's server-final-message).
@@ -150,11 +153,13 @@ pub(crate) fn accept(
     } else {
         connect.client_id.as_str().into()
     };
-    if identity.user.is_none() && !config.auth.allow_anonymous {
-        return refuse(
-            ReasonCode::NOT_AUTHORIZED,
-            "anonymous clients are not allowed",
-        );
+    if !identity.checked && !config.auth.allow_anonymous {
+        let why = if identity.user.is_some() {
+            "a user name with no password file to check it, and anonymous clients are not allowed"
+        } else {
+            "anonymous clients are not allowed"
+        };
+        return refuse(ReasonCode::NOT_AUTHORIZED, why);
     }
     if let Some(will) = &connect.will {
         let limits = &config.limits;

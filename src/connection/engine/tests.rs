@@ -154,7 +154,7 @@ async fn each_connect_refusal_gets_its_connack_in_each_version() {
     assert_eq!(out, [0x20, 2, 0, 0x02]);
 
     // Anonymous clients, when they are not allowed: 0x05 in 3.1.1, 0x87 with a Reason String
-    // in 5.0; a user name gets in.
+    // in 5.0; and a user name with no password file to check it is no better (as Mosquitto).
     let closed = broker_with(|c| c.auth.allow_anonymous = false);
     let (out, _) = refuses(&closed, connect(4, CLEAN, 0, &[], &s(b"a")));
     assert_eq!(out, [0x20, 2, 0, 0x05]);
@@ -169,7 +169,12 @@ async fn each_connect_refusal_gets_its_connack_in_each_version() {
     assert_eq!(out, [0x20, 3, 0, 0x87, 0]);
     let mut named = s(b"a");
     named.extend(s(b"user"));
-    Client::open(&closed, &connect(4, CLEAN | 0x80, 0, &[], &named), now);
+    let (out, close) = refuses(&closed, connect(4, CLEAN | 0x80, 0, &[], &named));
+    assert_eq!(out, [0x20, 2, 0, 0x05]);
+    assert!(
+        matches!(&close, Close::Refused { user: Some(u), .. } if &**u == "user"),
+        "the log line names the user: {close:?}"
+    );
 
     // A will above the maximum QoS: 0x9B in 5.0, "not authorized" in 3.1.1.
     let qos0 = broker_with(|c| c.limits.max_qos = 0);
