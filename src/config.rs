@@ -164,7 +164,7 @@ pub struct ScramUser {
     /// The user name the client authenticates as.
     pub user: String,
     /// `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`, as printed by
-    /// `roost --scram-credential <password>`.
+    /// `roost --scram-credential` (which prompts for the password).
     pub credential: String,
 }
 
@@ -380,7 +380,7 @@ impl Config {
             {
                 return invalid(
                     "auth.scram_users.credential",
-                    "not a SCRAM-SHA-256 credential: make one with `roost --scram-credential PASSWORD`",
+                    "not a SCRAM-SHA-256 credential: make one with `roost --scram-credential`",
                 );
             }
         }

@@ -21,10 +21,15 @@ struct Args {
     /// Overrides the port of the first listener (0 picks a free port).
     #[arg(short, long)]
     port: Option<u16>,
-    /// Prints the SCRAM-SHA-256 credential for PASSWORD (a random salt, 4096 iterations), for
-    /// `auth.scram_users`, and exits. The password itself is never stored.
-    #[arg(long, value_name = "PASSWORD")]
-    scram_credential: Option<String>,
+    /// Prints the SCRAM-SHA-256 credential (a random salt, 4096 iterations) of a password read
+    /// from the terminal without echo, or from standard input, for `auth.scram_users`, and
+    /// exits. The password itself is never stored.
+    #[arg(long)]
+    scram_credential: bool,
+    /// The password for --scram-credential, for scripts. Visible to other users in `ps`:
+    /// prefer the prompt or standard input.
+    #[arg(long, requires = "scram_credential")]
+    password: Option<String>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -86,7 +91,8 @@ fn start(args: Args) -> anyhow::Result<()> {
     {
         return passwd(&file, &user, delete, password);
     }
-    if let Some(password) = args.scram_credential {
+    if args.scram_credential {
+        let password = read_password(args.password)?;
         let credential = roost::ScramCredentials::generate(&password, 4096)
             .context("cannot make a SCRAM credential")?;
         println!("{credential}");
@@ -170,7 +176,15 @@ fn passwd(
         anyhow::ensure!(removed, "{}: no user {user:?}", file.display());
         return Ok(());
     }
-    let password = match password {
+    let password = read_password(password)?;
+    roost::passwords::set_password(file, user, &password)
+        .with_context(|| format!("{}", file.display()))
+}
+
+/// The password given for a script, else one typed twice at a prompt without echo, else the
+/// first line of standard input when it is not a terminal. Never empty.
+fn read_password(given: Option<String>) -> anyhow::Result<String> {
+    let password = match given {
         Some(p) => p,
         None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
             let first = rpassword::prompt_password("Password: ")?;
@@ -185,6 +199,5 @@ fn passwd(
         }
     };
     anyhow::ensure!(!password.is_empty(), "empty password");
-    roost::passwords::set_password(file, user, &password)
-        .with_context(|| format!("{}", file.display()))
+    Ok(password)
 }

@@ -20,6 +20,9 @@ pub struct Server {
 impl Server {
     /// Binds every listener and starts accepting. Fails if a listener cannot bind.
     pub async fn start(config: Config) -> std::io::Result<Self> {
+        for warning in exposure_warnings(&config) {
+            tracing::warn!("{warning}");
+        }
         let broker = Broker::new(Arc::new(config));
         let (done_tx, done_rx) = mpsc::channel(1);
         let mut local_addrs = Vec::new();
@@ -71,6 +74,32 @@ impl Server {
     }
 }
 
+/// What an operator must hear about listeners reachable from other machines: anonymous clients
+/// let in, and plaintext (every listener is plaintext until TLS comes). Loopback listeners, the
+/// default, are quiet.
+fn exposure_warnings(config: &Config) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for l in config
+        .listeners
+        .iter()
+        .filter(|l| !l.bind.ip().is_loopback())
+    {
+        if config.auth.allow_anonymous {
+            warnings.push(format!(
+                "SECURITY: listener {} is reachable from other machines and lets anonymous clients \
+                 in; set auth.allow_anonymous = false and auth.password_file",
+                l.bind
+            ));
+        }
+        warnings.push(format!(
+            "SECURITY: listener {} is reachable from other machines without TLS: user names, \
+             passwords and messages cross the network in clear",
+            l.bind
+        ));
+    }
+    warnings
+}
+
 /// A listening socket on `l.bind` with `l.backlog` (tokio's `TcpListener::bind` fixes 128).
 fn bind(l: &config::Listener) -> std::io::Result<TcpListener> {
     let socket = if l.bind.is_ipv4() {
@@ -113,6 +142,20 @@ mod tests {
     use super::*;
     use std::time::Duration;
     use tokio::net::TcpStream;
+
+    #[test]
+    fn listeners_beyond_loopback_are_warned_about() {
+        let mut config = Config::default();
+        assert!(exposure_warnings(&config).is_empty(), "loopback is quiet");
+        config.listeners = vec![config::Listener::new("0.0.0.0:1883".parse().unwrap())];
+        let warnings = exposure_warnings(&config);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("anonymous") && warnings[1].contains("without TLS"));
+        config.auth.allow_anonymous = false;
+        let warnings = exposure_warnings(&config);
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(warnings[0].contains("0.0.0.0:1883"));
+    }
 
     #[tokio::test]
     async fn the_listener_holds_its_backlog_of_handshakes_before_any_accept() {
