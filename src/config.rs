@@ -155,6 +155,10 @@ pub struct Auth {
     /// Mosquitto's password file (`mosquitto_passwd` or `roost passwd` writes it): a client
     /// that sends a user name must send its password. Empty: no file.
     pub password_file: std::path::PathBuf,
+    /// Milliseconds a failed login waits before it is refused, doubling with each further
+    /// failure from the same address (32 times this at most); a success or ten quiet minutes
+    /// reset it. 0 = no wait.
+    pub login_delay_ms: u64,
 }
 
 /// One SCRAM-SHA-256 user: a name and its stored credential (never the password).
@@ -234,6 +238,7 @@ impl Default for Auth {
             allow_anonymous: true,
             scram_users: Vec::new(),
             password_file: std::path::PathBuf::new(),
+            login_delay_ms: 250,
         }
     }
 }

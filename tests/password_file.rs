@@ -28,11 +28,13 @@ fn password_file(name: &str) -> PathBuf {
     path
 }
 
-/// A broker for password holders only: anonymous clients off, the password file at `path`.
+/// A broker for password holders only: anonymous clients off, the password file at `path`,
+/// failed logins answered at once (the slowing has its own test).
 async fn closed_broker(path: &std::path::Path) -> TestBroker {
     start_with(|c| {
         c.auth.allow_anonymous = false;
         c.auth.password_file = path.to_path_buf();
+        c.auth.login_delay_ms = 0;
     })
     .await
 }
@@ -116,7 +118,11 @@ async fn a_user_name_alone_does_not_get_in_where_anonymous_clients_are_not_allow
 #[tokio::test]
 async fn with_anonymous_clients_allowed_a_user_name_given_is_still_checked() {
     let path = password_file("anon");
-    let b = start_with(|c| c.auth.password_file = path.clone()).await;
+    let b = start_with(|c| {
+        c.auth.password_file = path.clone();
+        c.auth.login_delay_ms = 0;
+    })
+    .await;
     assert_eq!(connack(&b, V5, None, None).await, ReasonCode::SUCCESS);
     assert_eq!(
         connack(&b, V5, Some("alice"), Some("wrong")).await,
@@ -126,6 +132,30 @@ async fn with_anonymous_clients_allowed_a_user_name_given_is_still_checked() {
         connack(&b, V5, Some("alice"), Some("wonderland")).await,
         ReasonCode::SUCCESS
     );
+    std::fs::remove_dir_all(path.parent().unwrap()).ok();
+}
+
+/// Guessing takes time: each failed login from an address waits longer before its refusal.
+#[tokio::test]
+async fn failed_logins_from_one_address_are_answered_ever_more_slowly() {
+    let path = password_file("slow");
+    let b = start_with(|c| {
+        c.auth.password_file = path.clone();
+        c.auth.login_delay_ms = 100;
+    })
+    .await;
+    let mut waited = Vec::new();
+    for _ in 0..3 {
+        let start = std::time::Instant::now();
+        let reason = connack(&b, V5, Some("alice"), Some("guess")).await;
+        assert_eq!(reason, ReasonCode::BAD_USER_NAME_OR_PASSWORD);
+        waited.push(start.elapsed());
+    }
+    // 100, 200 and 400 ms at least (the broker adds no more than scheduling on top).
+    for (i, least) in [100, 200, 400].into_iter().enumerate() {
+        let least = std::time::Duration::from_millis(least);
+        assert!(waited[i] >= least, "refusal {i} took {:?}", waited[i]);
+    }
     std::fs::remove_dir_all(path.parent().unwrap()).ok();
 }
 

@@ -6,6 +6,7 @@
 mod idle;
 pub(crate) mod keep_alive;
 mod link;
+mod logins;
 mod metrics;
 mod registry;
 mod retained;
@@ -72,6 +73,8 @@ struct Inner {
     auth: crate::auth::Users,
     /// Every connection's keep-alive deadline.
     keep_alives: keep_alive::KeepAlives,
+    /// Failed logins per source address (see `broker/logins.rs`).
+    logins: Mutex<logins::Logins>,
     /// Set once the idle sweeper runs (see `broker/idle.rs`).
     idle_sweeper: AtomicBool,
     /// The queue policy of every session (from `[sessions]`).
@@ -112,6 +115,7 @@ impl Broker {
                 auth,
                 keep_alives: keep_alive::KeepAlives::default(),
                 idle_sweeper: AtomicBool::new(false),
+                logins: Mutex::default(),
                 queue_limits,
             }),
         }
@@ -120,6 +124,20 @@ impl Broker {
     /// The enhanced authentication methods (MQTT 5.0 section 4.12) the configuration enables.
     pub(crate) fn authenticator(&self) -> &dyn crate::auth::Authenticate {
         &self.inner.auth
+    }
+
+    /// Notes a failed login from `ip` at `now_ms`; returns how long to wait before refusing it.
+    pub(crate) fn login_failed(&self, ip: std::net::IpAddr, now_ms: u64) -> std::time::Duration {
+        let base_ms = self.config().auth.login_delay_ms;
+        if base_ms == 0 {
+            return std::time::Duration::ZERO;
+        }
+        lock(&self.inner.logins).failed(ip, now_ms, base_ms)
+    }
+
+    /// Notes a successful login from `ip`: its failures are forgotten.
+    pub(crate) fn login_succeeded(&self, ip: std::net::IpAddr) {
+        lock(&self.inner.logins).succeeded(ip);
     }
 
     /// The configuration the broker runs with.

@@ -62,6 +62,8 @@ pub(crate) enum Close {
         why: &'static str,
         /// The user name the CONNECT gave, for the log line.
         user: Option<Box<str>>,
+        /// How long to wait before answering: a failed login, slowed per address.
+        slow_down: std::time::Duration,
     },
 }
 
@@ -146,7 +148,9 @@ impl Close {
                 tracing::warn!(%peer, "closed: [MQTT-3.1.0-1] first packet was {what}, not CONNECT")
             }
             Self::Decode(e) => tracing::warn!(%peer, "refused CONNECT: {e}"),
-            Self::Refused { reason, why, user } => match user {
+            Self::Refused {
+                reason, why, user, ..
+            } => match user {
                 Some(user) => {
                     tracing::warn!(%peer, %user, "refused CONNECT: {why} ({reason})")
                 }

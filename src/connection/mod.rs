@@ -189,6 +189,15 @@ where
             Some(shell)
         }
         Err(close) => {
+            if let Close::Refused { slow_down, .. } = &close
+                && !slow_down.is_zero()
+            {
+                // A failed login waits before it hears so (not past shutdown).
+                tokio::select! {
+                    _ = tokio::time::sleep(*slow_down) => {}
+                    _ = shutdown.wait_for(|down| *down) => {}
+                }
+            }
             let linger = shell.engine.close(&close, Instant::now(), &mut shell.out);
             let _ = tokio::time::timeout(FLUSH_AT_CLOSE, async {
                 io.write_all(&shell.out).await?;

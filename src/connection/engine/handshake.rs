@@ -160,7 +160,10 @@ impl Engine {
                 ReasonCode::BAD_AUTHENTICATION_METHOD,
                 "unknown Authentication Method",
             ),
-            Begin::Refused(why) => (ReasonCode::BAD_USER_NAME_OR_PASSWORD, why),
+            Begin::Refused(why) => {
+                let refused = Refused::new(&connect, ReasonCode::BAD_USER_NAME_OR_PASSWORD, why);
+                return Err(self.failed_login(refuse(&connect, refused, out), now));
+            }
         };
         let refused = Refused::new(&connect, reason, why);
         Err(refuse(&connect, refused, out))
@@ -217,9 +220,18 @@ impl Engine {
                     ReasonCode::NOT_AUTHORIZED,
                     "authentication failed",
                 );
-                Err(refuse(&pending.connect, refused, out))
+                Err(self.failed_login(refuse(&pending.connect, refused, out), now))
             }
         }
+    }
+
+    /// Notes a failed login from this connection's address, and has its refusal wait as long as
+    /// the address's failures say (see `broker/logins.rs`).
+    fn failed_login(&self, mut close: Close, now: Instant) -> Close {
+        if let (Some(broker), Close::Refused { slow_down, .. }) = (self.broker(), &mut close) {
+            *slow_down = broker.login_failed(self.peer.ip(), crate::clock::ms(now));
+        }
+        close
     }
 
     /// Applies the policy's decision for an authenticated client: attaches its session, answers
@@ -246,6 +258,9 @@ impl Engine {
             will,
             ..
         } = *connect;
+        if identity.checked {
+            broker.login_succeeded(self.peer.ip());
+        }
         let attached = broker.attach(
             accepted.client_id,
             clean_start,
@@ -332,7 +347,12 @@ fn refuse(connect: &Connect, refused: Refused, out: &mut BytesMut) -> Close {
         let _ = packet.encode(version, out);
     }
     let user = connect.username.as_deref().map(Box::from);
-    Close::Refused { reason, why, user }
+    Close::Refused {
+        reason,
+        why,
+        user,
+        slow_down: std::time::Duration::ZERO,
+    }
 }
 
 /// The protocol level of the CONNECT at the front of `buf`, if that much of it has arrived:
