@@ -87,6 +87,9 @@ pub struct Limits {
     /// task and reactor registration are freed, and its socket waits in one shared epoll set
     /// until the client sends or a message comes. 0 = never park.
     pub idle_park_secs: u64,
+    /// Most clients connected at once; a CONNECT beyond it is refused (v5 0x97 Quota exceeded,
+    /// 3.1.1 0x03 Server unavailable). 0 = no limit.
+    pub max_connections: u64,
 }
 
 /// MQTT 5 features an operator sets.
@@ -209,6 +212,7 @@ impl Default for Limits {
             subscription_identifier_available: true,
             max_topic_levels: 200,
             idle_park_secs: 5,
+            max_connections: 60_000,
         }
     }
 }

@@ -25,6 +25,8 @@ pub struct Metrics {
     pub dropped_no_member: AtomicU64,
     /// Will messages published, at once or after their Will Delay Interval.
     pub wills_published: AtomicU64,
+    /// Clients connected right now (past CONNACK, until their connection ends).
+    pub connections_current: AtomicU64,
     /// Connections parked right now: idle, with no task (see `connection/park.rs`).
     pub connections_parked: AtomicU64,
 }

@@ -119,7 +119,8 @@ impl Engine {
         let Some(broker) = self.broker().cloned() else {
             return Ok(());
         };
-        if let Err(refused) = policy::screen(&connect, broker.config()) {
+        let connected = Metrics::get(&broker.metrics().connections_current);
+        if let Err(refused) = policy::screen(&connect, broker.config(), connected) {
             return Err(refuse(&connect, refused, out));
         }
         let props = &connect.properties;
@@ -268,6 +269,7 @@ impl Engine {
             accepted.expiry,
         );
         Metrics::inc(&broker.metrics().connections_accepted);
+        Metrics::inc(&broker.metrics().connections_current);
         let v5 = version.is_v5();
         let aliases_out = p
             .topic_alias_maximum

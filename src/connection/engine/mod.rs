@@ -231,6 +231,7 @@ impl Engine {
                 true
             }
             State::Open(mut open) => {
+                Metrics::dec(&open.link.broker().metrics().connections_current);
                 if let Some(reason) = close.disconnect_reason()
                     && open.version.is_v5()
                 {

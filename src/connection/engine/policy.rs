@@ -68,8 +68,21 @@ pub(crate) struct Accepted {
 
 /// What is decided before authentication runs: a redirected server, a 3.1.1 keep alive above the
 /// limit and v5 Authentication Data without a method are refused whoever the client is.
-pub(crate) fn screen(connect: &Connect, config: &Config) -> Result<(), Refused> {
+///
+/// `connected` is how many clients are connected now: at `limits.max_connections` a new one is
+/// refused (0x97 Quota exceeded; 3.1.1: 0x03 Server unavailable) before any authentication work.
+pub(crate) fn screen(connect: &Connect, config: &Config, connected: u64) -> Result<(), Refused> {
     let v5 = connect.protocol.is_v5();
+    let max = config.limits.max_connections;
+    if max > 0 && connected >= max {
+        let reason = if v5 {
+            ReasonCode::QUOTA_EXCEEDED
+        } else {
+            ReasonCode::SERVER_UNAVAILABLE
+        };
+        let why = "limits.max_connections clients are connected";
+        return Err(Refused::new(connect, reason, why));
+    }
     let reference = &config.mqtt5.server_reference;
     if !reference.is_empty() {
         // The operator sends clients elsewhere (5.0 section 4.11); 3.1.1 has only "server

@@ -541,3 +541,31 @@ async fn a_runs_acknowledgements_keep_the_order_of_its_packets() {
         .collect();
     assert_eq!(delivered, payloads, "routed in the order they came");
 }
+
+/// At `limits.max_connections` a CONNECT is refused (0x97 Quota exceeded; 3.1.1 0x03 Server
+/// unavailable) until a client leaves.
+#[tokio::test]
+async fn beyond_max_connections_a_connect_is_refused_until_one_leaves() {
+    let now = Instant::now();
+    let broker = broker_with(|c| c.limits.max_connections = 1);
+    let mut first = Client::open(&broker, &connect(5, CLEAN, 0, &[], &s(b"one")), now);
+    let mut second = Client::new(&broker, now);
+    let close = second
+        .send(&connect(5, CLEAN, 0, &[0x17, 0], &s(b"two")), now)
+        .expect_err("refused");
+    assert!(matches!(
+        close,
+        Close::Refused {
+            reason: ReasonCode::QUOTA_EXCEEDED,
+            ..
+        }
+    ));
+    assert_eq!(second.take(), [0x20, 3, 0, 0x97, 0]);
+    let mut third = Client::new(&broker, now);
+    third
+        .send(&connect(4, CLEAN, 0, &[], &s(b"three")), now)
+        .expect_err("refused");
+    assert_eq!(third.take(), [0x20, 2, 0, 0x03]);
+    first.close(&Close::SocketClosed, now);
+    Client::open(&broker, &connect(4, CLEAN, 0, &[], &s(b"four")), now);
+}
