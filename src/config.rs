@@ -90,6 +90,9 @@ pub struct Limits {
     /// Most clients connected at once; a CONNECT beyond it is refused (v5 0x97 Quota exceeded,
     /// 3.1.1 0x03 Server unavailable). 0 = no limit.
     pub max_connections: u64,
+    /// Most subscriptions one session may hold; a new filter beyond it gets SUBACK 0x97 Quota
+    /// exceeded (3.1.1: 0x80). 0 = no limit.
+    pub max_subscriptions_per_client: usize,
 }
 
 /// MQTT 5 features an operator sets.
@@ -213,6 +216,7 @@ impl Default for Limits {
             max_topic_levels: 200,
             idle_park_secs: 5,
             max_connections: 60_000,
+            max_subscriptions_per_client: 10_000,
         }
     }
 }

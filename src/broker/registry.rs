@@ -213,6 +213,16 @@ pub(super) enum Park {
 pub(super) struct Filters(Option<Box<HashSet<Box<str>>>>);
 
 impl Filters {
+    /// How many filters.
+    pub(super) fn len(&self) -> usize {
+        self.0.as_ref().map_or(0, |set| set.len())
+    }
+
+    /// Whether `filter` is one of them.
+    pub(super) fn contains(&self, filter: &str) -> bool {
+        self.0.as_ref().is_some_and(|set| set.contains(filter))
+    }
+
     /// Adds `filter` (again, if it is there already).
     pub(super) fn insert(&mut self, filter: &str) {
         self.0.get_or_insert_default().insert(filter.into());

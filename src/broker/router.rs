@@ -102,6 +102,11 @@ impl Broker {
             subscription_id,
         };
         let mut st = slot.lock_for(conn)?;
+        let max = limits.max_subscriptions_per_client;
+        if max > 0 && st.filters.len() >= max && !st.filters.contains(filter) {
+            // A new filter beyond the limit; replacing one the session has is always allowed.
+            return Ok(ReasonCode::QUOTA_EXCEEDED);
+        }
         st.filters.insert(filter);
         if let Some(Ok((group, shared_filter))) = shared {
             self.join_group(filter, group, shared_filter, entry);

@@ -569,3 +569,37 @@ async fn beyond_max_connections_a_connect_is_refused_until_one_leaves() {
     first.close(&Close::SocketClosed, now);
     Client::open(&broker, &connect(4, CLEAN, 0, &[], &s(b"four")), now);
 }
+
+/// Beyond `limits.max_subscriptions_per_client` a new filter gets 0x97 (3.1.1: 0x80); one the
+/// session already has may be subscribed to again.
+#[tokio::test]
+async fn beyond_max_subscriptions_a_new_filter_is_refused() {
+    let now = Instant::now();
+    let broker = broker_with(|c| c.limits.max_subscriptions_per_client = 2);
+    let subscribe = |filters: &[&[u8]]| {
+        let mut body = vec![0, 1, 0];
+        for f in filters {
+            body.extend(s(f));
+            body.push(0);
+        }
+        frame(0x82, &body)
+    };
+    let mut c = Client::open(&broker, &connect(5, CLEAN, 0, &[], &s(b"many")), now);
+    c.send(&subscribe(&[b"a", b"b", b"c"]), now)
+        .expect("SUBSCRIBE");
+    assert_eq!(c.take(), [0x90, 6, 0, 1, 0, 0, 0, 0x97]);
+    c.send(&subscribe(&[b"a"]), now).expect("again");
+    assert_eq!(
+        c.take(),
+        [0x90, 4, 0, 1, 0, 0],
+        "an existing filter is fine"
+    );
+    let mut old = Client::open(&broker, &connect(4, CLEAN, 0, &[], &s(b"old")), now);
+    let mut body = vec![0, 1];
+    for f in [&b"a"[..], b"b", b"c"] {
+        body.extend(s(f));
+        body.push(0);
+    }
+    old.send(&frame(0x82, &body), now).expect("SUBSCRIBE");
+    assert_eq!(old.take(), [0x90, 5, 0, 1, 0, 0, 0x80]);
+}
