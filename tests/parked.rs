@@ -133,3 +133,32 @@ async fn a_parked_client_that_closes_its_socket_ends_with_its_will() {
     drop(dev);
     assert_eq!(payloads(&[watcher.expect_publish().await]), ["gone"]);
 }
+
+/// A client parked at its CONNACK that publishes at once is resumed and its messages delivered,
+/// in order.
+#[tokio::test]
+async fn a_client_publishing_right_after_connack_is_resumed_in_order() {
+    let b = broker().await;
+    let mut sub = Raw::connect(b.addr, V3_1_1, "listener", true).await;
+    assert_eq!(sub.subscribe("burst", QoS::AtLeastOnce).await, [1]);
+    let mut publisher = Raw::connect(b.addr, V3_1_1, "burst", true).await;
+    for i in 1..=20u16 {
+        publisher
+            .publish(
+                "burst",
+                i.to_string().as_bytes(),
+                QoS::AtLeastOnce,
+                false,
+                i,
+            )
+            .await;
+    }
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let p = sub.expect_publish().await;
+        sub.ack(&p).await;
+        got.push(String::from_utf8_lossy(&p.payload).into_owned());
+    }
+    let want: Vec<String> = (1..=20).map(|i| i.to_string()).collect();
+    assert_eq!(got, want);
+}

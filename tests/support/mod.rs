@@ -43,6 +43,13 @@ pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestBroker {
         listeners: vec![Listener::new("127.0.0.1:0".parse().unwrap())],
         ..Config::default()
     };
+    // No parking unless a test asks for it (tests/parked.rs does; the release binary's tests and
+    // the interop checks in .ci/run run with the default). A connection parked at CONNACK that
+    // publishes at once is resumed through the parking lot's thread, so its messages can reach
+    // the broker after another client's later packets: MQTT promises no order across clients,
+    // but `Raw::drain` (two PING round trips on the subscriber) assumes the publisher's packets
+    // were handled first.
+    config.limits.idle_park_secs = 0;
     f(&mut config);
     let server = Server::start(config).await.expect("broker starts");
     let addr = server.local_addr();
