@@ -293,3 +293,40 @@ async fn auth_from_a_client_that_used_no_method_is_a_protocol_error() {
     c.expect_disconnect(ReasonCode::PROTOCOL_ERROR).await; // [MQTT-4.12.0-7]
     b.server.shutdown().await;
 }
+
+/// An AUTH that does not parse, after a method was negotiated, is a Malformed Packet (5.0
+/// section 2.2.2.2): a Topic Alias is not an AUTH property.
+#[tokio::test]
+async fn an_auth_with_a_property_it_may_not_carry_is_malformed() {
+    let b = scram_broker().await;
+    let (mut alice, ack) = scram_connect(&b, "alice-1", "alice", "pencil").await;
+    assert_eq!(ack.reason, ReasonCode::SUCCESS);
+    // AUTH 0x19 with the property section [Topic Alias 1].
+    alice.send_bytes(&[0xF0, 5, 0x19, 3, 0x23, 0, 1]).await;
+    alice.expect_disconnect(ReasonCode::MALFORMED_PACKET).await;
+    b.server.shutdown().await;
+}
+
+/// [MQTT-3.1.2-24] A challenge larger than the client's Maximum Packet Size is never sent: the
+/// handshake ends with a bare CONNACK 0x95 instead.
+#[tokio::test]
+async fn a_challenge_over_the_clients_maximum_packet_size_ends_the_handshake_with_0x95() {
+    let b = scram_broker().await;
+    let client = ScramClient::new("alice", "pencil", "rOprNGfwEbeRWgbNEkqO");
+    let mut c = connect_packet(V5, "small", true);
+    c.properties.make_mut().authentication_method = Some(ByteStr::from_static(METHOD).unwrap());
+    c.properties.make_mut().authentication_data = Some(Bytes::from(client.first()));
+    // The server-first-message alone (nonce, salt, iterations) is over 40 bytes.
+    c.properties.make_mut().maximum_packet_size = Some(40);
+    let mut raw = Raw::open(b.addr, V5).await;
+    raw.send(&Packet::Connect(Box::new(c))).await;
+    match raw.recv().await {
+        Packet::ConnAck(a) => {
+            assert_eq!(a.reason, ReasonCode::PACKET_TOO_LARGE);
+            assert!(a.properties.is_empty(), "bare: {:?}", a.properties);
+        }
+        other => panic!("expected CONNACK 0x95, got {other:?}"),
+    }
+    assert!(raw.closed().await.is_empty());
+    b.server.shutdown().await;
+}

@@ -122,3 +122,23 @@ async fn a_session_resumed_after_a_keep_alive_timeout_is_not_closed_again() {
     }
     b.server.shutdown().await;
 }
+
+/// A packet still arriving counts as hearing from the client, as in Mosquitto (tried with
+/// 2.0.11): a large PUBLISH over a slow link may take longer than the keep alive to arrive
+/// whole, and must not be cut off for it (docs/decisions.md, "Keep alive limit").
+#[tokio::test]
+async fn a_packet_arriving_slowly_keeps_its_connection_open() {
+    let b = start().await;
+    let (mut c, connected) = connect_keep_alive(&b, V3_1_1, "slow-link", 1).await;
+    // A QoS 0 PUBLISH to "t" with 28 bytes of payload, a byte every 100 ms: 3 s in all.
+    let packet = [&[0x30, 31, 0, 1, b't'][..], &[b'x'; 28]].concat();
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    for byte in packet.chunks(1) {
+        tick.tick().await;
+        c.send_bytes(byte).await;
+    }
+    assert!(connected.elapsed() >= Duration::from_millis(2900));
+    c.send(&Packet::PingReq).await;
+    assert_eq!(c.recv().await, Packet::PingResp, "still open");
+    b.server.shutdown().await;
+}

@@ -1,5 +1,6 @@
 //! Protocol errors, byte for byte (issue 14, sections 1 and 2): one row per packet type, case
-//! and version, with the exact bytes a client sends and the exact bytes it gets back.
+//! and version (5.0, 3.1.1 and 3.1), with the exact bytes a client sends and the exact bytes it
+//! gets back.
 //!
 //! MQTT 5.0 section 1.2: a Malformed Packet (0x81) "cannot be parsed according to this
 //! specification"; a Protocol Error (0x82) is found "after the packet has been parsed". So a
@@ -12,7 +13,7 @@
 
 mod support;
 
-use roost::protocol::ProtocolVersion::{self, V3_1_1, V5};
+use roost::protocol::ProtocolVersion::{self, V3_1, V3_1_1, V5};
 use roost::protocol::{Properties, QoS};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -390,13 +391,14 @@ async fn read_all(c: &mut Raw, wait: std::time::Duration) -> (Vec<u8>, bool) {
 }
 
 #[tokio::test]
-async fn each_protocol_error_gets_its_exact_answer_in_both_versions() {
+async fn each_protocol_error_gets_its_exact_answer_in_every_version() {
     let b = start().await;
     let mut publisher = Raw::connect(b.addr, V5, "publisher", true).await;
     let mut failures = Vec::new();
     let mut n = 0;
     for row in rows() {
-        for (version, case) in [(V5, &row.v5), (V3_1_1, &row.v311)] {
+        // 3.1 frames every packet after CONNECT as 3.1.1 does, and has no reason codes either.
+        for (version, case) in [(V5, &row.v5), (V3_1_1, &row.v311), (V3_1, &row.v311)] {
             let Some((input, want)) = case else { continue };
             n += 1;
             let id = format!("row-{n}");
@@ -537,21 +539,32 @@ async fn a_client_still_writing_reads_the_disconnect_that_ends_its_connection() 
     let qos2 = |id: u16| frame(0x34, &[0, 1, b't', (id >> 8) as u8, id as u8, 0, b'x']);
     let qos0 = frame(0x30, &[0, 1, b't', 0, b'x']);
     let big = frame(0x30, &[&[0, 1, b't', 0][..], &[0; 2048]].concat()); // over the 1,024 limit
-    let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+    let cases: Vec<(&str, ProtocolVersion, Vec<u8>, Vec<u8>)> = vec![
         (
             "0x93: a third QoS 2 message unreleased, over our Receive Maximum of 2",
+            V5,
             [qos2(1), qos2(2), qos2(3)].concat(),
             vec![0x50, 3, 0, 1, 0x10, 0x50, 3, 0, 2, 0x10, 0xE0, 1, 0x93],
         ),
         (
             "0x95: a packet over limits.max_packet_size",
-            big,
+            V5,
+            big.clone(),
             vec![0xE0, 1, 0x95],
         ),
-        ("0x82: a PINGRESP", vec![0xD0, 0], vec![0xE0, 1, 0x82]),
+        ("0x82: a PINGRESP", V5, vec![0xD0, 0], vec![0xE0, 1, 0x82]),
+        // 3.1.1 has no DISCONNECT from the server: the client reads its last PUBACK and then
+        // the end of the stream, not a reset.
+        (
+            "3.1.1: a packet over limits.max_packet_size",
+            V3_1_1,
+            [frame(0x32, &[0, 1, b't', 0, 7, b'x']), big].concat(),
+            vec![0x40, 2, 0, 7],
+        ),
+        ("3.1.1: a PINGRESP", V3_1_1, vec![0xD0, 0], vec![]),
     ];
-    for (what, trigger, want) in cases {
-        let mut c = client(b.addr, V5, "writer").await;
+    for (what, version, trigger, want) in cases {
+        let mut c = client(b.addr, version, "writer").await;
         let (mut rd, wr) = c.stream.into_split();
         let stop = Arc::new(AtomicBool::new(false));
         // The trigger with 4,000 QoS 0 PUBLISHes behind it (unread when the broker ends the
@@ -594,4 +607,30 @@ async fn a_client_still_writing_reads_the_disconnect_of_a_shutdown() {
         .await
         .expect("shutdown completes")
         .unwrap();
+}
+
+/// Section 3, bounded: a client that never stops writing cannot hold its connection open. After
+/// the DISCONNECT the broker reads and discards for at most a second, then closes the socket,
+/// so the client's writes start failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_stops_writing_is_closed_all_the_same() {
+    let b = start().await;
+    let c = client(b.addr, V5, "endless").await;
+    let (mut rd, mut wr) = c.stream.into_split();
+    let qos0 = frame(0x30, &[0, 1, b't', 0, b'x']);
+    let writer = tokio::spawn(async move {
+        wr.write_all(&[0xD0, 0]).await?; // a PINGRESP: 0x82
+        loop {
+            wr.write_all(&qos0.repeat(64)).await?;
+            tokio::task::yield_now().await;
+        }
+    });
+    let mut got = [0u8; 3];
+    rd.read_exact(&mut got).await.expect("the DISCONNECT");
+    assert_eq!(got, [0xE0, 1, 0x82]);
+    let failed: std::io::Result<()> = tokio::time::timeout(WAIT, writer)
+        .await
+        .expect("the broker closes the socket while the client still writes")
+        .unwrap();
+    assert!(failed.is_err());
 }

@@ -206,32 +206,60 @@ async fn a_chain_of_takeovers_leaves_only_the_last_connection() {
     b.server.shutdown().await;
 }
 
-/// A CONNECT of either kind: a session that lives on (3.1.1 CleanSession 0; 5.0 Clean Start 0
-/// and Session Expiry 60) or one that ends with its connection (3.1.1 CleanSession 1; 5.0 Clean
-/// Start 1 and no Session Expiry), with or without a will.
-fn connect_of(v: ProtocolVersion, id: &str, lives_on: bool, will: bool) -> Connect {
-    let mut c = if lives_on {
-        persistent(v, id)
-    } else {
-        connect_packet(v, id, true)
-    };
-    if will {
-        c.will = Some(Will {
-            topic: ByteStr::try_from(format!("will/{id}")).unwrap(),
-            payload: Bytes::from_static(b"gone"),
-            qos: QoS::AtLeastOnce,
-            retain: false,
-            properties: Default::default(),
-        });
+/// How a connection asks for its session: Clean Start (3.1.1: CleanSession) and, in 5.0, a
+/// Session Expiry Interval.
+#[derive(Debug, Clone, Copy)]
+struct Kind {
+    clean: bool,
+    expiry: u32,
+}
+
+impl Kind {
+    /// Every kind a version has: 3.1.1 has the flag alone (its persistent session never
+    /// expires here); 5.0 has both settings, each way.
+    fn all(v: ProtocolVersion) -> Vec<Kind> {
+        let expiries: &[u32] = if v.is_v5() { &[0, 60] } else { &[0] };
+        [true, false]
+            .into_iter()
+            .flat_map(|clean| expiries.iter().map(move |&expiry| Kind { clean, expiry }))
+            .collect()
     }
-    c
+
+    /// Whether the session outlives its connection: 3.1.1 CleanSession 0, 5.0 a non-zero
+    /// Session Expiry Interval (Clean Start only decides how a session starts).
+    fn lives_on(self, v: ProtocolVersion) -> bool {
+        if v.is_v5() {
+            self.expiry > 0
+        } else {
+            !self.clean
+        }
+    }
+
+    /// This kind's CONNECT, with or without a will.
+    fn connect(self, v: ProtocolVersion, id: &str, will: bool) -> Connect {
+        let mut c = connect_packet(v, id, self.clean);
+        if v.is_v5() && self.expiry > 0 {
+            c.properties.make_mut().session_expiry_interval = Some(self.expiry);
+        }
+        if will {
+            c.will = Some(Will {
+                topic: ByteStr::try_from(format!("will/{id}")).unwrap(),
+                payload: Bytes::from_static(b"gone"),
+                qos: QoS::AtLeastOnce,
+                retain: false,
+                properties: Default::default(),
+            });
+        }
+        c
+    }
 }
 
 /// Issue 14, section 4: a session that lasts as long as its connection (CleanSession 1 in
-/// 3.1.1, Session Expiry 0 in 5.0) is never resumed, even by a connection that takes it over
-/// while it is open and asks to resume (CleanSession 0 / Clean Start 0): the state "MUST NOT
-/// be reused in any subsequent Session" [MQTT-3.1.2-6 of 3.1.1; 5.0 3.1.2.11.2]. Every
-/// combination of the two connections' kinds, both versions, with and without a will.
+/// 3.1.1, Session Expiry 0 in 5.0, whatever its Clean Start) is never resumed, even by a
+/// connection that takes it over while it is open and asks to resume (CleanSession 0 / Clean
+/// Start 0): the state "MUST NOT be reused in any subsequent Session" [MQTT-3.1.2-6 of 3.1.1;
+/// 5.0 3.1.2.11.2]. Every combination of the two connections' kinds (two in 3.1.1, four in
+/// 5.0), with and without a will on either.
 #[tokio::test]
 async fn a_session_that_ends_with_its_connection_is_never_resumed() {
     let b = start().await;
@@ -240,17 +268,17 @@ async fn a_session_that_ends_with_its_connection_is_never_resumed() {
     let mut publisher = Raw::connect(b.addr, V5, "tk-pub", true).await;
     let mut n = 0;
     for v in VERSIONS {
-        for old_lives_on in [false, true] {
-            for new_lives_on in [false, true] {
-                for will in [false, true] {
+        for old_kind in Kind::all(v) {
+            for new_kind in Kind::all(v) {
+                for (old_will, new_will) in [(false, false), (true, false), (false, true)] {
                     n += 1;
                     let id = format!("m{n}");
                     let case = format!(
-                        "{v:?} old lives on: {old_lives_on}, new lives on: {new_lives_on}, will: {will}"
+                        "{v:?} old {old_kind:?} will {old_will}, new {new_kind:?} will {new_will}"
                     );
                     let topic = format!("tk/{id}");
                     let (mut old, _) =
-                        Raw::connect_with(b.addr, connect_of(v, &id, old_lives_on, will)).await;
+                        Raw::connect_with(b.addr, old_kind.connect(v, &id, old_will)).await;
                     assert_eq!(old.subscribe(&topic, QoS::AtLeastOnce).await, [1]);
                     // A message in flight to the old connection, never acknowledged.
                     publisher
@@ -259,9 +287,9 @@ async fn a_session_that_ends_with_its_connection_is_never_resumed() {
                     assert_eq!(old.expect_publish().await.packet_id, 1, "{case}");
 
                     let (mut new, ack) =
-                        Raw::connect_with(b.addr, connect_of(v, &id, new_lives_on, false)).await;
+                        Raw::connect_with(b.addr, new_kind.connect(v, &id, new_will)).await;
                     expect_taken_over(&mut old).await;
-                    let resumed = old_lives_on && new_lives_on;
+                    let resumed = old_kind.lives_on(v) && !new_kind.clean;
                     assert_eq!(ack.session_present, resumed, "{case}: Session Present");
                     // What the old session had: its message in flight and its subscription.
                     let reason = publisher
@@ -275,11 +303,17 @@ async fn a_session_that_ends_with_its_connection_is_never_resumed() {
                         assert_eq!(reason, ReasonCode::NO_MATCHING_SUBSCRIBERS, "{case}");
                         assert_eq!(got, [], "{case}: nothing of the old session survives");
                     }
-                    // The old connection ended without DISCONNECT: its will, if any, went out.
+                    // The old connection ended without DISCONNECT: its will, if any, went out;
+                    // the new connection's will stays with it.
                     let wills = watcher.drain().await;
-                    let want: &[&str] = if will { &["gone"] } else { &[] };
+                    let want: &[&str] = if old_will { &["gone"] } else { &[] };
                     assert_eq!(payloads(&wills), want, "{case}");
                     new.disconnect().await;
+                    assert_eq!(
+                        watcher.drain().await,
+                        [],
+                        "{case}: DISCONNECT 0x00, no will"
+                    );
                 }
             }
         }
@@ -299,8 +333,11 @@ async fn a_connection_taken_over_leaves_no_ghost_subscription() {
     let mut publisher = Raw::connect(b.addr, V5, "ghost-pub", true).await;
     for attempt in 0..200u16 {
         let v = VERSIONS[usize::from(attempt % 2)];
-        let lives_on = attempt % 4 >= 2;
-        let (mut a, _) = Raw::connect_with(b.addr, connect_of(v, "ghost", lives_on, false)).await;
+        let kind = Kind {
+            clean: attempt % 4 < 2,
+            expiry: 60,
+        };
+        let (mut a, _) = Raw::connect_with(b.addr, kind.connect(v, "ghost", false)).await;
         // One burst of QoS 0 PUBLISHes interleaved with SUBSCRIBEs, written in one go.
         let mut burst = bytes::BytesMut::new();
         for i in 0..40u16 {

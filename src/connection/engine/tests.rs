@@ -603,3 +603,52 @@ async fn beyond_max_subscriptions_a_new_filter_is_refused() {
     old.send(&frame(0x82, &body), now).expect("SUBSCRIBE");
     assert_eq!(old.take(), [0x90, 5, 0, 1, 0, 0, 0x80]);
 }
+
+/// Issue 14, section 6, without the race: once another connection has taken the session over,
+/// nothing the old connection still has to handle may change any session. Its SUBSCRIBE (and
+/// the PUBLISH with it) end the connection as taken over, add no subscription and route
+/// nothing, in both versions, whether the old session lived on or not.
+#[tokio::test]
+async fn after_a_takeover_the_old_connection_changes_nothing() {
+    let now = Instant::now();
+    let broker = broker_with(|_| {});
+    let mut watcher = subscriber(&broker, b"watcher", b"ghost/#", now);
+    for (level, flags) in [(4, CLEAN), (4, 0), (5, CLEAN), (5, 0)] {
+        // 5.0: a Session Expiry Interval of 60, so a flags of 0 is a session that lives on; its
+        // SUBSCRIBE and PUBLISH carry an empty property section.
+        let (props, none): (&[u8], &[u8]) = if level == 5 {
+            (&[0x11, 0, 0, 0, 60], &[0])
+        } else {
+            (&[], &[])
+        };
+        let mut tail = frame(0x82, &[&[0, 1], none, &s(b"ghost/sub"), &[1]].concat());
+        tail.extend(frame(0x30, &[&s(b"ghost/pub")[..], none, b"p"].concat()));
+        let case = format!("level {level}, flags {flags:#04x}");
+        let mut old = Client::open(&broker, &connect(level, flags, 0, props, &s(b"ghost")), now);
+        let mut new = Client::open(&broker, &connect(level, CLEAN, 0, props, &s(b"ghost")), now);
+        assert!(
+            matches!(old.send(&tail, now), Err(Close::TakenOver)),
+            "{case}"
+        );
+        let last = old.close(&Close::TakenOver, now);
+        if level == 5 {
+            assert_eq!((last[0], last[2]), (0xE0, 0x8E), "{case}: DISCONNECT 0x8E");
+        } else {
+            assert_eq!(last, [], "{case}: closed");
+        }
+        assert_eq!(broker.subscription_count(), 1, "{case}: the watcher's only");
+        assert_eq!(
+            watcher.transmit(now).expect("open"),
+            [],
+            "{case}: nothing routed"
+        );
+        let end = new.send(&[0xE0, 0], now).expect_err("DISCONNECT ends it");
+        assert!(matches!(end, Close::Normal), "{case}: {end:?}");
+        new.close(&end, now);
+    }
+    // The last session lived on (expiry 60) with no subscription; none is an orphan.
+    assert_eq!(
+        broker.subscriptions_without_a_session(),
+        Vec::<String>::new()
+    );
+}
