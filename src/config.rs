@@ -161,6 +161,9 @@ pub struct Auth {
     /// Mosquitto's password file (`mosquitto_passwd` or `roost passwd` writes it): a client
     /// that sends a user name must send its password. Empty: no file.
     pub password_file: std::path::PathBuf,
+    /// Mosquitto's ACL file: who may publish and subscribe to what. Empty: no file, everyone
+    /// may do everything.
+    pub acl_file: std::path::PathBuf,
     /// Milliseconds a failed login waits before it is refused, doubling with each further
     /// failure from the same address (32 times this at most); a success or ten quiet minutes
     /// reset it. 0 = no wait.
@@ -246,6 +249,7 @@ impl Default for Auth {
             allow_anonymous: true,
             scram_users: Vec::new(),
             password_file: std::path::PathBuf::new(),
+            acl_file: std::path::PathBuf::new(),
             login_delay_ms: 250,
         }
     }
@@ -332,6 +336,15 @@ impl Config {
                 message: format!(
                     "{e} (write it with `roost passwd FILE USER` or mosquitto_passwd)"
                 ),
+            });
+        }
+        let acl = &self.auth.acl_file;
+        if !acl.as_os_str().is_empty()
+            && let Err(e) = crate::auth::AclFile::load(acl)
+        {
+            return Err(ConfigError::Invalid {
+                key: "auth.acl_file",
+                message: format!("{e} (the file is in Mosquitto's acl_file format)"),
             });
         }
         if self.listeners.is_empty() {

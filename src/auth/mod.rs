@@ -9,8 +9,11 @@
 //!
 //! Methods: [`SCRAM_SHA_256`] ([`ScramAuthenticator`]).
 
+mod acl;
 mod password;
 mod scram;
+
+pub(crate) use acl::{AclFile, SharedAcl, SubscribeCheck};
 
 pub(crate) use password::PasswordFile;
 pub use password::{delete_user, set_password};

@@ -93,9 +93,10 @@ impl Link {
         filter: &str,
         options: SubscriptionOptions,
         subscription_id: Option<u32>,
+        acl: Option<&crate::auth::SharedAcl>,
     ) -> Result<ReasonCode, TakenOver> {
         self.broker
-            .subscribe(&self.slot, self.id, filter, options, subscription_id)
+            .subscribe(&self.slot, self.id, filter, options, subscription_id, acl)
     }
 
     /// Unsubscribes the session from `filter`; whether it was subscribed.

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub dropped_queue_full: AtomicU64,
     /// Dropped because the PUBLISH exceeded the client's Maximum Packet Size [MQTT-3.1.2-25].
     pub dropped_too_large: AtomicU64,
+    /// PUBLISHes refused, and deliveries withheld, because the ACL file does not allow them.
+    pub dropped_not_authorized: AtomicU64,
     /// Dropped because a shared subscription's member left with it unfinished and its group
     /// had no other member, and its session ended.
     pub dropped_no_member: AtomicU64,

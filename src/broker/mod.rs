@@ -36,6 +36,17 @@ pub(crate) struct SubEntry {
     pub(crate) options: crate::protocol::SubscriptionOptions,
     /// v5 Subscription Identifier, if the SUBSCRIBE carried one.
     pub(crate) subscription_id: Option<u32>,
+    /// The subscriber's ACL, when it may read only some of the topics the filter matches.
+    pub(crate) read_check: Option<crate::auth::SharedAcl>,
+}
+
+impl SubEntry {
+    /// Whether the subscriber may read a message published to `topic`.
+    pub(crate) fn may_read(&self, topic: &str) -> bool {
+        self.read_check
+            .as_ref()
+            .is_none_or(|acl| acl.may_read(topic))
+    }
 }
 
 /// Both subscription tries, behind one lock: a PUBLISH is matched against both.
@@ -71,6 +82,8 @@ struct Inner {
     shutting_down: AtomicBool,
     /// The enhanced authentication methods enabled by the configuration.
     auth: crate::auth::Users,
+    /// `auth.acl_file`'s rules, if there is one.
+    acl: Option<crate::auth::AclFile>,
     /// Every connection's keep-alive deadline.
     keep_alives: keep_alive::KeepAlives,
     /// Failed logins per source address (see `broker/logins.rs`).
@@ -95,6 +108,7 @@ impl Broker {
             methods,
             passwords: password_file(&config),
         };
+        let acl = acl_file(&config);
         let (shutdown, _) = watch::channel(false);
         let s = &config.sessions;
         let queue_limits = Arc::new(crate::session::QueueLimits {
@@ -113,6 +127,7 @@ impl Broker {
                 shutdown,
                 shutting_down: AtomicBool::new(false),
                 auth,
+                acl,
                 keep_alives: keep_alive::KeepAlives::default(),
                 idle_sweeper: AtomicBool::new(false),
                 logins: Mutex::default(),
@@ -124,6 +139,17 @@ impl Broker {
     /// The enhanced authentication methods (MQTT 5.0 section 4.12) the configuration enables.
     pub(crate) fn authenticator(&self) -> &dyn crate::auth::Authenticate {
         &self.inner.auth
+    }
+
+    /// What the ACL file allows a client with this user name and client id; `None` when there
+    /// is no ACL file (everything is allowed).
+    pub(crate) fn acl_for(
+        &self,
+        user: Option<&str>,
+        client_id: &str,
+    ) -> Option<crate::auth::SharedAcl> {
+        let acl = self.inner.acl.as_ref()?;
+        Some(Arc::new(acl.for_client(user, client_id)))
     }
 
     /// Notes a failed login from `ip` at `now_ms`; returns how long to wait before refusing it.
@@ -234,6 +260,29 @@ fn password_file(config: &Config) -> Option<crate::auth::PasswordFile> {
         Err(e) => {
             tracing::error!("auth.password_file: {e}; refusing every user name");
             Some(crate::auth::PasswordFile::default())
+        }
+    }
+}
+
+/// `auth.acl_file`, if set, with a warning line for each pattern that names no client. The
+/// configuration was validated, so it loaded then; if it no longer does, nothing is allowed (an
+/// empty file) rather than everything.
+fn acl_file(config: &Config) -> Option<crate::auth::AclFile> {
+    let path = &config.auth.acl_file;
+    if path.as_os_str().is_empty() {
+        return None;
+    }
+    match crate::auth::AclFile::load(path) {
+        Ok((file, warnings)) => {
+            for w in warnings {
+                tracing::warn!("auth.acl_file {}: {w}", path.display());
+            }
+            tracing::info!("auth.acl_file {} loaded", path.display());
+            Some(file)
+        }
+        Err(e) => {
+            tracing::error!("auth.acl_file: {e}; refusing every PUBLISH and SUBSCRIBE");
+            Some(crate::auth::AclFile::default())
         }
     }
 }

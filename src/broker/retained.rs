@@ -60,6 +60,13 @@ impl RetainedSource for Broker {
                     expired.push(m.topic.clone());
                     return ControlFlow::Continue(());
                 }
+                if cursor
+                    .read_check
+                    .as_ref()
+                    .is_some_and(|acl| !acl.may_read(&m.topic))
+                {
+                    return ControlFlow::Continue(());
+                }
                 out.push_back(Delivery {
                     message: m.clone(),
                     qos: m.qos.min(cursor.qos),

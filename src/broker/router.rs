@@ -3,6 +3,7 @@
 //! then locked on its own for one enqueue, so a slow subscriber delays no one.
 
 use super::{Broker, SubEntry, Subscriptions, TakenOver, lock};
+use crate::auth::{SharedAcl, SubscribeCheck};
 use crate::protocol::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
 use crate::session::{
     DeliveryExtra, Enqueued, Message, RetainedCursor, Run, RunGrant, SubscriptionIds,
@@ -51,7 +52,9 @@ impl Grant {
 impl Broker {
     /// Subscribes `slot`'s session to `filter` on behalf of connection `conn` and returns the
     /// SUBACK reason: the QoS granted, or 0x8F for a malformed or too deep filter, 0x9E for
-    /// `$share` when shared subscriptions are off, 0xA2 for a wildcard when wildcards are off.
+    /// `$share` when shared subscriptions are off, 0xA2 for a wildcard when wildcards are off,
+    /// 0x87 when `acl` lets the client read nothing the filter matches (a subscription that
+    /// may read some of it keeps the ACL, and each message is checked; see `auth/acl.rs`).
     /// The subscription's retained messages are queued to the session as a stream.
     ///
     /// `TakenOver` if `conn` no longer has the session: checked under the session's lock, held
@@ -66,6 +69,7 @@ impl Broker {
         filter: &str,
         options: SubscriptionOptions,
         subscription_id: Option<u32>,
+        acl: Option<&SharedAcl>,
     ) -> Result<ReasonCode, TakenOver> {
         let limits = &self.config().limits;
         let shared = parse_shared(filter);
@@ -85,6 +89,14 @@ impl Broker {
             }
             _ => None,
         };
+        let (refusal, read_check) = match (refusal, acl) {
+            (None, Some(acl)) => match acl.subscribe(plain) {
+                SubscribeCheck::Refused => (Some(ReasonCode::NOT_AUTHORIZED), None),
+                SubscribeCheck::Whole => (None, None),
+                SubscribeCheck::Filtered => (None, Some(acl.clone())),
+            },
+            (refusal, _) => (refusal, None),
+        };
         if let Some(reason) = refusal {
             // Refused, but only a connection that still has the session answers.
             drop(slot.lock_for(conn)?);
@@ -100,6 +112,7 @@ impl Broker {
             slot: slot.clone(),
             options,
             subscription_id,
+            read_check: read_check.clone(),
         };
         let mut st = slot.lock_for(conn)?;
         let max = limits.max_subscriptions_per_client;
@@ -129,6 +142,7 @@ impl Broker {
                 after: None,
                 qos: granted,
                 extra: DeliveryExtra::new(SubscriptionIds::one(subscription_id), None),
+                read_check,
             });
         }
         Ok(ReasonCode(granted as u8))
@@ -296,10 +310,15 @@ impl Broker {
     /// One target per session: overlapping subscriptions collapse to the highest granted QoS,
     /// carrying every matching Subscription Identifier [MQTT-3.3.5-1, MQTT-3.3.4-3..4].
     fn match_targets(&self, message: &Message, targets: &mut Vec<Target>) {
+        let mut withheld = 0;
         let subs = self.subscriptions();
         let sets = subs.direct.for_each_match(&message.topic, |client, e| {
             if e.options.no_local && *client == message.publisher {
                 return; // [MQTT-3.8.3-3] of 5.0
+            }
+            if !e.may_read(&message.topic) {
+                withheld += 1;
+                return;
             }
             targets.push(Target {
                 slot: e.slot.clone(),
@@ -307,6 +326,9 @@ impl Broker {
             });
         });
         drop(subs);
+        if withheld > 0 {
+            Metrics::add(&self.metrics().dropped_not_authorized, withheld);
+        }
         // A session appears more than once only when several of its filters match, so only when
         // several filters' sets matched. Sorting by session and merging neighbours costs no
         // allocation (a hash map did, per PUBLISH).

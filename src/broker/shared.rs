@@ -159,7 +159,13 @@ impl Broker {
                 }
                 subs.shared.for_each_match(&m.topic, |_, g| {
                     if let Some(e) = g.pick(strategy, &m.publisher, &m.topic, None) {
-                        picks.push((e.slot.clone(), Grant::of(e, Some(g.name.clone()))));
+                        // A member the ACL does not let read this topic: the group's message
+                        // is withheld (members of a group are usually one user, alike).
+                        if e.may_read(&m.topic) {
+                            picks.push((e.slot.clone(), Grant::of(e, Some(g.name.clone()))));
+                        } else {
+                            Metrics::inc(&self.metrics().dropped_not_authorized);
+                        }
                     }
                 });
             }

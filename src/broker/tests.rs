@@ -29,7 +29,7 @@ async fn the_broker_subscribes_matches_and_removes_a_filter_of_a_hundred_thousan
     };
     let link = broker.attach("deep".into(), true, 10, 0).link;
     for filter in [topic.clone(), format!("{}/#", vec!["+"; 99_999].join("/"))] {
-        let granted = link.subscribe(&filter, options, None);
+        let granted = link.subscribe(&filter, options, None, None);
         assert_eq!(granted, Ok(ReasonCode(0)));
     }
     let message = |retain| Message {

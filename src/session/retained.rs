@@ -41,6 +41,8 @@ pub(crate) struct RetainedCursor {
     pub(crate) qos: QoS,
     /// The subscription's identifier, carried by every delivery of the stream.
     pub(crate) extra: Option<Arc<DeliveryExtra>>,
+    /// The subscriber's ACL, when it may read only some of the topics the filter matches.
+    pub(crate) read_check: Option<crate::auth::SharedAcl>,
 }
 
 /// A cursor and the batch taken from the store and not yet sent.

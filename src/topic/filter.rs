@@ -65,6 +65,65 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     t.next().is_none()
 }
 
+/// Whether some topic matches both filters (the `$` rule included): two valid filters `a` and
+/// `b`. Used to decide whether an ACL rule can say anything about a subscription.
+pub(crate) fn overlaps(a: &str, b: &str) -> bool {
+    let (mut a, mut b) = (super::levels(a), super::levels(b));
+    let mut first = true;
+    loop {
+        match (a.next(), b.next()) {
+            (None, None) => return true,
+            // `x/#` matches `x` too [MQTT-4.7.1-2].
+            (None, Some("#")) | (Some("#"), None) => return true,
+            (None, Some(_)) | (Some(_), None) => return false,
+            (Some(x), Some(y)) => {
+                let dollar = first && (x.starts_with('$') || y.starts_with('$'));
+                let wild = |l: &str| l == "#" || l == "+";
+                if dollar && (wild(x) || wild(y)) {
+                    return false; // [MQTT-4.7.2-1] wildcards never match a `$` level first
+                }
+                if x == "#" || y == "#" {
+                    return true;
+                }
+                if x != "+" && y != "+" && x != y {
+                    return false;
+                }
+            }
+        }
+        first = false;
+    }
+}
+
+/// Whether every topic `inner` matches is matched by `outer` too (the `$` rule included): two
+/// valid filters. Used to decide whether an ACL rule covers a whole subscription.
+pub(crate) fn covers(outer: &str, inner: &str) -> bool {
+    let (mut o, mut i) = (super::levels(outer), super::levels(inner));
+    let mut first = true;
+    loop {
+        match (o.next(), i.next()) {
+            (None, None) | (Some("#"), None) => return true,
+            (None, Some(_)) | (Some(_), None) => return false,
+            (Some(x), Some(y)) => {
+                if first && y.starts_with('$') && (x == "#" || x == "+") {
+                    return false; // a `$` topic the wildcard cannot match
+                }
+                match (x, y) {
+                    ("#", _) => return true,
+                    // A `#` first matches every topic of one level or more, as `+/#` does; a
+                    // later one matches its parent too, which only a `#` there matches.
+                    ("+", "#") if first => return o.next() == Some("#") && o.next().is_none(),
+                    (_, "#") => return false,
+                    ("+", _) => {}
+                    (_, "+") => return false,
+                    (x, y) if x != y => return false,
+                    _ => {}
+                }
+            }
+        }
+        first = false;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +207,35 @@ mod tests {
             parse_shared("$share/g/a#"),
             Some(Err(FilterError::MultiLevelWildcard))
         );
+    }
+
+    /// `overlaps` and `covers` against their definitions over a set of topics: some topic
+    /// matches both, every topic matched by the inner is matched by the outer.
+    #[test]
+    fn overlaps_and_covers_agree_with_matching() {
+        let filters = [
+            "#", "+", "a", "a/#", "a/+", "a/b", "a/b/#", "a/+/c", "+/b", "+/+", "+/#", "$SYS/#",
+            "$SYS/+", "$SYS", "+/b/#", "a/b/c", "/", "/#", "+/", "a//b",
+        ];
+        // Every topic of one to four levels over these (the filters have at most three levels
+        // before a `#`).
+        let words = ["", "a", "b", "c", "x", "$SYS"];
+        let mut topics: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let mut last = topics.clone();
+        for _ in 1..4 {
+            last = last
+                .iter()
+                .flat_map(|t| words.iter().map(move |w| format!("{t}/{w}")))
+                .collect();
+            topics.extend(last.iter().cloned());
+        }
+        for a in filters {
+            for b in filters {
+                let both = topics.iter().any(|t| matches(a, t) && matches(b, t));
+                assert_eq!(overlaps(a, b), both, "overlaps({a:?}, {b:?})");
+                let within = topics.iter().all(|t| !matches(b, t) || matches(a, t));
+                assert_eq!(covers(a, b), within, "covers({a:?}, {b:?})");
+            }
+        }
     }
 }

@@ -8,6 +8,7 @@ mod retained;
 mod trie;
 
 pub use filter::{FilterError, matches, parse_shared, validate_filter};
+pub(crate) use filter::{covers, overlaps};
 pub use retained::RetainedTree;
 pub use trie::SubscriptionTrie;
 

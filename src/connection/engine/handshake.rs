@@ -4,7 +4,7 @@
 
 use super::auth::{Pending, auth_packet};
 use super::policy::{self, Identity, Refused};
-use super::{Engine, Open, State, V5State, alias};
+use super::{Engine, Extras, Open, State, alias};
 use crate::auth::{Begin, Credentials, Step};
 use crate::broker::Metrics;
 use crate::connection::Close;
@@ -282,8 +282,22 @@ impl Engine {
             exchange: None,
         });
         let enhanced = reauth.is_some();
-        let extras = (reauth.is_some() || aliases_out.is_some()).then(|| {
-            Box::new(V5State {
+        let acl = broker.acl_for(identity_user.as_deref(), attached.link.client_id());
+        let will = match will {
+            Some(w) if acl.as_ref().is_some_and(|acl| !acl.may_write(&w.topic)) => {
+                // As Mosquitto: the client is let in, without the will it may not publish.
+                tracing::info!(
+                    client_id = %attached.link.client_id(),
+                    topic = %w.topic,
+                    "will dropped: the ACL does not allow this client to publish to its topic"
+                );
+                None
+            }
+            will => will,
+        };
+        let extras = (reauth.is_some() || aliases_out.is_some() || acl.is_some()).then(|| {
+            Box::new(Extras {
+                acl,
                 auth: reauth,
                 aliases_in: Default::default(),
                 aliases_out,

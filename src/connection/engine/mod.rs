@@ -82,14 +82,16 @@ struct Open {
     client_max_packet: u32,
     /// Whether the client wants Reason Strings (v5 Request Problem Information, 1 unless 0).
     problem_info: bool,
-    /// Enhanced authentication and topic aliases, allocated once a client uses one.
-    extras: Option<Box<V5State>>,
+    /// The ACL, enhanced authentication and topic aliases, allocated once a client has one.
+    extras: Option<Box<Extras>>,
 }
 
-/// What only some v5 clients use, boxed together: most connections use none of it, and one
-/// pointer costs every connection 24 bytes less than three.
+/// What only some connections use, boxed together: most use none of it, and one pointer costs
+/// every connection 24 bytes less than four.
 #[derive(Default)]
-struct V5State {
+struct Extras {
+    /// What the ACL file allows this client; `None` without an ACL file.
+    acl: Option<crate::auth::SharedAcl>,
     /// The method and user of a client that used enhanced authentication, for
     /// re-authentication.
     auth: Option<auth::Reauth>,
