@@ -68,9 +68,22 @@ async fn a_clients_aliases_stand_for_the_topics_it_set_them_to() {
 
 #[tokio::test]
 async fn the_server_uses_aliases_toward_a_client_that_accepts_them() {
-    let b = start().await;
+    two_aliases_toward_the_client(2, 10).await;
+}
+
+/// A client may announce 65,535 aliases; the server uses no more than it accepts itself
+/// (`limits.topic_alias_maximum`), so its table stays small.
+#[tokio::test]
+async fn the_server_uses_no_more_aliases_than_it_accepts() {
+    two_aliases_toward_the_client(u16::MAX, 2).await;
+}
+
+/// With `client_max` announced by the client and `limits.topic_alias_maximum = server_max`, of
+/// which the smaller is 2.
+async fn two_aliases_toward_the_client(client_max: u16, server_max: u16) {
+    let b = start_with(|c| c.limits.topic_alias_maximum = server_max).await;
     let mut c = connect_packet(V5, "sub", true);
-    c.properties.make_mut().topic_alias_maximum = Some(2);
+    c.properties.make_mut().topic_alias_maximum = Some(client_max);
     let (mut sub, _) = Raw::connect_with(b.addr, c).await;
     sub.subscribe("t/#", QoS::AtLeastOnce).await;
     let mut publisher = Raw::connect(b.addr, V5, "pub", true).await;

@@ -75,7 +75,11 @@ impl MessageQueue {
 
     /// Queues a subscription's retained messages, to be taken from the store when they reach
     /// the front.
+    /// A stream of the same filter not yet over is dropped first: the new one sends all of it
+    /// again anyway, and a client repeating one SUBSCRIBE while it acknowledges nothing would
+    /// otherwise add a stream each time, without bound [issue 14, section 0].
     pub(super) fn push_retained(&mut self, cursor: RetainedCursor) {
+        self.drop_retained(&cursor.filter);
         self.entries
             .push_back(Entry::Retained(Box::new(RetainedStream::new(cursor))));
     }
@@ -209,5 +213,39 @@ impl MessageQueue {
         if self.entries.is_empty() {
             self.entries = VecDeque::new();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cursor(filter: &str) -> RetainedCursor {
+        RetainedCursor {
+            filter: filter.into(),
+            after: None,
+            qos: QoS::AtLeastOnce,
+            extra: None,
+            read_check: None,
+        }
+    }
+
+    #[test]
+    fn a_filter_subscribed_again_restarts_its_retained_stream_rather_than_adding_one() {
+        let mut q = MessageQueue::default();
+        for _ in 0..1_000 {
+            q.push_retained(cursor("#"));
+        }
+        q.push_retained(cursor("a/#"));
+        q.push_retained(cursor("#"));
+        let filters: Vec<&str> = q
+            .entries
+            .iter()
+            .map(|e| match e {
+                Entry::Retained(s) => &*s.cursor.filter,
+                other => panic!("only streams were queued: {other:?}"),
+            })
+            .collect();
+        assert_eq!(filters, ["a/#", "#"]);
     }
 }

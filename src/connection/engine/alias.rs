@@ -113,7 +113,10 @@ impl Outbound {
             }
             Naming::Assign(alias) => {
                 self.map.retain(|_, (a, _)| *a != alias);
-                self.map.insert(topic.clone(), (alias, self.clock));
+                // A copy of the topic: a slice would keep the publisher's whole read buffer
+                // alive for as long as the alias lives.
+                let own = ByteStr::from_validated(bytes::Bytes::copy_from_slice(topic.as_bytes()));
+                self.map.insert(own, (alias, self.clock));
             }
         }
     }

@@ -271,8 +271,11 @@ impl Engine {
         Metrics::inc(&broker.metrics().connections_accepted);
         Metrics::inc(&broker.metrics().connections_current);
         let v5 = version.is_v5();
+        // No more of our aliases than we accept from clients: the table is scanned when full,
+        // and a client may announce 65,535 [issue 14, section 0].
         let aliases_out = p
             .topic_alias_maximum
+            .map(|m| m.min(broker.config().limits.topic_alias_maximum))
             .filter(|&m| v5 && m > 0)
             .map(alias::Outbound::new);
         let identity_user = identity.user;
