@@ -254,3 +254,44 @@ fn the_binary_survives_a_filter_seven_thousand_levels_deep() {
     still_serves(&mut broker, addr);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `config/examples/auth.toml` as the README shows it: the user `demo` (password `demo`) gets
+/// in and may publish under `demo/`, not elsewhere; a wrong password is refused.
+#[test]
+fn the_auth_example_lets_demo_in_and_only_under_demo() {
+    let (_broker, addr) = start_config(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/auth.toml"),
+        |c| {
+            c.current_dir(env!("CARGO_MANIFEST_DIR"));
+        },
+    );
+    let connect = |password: &[u8]| {
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0xC2, 0, 0, 0, 0, 1, b'e'];
+        body.extend_from_slice(&[0, 4, b'd', b'e', b'm', b'o', 0, password.len() as u8]);
+        body.extend_from_slice(password);
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&frame(0x10, &body)).unwrap();
+        let (kind, connack) = read_packet(&mut s);
+        assert_eq!(kind, 0x20);
+        (s, connack[1])
+    };
+    assert_eq!(connect(b"wrong").1, 0x86, "Bad User Name or Password");
+    let (mut s, reason) = connect(b"demo");
+    assert_eq!(reason, 0);
+    let publish = |topic: &[u8], id: u8| {
+        let mut body = vec![0, topic.len() as u8];
+        body.extend_from_slice(topic);
+        body.extend_from_slice(&[0, id, 0, b'h', b'i']);
+        frame(0x32, &body)
+    };
+    s.write_all(&publish(b"demo/x", 1)).unwrap();
+    // Allowed: 0x10, No matching subscribers.
+    assert_eq!(read_packet(&mut s), (0x40, vec![0, 1, 0x10]));
+    s.write_all(&publish(b"other/x", 2)).unwrap();
+    assert_eq!(
+        read_packet(&mut s),
+        (0x40, vec![0, 2, 0x87]),
+        "Not authorized"
+    );
+}
