@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The whole configuration file. Every key is documented in `config/roost.toml`.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -36,19 +36,65 @@ pub struct Listener {
     /// second later, so a reconnect storm needs room.
     #[serde(default = "Listener::default_backlog")]
     pub backlog: u32,
+    /// TLS on this listener; absent: plaintext.
+    #[serde(default)]
+    pub tls: Option<Tls>,
 }
 
 impl Listener {
-    /// A listener on `bind` with the default backlog.
+    /// A plaintext listener on `bind` with the default backlog.
     pub fn new(bind: SocketAddr) -> Self {
         Self {
             bind,
             backlog: Self::default_backlog(),
+            tls: None,
         }
     }
 
     fn default_backlog() -> u32 {
         1024
+    }
+}
+
+/// A listener's TLS: its certificate and key, and whether and how clients present theirs.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The server's certificate chain, PEM, leaf first.
+    pub cert: PathBuf,
+    /// The server's private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// Roots to verify client certificates against, PEM; empty: clients are not asked for one.
+    #[serde(default)]
+    pub client_ca: PathBuf,
+    /// With `client_ca`: refuse a client without a valid certificate (otherwise one is
+    /// verified if presented).
+    #[serde(default)]
+    pub require_client_cert: bool,
+    /// With `client_ca`: the client certificate's Common Name (or first DNS name) is the user
+    /// name, and no password is asked; a client without a certificate is refused.
+    #[serde(default)]
+    pub use_identity_as_username: bool,
+    /// Seconds a client has to complete the TLS handshake.
+    #[serde(default = "Tls::default_handshake_timeout")]
+    pub handshake_timeout_secs: u64,
+}
+
+impl Tls {
+    fn default_handshake_timeout() -> u64 {
+        10
+    }
+
+    /// TLS with this certificate and key, no client certificates.
+    pub fn new(cert: PathBuf, key: PathBuf) -> Self {
+        Self {
+            cert,
+            key,
+            client_ca: PathBuf::new(),
+            require_client_cert: false,
+            use_identity_as_username: false,
+            handshake_timeout_secs: Self::default_handshake_timeout(),
+        }
     }
 }
 
@@ -352,6 +398,16 @@ impl Config {
                 "listeners",
                 "at least one [[listeners]] entry with a bind address is needed",
             );
+        }
+        for l in &self.listeners {
+            if let Some(tls) = &l.tls
+                && let Err(e) = crate::tls::server_config(tls)
+            {
+                return Err(ConfigError::Invalid {
+                    key: "listeners.tls",
+                    message: format!("the listener on {}: {e}", l.bind),
+                });
+            }
         }
         if self
             .listeners

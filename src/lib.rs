@@ -9,12 +9,15 @@
 //! - `broker`: sessions, the subscription trie, retained messages, wills, keep alive; a
 //!   connection reaches it only through its `Link`;
 //! - `session`: one session's queue and in-flight window, sans-IO;
-//! - `auth`: authentication (SCRAM-SHA-256 enhanced authentication today).
+//! - `auth`: authentication (password files, SCRAM-SHA-256) and ACL files;
+//! - `tls`: TLS listeners (rustls), reloaded when their files change; `certs`: development
+//!   certificates.
 
 mod auth;
 #[doc(hidden)]
 pub mod bench_support;
 mod broker;
+pub mod certs;
 mod clock;
 pub mod config;
 mod connection;
@@ -23,6 +26,7 @@ pub mod protocol;
 pub mod runtime;
 mod server;
 mod session;
+mod tls;
 pub mod topic;
 
 pub use auth::{ScramCredentials, ScramError};

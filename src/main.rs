@@ -1,4 +1,5 @@
-//! The `roost` binary: command line, logging, start the listeners, shut down on SIGINT/SIGTERM.
+//! The `roost` binary: command line, logging, start the listeners, reload on SIGHUP, shut down
+//! on SIGINT/SIGTERM.
 
 /// mimalloc, not glibc: measured in docs/decisions.md ("Allocator").
 #[global_allocator]
@@ -53,6 +54,18 @@ enum Command {
         #[arg(long)]
         password: Option<String>,
     },
+    /// Writes development certificates into DIR: a CA (ca.pem), a server certificate for
+    /// localhost and 127.0.0.1 (server.pem, server.key) and a client certificate (client.pem,
+    /// client.key). For development and tests only.
+    Certs {
+        /// Where to write them (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+        /// The client certificate's Common Name (the user name where a listener has
+        /// use_identity_as_username).
+        #[arg(long, default_value = "roost-client")]
+        client_name: String,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -82,14 +95,23 @@ fn disable_transparent_huge_pages() {
 }
 
 fn start(args: Args) -> anyhow::Result<()> {
-    if let Some(Command::Passwd {
-        file,
-        user,
-        delete,
-        password,
-    }) = args.command
-    {
-        return passwd(&file, &user, delete, password);
+    match args.command {
+        Some(Command::Passwd {
+            file,
+            user,
+            delete,
+            password,
+        }) => return passwd(&file, &user, delete, password),
+        Some(Command::Certs { out, client_name }) => {
+            let files = roost::certs::write_dev_certs(&out, &client_name)
+                .with_context(|| format!("cannot write certificates into {}", out.display()))?;
+            for f in files {
+                println!("{}", f.display());
+            }
+            println!("development certificates: do not use them for a real deployment");
+            return Ok(());
+        }
+        None => {}
     }
     if args.scram_credential {
         let password = read_password(args.password)?;
@@ -131,18 +153,28 @@ fn start(args: Args) -> anyhow::Result<()> {
 async fn run(config: Config) -> anyhow::Result<()> {
     // Handlers first: a SIGINT that arrives as soon as the listener is up (a test, a script)
     // must shut down gracefully, not kill the process by the default action.
-    let signals = Signals::install()?;
+    let mut signals = Signals::install()?;
     let server = Server::start(config).await?;
-    signals.wait().await;
+    while let Signal::Reload = signals.wait().await {
+        tracing::info!("SIGHUP: reloading");
+        server.reload();
+    }
     tracing::info!("shutting down");
     server.shutdown().await;
     Ok(())
 }
 
-/// SIGINT and SIGTERM, caught from the moment they are installed.
+/// SIGINT, SIGTERM and SIGHUP, caught from the moment they are installed.
 struct Signals {
     int: tokio::signal::unix::Signal,
     term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+/// What a signal asks for.
+enum Signal {
+    Stop,
+    Reload,
 }
 
 impl Signals {
@@ -151,14 +183,16 @@ impl Signals {
         Ok(Self {
             int: signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?,
             term: signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?,
+            hup: signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?,
         })
     }
 
-    /// Until either arrives.
-    async fn wait(mut self) {
+    /// Until one arrives.
+    async fn wait(&mut self) -> Signal {
         tokio::select! {
-            _ = self.int.recv() => {}
-            _ = self.term.recv() => {}
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
         }
     }
 }

@@ -3,6 +3,8 @@
 
 use crate::broker::Broker;
 use crate::config::{self, Config};
+use crate::connection::Certified;
+use crate::tls::TlsListener;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpSocket};
@@ -12,6 +14,8 @@ use tokio::sync::mpsc;
 pub struct Server {
     broker: Broker,
     local_addrs: Vec<SocketAddr>,
+    /// The TLS listeners' configurations, reloaded on SIGHUP.
+    tls: Vec<Arc<TlsListener>>,
     /// Every connection task holds a clone; when all are gone, `recv` returns `None`.
     done_tx: mpsc::Sender<()>,
     done_rx: mpsc::Receiver<()>,
@@ -26,18 +30,48 @@ impl Server {
         let broker = Broker::new(Arc::new(config));
         let (done_tx, done_rx) = mpsc::channel(1);
         let mut local_addrs = Vec::new();
+        let mut tls_listeners = Vec::new();
         for l in &broker.config().listeners {
+            let tls = match &l.tls {
+                Some(settings) => Some(Arc::new(TlsListener::new(settings).map_err(|e| {
+                    std::io::Error::other(format!("listeners.tls of {}: {e}", l.bind))
+                })?)),
+                None => None,
+            };
             let listener = bind(l).map_err(|e| {
                 std::io::Error::new(e.kind(), format!("listeners: cannot bind {}: {e}", l.bind))
             })?;
             let addr = listener.local_addr()?;
-            tracing::info!(%addr, "listening for MQTT over TCP");
             local_addrs.push(addr);
-            tokio::spawn(accept_loop(listener, broker.clone(), done_tx.clone()));
+            match tls {
+                Some(tls) => {
+                    tracing::info!(%addr, "listening for MQTT over TLS");
+                    tls_listeners.push(tls.clone());
+                    let mut shutdown = broker.shutdown_signal();
+                    let watch = crate::tls::watch(tls.clone(), addr);
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = watch => {}
+                            _ = shutdown.wait_for(|down| *down) => {}
+                        }
+                    });
+                    tokio::spawn(accept_loop(
+                        listener,
+                        Some(tls),
+                        broker.clone(),
+                        done_tx.clone(),
+                    ));
+                }
+                None => {
+                    tracing::info!(%addr, "listening for MQTT over TCP");
+                    tokio::spawn(accept_loop(listener, None, broker.clone(), done_tx.clone()));
+                }
+            }
         }
         Ok(Self {
             broker,
             local_addrs,
+            tls: tls_listeners,
             done_tx,
             done_rx,
         })
@@ -58,6 +92,36 @@ impl Server {
         &self.broker
     }
 
+    /// Reloads what can change while clients stay connected (SIGHUP): each TLS listener's
+    /// certificate, key and client CA. A file that does not load keeps the previous
+    /// configuration and is logged; the errors are returned too.
+    pub fn reload(&self) -> Vec<String> {
+        let mut errors = Vec::new();
+        for (tls, addr) in self.tls.iter().zip(self.tls_addrs()) {
+            match tls.reload() {
+                Ok(()) => tracing::info!(listener = %addr, "TLS certificates reloaded"),
+                Err(e) => {
+                    tracing::error!(
+                        listener = %addr,
+                        "TLS certificates not reloaded, the previous ones stay in use: {e}"
+                    );
+                    errors.push(format!("{addr}: {e}"));
+                }
+            }
+        }
+        errors
+    }
+
+    /// The addresses of the TLS listeners, in the order of `self.tls`.
+    fn tls_addrs(&self) -> impl Iterator<Item = &SocketAddr> {
+        let listeners = &self.broker.config().listeners;
+        listeners
+            .iter()
+            .zip(&self.local_addrs)
+            .filter(|(l, _)| l.tls.is_some())
+            .map(|(_, addr)| addr)
+    }
+
     /// Stops accepting, closes every connection (v5 clients get DISCONNECT 0x8B, wills that are
     /// due are published) and waits for all connection tasks to finish.
     pub async fn shutdown(self) {
@@ -75,8 +139,7 @@ impl Server {
 }
 
 /// What an operator must hear about listeners reachable from other machines: anonymous clients
-/// let in, and plaintext (every listener is plaintext until TLS comes). Loopback listeners, the
-/// default, are quiet.
+/// let in, and plaintext. Loopback listeners, the default, are quiet.
 fn exposure_warnings(config: &Config) -> Vec<String> {
     let mut warnings = Vec::new();
     for l in config
@@ -91,11 +154,13 @@ fn exposure_warnings(config: &Config) -> Vec<String> {
                 l.bind
             ));
         }
-        warnings.push(format!(
-            "SECURITY: listener {} is reachable from other machines without TLS: user names, \
-             passwords and messages cross the network in clear",
-            l.bind
-        ));
+        if l.tls.is_none() {
+            warnings.push(format!(
+                "SECURITY: listener {} is reachable from other machines without TLS: user \
+                 names, passwords and messages cross the network in clear",
+                l.bind
+            ));
+        }
     }
     warnings
 }
@@ -113,7 +178,12 @@ fn bind(l: &config::Listener) -> std::io::Result<TcpListener> {
     socket.listen(l.backlog)
 }
 
-async fn accept_loop(listener: TcpListener, broker: Broker, done: mpsc::Sender<()>) {
+async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<Arc<TlsListener>>,
+    broker: Broker,
+    done: mpsc::Sender<()>,
+) {
     let mut shutdown = broker.shutdown_signal();
     loop {
         let accepted = tokio::select! {
@@ -123,6 +193,11 @@ async fn accept_loop(listener: TcpListener, broker: Broker, done: mpsc::Sender<(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
+                if let Some(tls) = &tls {
+                    let serve = serve_tls(tls.clone(), stream, peer, broker.clone(), done.clone());
+                    tokio::spawn(serve);
+                    continue;
+                }
                 // Spawned as it is, not wrapped in another async block that would hold a second
                 // copy of its arguments for the connection's whole life.
                 let serve = crate::connection::serve(stream, peer, broker.clone(), done.clone());
@@ -135,6 +210,57 @@ async fn accept_loop(listener: TcpListener, broker: Broker, done: mpsc::Sender<(
             }
         }
     }
+}
+
+/// A TLS connection: the handshake within the listener's timeout (a client that speaks
+/// plaintext MQTT, or nothing, is closed without a CONNACK), then MQTT over it. One log line for
+/// a failed handshake.
+async fn serve_tls(
+    tls: Arc<TlsListener>,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    broker: Broker,
+    guard: mpsc::Sender<()>,
+) {
+    let settings = tls.settings();
+    let timeout = std::time::Duration::from_secs(settings.handshake_timeout_secs);
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+    let mut shutdown = broker.shutdown_signal();
+    let handshake = tokio::select! {
+        h = tokio::time::timeout(timeout, acceptor.accept(stream)) => h,
+        _ = shutdown.wait_for(|down| *down) => return,
+    };
+    let stream = match handshake {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(e)) => {
+            let hint = match e.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                Some(rustls::Error::InvalidMessage(rustls::InvalidMessage::InvalidContentType)) => {
+                    " (not TLS: plaintext MQTT to a TLS port?)"
+                }
+                _ => "",
+            };
+            tracing::info!(%peer, "TLS handshake failed: {e}{hint}");
+            return;
+        }
+        Err(_) => {
+            tracing::info!(%peer, "TLS handshake not completed within {timeout:?}");
+            return;
+        }
+    };
+    let certified = if settings.use_identity_as_username {
+        let (_, session) = stream.get_ref();
+        let user = session
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(crate::tls::certificate_user);
+        match user {
+            Some(user) => Certified::User(user.into()),
+            None => Certified::Missing,
+        }
+    } else {
+        Certified::NotAsked
+    };
+    crate::connection::serve_certified(stream, peer, broker, guard, certified).await;
 }
 
 #[cfg(test)]
@@ -155,6 +281,11 @@ mod tests {
         let warnings = exposure_warnings(&config);
         assert_eq!(warnings.len(), 1, "{warnings:?}");
         assert!(warnings[0].contains("0.0.0.0:1883"));
+        config.listeners[0].tls = Some(config::Tls::new("c.pem".into(), "k.pem".into()));
+        assert!(
+            exposure_warnings(&config).is_empty(),
+            "TLS and no anonymous clients"
+        );
     }
 
     #[tokio::test]
@@ -166,8 +297,8 @@ mod tests {
             .unwrap_or(4096);
         let n = somaxconn.min(300);
         let l = config::Listener {
-            bind: "127.0.0.1:0".parse().unwrap(),
             backlog: 400,
+            ..config::Listener::new("127.0.0.1:0".parse().unwrap())
         };
         let listener = bind(&l).unwrap();
         let addr = listener.local_addr().unwrap();

@@ -60,7 +60,7 @@ fn start_config(config: &str, adjust: impl FnOnce(&mut Command)) -> (Broker, Soc
         .by_ref()
         .map_while(Result::ok)
         .find_map(|l| {
-            l.contains("listening for MQTT over TCP")
+            l.contains("listening for MQTT over")
                 .then(|| {
                     l.split("addr=")
                         .nth(1)?
@@ -294,4 +294,69 @@ fn the_auth_example_lets_demo_in_and_only_under_demo() {
         (0x40, vec![0, 2, 0x87]),
         "Not authorized"
     );
+}
+
+/// `roost certs` writes what `config/examples/mtls.toml` names, and the binary serves mutual
+/// TLS with it: a client with the client certificate gets a CONNACK, one without gets no TLS
+/// session; SIGHUP reloads rather than ends the process.
+#[cfg(target_os = "linux")]
+#[test]
+fn roost_certs_and_the_mtls_example_work_together() {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use std::sync::Arc;
+
+    let dir = std::env::temp_dir().join(format!("roost-bin-mtls-{}", std::process::id()));
+    let status = Command::new(binary())
+        .args(["certs", "--out"])
+        .arg(dir.join("certs"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (mut broker, addr) = start_config(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/config/examples/mtls.toml"),
+        |c| {
+            c.current_dir(&dir);
+        },
+    );
+    let certs = dir.join("certs");
+    let client = |with_cert: bool| {
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(certs.join("ca.pem")).unwrap() {
+            roots.add(c.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let builder = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots);
+        let config = if with_cert {
+            let chain = CertificateDer::pem_file_iter(certs.join("client.pem"))
+                .unwrap()
+                .map(|c| c.unwrap())
+                .collect();
+            let key = PrivateKeyDer::from_pem_file(certs.join("client.key")).unwrap();
+            builder.with_client_auth_cert(chain, key).unwrap()
+        } else {
+            builder.with_no_client_auth()
+        };
+        let name = "localhost".try_into().unwrap();
+        let conn = rustls::ClientConnection::new(Arc::new(config), name).unwrap();
+        let tcp = TcpStream::connect(addr).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut tls = rustls::StreamOwned::new(conn, tcp);
+        // A 3.1.1 CONNECT, client id "m"; what comes back.
+        tls.write_all(&[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'm'])?;
+        let mut connack = [0u8; 4];
+        tls.read_exact(&mut connack)?;
+        Ok::<_, std::io::Error>(connack)
+    };
+    assert_eq!(client(true).unwrap(), [0x20, 2, 0, 0]);
+    assert!(client(false).is_err(), "no client certificate, no session");
+    // SAFETY: kill(2) with the pid of our own child and a signal number; no memory is shared.
+    assert_eq!(unsafe { libc::kill(broker.0.id() as i32, libc::SIGHUP) }, 0);
+    assert_eq!(client(true).unwrap(), [0x20, 2, 0, 0], "still serving after SIGHUP");
+    assert!(broker.0.try_wait().unwrap().is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -14,6 +14,7 @@ pub(crate) use close::Close;
 
 use crate::broker::Broker;
 use bytes::{Buf, BytesMut};
+pub(crate) use engine::Certified;
 use engine::{Engine, WRITE_HIGH_WATER};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
@@ -65,6 +66,9 @@ impl Transport for tokio::net::TcpStream {
     }
 }
 
+/// A TLS connection keeps its task: rustls holds state above the socket.
+impl Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
+
 /// How long the last bytes to a closing client may take to be written.
 const FLUSH_AT_CLOSE: Duration = Duration::from_secs(1);
 
@@ -91,14 +95,29 @@ pub(crate) fn serve<S: Transport>(
     broker: Broker,
     guard: Guard,
 ) -> impl Future<Output = ()> + Send {
+    serve_certified(stream, peer, broker, guard, Certified::NotAsked)
+}
+
+/// As [`serve`], for a client whose TLS certificate may decide its user name.
+pub(crate) fn serve_certified<S: Transport>(
+    stream: S,
+    peer: SocketAddr,
+    broker: Broker,
+    guard: Guard,
+    certified: Certified,
+) -> impl Future<Output = ()> + Send {
     // What only the handshake needs, boxed: a future keeps what it captures for its whole life.
-    connection(stream, Start::New(Box::new((peer, broker))), guard)
+    connection(
+        stream,
+        Start::New(Box::new((peer, broker, certified))),
+        guard,
+    )
 }
 
 /// Where [`connection`] starts.
 enum Start {
     /// A new connection from this peer to this broker: the handshake first.
-    New(Box<(SocketAddr, Broker)>),
+    New(Box<(SocketAddr, Broker, Certified)>),
     /// An open connection resumed from the parking lot.
     Resumed(Box<Shell>),
 }
@@ -120,8 +139,9 @@ fn connection<S: Transport>(
             Start::Resumed(shell) => (shell, false),
             Start::New(start) => {
                 // Boxed, so the handshake's state is on the heap only while it runs.
-                let (peer, broker) = *start;
-                let Some(shell) = Box::pin(handshake(&mut stream, peer, broker)).await else {
+                let (peer, broker, certified) = *start;
+                let handshake = handshake(&mut stream, peer, broker, certified);
+                let Some(shell) = Box::pin(handshake).await else {
                     return;
                 };
                 // Most devices say nothing for a while after CONNACK: park at once rather
@@ -163,13 +183,18 @@ enum Ending {
 
 /// Runs the handshake to an open connection; `None` when it was refused or lost (answered,
 /// logged and lingered over already).
-async fn handshake<S>(io: &mut S, peer: SocketAddr, broker: Broker) -> Option<Box<Shell>>
+async fn handshake<S>(
+    io: &mut S,
+    peer: SocketAddr,
+    broker: Broker,
+    certified: Certified,
+) -> Option<Box<Shell>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let mut shutdown = broker.shutdown_signal();
     let mut shell = Box::new(Shell {
-        engine: Engine::new(broker, peer, Instant::now()),
+        engine: Engine::certified(broker, peer, Instant::now(), certified),
         inbuf: BytesMut::new(),
         out: BytesMut::new(),
     });

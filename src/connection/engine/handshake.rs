@@ -4,7 +4,7 @@
 
 use super::auth::{Pending, auth_packet};
 use super::policy::{self, Identity, Refused};
-use super::{Engine, Extras, Open, State, alias};
+use super::{Certified, Engine, Extras, Open, State, alias};
 use crate::auth::{Begin, Credentials, Step};
 use crate::broker::Metrics;
 use crate::connection::Close;
@@ -122,6 +122,26 @@ impl Engine {
         let connected = Metrics::get(&broker.metrics().connections_current);
         if let Err(refused) = policy::screen(&connect, broker.config(), connected) {
             return Err(refuse(&connect, refused, out));
+        }
+        if let State::Connecting { certified, .. } = &self.state {
+            match certified.clone() {
+                Certified::NotAsked => {}
+                // As Mosquitto's use_identity_as_username: the certificate is the credential,
+                // and the CONNECT's user name and password are not looked at.
+                Certified::User(user) => {
+                    let identity = Identity {
+                        checked: true,
+                        user: Some(user.into()),
+                        ..Identity::default()
+                    };
+                    return self.establish(connect, identity, now, out);
+                }
+                Certified::Missing => {
+                    let why = "the listener takes the user name from a client certificate, and                                this client presented none that names one";
+                    let refused = Refused::new(&connect, ReasonCode::NOT_AUTHORIZED, why);
+                    return Err(refuse(&connect, refused, out));
+                }
+            }
         }
         let props = &connect.properties;
         let credentials = Credentials {

@@ -57,10 +57,25 @@ enum State {
         broker: Broker,
         deadline: Instant,
         exchange: Option<Box<auth::Pending>>,
+        /// Who the client's TLS certificate says it is, where the listener takes the user
+        /// name from it.
+        certified: Certified,
     },
     Open(Open),
     /// Ended: nothing more is read or sent.
     Closed,
+}
+
+/// What a listener with `use_identity_as_username` learnt from the client's certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) enum Certified {
+    /// The listener does not take user names from certificates.
+    #[default]
+    NotAsked,
+    /// The verified certificate names this user.
+    User(Box<str>),
+    /// The client presented no certificate, or one that names no one.
+    Missing,
 }
 
 /// An established connection.
@@ -104,7 +119,18 @@ struct Extras {
 impl Engine {
     /// A connection from `peer` that has sent nothing yet: it has the connect timeout from
     /// `now` to complete its handshake.
+    #[cfg(test)]
     pub(crate) fn new(broker: Broker, peer: SocketAddr, now: Instant) -> Self {
+        Self::certified(broker, peer, now, Certified::NotAsked)
+    }
+
+    /// As [`Engine::new`], for a client whose TLS certificate decides its user name.
+    pub(crate) fn certified(
+        broker: Broker,
+        peer: SocketAddr,
+        now: Instant,
+        certified: Certified,
+    ) -> Self {
         let timeout = Duration::from_secs(broker.config().limits.connect_timeout_secs);
         Self {
             peer,
@@ -112,6 +138,7 @@ impl Engine {
                 broker,
                 deadline: now + timeout,
                 exchange: None,
+                certified,
             },
         }
     }
