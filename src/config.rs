@@ -36,23 +36,46 @@ pub struct Listener {
     /// second later, so a reconnect storm needs room.
     #[serde(default = "Listener::default_backlog")]
     pub backlog: u32,
+    /// MQTT over TCP, or over WebSocket.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
+    /// The HTTP path a WebSocket listener upgrades on.
+    #[serde(default = "Listener::default_ws_path")]
+    pub ws_path: String,
     /// TLS on this listener; absent: plaintext.
     #[serde(default)]
     pub tls: Option<Tls>,
 }
 
+/// What a listener speaks above TCP (and TLS).
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerProtocol {
+    /// MQTT packets straight on the stream.
+    #[default]
+    Mqtt,
+    /// MQTT packets in binary WebSocket frames (MQTT section 6).
+    Ws,
+}
+
 impl Listener {
-    /// A plaintext listener on `bind` with the default backlog.
+    /// A plaintext MQTT listener on `bind` with the default backlog.
     pub fn new(bind: SocketAddr) -> Self {
         Self {
             bind,
             backlog: Self::default_backlog(),
+            protocol: ListenerProtocol::Mqtt,
+            ws_path: Self::default_ws_path(),
             tls: None,
         }
     }
 
     fn default_backlog() -> u32 {
         1024
+    }
+
+    fn default_ws_path() -> String {
+        "/mqtt".into()
     }
 }
 
@@ -400,6 +423,15 @@ impl Config {
             );
         }
         for l in &self.listeners {
+            if l.protocol == ListenerProtocol::Ws && !l.ws_path.starts_with('/') {
+                return Err(ConfigError::Invalid {
+                    key: "listeners.ws_path",
+                    message: format!(
+                        "the listener on {}: `{}` must be an absolute path such as \"/mqtt\"",
+                        l.bind, l.ws_path
+                    ),
+                });
+            }
             if let Some(tls) = &l.tls
                 && let Err(e) = crate::tls::server_config(tls)
             {

@@ -28,6 +28,7 @@ mod server;
 mod session;
 mod tls;
 pub mod topic;
+mod ws;
 
 pub use auth::{ScramCredentials, ScramError};
 

@@ -43,30 +43,32 @@ impl Server {
             })?;
             let addr = listener.local_addr()?;
             local_addrs.push(addr);
-            match tls {
-                Some(tls) => {
-                    tracing::info!(%addr, "listening for MQTT over TLS");
-                    tls_listeners.push(tls.clone());
-                    let mut shutdown = broker.shutdown_signal();
-                    let watch = crate::tls::watch(tls.clone(), addr);
-                    tokio::spawn(async move {
-                        tokio::select! {
-                            _ = watch => {}
-                            _ = shutdown.wait_for(|down| *down) => {}
-                        }
-                    });
-                    tokio::spawn(accept_loop(
-                        listener,
-                        Some(tls),
-                        broker.clone(),
-                        done_tx.clone(),
-                    ));
-                }
-                None => {
-                    tracing::info!(%addr, "listening for MQTT over TCP");
-                    tokio::spawn(accept_loop(listener, None, broker.clone(), done_tx.clone()));
-                }
+            let ws = (l.protocol == config::ListenerProtocol::Ws).then(|| Arc::from(&*l.ws_path));
+            let over = match (&tls, &ws) {
+                (None, None) => "TCP",
+                (Some(_), None) => "TLS",
+                (None, Some(_)) => "WebSocket",
+                (Some(_), Some(_)) => "WebSocket over TLS",
+            };
+            tracing::info!(%addr, path = ws.as_deref().unwrap_or(""), "listening for MQTT over {over}");
+            if let Some(tls) = &tls {
+                tls_listeners.push(tls.clone());
+                let mut shutdown = broker.shutdown_signal();
+                let watch = crate::tls::watch(tls.clone(), addr);
+                tokio::spawn(async move {
+                    tokio::select! {
+                        _ = watch => {}
+                        _ = shutdown.wait_for(|down| *down) => {}
+                    }
+                });
             }
+            let layers = Layers { tls, ws };
+            tokio::spawn(accept_loop(
+                listener,
+                layers,
+                broker.clone(),
+                done_tx.clone(),
+            ));
         }
         Ok(Self {
             broker,
@@ -178,9 +180,17 @@ fn bind(l: &config::Listener) -> std::io::Result<TcpListener> {
     socket.listen(l.backlog)
 }
 
+/// What a listener runs above TCP before MQTT.
+#[derive(Clone)]
+struct Layers {
+    tls: Option<Arc<TlsListener>>,
+    /// The path of a WebSocket listener.
+    ws: Option<Arc<str>>,
+}
+
 async fn accept_loop(
     listener: TcpListener,
-    tls: Option<Arc<TlsListener>>,
+    layers: Layers,
     broker: Broker,
     done: mpsc::Sender<()>,
 ) {
@@ -193,8 +203,9 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                if let Some(tls) = &tls {
-                    let serve = serve_tls(tls.clone(), stream, peer, broker.clone(), done.clone());
+                if layers.tls.is_some() || layers.ws.is_some() {
+                    let serve =
+                        serve_layered(layers.clone(), stream, peer, broker.clone(), done.clone());
                     tokio::spawn(serve);
                     continue;
                 }
@@ -212,23 +223,81 @@ async fn accept_loop(
     }
 }
 
-/// A TLS connection: the handshake within the listener's timeout (a client that speaks
-/// plaintext MQTT, or nothing, is closed without a CONNACK), then MQTT over it. One log line for
-/// a failed handshake.
-async fn serve_tls(
-    tls: Arc<TlsListener>,
+/// A connection on a TLS or WebSocket listener: TLS first if the listener has it, then the
+/// WebSocket upgrade if it is one, then MQTT.
+async fn serve_layered(
+    layers: Layers,
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
     broker: Broker,
     guard: mpsc::Sender<()>,
 ) {
+    let Layers { tls, ws } = layers;
+    match (tls, ws) {
+        (None, Some(path)) => {
+            serve_ws(stream, &path, peer, broker, guard, Certified::NotAsked).await
+        }
+        (Some(tls), ws) => {
+            let Some((stream, certified)) = tls_handshake(&tls, stream, peer, &broker).await else {
+                return;
+            };
+            match ws {
+                Some(path) => serve_ws(stream, &path, peer, broker, guard, certified).await,
+                None => {
+                    crate::connection::serve_certified(stream, peer, broker, guard, certified).await
+                }
+            }
+        }
+        (None, None) => crate::connection::serve(stream, peer, broker, guard).await,
+    }
+}
+
+/// MQTT over a WebSocket on `stream`: the HTTP upgrade on `path` within the connect timeout (a
+/// bad request gets an HTTP error and one log line), then the connection.
+async fn serve_ws<S>(
+    stream: S,
+    path: &str,
+    peer: SocketAddr,
+    broker: Broker,
+    guard: mpsc::Sender<()>,
+    certified: Certified,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let timeout = std::time::Duration::from_secs(broker.config().limits.connect_timeout_secs);
+    // A binary message may carry several packets: room for two of the largest.
+    let max_message = (broker.config().limits.max_packet_size as usize).saturating_mul(2);
+    let mut shutdown = broker.shutdown_signal();
+    let upgraded = tokio::select! {
+        u = tokio::time::timeout(timeout, crate::ws::accept(stream, path, max_message)) => u,
+        _ = shutdown.wait_for(|down| *down) => return,
+    };
+    match upgraded {
+        Ok(Ok(ws)) => crate::connection::serve_certified(ws, peer, broker, guard, certified).await,
+        Ok(Err(why)) => tracing::info!(%peer, "WebSocket upgrade refused: {why}"),
+        Err(_) => tracing::info!(%peer, "WebSocket upgrade not completed within {timeout:?}"),
+    }
+}
+
+/// The TLS handshake within the listener's timeout (a client that speaks plaintext MQTT, or
+/// nothing, is closed without a CONNACK), and who the client's certificate says it is where the
+/// listener asks. One log line for a failed handshake.
+async fn tls_handshake(
+    tls: &TlsListener,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    broker: &Broker,
+) -> Option<(
+    tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+    Certified,
+)> {
     let settings = tls.settings();
     let timeout = std::time::Duration::from_secs(settings.handshake_timeout_secs);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
     let mut shutdown = broker.shutdown_signal();
     let handshake = tokio::select! {
         h = tokio::time::timeout(timeout, acceptor.accept(stream)) => h,
-        _ = shutdown.wait_for(|down| *down) => return,
+        _ = shutdown.wait_for(|down| *down) => return None,
     };
     let stream = match handshake {
         Ok(Ok(stream)) => stream,
@@ -240,11 +309,11 @@ async fn serve_tls(
                 _ => "",
             };
             tracing::info!(%peer, "TLS handshake failed: {e}{hint}");
-            return;
+            return None;
         }
         Err(_) => {
             tracing::info!(%peer, "TLS handshake not completed within {timeout:?}");
-            return;
+            return None;
         }
     };
     let certified = if settings.use_identity_as_username {
@@ -260,7 +329,7 @@ async fn serve_tls(
     } else {
         Certified::NotAsked
     };
-    crate::connection::serve_certified(stream, peer, broker, guard, certified).await;
+    Some((stream, certified))
 }
 
 #[cfg(test)]

@@ -347,7 +347,9 @@ fn roost_certs_and_the_mtls_example_work_together() {
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let mut tls = rustls::StreamOwned::new(conn, tcp);
         // A 3.1.1 CONNECT, client id "m"; what comes back.
-        tls.write_all(&[0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'm'])?;
+        tls.write_all(&[
+            0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'm',
+        ])?;
         let mut connack = [0u8; 4];
         tls.read_exact(&mut connack)?;
         Ok::<_, std::io::Error>(connack)
@@ -356,7 +358,11 @@ fn roost_certs_and_the_mtls_example_work_together() {
     assert!(client(false).is_err(), "no client certificate, no session");
     // SAFETY: kill(2) with the pid of our own child and a signal number; no memory is shared.
     assert_eq!(unsafe { libc::kill(broker.0.id() as i32, libc::SIGHUP) }, 0);
-    assert_eq!(client(true).unwrap(), [0x20, 2, 0, 0], "still serving after SIGHUP");
+    assert_eq!(
+        client(true).unwrap(),
+        [0x20, 2, 0, 0],
+        "still serving after SIGHUP"
+    );
     assert!(broker.0.try_wait().unwrap().is_none());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -69,6 +69,10 @@ impl Transport for tokio::net::TcpStream {
 /// A TLS connection keeps its task: rustls holds state above the socket.
 impl Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
 
+/// A WebSocket connection keeps its task too (frames in progress, a Pong to send).
+impl<S> Transport for crate::ws::WsStream<S> where S: AsyncRead + AsyncWrite + Unpin + Send + 'static
+{}
+
 /// How long the last bytes to a closing client may take to be written.
 const FLUSH_AT_CLOSE: Duration = Duration::from_secs(1);
 
