@@ -170,7 +170,8 @@ mod tests {
         }
         // The server's certificate and key load as a TLS listener's.
         let tls = crate::config::Tls::new(dir.join("server.pem"), dir.join("server.key"));
-        crate::tls::server_config(&tls).expect("a listener loads them");
+        crate::tls::server_config(&tls, crate::config::ListenerProtocol::Mqtt)
+            .expect("a listener loads them");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

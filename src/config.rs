@@ -433,7 +433,7 @@ impl Config {
                 });
             }
             if let Some(tls) = &l.tls
-                && let Err(e) = crate::tls::server_config(tls)
+                && let Err(e) = crate::tls::server_config(tls, l.protocol)
             {
                 return Err(ConfigError::Invalid {
                     key: "listeners.tls",

@@ -33,9 +33,9 @@ impl Server {
         let mut tls_listeners = Vec::new();
         for l in &broker.config().listeners {
             let tls = match &l.tls {
-                Some(settings) => Some(Arc::new(TlsListener::new(settings).map_err(|e| {
-                    std::io::Error::other(format!("listeners.tls of {}: {e}", l.bind))
-                })?)),
+                Some(settings) => Some(Arc::new(TlsListener::new(settings, l.protocol).map_err(
+                    |e| std::io::Error::other(format!("listeners.tls of {}: {e}", l.bind)),
+                )?)),
                 None => None,
             };
             let listener = bind(l).map_err(|e| {

@@ -12,12 +12,22 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// ALPN: MQTT's registered protocol id, offered to clients that ask.
-const ALPN_MQTT: &[u8] = b"mqtt";
+/// The ALPN protocol a listener offers to clients that ask: MQTT's registered id on an MQTT
+/// listener; HTTP/1.1 on a WebSocket one, whose upgrade is an HTTP/1.1 request (a browser
+/// offers h2 and http/1.1, and would be refused if only "mqtt" were on offer).
+fn alpn(protocol: config::ListenerProtocol) -> &'static [u8] {
+    match protocol {
+        config::ListenerProtocol::Mqtt => b"mqtt",
+        config::ListenerProtocol::Ws => b"http/1.1",
+    }
+}
 
-/// Builds the rustls configuration of a listener's `[listeners.tls]`. The error names the file
-/// and what is wrong with it.
-pub(crate) fn server_config(tls: &config::Tls) -> Result<Arc<ServerConfig>, String> {
+/// Builds the rustls configuration of a listener's `[listeners.tls]` for a listener speaking
+/// `protocol`. The error names the file and what is wrong with it.
+pub(crate) fn server_config(
+    tls: &config::Tls,
+    protocol: config::ListenerProtocol,
+) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let certs = certificates(&tls.cert)?;
     let key = PrivateKeyDer::from_pem_file(&tls.key)
@@ -61,7 +71,7 @@ pub(crate) fn server_config(tls: &config::Tls) -> Result<Arc<ServerConfig>, Stri
                 tls.key.display()
             )
         })?;
-    config.alpn_protocols = vec![ALPN_MQTT.to_vec()];
+    config.alpn_protocols = vec![alpn(protocol).to_vec()];
     Ok(Arc::new(config))
 }
 
@@ -88,6 +98,7 @@ fn pem_error(e: rustls_pki_types::pem::Error) -> String {
 /// connection's handshake.
 pub(crate) struct TlsListener {
     settings: config::Tls,
+    protocol: config::ListenerProtocol,
     current: ArcSwap<ServerConfig>,
     /// The files' modification times and lengths when last loaded.
     stamps: Mutex<Vec<Option<(SystemTime, u64)>>>,
@@ -95,9 +106,13 @@ pub(crate) struct TlsListener {
 
 impl TlsListener {
     /// Loads a listener's TLS configuration.
-    pub(crate) fn new(settings: &config::Tls) -> Result<Self, String> {
-        let current = server_config(settings)?;
+    pub(crate) fn new(
+        settings: &config::Tls,
+        protocol: config::ListenerProtocol,
+    ) -> Result<Self, String> {
+        let current = server_config(settings, protocol)?;
         Ok(Self {
+            protocol,
             stamps: Mutex::new(stamps(settings)),
             settings: settings.clone(),
             current: ArcSwap::new(current),
@@ -118,7 +133,7 @@ impl TlsListener {
     /// why; connected clients are not touched either way.
     pub(crate) fn reload(&self) -> Result<(), String> {
         *self.stamps.lock().unwrap_or_else(|e| e.into_inner()) = stamps(&self.settings);
-        let config = server_config(&self.settings)?;
+        let config = server_config(&self.settings, self.protocol)?;
         self.current.store(config);
         Ok(())
     }

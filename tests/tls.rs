@@ -352,3 +352,27 @@ fn a_broken_tls_setting_stops_start_up_naming_the_key_and_the_file() {
     let e = config.validate().expect_err("no client_ca").to_string();
     assert!(e.contains("need client_ca"), "{e}");
 }
+
+/// ALPN: an MQTT listener offers "mqtt" [MQTT over TLS, IANA's registered id] and serves
+/// clients that offer no ALPN at all.
+#[tokio::test]
+async fn an_mqtt_listener_negotiates_alpn_mqtt() {
+    let d = dir("alpn");
+    let ca = Authority::new("test CA").unwrap();
+    write_server(&d, &ca);
+    let b = tls_broker(&d, |_| {}).await;
+    for (offered, want) in [(vec![b"mqtt".to_vec()], Some(&b"mqtt"[..])), (vec![], None)] {
+        let TlsConfiguration::Rustls(config) = client_tls(ca.cert_pem(), None) else {
+            unreachable!("client_tls builds a rustls configuration")
+        };
+        let mut config = (*config).clone();
+        config.alpn_protocols = offered;
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(b.addr).await.unwrap();
+        let tls = connector
+            .connect("127.0.0.1".try_into().unwrap(), tcp)
+            .await
+            .expect("a TLS session");
+        assert_eq!(tls.get_ref().1.alpn_protocol(), want);
+    }
+}

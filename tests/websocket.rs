@@ -237,17 +237,21 @@ async fn wss_is_websocket_over_tls() {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
+    // As a browser offers: a WebSocket listener answers http/1.1 (offering only "mqtt" there
+    // made Chromium's handshake fail).
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = tokio::net::TcpStream::connect(b.addr).await.unwrap();
     let tls = connector
         .connect("localhost".try_into().unwrap(), tcp)
         .await
         .expect("TLS with the test CA");
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
     let url = format!("wss://localhost:{}/mqtt", b.addr.port());
     let (mut ws, chosen) = open(tls, &url, Some("mqtt")).await;
     assert_eq!(chosen.as_deref(), Some("mqtt"));
