@@ -45,6 +45,21 @@ pub struct Listener {
     /// TLS on this listener; absent: plaintext.
     #[serde(default)]
     pub tls: Option<Tls>,
+    /// `[auth]` keys this listener overrides; absent: `[auth]` as it is.
+    #[serde(default)]
+    pub auth: Option<ListenerAuth>,
+}
+
+/// A listener's own `[listeners.auth]`: each key given replaces `[auth]`'s for this listener.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerAuth {
+    /// Replaces `auth.allow_anonymous`.
+    pub allow_anonymous: Option<bool>,
+    /// Replaces `auth.password_file` ("" for none).
+    pub password_file: Option<PathBuf>,
+    /// Replaces `auth.acl_file` ("" for none).
+    pub acl_file: Option<PathBuf>,
 }
 
 /// What a listener speaks above TCP (and TLS).
@@ -67,6 +82,7 @@ impl Listener {
             protocol: ListenerProtocol::Mqtt,
             ws_path: Self::default_ws_path(),
             tls: None,
+            auth: None,
         }
     }
 
@@ -423,6 +439,23 @@ impl Config {
             );
         }
         for l in &self.listeners {
+            let over = l.auth.clone().unwrap_or_default();
+            if let Some(path) = over.password_file.filter(|p| !p.as_os_str().is_empty())
+                && let Err(e) = crate::auth::PasswordFile::load(&path)
+            {
+                return Err(ConfigError::Invalid {
+                    key: "listeners.auth.password_file",
+                    message: format!("the listener on {}: {e}", l.bind),
+                });
+            }
+            if let Some(path) = over.acl_file.filter(|p| !p.as_os_str().is_empty())
+                && let Err(e) = crate::auth::AclFile::load(&path)
+            {
+                return Err(ConfigError::Invalid {
+                    key: "listeners.auth.acl_file",
+                    message: format!("the listener on {}: {e}", l.bind),
+                });
+            }
             if l.protocol == ListenerProtocol::Ws && !l.ws_path.starts_with('/') {
                 return Err(ConfigError::Invalid {
                     key: "listeners.ws_path",

@@ -1,9 +1,10 @@
 //! The running server: binds the configured TCP listeners, spawns one task per connection, and
 //! shuts down gracefully (stop accepting, close every client with its due will, wait for them).
 
+use crate::auth::Realm;
 use crate::broker::Broker;
 use crate::config::{self, Config};
-use crate::connection::Certified;
+use crate::connection::{Arrival, Certified};
 use crate::tls::TlsListener;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +17,8 @@ pub struct Server {
     local_addrs: Vec<SocketAddr>,
     /// The TLS listeners' configurations, reloaded on SIGHUP.
     tls: Vec<Arc<TlsListener>>,
+    /// `[auth]`'s rules and each `[listeners.auth]`'s, reloaded on SIGHUP.
+    realms: Vec<Arc<Realm>>,
     /// Every connection task holds a clone; when all are gone, `recv` returns `None`.
     done_tx: mpsc::Sender<()>,
     done_rx: mpsc::Receiver<()>,
@@ -31,6 +34,7 @@ impl Server {
         let (done_tx, done_rx) = mpsc::channel(1);
         let mut local_addrs = Vec::new();
         let mut tls_listeners = Vec::new();
+        let mut realms = vec![broker.realm().clone()];
         for l in &broker.config().listeners {
             let tls = match &l.tls {
                 Some(settings) => Some(Arc::new(TlsListener::new(settings, l.protocol).map_err(
@@ -62,7 +66,9 @@ impl Server {
                     }
                 });
             }
-            let layers = Layers { tls, ws };
+            let realm = listener_realm(&broker, l);
+            realms.push(realm.clone());
+            let layers = Layers { tls, ws, realm };
             tokio::spawn(accept_loop(
                 listener,
                 layers,
@@ -74,6 +80,7 @@ impl Server {
             broker,
             local_addrs,
             tls: tls_listeners,
+            realms,
             done_tx,
             done_rx,
         })
@@ -94,11 +101,20 @@ impl Server {
         &self.broker
     }
 
-    /// Reloads what can change while clients stay connected (SIGHUP): each TLS listener's
-    /// certificate, key and client CA. A file that does not load keeps the previous
-    /// configuration and is logged; the errors are returned too.
+    /// Reloads what can change while clients stay connected (SIGHUP): the password and ACL
+    /// files (for connections made from now on) and each TLS listener's certificate, key and
+    /// client CA. A file that does not load keeps the previous configuration and is logged; the
+    /// errors are returned too.
     pub fn reload(&self) -> Vec<String> {
         let mut errors = Vec::new();
+        let mut seen: Vec<*const Realm> = Vec::new();
+        for realm in &self.realms {
+            // A listener without [listeners.auth] shares [auth]'s realm: reload it once.
+            if !seen.contains(&Arc::as_ptr(realm)) {
+                seen.push(Arc::as_ptr(realm));
+                errors.extend(realm.reload());
+            }
+        }
         for (tls, addr) in self.tls.iter().zip(self.tls_addrs()) {
             match tls.reload() {
                 Ok(()) => tracing::info!(listener = %addr, "TLS certificates reloaded"),
@@ -149,7 +165,8 @@ fn exposure_warnings(config: &Config) -> Vec<String> {
         .iter()
         .filter(|l| !l.bind.ip().is_loopback())
     {
-        if config.auth.allow_anonymous {
+        let anonymous = l.auth.as_ref().and_then(|a| a.allow_anonymous);
+        if anonymous.unwrap_or(config.auth.allow_anonymous) {
             warnings.push(format!(
                 "SECURITY: listener {} is reachable from other machines and lets anonymous clients \
                  in; set auth.allow_anonymous = false and auth.password_file",
@@ -167,6 +184,20 @@ fn exposure_warnings(config: &Config) -> Vec<String> {
     warnings
 }
 
+/// The rules of listener `l`: `[auth]`'s, or its own where `[listeners.auth]` overrides a key.
+fn listener_realm(broker: &Broker, l: &config::Listener) -> Arc<Realm> {
+    let Some(over) = &l.auth else {
+        return broker.realm().clone();
+    };
+    let base = &broker.config().auth;
+    Arc::new(Realm::new(
+        over.allow_anonymous.unwrap_or(base.allow_anonymous),
+        broker.methods().clone(),
+        over.password_file.as_ref().unwrap_or(&base.password_file),
+        over.acl_file.as_ref().unwrap_or(&base.acl_file),
+    ))
+}
+
 /// A listening socket on `l.bind` with `l.backlog` (tokio's `TcpListener::bind` fixes 128).
 fn bind(l: &config::Listener) -> std::io::Result<TcpListener> {
     let socket = if l.bind.is_ipv4() {
@@ -180,12 +211,26 @@ fn bind(l: &config::Listener) -> std::io::Result<TcpListener> {
     socket.listen(l.backlog)
 }
 
-/// What a listener runs above TCP before MQTT.
+/// What a listener runs above TCP before MQTT, and its rules.
 #[derive(Clone)]
 struct Layers {
     tls: Option<Arc<TlsListener>>,
     /// The path of a WebSocket listener.
     ws: Option<Arc<str>>,
+    /// `[auth]`, or the listener's `[listeners.auth]` over it.
+    realm: Arc<Realm>,
+}
+
+impl Layers {
+    /// What a connection from `peer` brings to its handshake.
+    fn arrival(&self, peer: SocketAddr, broker: &Broker, certified: Certified) -> Arrival {
+        Arrival {
+            peer,
+            broker: broker.clone(),
+            certified,
+            realm: self.realm.clone(),
+        }
+    }
 }
 
 async fn accept_loop(
@@ -211,8 +256,8 @@ async fn accept_loop(
                 }
                 // Spawned as it is, not wrapped in another async block that would hold a second
                 // copy of its arguments for the connection's whole life.
-                let serve = crate::connection::serve(stream, peer, broker.clone(), done.clone());
-                tokio::spawn(serve);
+                let arrival = layers.arrival(peer, &broker, Certified::NotAsked);
+                tokio::spawn(crate::connection::serve(stream, arrival, done.clone()));
             }
             Err(e) => {
                 // Typically EMFILE: back off briefly instead of spinning.
@@ -232,38 +277,35 @@ async fn serve_layered(
     broker: Broker,
     guard: mpsc::Sender<()>,
 ) {
-    let Layers { tls, ws } = layers;
-    match (tls, ws) {
+    match (&layers.tls, &layers.ws) {
         (None, Some(path)) => {
-            serve_ws(stream, &path, peer, broker, guard, Certified::NotAsked).await
+            let arrival = layers.arrival(peer, &broker, Certified::NotAsked);
+            serve_ws(stream, path, arrival, guard).await
         }
         (Some(tls), ws) => {
-            let Some((stream, certified)) = tls_handshake(&tls, stream, peer, &broker).await else {
+            let Some((stream, certified)) = tls_handshake(tls, stream, peer, &broker).await else {
                 return;
             };
+            let arrival = layers.arrival(peer, &broker, certified);
             match ws {
-                Some(path) => serve_ws(stream, &path, peer, broker, guard, certified).await,
-                None => {
-                    crate::connection::serve_certified(stream, peer, broker, guard, certified).await
-                }
+                Some(path) => serve_ws(stream, path, arrival, guard).await,
+                None => crate::connection::serve(stream, arrival, guard).await,
             }
         }
-        (None, None) => crate::connection::serve(stream, peer, broker, guard).await,
+        (None, None) => {
+            let arrival = layers.arrival(peer, &broker, Certified::NotAsked);
+            crate::connection::serve(stream, arrival, guard).await
+        }
     }
 }
 
 /// MQTT over a WebSocket on `stream`: the HTTP upgrade on `path` within the connect timeout (a
 /// bad request gets an HTTP error and one log line), then the connection.
-async fn serve_ws<S>(
-    stream: S,
-    path: &str,
-    peer: SocketAddr,
-    broker: Broker,
-    guard: mpsc::Sender<()>,
-    certified: Certified,
-) where
+async fn serve_ws<S>(stream: S, path: &str, arrival: Arrival, guard: mpsc::Sender<()>)
+where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
+    let (peer, broker) = (arrival.peer, arrival.broker.clone());
     let timeout = std::time::Duration::from_secs(broker.config().limits.connect_timeout_secs);
     // A binary message may carry several packets: room for two of the largest.
     let max_message = (broker.config().limits.max_packet_size as usize).saturating_mul(2);
@@ -273,7 +315,7 @@ async fn serve_ws<S>(
         _ = shutdown.wait_for(|down| *down) => return,
     };
     match upgraded {
-        Ok(Ok(ws)) => crate::connection::serve_certified(ws, peer, broker, guard, certified).await,
+        Ok(Ok(ws)) => crate::connection::serve(ws, arrival, guard).await,
         Ok(Err(why)) => tracing::info!(%peer, "WebSocket upgrade refused: {why}"),
         Err(_) => tracing::info!(%peer, "WebSocket upgrade not completed within {timeout:?}"),
     }

@@ -11,9 +11,11 @@
 
 mod acl;
 mod password;
+mod realm;
 mod scram;
 
 pub(crate) use acl::{AclFile, SharedAcl, SubscribeCheck};
+pub(crate) use realm::Realm;
 
 pub(crate) use password::PasswordFile;
 pub use password::{delete_user, set_password};
@@ -145,34 +147,6 @@ impl Authenticate for Methods {
             None => credentials
                 .username
                 .map_or(Begin::Anonymous, |user| Begin::Unchecked(user.to_owned())),
-        }
-    }
-}
-
-/// Every way the broker knows its users: the enhanced-authentication methods (SCRAM) and the
-/// password file, one user store as a client sees it.
-#[derive(Debug, Default)]
-pub(crate) struct Users {
-    /// Enhanced authentication, for a client that names a method.
-    pub(crate) methods: Methods,
-    /// `auth.password_file`, for a client that sends a user name and password.
-    pub(crate) passwords: Option<PasswordFile>,
-}
-
-impl Authenticate for Users {
-    fn begin(&self, credentials: &Credentials<'_>) -> Begin {
-        if credentials.method.is_some() {
-            return self.methods.begin(credentials);
-        }
-        match (credentials.username, &self.passwords) {
-            // A password without a user name (v5 allows it) names nobody.
-            (None, _) => Begin::Anonymous,
-            (Some(user), None) => Begin::Unchecked(user.to_owned()),
-            (Some(user), Some(file)) => match credentials.password {
-                Some(password) if file.verify(user, password) => Begin::User(user.to_owned()),
-                Some(_) => Begin::Refused("wrong user name or password"),
-                None => Begin::Refused("user name without a password"),
-            },
         }
     }
 }

@@ -80,10 +80,10 @@ struct Inner {
     shutdown: watch::Sender<bool>,
     /// The same, for established connections (see [`Broker::is_shutting_down`]).
     shutting_down: AtomicBool,
-    /// The enhanced authentication methods enabled by the configuration.
-    auth: crate::auth::Users,
-    /// `auth.acl_file`'s rules, if there is one.
-    acl: Option<crate::auth::AclFile>,
+    /// The enhanced authentication methods enabled by the configuration, shared by every realm.
+    methods: Arc<crate::auth::Methods>,
+    /// `[auth]`: the password and ACL files of every listener without `[listeners.auth]`.
+    realm: Arc<crate::auth::Realm>,
     /// Every connection's keep-alive deadline.
     keep_alives: keep_alive::KeepAlives,
     /// Failed logins per source address (see `broker/logins.rs`).
@@ -104,11 +104,14 @@ impl Broker {
     /// A broker whose enhanced authentication methods are `auth` rather than those the
     /// configuration enables.
     pub(crate) fn with_methods(config: Arc<Config>, methods: crate::auth::Methods) -> Self {
-        let auth = crate::auth::Users {
-            methods,
-            passwords: password_file(&config),
-        };
-        let acl = acl_file(&config);
+        let methods = Arc::new(methods);
+        let a = &config.auth;
+        let realm = Arc::new(crate::auth::Realm::new(
+            a.allow_anonymous,
+            methods.clone(),
+            &a.password_file,
+            &a.acl_file,
+        ));
         let (shutdown, _) = watch::channel(false);
         let s = &config.sessions;
         let queue_limits = Arc::new(crate::session::QueueLimits {
@@ -126,8 +129,8 @@ impl Broker {
                 overload_log: OverloadLog::default(),
                 shutdown,
                 shutting_down: AtomicBool::new(false),
-                auth,
-                acl,
+                methods,
+                realm,
                 keep_alives: keep_alive::KeepAlives::default(),
                 idle_sweeper: AtomicBool::new(false),
                 logins: Mutex::default(),
@@ -137,19 +140,13 @@ impl Broker {
     }
 
     /// The enhanced authentication methods (MQTT 5.0 section 4.12) the configuration enables.
-    pub(crate) fn authenticator(&self) -> &dyn crate::auth::Authenticate {
-        &self.inner.auth
+    pub(crate) fn methods(&self) -> &Arc<crate::auth::Methods> {
+        &self.inner.methods
     }
 
-    /// What the ACL file allows a client with this user name and client id; `None` when there
-    /// is no ACL file (everything is allowed).
-    pub(crate) fn acl_for(
-        &self,
-        user: Option<&str>,
-        client_id: &str,
-    ) -> Option<crate::auth::SharedAcl> {
-        let acl = self.inner.acl.as_ref()?;
-        Some(Arc::new(acl.for_client(user, client_id)))
+    /// `[auth]`'s rules: those of every listener without `[listeners.auth]`.
+    pub(crate) fn realm(&self) -> &Arc<crate::auth::Realm> {
+        &self.inner.realm
     }
 
     /// Notes a failed login from `ip` at `now_ms`; returns how long to wait before refusing it.
@@ -238,52 +235,6 @@ impl Broker {
     /// Number of retained messages.
     pub fn retained_count(&self) -> usize {
         lock(&self.inner.retained).len()
-    }
-}
-
-/// `auth.password_file`, if set. The configuration was validated, so it loaded then; if it no
-/// longer does, every user name is refused (an empty file) rather than let through unchecked.
-fn password_file(config: &Config) -> Option<crate::auth::PasswordFile> {
-    let path = &config.auth.password_file;
-    if path.as_os_str().is_empty() {
-        return None;
-    }
-    match crate::auth::PasswordFile::load(path) {
-        Ok(file) => {
-            tracing::info!(
-                users = file.len(),
-                "auth.password_file {} loaded",
-                path.display()
-            );
-            Some(file)
-        }
-        Err(e) => {
-            tracing::error!("auth.password_file: {e}; refusing every user name");
-            Some(crate::auth::PasswordFile::default())
-        }
-    }
-}
-
-/// `auth.acl_file`, if set, with a warning line for each pattern that names no client. The
-/// configuration was validated, so it loaded then; if it no longer does, nothing is allowed (an
-/// empty file) rather than everything.
-fn acl_file(config: &Config) -> Option<crate::auth::AclFile> {
-    let path = &config.auth.acl_file;
-    if path.as_os_str().is_empty() {
-        return None;
-    }
-    match crate::auth::AclFile::load(path) {
-        Ok((file, warnings)) => {
-            for w in warnings {
-                tracing::warn!("auth.acl_file {}: {w}", path.display());
-            }
-            tracing::info!("auth.acl_file {} loaded", path.display());
-            Some(file)
-        }
-        Err(e) => {
-            tracing::error!("auth.acl_file: {e}; refusing every PUBLISH and SUBSCRIBE");
-            Some(crate::auth::AclFile::default())
-        }
     }
 }
 

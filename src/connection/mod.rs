@@ -86,6 +86,17 @@ pub(crate) struct Shell {
     out: BytesMut,
 }
 
+/// What a new connection brings to its handshake besides its stream.
+pub(crate) struct Arrival {
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    pub(crate) broker: Broker,
+    /// Who its TLS certificate says it is, where the listener asks.
+    pub(crate) certified: Certified,
+    /// Its listener's authentication and authorization rules.
+    pub(crate) realm: std::sync::Arc<crate::auth::Realm>,
+}
+
 /// Serves one client connection until it closes. `guard` is dropped when it has (the server
 /// counts live connections by it).
 ///
@@ -95,33 +106,17 @@ pub(crate) struct Shell {
 /// halves (that is one more allocation per connection): reads and writes are polled in turn.
 pub(crate) fn serve<S: Transport>(
     stream: S,
-    peer: SocketAddr,
-    broker: Broker,
+    arrival: Arrival,
     guard: Guard,
-) -> impl Future<Output = ()> + Send {
-    serve_certified(stream, peer, broker, guard, Certified::NotAsked)
-}
-
-/// As [`serve`], for a client whose TLS certificate may decide its user name.
-pub(crate) fn serve_certified<S: Transport>(
-    stream: S,
-    peer: SocketAddr,
-    broker: Broker,
-    guard: Guard,
-    certified: Certified,
 ) -> impl Future<Output = ()> + Send {
     // What only the handshake needs, boxed: a future keeps what it captures for its whole life.
-    connection(
-        stream,
-        Start::New(Box::new((peer, broker, certified))),
-        guard,
-    )
+    connection(stream, Start::New(Box::new(arrival)), guard)
 }
 
 /// Where [`connection`] starts.
 enum Start {
     /// A new connection from this peer to this broker: the handshake first.
-    New(Box<(SocketAddr, Broker, Certified)>),
+    New(Box<Arrival>),
     /// An open connection resumed from the parking lot.
     Resumed(Box<Shell>),
 }
@@ -143,8 +138,7 @@ fn connection<S: Transport>(
             Start::Resumed(shell) => (shell, false),
             Start::New(start) => {
                 // Boxed, so the handshake's state is on the heap only while it runs.
-                let (peer, broker, certified) = *start;
-                let handshake = handshake(&mut stream, peer, broker, certified);
+                let handshake = handshake(&mut stream, *start);
                 let Some(shell) = Box::pin(handshake).await else {
                     return;
                 };
@@ -187,18 +181,19 @@ enum Ending {
 
 /// Runs the handshake to an open connection; `None` when it was refused or lost (answered,
 /// logged and lingered over already).
-async fn handshake<S>(
-    io: &mut S,
-    peer: SocketAddr,
-    broker: Broker,
-    certified: Certified,
-) -> Option<Box<Shell>>
+async fn handshake<S>(io: &mut S, arrival: Arrival) -> Option<Box<Shell>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
+    let Arrival {
+        peer,
+        broker,
+        certified,
+        realm,
+    } = arrival;
     let mut shutdown = broker.shutdown_signal();
     let mut shell = Box::new(Shell {
-        engine: Engine::certified(broker, peer, Instant::now(), certified),
+        engine: Engine::arriving(broker, peer, Instant::now(), certified, realm),
         inbuf: BytesMut::new(),
         out: BytesMut::new(),
     });

@@ -61,7 +61,9 @@ impl Open {
                     method: Some(&session.method),
                     ..Credentials::default()
                 };
-                let Begin::Exchange(exchange) = broker.authenticator().begin(&credentials) else {
+                let Begin::Exchange(exchange) =
+                    crate::auth::Authenticate::begin(&**broker.methods(), &credentials)
+                else {
                     return Err(protocol("Authentication Method no longer enabled"));
                 };
                 session.exchange = Some(exchange);

@@ -149,7 +149,10 @@ impl Engine {
             password: connect.password.as_deref(),
             method: props.authentication_method.as_deref(),
         };
-        let begun = broker.authenticator().begin(&credentials);
+        let State::Connecting { realm, .. } = &self.state else {
+            return Ok(());
+        };
+        let begun = crate::auth::Authenticate::begin(&**realm, &credentials);
         let checked = matches!(begun, Begin::User(_));
         let (reason, why) = match begun {
             Begin::Anonymous => return self.establish(connect, Identity::default(), now, out),
@@ -264,11 +267,18 @@ impl Engine {
         now: Instant,
         out: &mut BytesMut,
     ) -> Result<(), Close> {
-        let Some(broker) = self.broker().cloned() else {
+        let (Some(broker), State::Connecting { realm, .. }) = (self.broker().cloned(), &self.state)
+        else {
             return Ok(());
         };
-        let accepted = match policy::accept(&connect, broker.config(), &identity, assign_client_id)
-        {
+        let realm = realm.clone();
+        let accepted = match policy::accept(
+            &connect,
+            broker.config(),
+            realm.allow_anonymous,
+            &identity,
+            assign_client_id,
+        ) {
             Ok(accepted) => accepted,
             Err(refused) => return Err(refuse(&connect, refused, out)),
         };
@@ -305,7 +315,7 @@ impl Engine {
             exchange: None,
         });
         let enhanced = reauth.is_some();
-        let acl = broker.acl_for(identity_user.as_deref(), attached.link.client_id());
+        let acl = realm.acl_for(identity_user.as_deref(), attached.link.client_id());
         let will = match will {
             Some(w) if acl.as_ref().is_some_and(|acl| !acl.may_write(&w.topic)) => {
                 // As Mosquitto: the client is let in, without the will it may not publish.

@@ -26,11 +26,13 @@ pub(crate) use outbound::WRITE_HIGH_WATER;
 mod tests;
 
 use super::Close;
+use crate::auth::Realm;
 use crate::broker::{Broker, Link, Metrics, keep_alive};
 use crate::clock;
 use crate::protocol::{Packet, PacketTypes, ProtocolVersion, Will};
 use bytes::BytesMut;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::{Duration, Instant};
 
@@ -60,6 +62,8 @@ enum State {
         /// Who the client's TLS certificate says it is, where the listener takes the user
         /// name from it.
         certified: Certified,
+        /// The listener's authentication and authorization rules.
+        realm: Arc<Realm>,
     },
     Open(Open),
     /// Ended: nothing more is read or sent.
@@ -121,15 +125,18 @@ impl Engine {
     /// `now` to complete its handshake.
     #[cfg(test)]
     pub(crate) fn new(broker: Broker, peer: SocketAddr, now: Instant) -> Self {
-        Self::certified(broker, peer, now, Certified::NotAsked)
+        let realm = broker.realm().clone();
+        Self::arriving(broker, peer, now, Certified::NotAsked, realm)
     }
 
-    /// As [`Engine::new`], for a client whose TLS certificate decides its user name.
-    pub(crate) fn certified(
+    /// As [`Engine::new`], for a client of a listener with these rules (`realm`), whose TLS
+    /// certificate may decide its user name.
+    pub(crate) fn arriving(
         broker: Broker,
         peer: SocketAddr,
         now: Instant,
         certified: Certified,
+        realm: Arc<Realm>,
     ) -> Self {
         let timeout = Duration::from_secs(broker.config().limits.connect_timeout_secs);
         Self {
@@ -139,6 +146,7 @@ impl Engine {
                 deadline: now + timeout,
                 exchange: None,
                 certified,
+                realm,
             },
         }
     }

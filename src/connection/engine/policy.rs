@@ -137,11 +137,13 @@ fn keep_alive(connect: &Connect, config: &Config) -> Result<(u16, Option<u16>), 
     Ok((max, Some(max)))
 }
 
-/// Decides a CONNECT that passed [`screen`], for a client authenticated as `identity`.
+/// Decides a CONNECT that passed [`screen`], for a client authenticated as `identity` on a
+/// listener that lets anonymous clients in or not (`allow_anonymous`, from its realm).
 /// `assign_id` makes a client id for a client that sent none [MQTT-3.1.3-6].
 pub(crate) fn accept(
     connect: &Connect,
     config: &Config,
+    allow_anonymous: bool,
     identity: &Identity,
     assign_id: impl FnOnce() -> String,
 ) -> Result<Accepted, Refused> {
@@ -166,7 +168,7 @@ pub(crate) fn accept(
     } else {
         connect.client_id.as_str().into()
     };
-    if !identity.checked && !config.auth.allow_anonymous {
+    if !identity.checked && !allow_anonymous {
         let why = if identity.user.is_some() {
             "a user name with no password file to check it, and anonymous clients are not allowed"
         } else {

@@ -1,0 +1,163 @@
+//! `[listeners.auth]` over `[auth]`, and the password and ACL files reloaded on SIGHUP (through
+//! `Server::reload`, which SIGHUP calls): a broken file keeps the rules in use.
+
+mod support;
+
+use bytes::Bytes;
+use roost::config::{Listener, ListenerAuth};
+use roost::protocol::ProtocolVersion::{self, V3_1_1, V5};
+use roost::protocol::{ByteStr, Packet, QoS, ReasonCode};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use support::*;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("roost-lauth-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// The CONNACK reason a client with these credentials gets at `addr`.
+async fn connack(
+    addr: SocketAddr,
+    v: ProtocolVersion,
+    user: Option<&str>,
+    pw: Option<&str>,
+) -> ReasonCode {
+    let mut c = Raw::open(addr, v).await;
+    let mut connect = connect_packet(v, "", true);
+    connect.username = user.map(|u| ByteStr::try_from(u).unwrap());
+    connect.password = pw.map(|p| Bytes::copy_from_slice(p.as_bytes()));
+    c.send(&Packet::Connect(Box::new(connect))).await;
+    match c.recv().await {
+        Packet::ConnAck(a) => a.reason,
+        other => panic!("expected CONNACK, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_listener_can_close_its_doors_while_another_stays_open() {
+    let d = dir("doors");
+    let passwd = d.join("passwd");
+    roost::passwords::set_password(&passwd, "alice", "wonderland").unwrap();
+    std::fs::write(d.join("acl"), "user alice\ntopic readwrite alice/#\n").unwrap();
+    let b = start_with(|c| {
+        c.auth.login_delay_ms = 0;
+        let open = Listener::new("127.0.0.1:0".parse().unwrap());
+        let closed = Listener {
+            auth: Some(ListenerAuth {
+                allow_anonymous: Some(false),
+                password_file: Some(passwd.clone()),
+                acl_file: Some(d.join("acl")),
+            }),
+            ..Listener::new("127.0.0.1:0".parse().unwrap())
+        };
+        c.listeners = vec![open, closed];
+    })
+    .await;
+    let (open, closed) = (b.server.local_addrs()[0], b.server.local_addrs()[1]);
+    for v in [V5, V3_1_1] {
+        assert_eq!(
+            connack(open, v, None, None).await,
+            ReasonCode::SUCCESS,
+            "{v:?}"
+        );
+        let refused = connack(closed, v, None, None).await;
+        assert!(
+            refused.is_error(),
+            "{v:?}: anonymous on the closed listener"
+        );
+        let wrong = connack(closed, v, Some("alice"), Some("nope")).await;
+        assert!(wrong.is_error(), "{v:?}");
+        let right = connack(closed, v, Some("alice"), Some("wonderland")).await;
+        assert_eq!(right, ReasonCode::SUCCESS, "{v:?}");
+    }
+    // The ACL applies on the closed listener only.
+    let mut c = Raw::open(closed, V5).await;
+    let mut connect = connect_packet(V5, "alice-1", true);
+    connect.username = Some(ByteStr::from_static("alice").unwrap());
+    connect.password = Some(Bytes::from_static(b"wonderland"));
+    c.send(&Packet::Connect(Box::new(connect))).await;
+    assert!(matches!(c.recv().await, Packet::ConnAck(a) if a.reason == ReasonCode::SUCCESS));
+    let no = c
+        .publish_acked("other/x", b"m", QoS::AtLeastOnce, false, 1)
+        .await;
+    assert_eq!(no, ReasonCode::NOT_AUTHORIZED);
+    let mut anyone = Raw::connect(open, V5, "anyone", true).await;
+    let yes = anyone
+        .publish_acked("other/x", b"m", QoS::AtLeastOnce, false, 1)
+        .await;
+    assert_eq!(
+        yes,
+        ReasonCode::NO_MATCHING_SUBSCRIBERS,
+        "no ACL on the open listener"
+    );
+}
+
+#[tokio::test]
+async fn password_and_acl_files_reload_and_a_broken_one_keeps_the_rules_in_use() {
+    let d = dir("reload");
+    let passwd = d.join("passwd");
+    let acl = d.join("acl");
+    roost::passwords::set_password(&passwd, "alice", "first").unwrap();
+    std::fs::write(&acl, "user alice\ntopic readwrite a/#\n").unwrap();
+    let b = start_with(|c| {
+        c.auth.login_delay_ms = 0;
+        c.auth.allow_anonymous = false;
+        c.auth.password_file = passwd.clone();
+        c.auth.acl_file = acl.clone();
+    })
+    .await;
+    let publish_as_alice = |password: &'static str, topic: &'static str| async move {
+        let mut c = Raw::open(b.addr, V5).await;
+        let mut connect = connect_packet(V5, "alice", true);
+        connect.username = Some(ByteStr::from_static("alice").unwrap());
+        connect.password = Some(Bytes::from_static(password.as_bytes()));
+        c.send(&Packet::Connect(Box::new(connect))).await;
+        match c.recv().await {
+            Packet::ConnAck(a) if a.reason == ReasonCode::SUCCESS => {}
+            Packet::ConnAck(a) => return Err(a.reason),
+            other => panic!("{other:?}"),
+        }
+        Ok(c.publish_acked(topic, b"m", QoS::AtLeastOnce, false, 1)
+            .await)
+    };
+    assert_eq!(
+        publish_as_alice("first", "a/x").await,
+        Ok(ReasonCode::NO_MATCHING_SUBSCRIBERS)
+    );
+
+    roost::passwords::set_password(&passwd, "alice", "second").unwrap();
+    std::fs::write(&acl, "user alice\ntopic readwrite b/#\n").unwrap();
+    assert_eq!(b.server.reload(), Vec::<String>::new());
+    assert!(
+        publish_as_alice("first", "b/x").await.is_err(),
+        "the old password no longer works"
+    );
+    assert_eq!(
+        publish_as_alice("second", "b/x").await,
+        Ok(ReasonCode::NO_MATCHING_SUBSCRIBERS)
+    );
+    assert_eq!(
+        publish_as_alice("second", "a/x").await,
+        Ok(ReasonCode::NOT_AUTHORIZED)
+    );
+
+    // Broken files: the reload says which line, and the rules in use stay.
+    std::fs::write(&passwd, "alice:not-a-hash\n").unwrap();
+    std::fs::write(&acl, "user alice\ntopic readwrite b/#\nfrobnicate\n").unwrap();
+    let errors = b.server.reload();
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert!(
+        errors[0].contains("auth.password_file") && errors[0].contains("line 1"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1].contains("auth.acl_file") && errors[1].contains("line 3"),
+        "{errors:?}"
+    );
+    assert_eq!(
+        publish_as_alice("second", "b/x").await,
+        Ok(ReasonCode::NO_MATCHING_SUBSCRIBERS)
+    );
+}
