@@ -48,6 +48,10 @@ pub struct Listener {
     /// `[auth]` keys this listener overrides; absent: `[auth]` as it is.
     #[serde(default)]
     pub auth: Option<ListenerAuth>,
+    /// Behind a load balancer: every connection starts with a PROXY protocol header (v1 or v2)
+    /// naming the client's real address; one without is closed.
+    #[serde(default)]
+    pub proxy_protocol: bool,
 }
 
 /// A listener's own `[listeners.auth]`: each key given replaces `[auth]`'s for this listener.
@@ -83,6 +87,7 @@ impl Listener {
             ws_path: Self::default_ws_path(),
             tls: None,
             auth: None,
+            proxy_protocol: false,
         }
     }
 

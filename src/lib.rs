@@ -23,6 +23,7 @@ pub mod config;
 mod connection;
 pub mod fd_table;
 pub mod protocol;
+mod proxy;
 pub mod runtime;
 mod server;
 mod session;

@@ -68,7 +68,13 @@ impl Server {
             }
             let realm = listener_realm(&broker, l);
             realms.push(realm.clone());
-            let layers = Layers { tls, ws, realm };
+            let proxy = l.proxy_protocol;
+            let layers = Layers {
+                proxy,
+                tls,
+                ws,
+                realm,
+            };
             tokio::spawn(accept_loop(
                 listener,
                 layers,
@@ -214,6 +220,8 @@ fn bind(l: &config::Listener) -> std::io::Result<TcpListener> {
 /// What a listener runs above TCP before MQTT, and its rules.
 #[derive(Clone)]
 struct Layers {
+    /// A PROXY protocol header comes first.
+    proxy: bool,
     tls: Option<Arc<TlsListener>>,
     /// The path of a WebSocket listener.
     ws: Option<Arc<str>>,
@@ -248,7 +256,7 @@ async fn accept_loop(
         match accepted {
             Ok((stream, peer)) => {
                 let _ = stream.set_nodelay(true);
-                if layers.tls.is_some() || layers.ws.is_some() {
+                if layers.proxy || layers.tls.is_some() || layers.ws.is_some() {
                     let serve =
                         serve_layered(layers.clone(), stream, peer, broker.clone(), done.clone());
                     tokio::spawn(serve);
@@ -268,15 +276,32 @@ async fn accept_loop(
     }
 }
 
-/// A connection on a TLS or WebSocket listener: TLS first if the listener has it, then the
-/// WebSocket upgrade if it is one, then MQTT.
+/// A connection on a listener with more than MQTT over TCP: the PROXY header first if the
+/// listener expects one, then TLS if it has it, then the WebSocket upgrade if it is one, then
+/// MQTT.
 async fn serve_layered(
     layers: Layers,
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
+    mut stream: tokio::net::TcpStream,
+    mut peer: SocketAddr,
     broker: Broker,
     guard: mpsc::Sender<()>,
 ) {
+    if layers.proxy {
+        let timeout = std::time::Duration::from_secs(broker.config().limits.connect_timeout_secs);
+        match tokio::time::timeout(timeout, crate::proxy::read_header(&mut stream)).await {
+            Ok(Ok(Some(client))) => peer = client,
+            // The balancer's own connection (a health check): its address stands.
+            Ok(Ok(None)) => {}
+            Ok(Err(why)) => {
+                tracing::info!(%peer, "connection closed: {why}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(%peer, "connection closed: no PROXY header within {timeout:?}");
+                return;
+            }
+        }
+    }
     match (&layers.tls, &layers.ws) {
         (None, Some(path)) => {
             let arrival = layers.arrival(peer, &broker, Certified::NotAsked);

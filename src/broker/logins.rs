@@ -68,6 +68,11 @@ impl Logins {
         Duration::from_millis(base_ms.saturating_mul(1 << doublings))
     }
 
+    /// Failed logins counted for `ip` (and its /64).
+    pub(crate) fn failures(&self, ip: IpAddr) -> u32 {
+        self.by_address.get(&key(ip)).map_or(0, |f| f.count)
+    }
+
     /// Notes a successful login from `ip`: its failures are forgotten.
     pub(crate) fn succeeded(&mut self, ip: IpAddr) {
         if !self.by_address.is_empty() {

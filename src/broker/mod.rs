@@ -158,6 +158,11 @@ impl Broker {
         lock(&self.inner.logins).failed(ip, now_ms, base_ms)
     }
 
+    /// Failed logins counted for `ip` (and its IPv6 /64) since its last success.
+    pub fn failed_logins(&self, ip: std::net::IpAddr) -> u32 {
+        lock(&self.inner.logins).failures(ip)
+    }
+
     /// Notes a successful login from `ip`: its failures are forgotten.
     pub(crate) fn login_succeeded(&self, ip: std::net::IpAddr) {
         lock(&self.inner.logins).succeeded(ip);
