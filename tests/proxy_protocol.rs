@@ -30,7 +30,10 @@ async fn attempt(addr: std::net::SocketAddr, header: &[u8]) -> Vec<u8> {
     let mut got = Vec::new();
     let mut buf = [0u8; 64];
     loop {
-        match tokio::time::timeout(WAIT, s.read(&mut buf)).await.expect("closed in time") {
+        match tokio::time::timeout(WAIT, s.read(&mut buf))
+            .await
+            .expect("closed in time")
+        {
             Ok(0) | Err(_) => return got,
             Ok(n) => got.extend_from_slice(&buf[..n]),
         }

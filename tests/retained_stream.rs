@@ -205,9 +205,14 @@ async fn a_retained_stream_resumes_with_its_session() {
     assert!(ack.session_present);
     for p in sub.drain().await {
         assert!(p.retain);
+        // What was in flight when the client left comes again, with DUP: also what it had
+        // acknowledged, when its PUBACKs were lost with the connection (its socket closed with
+        // unread messages, so the kernel reset it and dropped what the broker had not read).
+        if p.dup && topics.contains(&p.topic.to_string()) {
+            continue;
+        }
         topics.push(p.topic.to_string());
     }
-    topics.dedup(); // a message in flight when the client left comes again, with DUP
     let want: Vec<String> = (0..3_000).map(|i| format!("r/{i:04}")).collect();
     assert_eq!(topics, want);
 }
