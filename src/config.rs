@@ -173,6 +173,8 @@ pub struct Limits {
     /// Most levels in a topic name or filter (as Mosquitto's limit of 200). Deeper: a PUBLISH
     /// is refused (v5 0x90, 3.1.1 closed), a subscription gets SUBACK 0x8F (3.1.1: 0x80).
     pub max_topic_levels: usize,
+    /// Longest topic name or filter, in bytes; longer ones are refused as deeper ones are.
+    pub max_topic_length: usize,
     /// Seconds a connection may be idle (nothing read, nothing sent) before it is parked: its
     /// task and reactor registration are freed, and its socket waits in one shared epoll set
     /// until the client sends or a message comes. 0 = never park.
@@ -307,6 +309,7 @@ impl Default for Limits {
             wildcard_subscription_available: true,
             subscription_identifier_available: true,
             max_topic_levels: 200,
+            max_topic_length: 4096,
             idle_park_secs: 5,
             max_connections: 60_000,
             max_subscriptions_per_client: 10_000,
@@ -509,6 +512,9 @@ impl Config {
                 "limits.max_keepalive",
                 "must be at least 1 second (65535 means no limit)",
             );
+        }
+        if self.limits.max_topic_length == 0 {
+            return invalid("limits.max_topic_length", "must be at least 1");
         }
         if self.limits.max_topic_levels == 0 {
             return invalid("limits.max_topic_levels", "must be at least 1");

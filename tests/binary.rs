@@ -241,10 +241,13 @@ fn the_binary_survives_a_filter_seven_thousand_levels_deep() {
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("roost.toml");
     let shipped = include_str!("../config/roost.toml");
-    let raised = shipped.replace("max_topic_levels = 200", "max_topic_levels = 100000");
-    assert_ne!(
-        raised, shipped,
-        "the shipped config sets max_topic_levels = 200"
+    let raised = shipped
+        .replace("max_topic_levels = 200", "max_topic_levels = 100000")
+        .replace("max_topic_length = 4096", "max_topic_length = 65535");
+    assert_eq!(
+        raised.len(),
+        shipped.len() + 4,
+        "the shipped config sets max_topic_levels = 200 and max_topic_length = 4096"
     );
     std::fs::write(&config, raised).unwrap();
     let (mut broker, addr) = start_config(config.to_str().unwrap(), |_| {});

@@ -59,7 +59,11 @@ async fn a_filter_of_seven_thousand_levels_is_refused_and_the_broker_stays_up() 
 /// own tests, and the broker test below, go to 100,000 levels.)
 #[tokio::test]
 async fn the_deepest_topic_a_client_can_send_works_with_the_limit_raised() {
-    let broker = start_with(|c| c.limits.max_topic_levels = 200_000).await;
+    let broker = start_with(|c| {
+        c.limits.max_topic_levels = 200_000;
+        c.limits.max_topic_length = 65_535;
+    })
+    .await;
     let topic = "/".repeat(65_535);
     let wild = format!("{}#", "+/".repeat(32_000));
     let mut publisher = Raw::connect(broker.addr, V5, "pub", true).await;
@@ -220,4 +224,29 @@ fn levels_are_counted_as_the_spec_splits_them() {
     assert!(!too_deep("", 1));
     assert!(too_deep(&"/".repeat(200), 200));
     assert!(!too_deep(&"/".repeat(199), 200));
+}
+
+/// `limits.max_topic_length`: a topic name or filter longer than it (in bytes) is refused as a
+/// deep one is: PUBACK 0x90, SUBACK 0x8F (3.1.1: 0x80); one at the limit passes.
+#[tokio::test]
+async fn a_topic_or_filter_longer_than_the_limit_is_refused() {
+    let broker = start_with(|c| c.limits.max_topic_length = 64).await;
+    let (at_limit, over) = ("t".repeat(64), "t".repeat(65));
+    let mut c = Raw::connect(broker.addr, V5, "long", true).await;
+    let reason = c
+        .publish_acked(&over, b"x", QoS::AtLeastOnce, false, 1)
+        .await;
+    assert_eq!(reason, ReasonCode::TOPIC_NAME_INVALID);
+    let reason = c
+        .publish_acked(&at_limit, b"x", QoS::AtLeastOnce, false, 2)
+        .await;
+    assert_eq!(reason, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+    assert_eq!(
+        c.subscribe(&format!("{over}/#"), QoS::AtMostOnce).await,
+        [0x8F]
+    );
+    assert_eq!(c.subscribe(&at_limit, QoS::AtMostOnce).await, [0]);
+    let mut old = Raw::connect(broker.addr, V3_1_1, "long-3", true).await;
+    assert_eq!(old.subscribe(&over, QoS::AtMostOnce).await, [0x80]);
+    still_serves(broker.addr).await;
 }

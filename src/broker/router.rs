@@ -8,7 +8,7 @@ use crate::protocol::{QoS, ReasonCode, RetainHandling, SubscriptionOptions};
 use crate::session::{
     DeliveryExtra, Enqueued, Message, RetainedCursor, Run, RunGrant, SubscriptionIds,
 };
-use crate::topic::{parse_shared, too_deep, validate_filter};
+use crate::topic::{parse_shared, too_big, validate_filter};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
@@ -83,7 +83,7 @@ impl Broker {
                 Some(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED)
             }
             None if validate_filter(filter).is_err() => Some(ReasonCode::TOPIC_FILTER_INVALID),
-            _ if too_deep(plain, limits.max_topic_levels) => Some(ReasonCode::TOPIC_FILTER_INVALID),
+            _ if too_big(plain, limits) => Some(ReasonCode::TOPIC_FILTER_INVALID),
             _ if !limits.wildcard_subscription_available && plain.contains(['+', '#']) => {
                 Some(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED)
             }

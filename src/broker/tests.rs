@@ -19,6 +19,7 @@ fn deep(levels: usize) -> String {
 async fn the_broker_subscribes_matches_and_removes_a_filter_of_a_hundred_thousand_levels() {
     let mut config = Config::default();
     config.limits.max_topic_levels = 200_000;
+    config.limits.max_topic_length = usize::MAX;
     let broker = Broker::new(Arc::new(config));
     let topic = deep(100_000);
     let options = SubscriptionOptions {

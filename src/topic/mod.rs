@@ -18,6 +18,12 @@ pub(crate) fn levels(s: &str) -> std::str::Split<'_, char> {
     s.split('/')
 }
 
+/// Whether a topic name or filter is longer than `limits.max_topic_length` bytes or has more
+/// than `limits.max_topic_levels` levels: refused at the door either way.
+pub(crate) fn too_big(topic: &str, limits: &crate::config::Limits) -> bool {
+    topic.len() > limits.max_topic_length || too_deep(topic, limits.max_topic_levels)
+}
+
 /// Whether a topic name or filter has more than `max` levels (`limits.max_topic_levels`).
 /// Deep topics cost the trie memory and time on every message, so they are refused at the door.
 pub fn too_deep(topic: &str, max: usize) -> bool {

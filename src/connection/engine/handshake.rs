@@ -123,8 +123,8 @@ impl Engine {
         if let Err(refused) = policy::screen(&connect, broker.config(), connected) {
             return Err(refuse(&connect, refused, out));
         }
-        if let State::Connecting { certified, .. } = &self.state {
-            match certified.clone() {
+        if let State::Connecting { door, .. } = &self.state {
+            match door.certified.clone() {
                 Certified::NotAsked => {}
                 // As Mosquitto's use_identity_as_username: the certificate is the credential,
                 // and the CONNECT's user name and password are not looked at.
@@ -149,10 +149,10 @@ impl Engine {
             password: connect.password.as_deref(),
             method: props.authentication_method.as_deref(),
         };
-        let State::Connecting { realm, .. } = &self.state else {
+        let State::Connecting { door, .. } = &self.state else {
             return Ok(());
         };
-        let begun = crate::auth::Authenticate::begin(&**realm, &credentials);
+        let begun = crate::auth::Authenticate::begin(&*door.realm, &credentials);
         let checked = matches!(begun, Begin::User(_));
         let (reason, why) = match begun {
             Begin::Anonymous => return self.establish(connect, Identity::default(), now, out),
@@ -267,11 +267,11 @@ impl Engine {
         now: Instant,
         out: &mut BytesMut,
     ) -> Result<(), Close> {
-        let (Some(broker), State::Connecting { realm, .. }) = (self.broker().cloned(), &self.state)
+        let (Some(broker), State::Connecting { door, .. }) = (self.broker().cloned(), &self.state)
         else {
             return Ok(());
         };
-        let realm = realm.clone();
+        let realm = door.realm.clone();
         let accepted = match policy::accept(
             &connect,
             broker.config(),

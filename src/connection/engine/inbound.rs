@@ -10,7 +10,7 @@ use crate::protocol::{
     Unsubscribe, decode,
 };
 use crate::session::{Acked, Message};
-use crate::topic::too_deep;
+use crate::topic::too_big;
 use bytes::BytesMut;
 use std::cell::Cell;
 use std::sync::Arc;
@@ -243,8 +243,8 @@ impl Open {
         Metrics::inc(&broker.metrics().messages_received);
         let packet_id = p.packet_id;
         let qos = p.qos;
-        if too_deep(&p.topic, limits.max_topic_levels) {
-            let why = "topic has more levels than limits.max_topic_levels";
+        if too_big(&p.topic, limits) {
+            let why = "topic longer than limits.max_topic_length or deeper than max_topic_levels";
             return self.refuse_publish(
                 run,
                 out,

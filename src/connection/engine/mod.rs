@@ -59,15 +59,22 @@ enum State {
         broker: Broker,
         deadline: Instant,
         exchange: Option<Box<auth::Pending>>,
-        /// Who the client's TLS certificate says it is, where the listener takes the user
-        /// name from it.
-        certified: Certified,
-        /// The listener's authentication and authorization rules.
-        realm: Arc<Realm>,
+        /// What the listener knows of the client and its rules, boxed: only the handshake
+        /// needs them, and the engine's size is every connection's.
+        door: Box<Door>,
     },
     Open(Open),
     /// Ended: nothing more is read or sent.
     Closed,
+}
+
+/// What the handshake needs from the listener a client came through.
+struct Door {
+    /// Who the client's TLS certificate says it is, where the listener takes the user name
+    /// from it.
+    certified: Certified,
+    /// The listener's authentication and authorization rules.
+    realm: Arc<Realm>,
 }
 
 /// What a listener with `use_identity_as_username` learnt from the client's certificate.
@@ -145,8 +152,7 @@ impl Engine {
                 broker,
                 deadline: now + timeout,
                 exchange: None,
-                certified,
-                realm,
+                door: Box::new(Door { certified, realm }),
             },
         }
     }

@@ -189,8 +189,9 @@ pub(crate) fn accept(
             let why = "retained will while retain is unavailable";
             return refuse(v5_or(ReasonCode::RETAIN_NOT_SUPPORTED), why);
         }
-        if crate::topic::too_deep(&will.topic, limits.max_topic_levels) {
-            let why = "will topic has more levels than limits.max_topic_levels";
+        if crate::topic::too_big(&will.topic, limits) {
+            let why = "will topic longer than limits.max_topic_length or deeper than \
+                       max_topic_levels";
             return refuse(v5_or(ReasonCode::TOPIC_NAME_INVALID), why);
         }
     }
