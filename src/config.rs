@@ -175,6 +175,14 @@ pub struct Limits {
     pub max_topic_levels: usize,
     /// Longest topic name or filter, in bytes; longer ones are refused as deeper ones are.
     pub max_topic_length: usize,
+    /// PUBLISHes a client may send a second (a second's worth at once); over it: v5
+    /// DISCONNECT 0x96, 3.1.1 closed. 0 = no limit.
+    pub max_publish_rate: u64,
+    /// Payload bytes a client may publish a second, the same way. 0 = no limit.
+    pub max_publish_bytes_rate: u64,
+    /// CONNECTs one source address (IPv6: one /64) may make a second, a second's worth at
+    /// once; over it: CONNACK 0x9F (3.1.1: 0x03). 0 = no limit.
+    pub max_connect_rate_per_address: u64,
     /// Seconds a connection may be idle (nothing read, nothing sent) before it is parked: its
     /// task and reactor registration are freed, and its socket waits in one shared epoll set
     /// until the client sends or a message comes. 0 = never park.
@@ -310,6 +318,9 @@ impl Default for Limits {
             subscription_identifier_available: true,
             max_topic_levels: 200,
             max_topic_length: 4096,
+            max_publish_rate: 0,
+            max_publish_bytes_rate: 0,
+            max_connect_rate_per_address: 0,
             idle_park_secs: 5,
             max_connections: 60_000,
             max_subscriptions_per_client: 10_000,

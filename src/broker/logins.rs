@@ -13,7 +13,7 @@ const MAX_DOUBLINGS: u32 = 5;
 const FORGET_AFTER_MS: u64 = 10 * 60 * 1000;
 /// Most addresses remembered: beyond it, the oldest are forgotten first (an attacker with more
 /// addresses than this gets less slowing, never more memory).
-const MAX_ADDRESSES: usize = 65_536;
+pub(super) const MAX_ADDRESSES: usize = 65_536;
 
 /// Failures per address.
 #[derive(Debug, Default)]
@@ -27,8 +27,30 @@ struct Failures {
     last_ms: u64,
 }
 
+/// Keeps a table by address under `MAX_ADDRESSES` entries: when it is full, the entries `keep`
+/// says no longer matter go, then, if none did, the one least recently seen (`last_ms`). An
+/// attacker with more addresses than this gets less counting, never more memory.
+pub(super) fn make_room<V>(
+    table: &mut HashMap<IpAddr, V>,
+    keep: impl Fn(&V) -> bool,
+    last_ms: impl Fn(&V) -> u64,
+) {
+    if table.len() < MAX_ADDRESSES {
+        return;
+    }
+    table.retain(|_, v| keep(v));
+    if table.len() >= MAX_ADDRESSES
+        && let Some(oldest) = table
+            .iter()
+            .min_by_key(|(_, v)| last_ms(v))
+            .map(|(ip, _)| *ip)
+    {
+        table.remove(&oldest);
+    }
+}
+
 /// The key an address counts under.
-fn key(ip: IpAddr) -> IpAddr {
+pub(super) fn key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -42,19 +64,11 @@ impl Logins {
     /// Notes a failed login from `ip` at `now_ms`; returns how long its refusal should wait:
     /// `base_ms` for the first, doubling with each further one, 32 times `base_ms` at most.
     pub(crate) fn failed(&mut self, ip: IpAddr, now_ms: u64, base_ms: u64) -> Duration {
-        if self.by_address.len() >= MAX_ADDRESSES {
-            self.by_address
-                .retain(|_, f| now_ms.saturating_sub(f.last_ms) < FORGET_AFTER_MS);
-            if self.by_address.len() >= MAX_ADDRESSES
-                && let Some(oldest) = self
-                    .by_address
-                    .iter()
-                    .min_by_key(|(_, f)| f.last_ms)
-                    .map(|(ip, _)| *ip)
-            {
-                self.by_address.remove(&oldest);
-            }
-        }
+        make_room(
+            &mut self.by_address,
+            |f| now_ms.saturating_sub(f.last_ms) < FORGET_AFTER_MS,
+            |f| f.last_ms,
+        );
         let f = self.by_address.entry(key(ip)).or_insert(Failures {
             count: 0,
             last_ms: now_ms,

@@ -22,6 +22,10 @@ pub struct Metrics {
     pub dropped_too_large: AtomicU64,
     /// PUBLISHes refused, and deliveries withheld, because the ACL file does not allow them.
     pub dropped_not_authorized: AtomicU64,
+    /// Connections ended for publishing faster than the publish rate limits.
+    pub disconnected_rate: AtomicU64,
+    /// CONNECTs refused for coming faster than `limits.max_connect_rate_per_address`.
+    pub refused_connect_rate: AtomicU64,
     /// Dropped because a shared subscription's member left with it unfinished and its group
     /// had no other member, and its session ended.
     pub dropped_no_member: AtomicU64,

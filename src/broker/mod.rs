@@ -3,6 +3,7 @@
 //! retained store. Every lock here is a std mutex held for a few instructions and never across
 //! an `.await`; nothing here parses bytes.
 
+mod connect_rate;
 mod idle;
 pub(crate) mod keep_alive;
 mod link;
@@ -88,6 +89,8 @@ struct Inner {
     keep_alives: keep_alive::KeepAlives,
     /// Failed logins per source address (see `broker/logins.rs`).
     logins: Mutex<logins::Logins>,
+    /// CONNECTs per source address (see `broker/connect_rate.rs`).
+    connect_rates: Mutex<connect_rate::ConnectRates>,
     /// Set once the idle sweeper runs (see `broker/idle.rs`).
     idle_sweeper: AtomicBool,
     /// The queue policy of every session (from `[sessions]`).
@@ -134,6 +137,7 @@ impl Broker {
                 keep_alives: keep_alive::KeepAlives::default(),
                 idle_sweeper: AtomicBool::new(false),
                 logins: Mutex::default(),
+                connect_rates: Mutex::default(),
                 queue_limits,
             }),
         }
@@ -156,6 +160,13 @@ impl Broker {
             return std::time::Duration::ZERO;
         }
         lock(&self.inner.logins).failed(ip, now_ms, base_ms)
+    }
+
+    /// Whether a CONNECT from `ip` at `now_ms` is within `limits.max_connect_rate_per_address`
+    /// (always, when that is 0); counts it.
+    pub(crate) fn connect_allowed(&self, ip: std::net::IpAddr, now_ms: u64) -> bool {
+        let per_sec = self.config().limits.max_connect_rate_per_address;
+        per_sec == 0 || lock(&self.inner.connect_rates).allow(ip, now_ms, per_sec)
     }
 
     /// Failed logins counted for `ip` (and its IPv6 /64) since its last success.

@@ -123,6 +123,16 @@ impl Engine {
         if let Err(refused) = policy::screen(&connect, broker.config(), connected) {
             return Err(refuse(&connect, refused, out));
         }
+        if !broker.connect_allowed(self.peer.ip(), crate::clock::ms(now)) {
+            Metrics::inc(&broker.metrics().refused_connect_rate);
+            let why = "CONNECTs from this address faster than limits.max_connect_rate_per_address";
+            let reason = if connect.protocol.is_v5() {
+                ReasonCode::CONNECTION_RATE_EXCEEDED
+            } else {
+                ReasonCode::SERVER_UNAVAILABLE
+            };
+            return Err(refuse(&connect, Refused::new(&connect, reason, why), out));
+        }
         if let State::Connecting { door, .. } = &self.state {
             match door.certified.clone() {
                 Certified::NotAsked => {}
@@ -328,9 +338,17 @@ impl Engine {
             }
             will => will,
         };
-        let extras = (reauth.is_some() || aliases_out.is_some() || acl.is_some()).then(|| {
+        let limits = &broker.config().limits;
+        let rate = super::rate::PublishRate::new(
+            limits.max_publish_rate,
+            limits.max_publish_bytes_rate,
+            now,
+        );
+        let wanted = reauth.is_some() || aliases_out.is_some() || acl.is_some() || rate.is_some();
+        let extras = wanted.then(|| {
             Box::new(Extras {
                 acl,
+                rate,
                 auth: reauth,
                 aliases_in: Default::default(),
                 aliases_out,

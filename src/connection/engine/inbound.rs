@@ -254,6 +254,15 @@ impl Open {
                 why,
             );
         }
+        if let Some(rate) = self.extras.as_mut().and_then(|e| e.rate.as_mut())
+            && !rate.allow(p.payload.len(), now)
+        {
+            Metrics::inc(&broker.metrics().disconnected_rate);
+            return Err(protocol(
+                ReasonCode::MESSAGE_RATE_TOO_HIGH,
+                "PUBLISHes faster than limits.max_publish_rate or max_publish_bytes_rate",
+            ));
+        }
         if !self.may_publish(&p.topic) {
             return self.deny_publish(run, out, qos, packet_id, &p.topic);
         }

@@ -19,6 +19,7 @@ mod handshake;
 mod inbound;
 mod outbound;
 pub(crate) mod policy;
+mod rate;
 
 pub(crate) use outbound::WRITE_HIGH_WATER;
 
@@ -118,6 +119,8 @@ struct Open {
 struct Extras {
     /// What the ACL file allows this client; `None` without an ACL file.
     acl: Option<crate::auth::SharedAcl>,
+    /// Its publish rate limits, if any are set.
+    rate: Option<rate::PublishRate>,
     /// The method and user of a client that used enhanced authentication, for
     /// re-authentication.
     auth: Option<auth::Reauth>,

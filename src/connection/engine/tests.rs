@@ -652,3 +652,63 @@ async fn after_a_takeover_the_old_connection_changes_nothing() {
         Vec::<String>::new()
     );
 }
+
+/// `limits.max_publish_rate`: a second's worth at once, then the rate; a client over it gets
+/// DISCONNECT 0x96 (3.1.1: closed), and what it sent before is routed.
+#[tokio::test]
+async fn a_client_publishing_over_its_rate_is_disconnected() {
+    let now = Instant::now();
+    let broker = broker_with(|c| c.limits.max_publish_rate = 2);
+    let mut watcher = subscriber(&broker, b"watcher", b"t", now);
+    let publish = frame(0x30, &[&s(b"t")[..], &[0], b"x"].concat()); // v5, no properties
+    let mut c = Client::open(&broker, &connect(5, CLEAN, 0, &[0x17, 0], &s(b"fast")), now);
+    c.send(&[publish.clone(), publish.clone()].concat(), now)
+        .expect("two in a second");
+    let later = now + Duration::from_millis(500);
+    c.send(&publish, later)
+        .expect("one more half a second later");
+    let end = c.send(&publish, later).expect_err("over the rate");
+    assert!(matches!(
+        end,
+        Close::Protocol {
+            reason: ReasonCode::MESSAGE_RATE_TOO_HIGH,
+            ..
+        }
+    ));
+    assert_eq!(c.close(&end, later), [0xE0, 1, 0x96]);
+    let routed = watcher.transmit(later).expect("open");
+    assert_eq!(
+        routed,
+        frame(0x30, &[&s(b"t")[..], b"x"].concat()).repeat(3)
+    );
+    // 3.1.1: closed, no DISCONNECT.
+    let plain = frame(0x30, &[&s(b"t")[..], b"x"].concat());
+    let mut old = Client::open(&broker, &connect(4, CLEAN, 0, &[], &s(b"old")), now);
+    let end = old.send(&plain.repeat(3), now).expect_err("over the rate");
+    assert_eq!(old.close(&end, now), []);
+}
+
+/// `limits.max_connect_rate_per_address`: a second's worth of CONNECTs from one address, then
+/// CONNACK 0x9F (3.1.1: 0x03) until the bucket refills.
+#[tokio::test]
+async fn connects_faster_than_the_rate_per_address_are_refused() {
+    let now = Instant::now();
+    let broker = broker_with(|c| c.limits.max_connect_rate_per_address = 2);
+    Client::open(&broker, &connect(5, CLEAN, 0, &[], &s(b"a")), now);
+    Client::open(&broker, &connect(4, CLEAN, 0, &[], &s(b"b")), now);
+    let mut third = Client::new(&broker, now);
+    third
+        .send(&connect(5, CLEAN, 0, &[0x17, 0], &s(b"c")), now)
+        .expect_err("refused");
+    assert_eq!(third.take(), [0x20, 3, 0, 0x9F, 0]);
+    let mut fourth = Client::new(&broker, now);
+    fourth
+        .send(&connect(4, CLEAN, 0, &[], &s(b"d")), now)
+        .expect_err("refused");
+    assert_eq!(fourth.take(), [0x20, 2, 0, 0x03]);
+    Client::open(
+        &broker,
+        &connect(4, CLEAN, 0, &[], &s(b"e")),
+        now + Duration::from_millis(600),
+    );
+}
