@@ -175,3 +175,58 @@ fn a_broken_password_file_stops_start_up_naming_the_key_and_the_line() {
     assert!(error.contains("auth.password_file"), "{error}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// argon2id lines (Mosquitto 2.1's default), here at Mosquitto 2.1's parameters (m=47104, t=1,
+/// p=1) in libargon2's encoded form: checked off the runtime's threads, the right password in,
+/// anything else 0x86 (3.1.1: 0x04); a SUBSCRIBE sent right behind the CONNECT is served once
+/// the check is done.
+#[tokio::test]
+async fn argon2id_lines_are_checked_off_the_runtime() {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let params = argon2::Params::new(47104, 1, 1, None).unwrap();
+    let hasher = argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+    let salt = SaltString::encode_b64(b"mosquitto-2.1-salt").unwrap();
+    let phc = hasher.hash_password(b"sesame", &salt).unwrap().to_string();
+    assert!(phc.starts_with("$argon2id$v=19$m=47104,t=1,p=1$"), "{phc}");
+    let dir = std::env::temp_dir().join(format!("roost-argon2-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("passwd");
+    std::fs::write(&path, format!("erin:{phc}\n{MOSQUITTO_LINES}")).unwrap();
+    let b = closed_broker(&path).await;
+    let bad = ReasonCode::BAD_USER_NAME_OR_PASSWORD;
+    for v in [V3_1_1, V5] {
+        assert_eq!(
+            connack(&b, v, Some("erin"), Some("sesame")).await,
+            ReasonCode::SUCCESS
+        );
+        assert_eq!(
+            connack(&b, v, Some("erin"), Some("Sesame")).await,
+            bad,
+            "{v:?}"
+        );
+        assert_eq!(
+            connack(&b, v, Some("mallory"), Some("sesame")).await,
+            bad,
+            "{v:?}"
+        );
+        // The file's other lines are checked as before.
+        assert_eq!(
+            connack(&b, v, Some("carol"), Some("secret")).await,
+            ReasonCode::SUCCESS
+        );
+    }
+    // CONNECT and SUBSCRIBE in one write: the SUBSCRIBE waits for the check, then is served.
+    let mut c = Raw::open(b.addr, V3_1_1).await;
+    let mut bytes = bytes::BytesMut::new();
+    let connect = connect_as(V3_1_1, Some("erin"), Some("sesame"));
+    Packet::Connect(Box::new(connect))
+        .encode(V3_1_1, &mut bytes)
+        .unwrap();
+    let subscribe = subscribe_packet(1, &[("t", sub_opts(roost::protocol::QoS::AtMostOnce))]);
+    Packet::Subscribe(subscribe)
+        .encode(V3_1_1, &mut bytes)
+        .unwrap();
+    c.send_bytes(&bytes).await;
+    assert!(matches!(c.recv().await, Packet::ConnAck(a) if a.reason == ReasonCode::SUCCESS));
+    assert!(matches!(c.recv().await, Packet::SubAck(_)));
+}

@@ -53,6 +53,30 @@ pub(crate) enum Begin {
     UnknownMethod,
     /// The credentials are wrong (0x86 Bad user name or password); the reason is for the log.
     Refused(&'static str),
+    /// The password must be checked by a costly hash (argon2id): the connection runs the job
+    /// off the runtime's threads and carries on with its answer.
+    Verify(VerifyJob),
+}
+
+/// A costly password check, to run on a blocking thread (see [`Begin::Verify`]).
+pub(crate) struct VerifyJob {
+    file: std::sync::Arc<PasswordFile>,
+    user: String,
+    password: Vec<u8>,
+}
+
+/// At most this many costly checks run at once (each may take 46 MiB): more wait their turn.
+pub(crate) static COSTLY_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+impl VerifyJob {
+    /// Checks the password: the user if it is theirs.
+    pub(crate) fn run(self) -> Result<String, &'static str> {
+        if self.file.verify(&self.user, &self.password) {
+            Ok(self.user)
+        } else {
+            Err("wrong user name or password")
+        }
+    }
 }
 
 /// The one step of the CONNECT handshake that decides who a client is. Password files, client

@@ -117,6 +117,11 @@ impl Authenticate for Realm {
             (None, _) => Begin::Anonymous,
             (Some(user), None) => Begin::Unchecked(user.to_owned()),
             (Some(user), Some(file)) => match credentials.password {
+                Some(password) if file.costly(user) => Begin::Verify(super::VerifyJob {
+                    file: file.clone(),
+                    user: user.to_owned(),
+                    password: password.to_vec(),
+                }),
                 Some(password) if file.verify(user, password) => Begin::User(user.to_owned()),
                 Some(_) => Begin::Refused("wrong user name or password"),
                 None => Begin::Refused("user name without a password"),

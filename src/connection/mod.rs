@@ -259,6 +259,19 @@ impl Shell {
         loop {
             self.engine
                 .receive(&mut self.inbuf, Instant::now(), &mut self.out)?;
+            if let Some(job) = self.engine.take_verification() {
+                // A costly hash (argon2id): on a blocking thread, a few at a time, so that
+                // neither the runtime's workers nor memory are taken by a burst of logins.
+                let slot = crate::auth::COSTLY_CHECKS.acquire().await;
+                let result = tokio::task::spawn_blocking(move || job.run())
+                    .await
+                    .unwrap_or(Err("the password check did not complete"));
+                drop(slot);
+                self.engine
+                    .verified(result, Instant::now(), &mut self.out)?;
+                // Packets the client sent behind its CONNECT are read now.
+                continue;
+            }
             if !self.out.is_empty() {
                 io.write_all(&self.out)
                     .await

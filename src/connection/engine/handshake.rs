@@ -190,6 +190,15 @@ impl Engine {
                     "an authentication exchange without an Authentication Method",
                 ),
             },
+            Begin::Verify(job) => {
+                if let State::Connecting { door, .. } = &mut self.state {
+                    door.verifying = Some(super::Verifying {
+                        connect,
+                        job: Some(job),
+                    });
+                }
+                return Ok(());
+            }
             Begin::UnknownMethod => (
                 ReasonCode::BAD_AUTHENTICATION_METHOD,
                 "unknown Authentication Method",
@@ -255,6 +264,45 @@ impl Engine {
                     "authentication failed",
                 );
                 Err(self.failed_login(refuse(&pending.connect, refused, out), now))
+            }
+        }
+    }
+
+    /// The costly password check a CONNECT waits for, if one does: the shell runs it off the
+    /// runtime's threads and hands the answer to [`Engine::verified`].
+    pub(crate) fn take_verification(&mut self) -> Option<crate::auth::VerifyJob> {
+        match &mut self.state {
+            State::Connecting { door, .. } => door.verifying.as_mut()?.job.take(),
+            _ => None,
+        }
+    }
+
+    /// Carries on with the CONNECT that waited for a password check: accepted as the user, or
+    /// refused with 0x86 (3.1.1: 0x04) and slowed as any failed login.
+    pub(crate) fn verified(
+        &mut self,
+        result: Result<String, &'static str>,
+        now: Instant,
+        out: &mut BytesMut,
+    ) -> Result<(), Close> {
+        let State::Connecting { door, .. } = &mut self.state else {
+            return Ok(());
+        };
+        let Some(super::Verifying { connect, .. }) = door.verifying.take() else {
+            return Ok(());
+        };
+        match result {
+            Ok(user) => {
+                let identity = Identity {
+                    checked: true,
+                    user: Some(user),
+                    ..Identity::default()
+                };
+                self.establish(connect, identity, now, out)
+            }
+            Err(why) => {
+                let refused = Refused::new(&connect, ReasonCode::BAD_USER_NAME_OR_PASSWORD, why);
+                Err(self.failed_login(refuse(&connect, refused, out), now))
             }
         }
     }

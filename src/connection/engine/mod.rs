@@ -76,6 +76,14 @@ struct Door {
     certified: Certified,
     /// The listener's authentication and authorization rules.
     realm: Arc<Realm>,
+    /// A CONNECT waiting for a costly password check (see [`Engine::take_verification`]).
+    verifying: Option<Verifying>,
+}
+
+/// A CONNECT and the password check it waits for (taken by the shell while it runs).
+struct Verifying {
+    connect: Box<crate::protocol::Connect>,
+    job: Option<crate::auth::VerifyJob>,
 }
 
 /// What a listener with `use_identity_as_username` learnt from the client's certificate.
@@ -155,7 +163,11 @@ impl Engine {
                 broker,
                 deadline: now + timeout,
                 exchange: None,
-                door: Box::new(Door { certified, realm }),
+                door: Box::new(Door {
+                    certified,
+                    realm,
+                    verifying: None,
+                }),
             },
         }
     }
@@ -177,6 +189,8 @@ impl Engine {
         loop {
             match &mut self.state {
                 State::Closed => return Ok(()),
+                // Nothing more is read while a password is being checked.
+                State::Connecting { door, .. } if door.verifying.is_some() => return Ok(()),
                 State::Connecting { .. } => {
                     let Some(packet) = self.decode_handshake(inbuf, out)? else {
                         return Ok(());
