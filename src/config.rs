@@ -52,6 +52,10 @@ pub struct Listener {
     /// naming the client's real address; one without is closed.
     #[serde(default)]
     pub proxy_protocol: bool,
+    /// Live connections this listener holds at most (0: only `limits.max_connections`); a
+    /// further one is closed at once.
+    #[serde(default)]
+    pub max_connections: usize,
 }
 
 /// A listener's own `[listeners.auth]`: each key given replaces `[auth]`'s for this listener.
@@ -88,6 +92,7 @@ impl Listener {
             tls: None,
             auth: None,
             proxy_protocol: false,
+            max_connections: 0,
         }
     }
 

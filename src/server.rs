@@ -3,6 +3,7 @@
 
 use crate::auth::Realm;
 use crate::broker::Broker;
+use crate::broker::Metrics;
 use crate::config::{self, Config};
 use crate::connection::{Arrival, Certified};
 use crate::tls::TlsListener;
@@ -19,9 +20,9 @@ pub struct Server {
     tls: Vec<Arc<TlsListener>>,
     /// `[auth]`'s rules and each `[listeners.auth]`'s, reloaded on SIGHUP.
     realms: Vec<Arc<Realm>>,
-    /// Every connection task holds a clone; when all are gone, `recv` returns `None`.
-    done_tx: mpsc::Sender<()>,
-    done_rx: mpsc::Receiver<()>,
+    /// One per listener: its accept loop and every connection it accepted hold a clone of the
+    /// sender (the count of live connections), and once all are gone `recv` returns `None`.
+    done: Vec<mpsc::Receiver<()>>,
 }
 
 impl Server {
@@ -31,7 +32,7 @@ impl Server {
             tracing::warn!("{warning}");
         }
         let broker = Broker::new(Arc::new(config));
-        let (done_tx, done_rx) = mpsc::channel(1);
+        let mut done = Vec::new();
         let mut local_addrs = Vec::new();
         let mut tls_listeners = Vec::new();
         let mut realms = vec![broker.realm().clone()];
@@ -75,11 +76,15 @@ impl Server {
                 ws,
                 realm,
             };
+            let (done_tx, done_rx) = mpsc::channel(1);
+            done.push(done_rx);
+            let limit = l.max_connections;
             tokio::spawn(accept_loop(
                 listener,
                 layers,
+                limit,
                 broker.clone(),
-                done_tx.clone(),
+                done_tx,
             ));
         }
         Ok(Self {
@@ -87,8 +92,7 @@ impl Server {
             local_addrs,
             tls: tls_listeners,
             realms,
-            done_tx,
-            done_rx,
+            done,
         })
     }
 
@@ -150,14 +154,13 @@ impl Server {
     /// due are published) and waits for all connection tasks to finish.
     pub async fn shutdown(self) {
         let Self {
-            broker,
-            done_tx,
-            mut done_rx,
-            ..
+            broker, mut done, ..
         } = self;
+        // The accept loops stop and drop their senders; each connection drops its own as it ends.
         broker.begin_shutdown();
-        drop(done_tx);
-        let _ = done_rx.recv().await;
+        for rx in &mut done {
+            let _ = rx.recv().await;
+        }
         tracing::info!("server stopped");
     }
 }
@@ -241,9 +244,13 @@ impl Layers {
     }
 }
 
+/// Accepts connections until shutdown. Beyond `limit` live connections on this listener (0: no
+/// limit but the broker's) a new one is closed at once, as Mosquitto's per-listener
+/// `max_connections` does: before TLS or a CONNECT costs anything.
 async fn accept_loop(
     listener: TcpListener,
     layers: Layers,
+    limit: usize,
     broker: Broker,
     done: mpsc::Sender<()>,
 ) {
@@ -255,6 +262,13 @@ async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Every live connection holds a clone of `done`, and so does this loop.
+                if limit > 0 && done.strong_count() > limit {
+                    Metrics::inc(&broker.metrics().refused_listener_full);
+                    tracing::debug!(%peer, "closed: the listener has its max_connections");
+                    drop(stream);
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 if layers.proxy || layers.tls.is_some() || layers.ws.is_some() {
                     let serve =

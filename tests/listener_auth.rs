@@ -161,3 +161,47 @@ async fn password_and_acl_files_reload_and_a_broken_one_keeps_the_rules_in_use()
         Ok(ReasonCode::NO_MATCHING_SUBSCRIBERS)
     );
 }
+
+/// A 3.1.1 CONNECT on a fresh TCP connection; whether a CONNACK came back before the close.
+async fn gets_connack(addr: SocketAddr) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connect = [
+        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 60, 0, 1, b'x',
+    ];
+    let _ = s.write_all(&connect).await;
+    let mut first = [0u8; 1];
+    matches!(
+        tokio::time::timeout(WAIT, s.read(&mut first)).await,
+        Ok(Ok(1)) if first[0] == 0x20
+    )
+}
+
+/// `max_connections` on a listener: beyond it a connection is closed at once (no CONNACK), and
+/// counted; once a client leaves, the next one gets in.
+#[tokio::test]
+async fn a_listener_at_its_max_connections_closes_the_next_one() {
+    let b = start_with(|c| {
+        c.listeners = vec![Listener {
+            max_connections: 2,
+            ..Listener::new("127.0.0.1:0".parse().unwrap())
+        }];
+    })
+    .await;
+    let first = Raw::connect(b.addr, V3_1_1, "one", true).await;
+    let _second = Raw::connect(b.addr, V3_1_1, "two", true).await;
+    assert!(!gets_connack(b.addr).await, "the third is closed");
+    let metrics = b.server.broker().metrics();
+    assert_eq!(
+        metrics
+            .refused_listener_full
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    first.disconnect().await;
+    // The first connection's task ends just after its DISCONNECT: try until a place is free.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !gets_connack(b.addr).await {
+        assert!(tokio::time::Instant::now() < deadline, "no place freed");
+    }
+}

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub disconnected_rate: AtomicU64,
     /// CONNECTs refused for coming faster than `limits.max_connect_rate_per_address`.
     pub refused_connect_rate: AtomicU64,
+    /// Connections closed at accept because their listener had its `max_connections`.
+    pub refused_listener_full: AtomicU64,
     /// Dropped because a shared subscription's member left with it unfinished and its group
     /// had no other member, and its session ended.
     pub dropped_no_member: AtomicU64,
