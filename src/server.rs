@@ -235,12 +235,7 @@ struct Layers {
 impl Layers {
     /// What a connection from `peer` brings to its handshake.
     fn arrival(&self, peer: SocketAddr, broker: &Broker, certified: Certified) -> Arrival {
-        Arrival {
-            peer,
-            broker: broker.clone(),
-            certified,
-            realm: self.realm.clone(),
-        }
+        Arrival::new(peer, broker.clone(), certified, self.realm.clone())
     }
 }
 

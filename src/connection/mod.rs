@@ -12,12 +12,10 @@ mod park;
 
 pub(crate) use close::Close;
 
-use crate::broker::Broker;
 use bytes::{Buf, BytesMut};
 pub(crate) use engine::Certified;
 use engine::{Engine, WRITE_HIGH_WATER};
 use std::mem::MaybeUninit;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -87,15 +85,7 @@ pub(crate) struct Shell {
 }
 
 /// What a new connection brings to its handshake besides its stream.
-pub(crate) struct Arrival {
-    /// The client's address.
-    pub(crate) peer: SocketAddr,
-    pub(crate) broker: Broker,
-    /// Who its TLS certificate says it is, where the listener asks.
-    pub(crate) certified: Certified,
-    /// Its listener's authentication and authorization rules.
-    pub(crate) realm: std::sync::Arc<crate::auth::Realm>,
-}
+pub(crate) type Arrival = engine::Door;
 
 /// Serves one client connection until it closes. `guard` is dropped when it has (the server
 /// counts live connections by it).
@@ -138,7 +128,7 @@ fn connection<S: Transport>(
             Start::Resumed(shell) => (shell, false),
             Start::New(start) => {
                 // Boxed, so the handshake's state is on the heap only while it runs.
-                let handshake = handshake(&mut stream, *start);
+                let handshake = handshake(&mut stream, start);
                 let Some(shell) = Box::pin(handshake).await else {
                     return;
                 };
@@ -181,19 +171,13 @@ enum Ending {
 
 /// Runs the handshake to an open connection; `None` when it was refused or lost (answered,
 /// logged and lingered over already).
-async fn handshake<S>(io: &mut S, arrival: Arrival) -> Option<Box<Shell>>
+async fn handshake<S>(io: &mut S, arrival: Box<Arrival>) -> Option<Box<Shell>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let Arrival {
-        peer,
-        broker,
-        certified,
-        realm,
-    } = arrival;
-    let mut shutdown = broker.shutdown_signal();
+    let mut shutdown = arrival.broker.shutdown_signal();
     let mut shell = Box::new(Shell {
-        engine: Engine::arriving(broker, peer, Instant::now(), certified, realm),
+        engine: Engine::arriving(arrival, Instant::now()),
         inbuf: BytesMut::new(),
         out: BytesMut::new(),
     });

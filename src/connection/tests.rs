@@ -2,6 +2,7 @@
 //! client misbehaves in ways a real socket makes slow to show.
 
 use super::*;
+use crate::broker::Broker;
 use crate::config::Config;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -70,14 +70,37 @@ enum State {
 }
 
 /// What the handshake needs from the listener a client came through.
-struct Door {
+/// The connection arrives with it (`connection::serve`), and the engine keeps the same box for
+/// the handshake: one allocation for both.
+pub(crate) struct Door {
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    pub(crate) broker: Broker,
     /// Who the client's TLS certificate says it is, where the listener takes the user name
     /// from it.
-    certified: Certified,
+    pub(crate) certified: Certified,
     /// The listener's authentication and authorization rules.
-    realm: Arc<Realm>,
+    pub(crate) realm: Arc<Realm>,
     /// A CONNECT waiting for a costly password check (see [`Engine::take_verification`]).
     verifying: Option<Verifying>,
+}
+
+impl Door {
+    /// A client from `peer` to `broker`, through a listener with these rules.
+    pub(crate) fn new(
+        peer: SocketAddr,
+        broker: Broker,
+        certified: Certified,
+        realm: Arc<Realm>,
+    ) -> Self {
+        Self {
+            peer,
+            broker,
+            certified,
+            realm,
+            verifying: None,
+        }
+    }
 }
 
 /// A CONNECT and the password check it waits for (taken by the shell while it runs).
@@ -144,30 +167,24 @@ impl Engine {
     #[cfg(test)]
     pub(crate) fn new(broker: Broker, peer: SocketAddr, now: Instant) -> Self {
         let realm = broker.realm().clone();
-        Self::arriving(broker, peer, now, Certified::NotAsked, realm)
+        Self::arriving(
+            Box::new(Door::new(peer, broker, Certified::NotAsked, realm)),
+            now,
+        )
     }
 
-    /// As [`Engine::new`], for a client of a listener with these rules (`realm`), whose TLS
-    /// certificate may decide its user name.
-    pub(crate) fn arriving(
-        broker: Broker,
-        peer: SocketAddr,
-        now: Instant,
-        certified: Certified,
-        realm: Arc<Realm>,
-    ) -> Self {
+    /// As [`Engine::new`], for a client that came through `door`: its listener's rules, and
+    /// perhaps a TLS certificate that decides its user name.
+    pub(crate) fn arriving(door: Box<Door>, now: Instant) -> Self {
+        let broker = door.broker.clone();
         let timeout = Duration::from_secs(broker.config().limits.connect_timeout_secs);
         Self {
-            peer,
+            peer: door.peer,
             state: State::Connecting {
                 broker,
                 deadline: now + timeout,
                 exchange: None,
-                door: Box::new(Door {
-                    certified,
-                    realm,
-                    verifying: None,
-                }),
+                door,
             },
         }
     }
