@@ -203,6 +203,11 @@ BROKER_TESTS = [
     ("enhanced_auth_v5::a_challenge_over_the_clients_maximum_packet_size_ends_the_handshake_with_0x95", "", "3.1.2-24"),
     ("engine::after_a_takeover_the_old_connection_changes_nothing", "3.1.2-6", "3.1.2-4"),
     ("keepalive::a_packet_arriving_slowly_keeps_its_connection_open", "3.1.2-24", "3.1.2-22"),
+    # Issue 16: security, transports.
+    ("acl::a_publish_the_acl_does_not_allow_is_refused_in_v5_and_dropped_in_3_1_1", "3.3.5-2", ""),
+    ("websocket::a_text_frame_closes_the_connection", "6.0.0-1", "6.0.0-1"),
+    ("websocket::mqtt_packets_travel_in_binary_frames_split_or_together", "6.0.0-1 6.0.0-2 6.0.0-4", "6.0.0-1 6.0.0-2 6.0.0-4"),
+    ("websocket::wss_is_websocket_over_tls", "6.0.0-2 6.0.0-4", "6.0.0-2 6.0.0-4"),
     ("flow_control_v5::a_refusal_drops_its_reason_string_to_fit_the_clients_limit", "", "3.2.2-19"),
 ]
 
@@ -237,11 +242,11 @@ OTHER_STATUS = {
         "MQTT-3.14.4-1": ("client obligation", "the server closes its side when it reads DISCONNECT"),
         "MQTT-3.14.4-2": ("client obligation", ""),
         "MQTT-7.1.2-1": ("client obligation", ""),
-        "MQTT-3.3.5-2": ("not yet: access control (later issue)", "no ACLs yet: every PUBLISH is authorized"),
         "MQTT-4.8.0-2": ("met by design (untested)", "the only failure while a packet is processed is a socket read or write error, which ends the connection (`Close::Io`)"),
         "MQTT-7.0.0-1": ("n/a: no outbound connections", "Roost makes no connections to other servers (no bridge)"),
         "MQTT-7.0.0-2": ("met by design", "no extension is needed: stock rumqttc clients interoperate (`connect::rumqttc_v4_and_v5_exchange_a_message`)"),
         "MQTT-7.1.1-1": ("met by design: TCP transport", "every listener is TCP"),
+        "MQTT-6.0.0-3": ("client obligation", "a client offering no subprotocol is served, as Mosquitto does; one offering only others gets HTTP 400", ["websocket::mqttv3_1_and_no_subprotocol_are_served_too", "websocket::a_bad_upgrade_gets_an_http_error"]),
     },
     "v5": {
         "MQTT-3.1.2-20": ("client obligation", "the server's side, closing a silent client, is MQTT-3.1.2-22"),
@@ -251,6 +256,7 @@ OTHER_STATUS = {
         "MQTT-3.2.2-14": ("client obligation", "a retained PUBLISH while retain is off gets DISCONNECT 0x9A", [BEYOND]),
         "MQTT-3.1.3-8": ("n/a: never rejected", "Roost accepts every 5.0 ClientID; an empty one gets an assigned id (MQTT-3.1.3-6)"),
         "MQTT-4.2.0-1": ("met by design: TCP transport", "every listener is TCP"),
+        "MQTT-6.0.0-3": ("client obligation", "a client offering no subprotocol is served, as Mosquitto does; one offering only others gets HTTP 400", ["websocket::mqttv3_1_and_no_subprotocol_are_served_too", "websocket::a_bad_upgrade_gets_an_http_error"]),
     },
 }
 
