@@ -143,7 +143,14 @@ fn write(path: &Path, text: &str, secret: bool) -> std::io::Result<()> {
     }
     #[cfg(not(unix))]
     let _ = secret;
-    options.open(path)?.write_all(text.as_bytes())
+    let mut file = options.open(path)?;
+    #[cfg(unix)]
+    if secret {
+        // The mode above applies only to a file created now: an older one is narrowed too.
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    file.write_all(text.as_bytes())
 }
 
 #[cfg(test)]

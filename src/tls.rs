@@ -132,7 +132,15 @@ impl TlsListener {
     /// Loads the files again (SIGHUP). A broken file keeps the configuration in use and says
     /// why; connected clients are not touched either way.
     pub(crate) fn reload(&self) -> Result<(), String> {
-        *self.stamps.lock().unwrap_or_else(|e| e.into_inner()) = stamps(&self.settings);
+        // One reload at a time (SIGHUP and the file watcher): a slower, older load must not be
+        // stored over a newer one.
+        let mut stamps_now = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
+        self.load(&mut stamps_now)
+    }
+
+    /// Loads the files and stores the configuration, under the stamps' lock.
+    fn load(&self, stamps_now: &mut Vec<Option<(SystemTime, u64)>>) -> Result<(), String> {
+        *stamps_now = stamps(&self.settings);
         let config = server_config(&self.settings, self.protocol)?;
         self.current.store(config);
         Ok(())
@@ -141,9 +149,8 @@ impl TlsListener {
     /// Reloads if a file's modification time or length changed since the last load; returns
     /// what the reload did, if one was tried.
     pub(crate) fn reload_if_changed(&self) -> Option<Result<(), String>> {
-        let now = stamps(&self.settings);
-        let changed = *self.stamps.lock().unwrap_or_else(|e| e.into_inner()) != now;
-        changed.then(|| self.reload())
+        let mut stamps_now = self.stamps.lock().unwrap_or_else(|e| e.into_inner());
+        (*stamps_now != stamps(&self.settings)).then(|| self.load(&mut stamps_now))
     }
 }
 

@@ -234,3 +234,40 @@ fn a_broken_acl_file_stops_start_up_naming_the_key_and_the_line() {
     assert!(e.contains("line 3"), "{e}");
     assert!(e.contains("a/#/b"), "{e}");
 }
+
+/// A session is never handed to another user: its subscriptions were granted by the first
+/// user's rules and its queue holds what that user may read. Connecting with the same client
+/// id as someone else (Clean Start 0) starts a new session instead, and gets nothing of theirs.
+#[tokio::test]
+async fn a_session_is_not_resumed_by_another_user() {
+    let b = acl_broker("owner").await;
+    let persistent = |user: &'static str| {
+        let mut c = connect_packet(V5, "dev1", false);
+        c.username = Some(ByteStr::from_static(user).unwrap());
+        c.properties.make_mut().session_expiry_interval = Some(60);
+        c
+    };
+    let (mut alice, _) = Raw::connect_with(b.addr, persistent("alice")).await;
+    assert_eq!(alice.subscribe("demo/#", QoS::AtLeastOnce).await, [1]);
+    alice.disconnect().await;
+    let mut root = client(&b, V5, Some("root"), "root").await;
+    root.publish_acked("demo/queued", b"for alice", QoS::AtLeastOnce, false, 1)
+        .await;
+    // Another user, same client id: a new session, nothing queued, no subscription.
+    let (mut mallory, ack) = Raw::connect_with(b.addr, persistent("carol")).await;
+    assert!(
+        !ack.session_present,
+        "another user's session is not resumed"
+    );
+    assert_eq!(mallory.drain().await, []);
+    let reason = root
+        .publish_acked("demo/live", b"x", QoS::AtLeastOnce, false, 2)
+        .await;
+    assert_eq!(reason, ReasonCode::NO_MATCHING_SUBSCRIBERS);
+    assert_eq!(mallory.drain().await, []);
+    mallory.disconnect().await;
+    // The same user resumes its own session.
+    let (carol, ack) = Raw::connect_with(b.addr, persistent("carol")).await;
+    assert!(ack.session_present, "one's own session is resumed");
+    carol.disconnect().await;
+}

@@ -376,3 +376,59 @@ async fn an_mqtt_listener_negotiates_alpn_mqtt() {
         assert_eq!(tls.get_ref().1.alpn_protocol(), want);
     }
 }
+
+/// A TLS subscriber that reads nothing while a burst larger than the socket buffers is sent gets
+/// all of it once it reads. (The connection also flushes its TLS stream whenever it has nothing
+/// left to write, so records rustls buffered while the socket was full are never stranded; this
+/// test does not reliably reach that moment, so it guards the burst, not that flush.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_tls_subscriber_gets_the_tail_of_a_burst() {
+    let d = dir("tail");
+    let ca = Authority::new("test CA").unwrap();
+    write_server(&d, &ca);
+    let plain = Listener::new("127.0.0.1:0".parse().unwrap());
+    let mut tls_listener = Listener::new("127.0.0.1:0".parse().unwrap());
+    tls_listener.tls = Some(Tls::new(d.join("server.pem"), d.join("server.key")));
+    let b = start_with(|c| c.listeners = vec![plain, tls_listener]).await;
+    let tls_addr = b.server.local_addrs()[1];
+
+    let TlsConfiguration::Rustls(config) = client_tls(ca.cert_pem(), None) else {
+        unreachable!("client_tls builds a rustls configuration")
+    };
+    let connector = tokio_rustls::TlsConnector::from(config);
+    let tcp = tokio::net::TcpStream::connect(tls_addr).await.unwrap();
+    let mut sub = connector
+        .connect("127.0.0.1".try_into().unwrap(), tcp)
+        .await
+        .unwrap();
+    sub.write_all(&[
+        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 0, 0, 1, b's',
+    ])
+    .await
+    .unwrap();
+    sub.write_all(&frame(0x82, &[0, 1, 0, 1, b't', 0]))
+        .await
+        .unwrap();
+    let mut acks = [0u8; 9];
+    sub.read_exact(&mut acks).await.unwrap();
+    assert_eq!(acks, [0x20, 2, 0, 0, 0x90, 3, 0, 1, 0]);
+
+    // 900 messages of 4 KiB (under the queue's 1,000), more than the socket buffers hold,
+    // while the subscriber reads nothing.
+    const N: usize = 900;
+    let publish = frame(0x30, &[&[0, 1, b't'][..], &[7u8; 4096]].concat());
+    let mut publisher =
+        Raw::connect(b.addr, roost::protocol::ProtocolVersion::V3_1_1, "p", true).await;
+    for _ in 0..N {
+        publisher.send_bytes(&publish).await;
+    }
+    publisher.send(&roost::protocol::Packet::PingReq).await;
+    assert_eq!(publisher.recv().await, roost::protocol::Packet::PingResp);
+
+    let mut got = vec![0u8; N * publish.len()];
+    tokio::time::timeout(WAIT, sub.read_exact(&mut got))
+        .await
+        .expect("the whole burst arrives")
+        .unwrap();
+    assert!(got.chunks(publish.len()).all(|p| p == &publish[..]));
+}

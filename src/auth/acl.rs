@@ -149,11 +149,7 @@ impl AclFile {
                 _ if needs_id && unsafe_name(client_id) => None,
                 Some(u) if needs_user && unsafe_name(u) => None,
                 None if needs_user => None,
-                _ => Some(
-                    rule.filter
-                        .replace("%u", user.unwrap_or_default())
-                        .replace("%c", client_id),
-                ),
+                _ => Some(fill(&rule.filter, user.unwrap_or_default(), client_id)),
             };
             match filled {
                 Some(filter) => acl.add(rule.access, filter.into()),
@@ -165,6 +161,29 @@ impl AclFile {
         }
         acl
     }
+}
+
+/// `filter` with `%u` and `%c` replaced in one pass, so that a user name containing "%c" is not
+/// then filled with the client id.
+fn fill(filter: &str, user: &str, client_id: &str) -> String {
+    let mut out = String::with_capacity(filter.len() + user.len() + client_id.len());
+    let mut rest = filter;
+    while let Some(i) = rest.find('%') {
+        out.push_str(&rest[..i]);
+        let after = &rest[i..];
+        if let Some(tail) = after.strip_prefix("%u") {
+            out.push_str(user);
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("%c") {
+            out.push_str(client_id);
+            rest = tail;
+        } else {
+            out.push('%');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 impl Rule {
@@ -336,6 +355,7 @@ pattern write shared/status
     #[test]
     fn a_name_with_wildcards_or_slashes_fills_no_pattern() {
         let (f, _) = AclFile::parse("pattern readwrite users/%u/#\npattern deny x/%c\n").unwrap();
+        assert_eq!(fill("a/%u/%c/%x", "u%c", "id"), "a/u%c/id/%x", "one pass");
         let sneaky = f.for_client(Some("#"), "ok");
         assert!(!sneaky.may_read("users/bob/inbox"));
         assert!(!sneaky.may_read("users/#/inbox"));

@@ -28,7 +28,10 @@ impl ConnectRates {
         // A bucket that has refilled says nothing: those go first.
         super::logins::make_room(
             &mut self.by_address,
-            |b| b.milli_tokens + per_sec.saturating_mul(now_ms.saturating_sub(b.last_ms)) < full,
+            |b| {
+                let refill = per_sec.saturating_mul(now_ms.saturating_sub(b.last_ms));
+                b.milli_tokens.saturating_add(refill) < full
+            },
             |b| b.last_ms,
         );
         let b = self

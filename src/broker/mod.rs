@@ -20,7 +20,7 @@ mod will;
 pub(crate) use link::{ClientAck, Link};
 pub use metrics::Metrics;
 pub(crate) use metrics::OverloadLog;
-pub(crate) use registry::{SessionSlot, TakenOver};
+pub(crate) use registry::{SessionSlot, TakenOver, owner_of};
 pub(crate) use shared::SharedGroup;
 
 use crate::config::Config;

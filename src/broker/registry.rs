@@ -86,6 +86,9 @@ pub(crate) struct SlotState {
     pub(super) conn: Option<ConnectionLink>,
     /// Seconds the session outlives its connection: 0 ends it at disconnect, `u32::MAX` never.
     pub(super) expiry: u32,
+    /// Who the session belongs to (see [`Broker::attach`]): a keyed hash of the user name and
+    /// the listener's rules it connected with. (32 bits fit beside `expiry` at no cost.)
+    owner: u32,
     /// Every filter this session is subscribed to, to unsubscribe them when it ends.
     pub(super) filters: Filters,
     /// Bumped on every attach, so an expiry timer armed earlier knows it is stale.
@@ -265,6 +268,19 @@ pub(crate) struct Attached {
 
 static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 
+/// The owner of a session: a hash, keyed at random per process, of the user name (none for an
+/// anonymous client) and the identity of the listener's rules (`realm`). 32 bits: guessing a
+/// colliding name takes billions of CONNECTs, and the key is unknown outside the process.
+pub(crate) fn owner_of(user: Option<&str>, realm: usize) -> u32 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    static KEY: std::sync::LazyLock<std::collections::hash_map::RandomState> =
+        std::sync::LazyLock::new(Default::default);
+    let mut h = KEY.build_hasher();
+    user.hash(&mut h);
+    realm.hash(&mut h);
+    h.finish() as u32
+}
+
 impl Broker {
     fn queue_limits(&self) -> Arc<QueueLimits> {
         self.inner.queue_limits.clone()
@@ -272,13 +288,17 @@ impl Broker {
 
     /// Attaches a new connection to the session of `client_id`, taking it over from any
     /// connection that holds it (woken through the slot's `wake`), or creating it.
-    /// `clean_start` discards an existing session first [MQTT-3.1.2-4].
+    /// `clean_start` discards an existing session first [MQTT-3.1.2-4], and so does a
+    /// different `owner` (see [`owner_of`]): a session, its subscriptions and its queued
+    /// messages are never handed to another user, or to the same name on a listener with other
+    /// rules, whose ACL decided none of them.
     pub(crate) fn attach(
         &self,
         client_id: Arc<str>,
         clean_start: bool,
         window: u16,
         expiry: u32,
+        owner: u32,
     ) -> Attached {
         let link = ConnectionLink {
             // Starts at 1 and would take 584 years to wrap at a billion connections a second.
@@ -301,7 +321,7 @@ impl Broker {
             // "MUST NOT be reused in any subsequent Session" [MQTT-3.1.2-6 of 3.1.1].
             // Whatever follows, the session no longer waits to expire.
             st.cancel_expiry();
-            if !clean_start && st.expiry != 0 {
+            if !clean_start && st.expiry != 0 && st.owner == owner {
                 slot.set_conn(&mut st, Some(link.clone()));
                 st.keep_alive_expired = false;
                 st.park = Park::Running;
@@ -333,6 +353,7 @@ impl Broker {
                 session: Session::new(self.queue_limits(), window),
                 conn: Some(link.clone()),
                 expiry,
+                owner,
                 filters: Filters::default(),
                 generation: 0,
                 waker: None,

@@ -47,6 +47,10 @@ pub(crate) trait Transport: AsyncRead + AsyncWrite + Unpin + Send + 'static {
     /// task.
     const PARKS: bool = false;
 
+    /// Whether a write may leave bytes buffered in the stream (TLS records) that only a flush
+    /// sends: the connection then flushes whenever it has nothing more to write.
+    const FLUSHES: bool = false;
+
     /// Parks an idle connection on this transport, or gives it back (the default).
     fn park(self, shell: Box<Shell>, guard: Guard) -> park::Parking<Self>
     where
@@ -64,8 +68,11 @@ impl Transport for tokio::net::TcpStream {
     }
 }
 
-/// A TLS connection keeps its task: rustls holds state above the socket.
-impl Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {}
+/// A TLS connection keeps its task: rustls holds state above the socket, and records a write
+/// produced while the socket was full wait in it for a flush.
+impl Transport for tokio_rustls::server::TlsStream<tokio::net::TcpStream> {
+    const FLUSHES: bool = true;
+}
 
 /// A WebSocket connection keeps its task too (frames in progress, a Pong to send).
 impl<S> Transport for crate::ws::WsStream<S> where S: AsyncRead + AsyncWrite + Unpin + Send + 'static
@@ -245,12 +252,24 @@ impl Shell {
                 .receive(&mut self.inbuf, Instant::now(), &mut self.out)?;
             if let Some(job) = self.engine.take_verification() {
                 // A costly hash (argon2id): on a blocking thread, a few at a time, so that
-                // neither the runtime's workers nor memory are taken by a burst of logins.
-                let slot = crate::auth::COSTLY_CHECKS.acquire().await;
-                let result = tokio::task::spawn_blocking(move || job.run())
+                // neither the runtime's workers nor memory are taken by a burst of logins; all
+                // within the connect deadline. The slot goes with the job, so a check whose
+                // client gave up still counts until it ends.
+                let check = async {
+                    let slot = crate::auth::COSTLY_CHECKS.acquire().await;
+                    tokio::task::spawn_blocking(move || {
+                        let _slot = slot;
+                        job.run()
+                    })
                     .await
-                    .unwrap_or(Err("the password check did not complete"));
-                drop(slot);
+                    .unwrap_or(Err("the password check did not complete"))
+                };
+                let result = match deadline {
+                    Some(at) => tokio::time::timeout_at(at.into(), check)
+                        .await
+                        .map_err(|_| Close::ConnectTimeout)?,
+                    None => check.await,
+                };
                 self.engine
                     .verified(result, Instant::now(), &mut self.out)?;
                 // Packets the client sent behind its CONNECT are read now.
@@ -349,9 +368,19 @@ impl Shell {
                 Poll::Pending if self.out.len() >= WRITE_BACKLOG_MAX => return Poll::Pending,
                 Poll::Pending => {}
             }
-        } else if self.out.capacity() > 0 {
-            // Idle: hand the write buffer back rather than hold it per connection.
-            self.out = BytesMut::new();
+        } else {
+            if S::FLUSHES {
+                // A stream that buffers what it was given (TLS records) writes it out here: a
+                // write it accepted may still sit in its buffer when the socket was full.
+                // Pending: woken when the socket takes more; reading goes on meanwhile.
+                if let Poll::Ready(Err(e)) = Pin::new(&mut *io).poll_flush(cx) {
+                    return Poll::Ready(Err(Close::Io(e.kind())));
+                }
+            }
+            if self.out.capacity() > 0 {
+                // Idle: hand the write buffer back rather than hold it per connection.
+                self.out = BytesMut::new();
+            }
         }
         let inbuf = &mut self.inbuf;
         if inbuf.capacity() == 0 {

@@ -147,7 +147,8 @@ impl Engine {
                     return self.establish(connect, identity, now, out);
                 }
                 Certified::Missing => {
-                    let why = "the listener takes the user name from a client certificate, and                                this client presented none that names one";
+                    let why = "the listener takes the user name from a client certificate, and \
+                               this client presented none that names one";
                     let refused = Refused::new(&connect, ReasonCode::NOT_AUTHORIZED, why);
                     return Err(refuse(&connect, refused, out));
                 }
@@ -350,11 +351,16 @@ impl Engine {
         if identity.checked {
             broker.login_succeeded(self.peer.ip());
         }
+        let owner = crate::broker::owner_of(
+            identity.user.as_deref(),
+            std::sync::Arc::as_ptr(&realm) as *const () as usize,
+        );
         let attached = broker.attach(
             accepted.client_id,
             clean_start,
             accepted.window,
             accepted.expiry,
+            owner,
         );
         Metrics::inc(&broker.metrics().connections_accepted);
         Metrics::inc(&broker.metrics().connections_current);

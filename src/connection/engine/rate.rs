@@ -61,7 +61,8 @@ impl PublishRate {
     pub(crate) fn allow(&mut self, payload: usize, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_millis() as u64;
         if elapsed > 0 {
-            self.last = now;
+            // Whole milliseconds only: the fraction stays for the next refill.
+            self.last += std::time::Duration::from_millis(elapsed);
             for b in [&mut self.messages, &mut self.bytes].into_iter().flatten() {
                 b.refill(elapsed);
             }
@@ -101,5 +102,16 @@ mod tests {
         assert!(r.allow(600, t0));
         assert!(!r.allow(600, t0));
         assert!(r.allow(600, t0 + Duration::from_millis(300)));
+    }
+
+    #[test]
+    fn fractions_of_a_millisecond_are_not_lost() {
+        // 600 a second against a limit of 800, one every 1,666 µs: never over.
+        let t0 = Instant::now();
+        let mut r = PublishRate::new(800, 0, t0).unwrap();
+        for i in 1..=6_000u64 {
+            let at = t0 + Duration::from_micros(i * 1_666);
+            assert!(r.allow(1, at), "refused the {i}th");
+        }
     }
 }
