@@ -14,15 +14,8 @@ source .ci/lib.sh
 require mosquitto_pub mosquitto_sub mosquitto python3 timeout
 build_release
 
-work=$(mktemp -d)
+make_work
 chmod 755 "$work" # Mosquitto drops to its own user and must read the file
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 cat >"$work/acl" <<'ACL'
 # Clients without a user name may read public/#.
@@ -43,9 +36,7 @@ chmod 644 "$work/acl"
 
 rport=$(free_port)
 printf '[[listeners]]\nbind = "127.0.0.1:%s"\n[auth]\nacl_file = "%s"\n' "$rport" "$work/acl" >"$work/roost.toml"
-target/release/roost --config "$work/roost.toml" >"$work/roost.log" 2>&1 &
-pids+=($!)
-wait_port "$rport" "${pids[-1]}" || { fail "roost starts with the ACL file" "$(tail -n 3 "$work/roost.log")"; summary; exit 1; }
+start_roost "the ACL file" "$rport"
 
 mport=$(free_port)
 printf 'listener %s 127.0.0.1\nallow_anonymous true\nacl_file %s\n' "$mport" "$work/acl" >"$work/mosquitto.conf"

@@ -13,14 +13,7 @@ chromium=${CHROMIUM:-/usr/bin/chromium}
 build_release
 (cd .ci/mqttjs && npm install --no-audit --no-fund --silent) || { echo "$0: npm install failed" >&2; exit 2; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+make_work
 
 target/release/roost certs --out "$work/certs" >/dev/null
 wss=$(free_port)
@@ -32,10 +25,5 @@ protocol = "ws"
 cert = "$work/certs/server.pem"
 key = "$work/certs/server.key"
 TOML
-target/release/roost --config "$work/roost.toml" >"$work/roost.log" 2>&1 &
-pids+=($!)
-if ! wait_port "$wss" "${pids[-1]}"; then
-    echo "FAIL roost starts with a wss listener: $(tail -n 3 "$work/roost.log")"
-    exit 1
-fi
+start_roost "a wss listener" "$wss"
 CHROMIUM=$chromium node .ci/mqttjs/browser.mjs "wss://localhost:$wss/mqtt" "$work/certs/server.pem"

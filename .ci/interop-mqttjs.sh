@@ -9,14 +9,7 @@ require node npm python3
 build_release
 (cd .ci/mqttjs && npm install --no-audit --no-fund --silent) || { echo "$0: npm install failed" >&2; exit 2; }
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+make_work
 
 target/release/roost certs --out "$work/certs" >/dev/null
 ws=$(free_port)
@@ -33,10 +26,5 @@ protocol = "ws"
 cert = "$work/certs/server.pem"
 key = "$work/certs/server.key"
 TOML
-target/release/roost --config "$work/roost.toml" >"$work/roost.log" 2>&1 &
-pids+=($!)
-if ! wait_port "$ws" "${pids[-1]}" || ! wait_port "$wss" "${pids[-1]}"; then
-    echo "FAIL roost starts with ws and wss listeners: $(tail -n 3 "$work/roost.log")"
-    exit 1
-fi
+start_roost "ws and wss listeners" "$ws" "$wss"
 node .ci/mqttjs/interop.mjs "ws://127.0.0.1:$ws/mqtt" "wss://localhost:$wss/mqtt" "$work/certs/ca.pem"

@@ -11,15 +11,8 @@ source .ci/lib.sh
 require mosquitto_passwd mosquitto_pub mosquitto python3 timeout
 build_release
 
-work=$(mktemp -d)
+make_work
 chmod 755 "$work" # Mosquitto drops to its own user and must read the file
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # expect <name> <0|refused> <mosquitto_pub args...>: whether the CONNECT is accepted.
 expect() {
@@ -46,13 +39,7 @@ bind = "127.0.0.1:$port"
 allow_anonymous = false
 password_file = "$work/passwd"
 TOML
-target/release/roost --config "$work/roost.toml" >"$work/roost.log" 2>&1 &
-pids+=($!)
-if ! wait_port "$port" "${pids[-1]}"; then
-    fail "roost starts with the password file" "$(tail -n 3 "$work/roost.log")"
-    summary
-    exit 1
-fi
+start_roost "the password file" "$port"
 for v in mqttv311 mqttv5; do
     expect "$v: mosquitto_passwd's \$7\$ line, right password" 0 -p "$port" -V $v -u alice -P secret
     expect "$v: mosquitto_passwd's \$6\$ line, right password" 0 -p "$port" -V $v -u carol -P hunter2

@@ -10,14 +10,7 @@ source .ci/lib.sh
 require mosquitto_pub mosquitto_sub python3 timeout
 build_release
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+make_work
 
 target/release/roost certs --out "$work/certs" --client-name device-1 >/dev/null
 c=$work/certs
@@ -38,13 +31,7 @@ key = "$c/server.key"
 client_ca = "$c/ca.pem"
 require_client_cert = true
 TOML
-target/release/roost --config "$work/roost.toml" >"$work/roost.log" 2>&1 &
-pids+=($!)
-if ! wait_port "$tls" "${pids[-1]}" || ! wait_port "$mtls" "${pids[-1]}"; then
-    fail "roost starts with two TLS listeners" "$(tail -n 3 "$work/roost.log")"
-    summary
-    exit 1
-fi
+start_roost "two TLS listeners" "$tls" "$mtls"
 
 # check <name> <0|refused> <mosquitto_pub args...>: whether a QoS 1 PUBLISH goes through.
 check() {

@@ -34,3 +34,33 @@ wait_port() {
     done
     return 1
 }
+
+# A temporary directory ($work) and the background processes started in it ($pids): the
+# processes are stopped and the directory removed when the script exits.
+make_work() {
+    work=$(mktemp -d)
+    pids=()
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; done
+    rm -rf "$work"
+}
+
+# start_roost <what> <port...>: the release roost on $work/roost.toml in the background (log in
+# $work/roost.log), waited for on each port. If it does not come up: one FAIL line naming
+# <what>, the summary, and exit 1.
+start_roost() {
+    local what=$1
+    shift
+    target/release/roost --config "$work/roost.toml" >"$work/roost.log" 2>&1 &
+    pids+=($!)
+    for port in "$@"; do
+        if ! wait_port "$port" "${pids[-1]}"; then
+            fail "roost starts with $what" "$(tail -n 3 "$work/roost.log")"
+            summary
+            exit 1
+        fi
+    done
+}

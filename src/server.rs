@@ -18,7 +18,7 @@ pub struct Server {
     local_addrs: Vec<SocketAddr>,
     /// The TLS listeners' configurations, reloaded on SIGHUP.
     tls: Vec<Arc<TlsListener>>,
-    /// `[auth]`'s rules and each `[listeners.auth]`'s, reloaded on SIGHUP.
+    /// `[auth]`'s rules, then each `[listeners.auth]`'s (each once), reloaded on SIGHUP.
     realms: Vec<Arc<Realm>>,
     /// One per listener: its accept loop and every connection it accepted hold a clone of the
     /// sender (the count of live connections), and once all are gone `recv` returns `None`.
@@ -68,7 +68,10 @@ impl Server {
                 });
             }
             let realm = listener_realm(&broker, l);
-            realms.push(realm.clone());
+            if l.auth.is_some() {
+                // Its own rules; the others share [auth]'s, already listed once.
+                realms.push(realm.clone());
+            }
             let proxy = l.proxy_protocol;
             let layers = Layers {
                 proxy,
@@ -117,13 +120,8 @@ impl Server {
     /// errors are returned too.
     pub fn reload(&self) -> Vec<String> {
         let mut errors = Vec::new();
-        let mut seen: Vec<*const Realm> = Vec::new();
         for realm in &self.realms {
-            // A listener without [listeners.auth] shares [auth]'s realm: reload it once.
-            if !seen.contains(&Arc::as_ptr(realm)) {
-                seen.push(Arc::as_ptr(realm));
-                errors.extend(realm.reload());
-            }
+            errors.extend(realm.reload());
         }
         for (tls, addr) in self.tls.iter().zip(self.tls_addrs()) {
             match tls.reload() {
