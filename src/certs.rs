@@ -1,11 +1,12 @@
 //! Development certificates (`roost certs --out DIR`, and the tests' own): a CA, a server
-//! certificate for localhost and 127.0.0.1, and client certificates, all ECDSA P-256, made with
-//! rcgen. For development and tests only: a real deployment's certificates come from its own CA
+//! certificate for localhost and 127.0.0.1, and client certificates, ECDSA P-256 (or RSA-2048
+//! with `--key-type rsa`, to measure what most deployments still run), made with rcgen. For development and tests only: a real deployment's certificates come from its own CA
 //! or a public one.
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, date_time_ymd,
+    Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256, PKCS_RSA_SHA256, RsaKeySize,
+    date_time_ymd,
 };
 use std::path::{Path, PathBuf};
 
@@ -18,10 +19,30 @@ pub struct Issued {
     pub key_pem: String,
 }
 
+/// The kind of key every certificate of an `Authority` gets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum KeyType {
+    /// ECDSA on P-256 with SHA-256: small and fast; what the tests use.
+    #[default]
+    EcdsaP256,
+    /// RSA-2048 with PKCS#1 v1.5 SHA-256 signatures: still the common server key.
+    Rsa2048,
+}
+
+impl KeyType {
+    fn generate(self) -> Result<KeyPair, rcgen::Error> {
+        match self {
+            Self::EcdsaP256 => KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256),
+            Self::Rsa2048 => KeyPair::generate_rsa_for(&PKCS_RSA_SHA256, RsaKeySize::_2048),
+        }
+    }
+}
+
 /// A certificate authority that issues server and client certificates.
 pub struct Authority {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
+    keys: KeyType,
 }
 
 /// The calendar year now (UTC), from the system clock.
@@ -48,8 +69,13 @@ fn params(common_name: &str, names: &[&str]) -> Result<CertificateParams, rcgen:
 }
 
 impl Authority {
-    /// A new self-signed CA named `name`.
+    /// A new self-signed ECDSA P-256 CA named `name`.
     pub fn new(name: &str) -> Result<Self, rcgen::Error> {
+        Self::with_keys(name, KeyType::EcdsaP256)
+    }
+
+    /// A new self-signed CA named `name` whose own key and every issued one are of `keys`.
+    pub fn with_keys(name: &str, keys: KeyType) -> Result<Self, rcgen::Error> {
         let mut p = params(name, &[])?;
         p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         p.key_usages = vec![
@@ -57,11 +83,12 @@ impl Authority {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        let key = KeyPair::generate()?;
+        let key = keys.generate()?;
         let cert_pem = p.self_signed(&key)?.pem();
         Ok(Self {
             issuer: Issuer::new(p, key),
             cert_pem,
+            keys,
         })
     }
 
@@ -95,7 +122,7 @@ impl Authority {
     }
 
     fn issue(&self, p: CertificateParams) -> Result<Issued, rcgen::Error> {
-        let key = KeyPair::generate()?;
+        let key = self.keys.generate()?;
         let cert = p.signed_by(&key, &self.issuer)?;
         Ok(Issued {
             cert_pem: cert.pem(),
@@ -106,11 +133,11 @@ impl Authority {
 
 /// Writes a development CA (`ca.pem`), a server certificate for localhost and 127.0.0.1
 /// (`server.pem`, `server.key`) and a client certificate named `client` (`client.pem`,
-/// `client.key`) into `dir`, creating it. Keys are written readable by their owner only.
-/// Returns the files written.
-pub fn write_dev_certs(dir: &Path, client: &str) -> std::io::Result<Vec<PathBuf>> {
+/// `client.key`) into `dir`, creating it, all with keys of `keys`. Keys are written readable by
+/// their owner only. Returns the files written.
+pub fn write_dev_certs(dir: &Path, client: &str, keys: KeyType) -> std::io::Result<Vec<PathBuf>> {
     let fail = |e: rcgen::Error| std::io::Error::other(e.to_string());
-    let ca = Authority::new("Roost development CA").map_err(fail)?;
+    let ca = Authority::with_keys("Roost development CA", keys).map_err(fail)?;
     let server = ca
         .server(&["localhost", "127.0.0.1", "::1"])
         .map_err(fail)?;
@@ -159,13 +186,30 @@ mod tests {
 
     #[test]
     fn the_files_are_written_and_the_keys_kept_private() {
-        let dir = std::env::temp_dir().join(format!("roost-certs-{}", std::process::id()));
-        let files = write_dev_certs(&dir, "dev-client").unwrap();
+        for keys in [KeyType::EcdsaP256, KeyType::Rsa2048] {
+            written_and_loaded(keys);
+        }
+    }
+
+    fn written_and_loaded(keys: KeyType) {
+        let dir = std::env::temp_dir().join(format!("roost-certs-{}-{keys:?}", std::process::id()));
+        let files = write_dev_certs(&dir, "dev-client", keys).unwrap();
         assert_eq!(files.len(), 5);
         for f in &files {
             let text = std::fs::read_to_string(f).unwrap();
             assert!(text.starts_with("-----BEGIN"), "{}", f.display());
         }
+        let key = std::fs::read_to_string(dir.join("server.key")).unwrap();
+        let parsed = KeyPair::from_pem(&key).unwrap();
+        let want = match keys {
+            KeyType::EcdsaP256 => &PKCS_ECDSA_P256_SHA256,
+            KeyType::Rsa2048 => &PKCS_RSA_SHA256,
+        };
+        assert!(
+            parsed.is_compatible(want),
+            "{keys:?}: server.key is {:?}",
+            parsed.algorithm()
+        );
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

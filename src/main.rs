@@ -65,7 +65,17 @@ enum Command {
         /// use_identity_as_username).
         #[arg(long, default_value = "roost-client")]
         client_name: String,
+        /// The keys: ecdsa (P-256) or rsa (2048 bits).
+        #[arg(long, default_value = "ecdsa")]
+        key_type: KeyTypeArg,
     },
+}
+
+/// `roost certs --key-type`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+enum KeyTypeArg {
+    Ecdsa,
+    Rsa,
 }
 
 fn main() -> std::process::ExitCode {
@@ -102,8 +112,16 @@ fn start(args: Args) -> anyhow::Result<()> {
             delete,
             password,
         }) => return passwd(&file, &user, delete, password),
-        Some(Command::Certs { out, client_name }) => {
-            let files = roost::certs::write_dev_certs(&out, &client_name)
+        Some(Command::Certs {
+            out,
+            client_name,
+            key_type,
+        }) => {
+            let keys = match key_type {
+                KeyTypeArg::Ecdsa => roost::certs::KeyType::EcdsaP256,
+                KeyTypeArg::Rsa => roost::certs::KeyType::Rsa2048,
+            };
+            let files = roost::certs::write_dev_certs(&out, &client_name, keys)
                 .with_context(|| format!("cannot write certificates into {}", out.display()))?;
             for f in files {
                 println!("{}", f.display());
