@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # TLS as Mosquitto's clients use it: development certificates from `roost certs`, a release
 # `roost` with a TLS listener and a mutual-TLS listener, and mosquitto_pub/_sub with --cafile
-# (and --cert/--key) for MQTT 3.1.1 and 5.0. One PASS/FAIL line per check; exits 1 on any
+# (and --cert/--key) for MQTT 3.1.1 and 5.0; then roost-bench's TLS client (the benchmarks'
+# path) against an ECDSA and an RSA-2048 listener. One PASS/FAIL line per check; exits 1 on any
 # failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,9 +14,11 @@ build_release
 make_work
 
 target/release/roost certs --out "$work/certs" --client-name device-1 >/dev/null
+target/release/roost certs --out "$work/rsa" --key-type rsa >/dev/null
 c=$work/certs
 tls=$(free_port)
 mtls=$(free_port)
+rsa=$(free_port)
 cat >"$work/roost.toml" <<TOML
 [[listeners]]
 bind = "127.0.0.1:$tls"
@@ -30,8 +33,14 @@ cert = "$c/server.pem"
 key = "$c/server.key"
 client_ca = "$c/ca.pem"
 require_client_cert = true
+
+[[listeners]]
+bind = "127.0.0.1:$rsa"
+[listeners.tls]
+cert = "$work/rsa/server.pem"
+key = "$work/rsa/server.key"
 TOML
-start_roost "two TLS listeners" "$tls" "$mtls"
+start_roost "three TLS listeners" "$tls" "$mtls" "$rsa"
 
 # check <name> <0|refused> <mosquitto_pub args...>: whether a QoS 1 PUBLISH goes through.
 check() {
@@ -64,6 +73,40 @@ if [[ $(cat "$work/sub.out") == across ]]; then
 else
     fail "a message from a TLS client reaches an mTLS subscriber" "$(cat "$work/sub.out")"
 fi
+
+# bench <name> <figure> <roost-bench args...>: the scenario runs and its JSON figure is > 0
+# with no handshake failed.
+bench() {
+    local name=$1 figure=$2
+    shift 2
+    if timeout 60 target/release/roost-bench "$@" --duration 1 --json >"$work/bench.json" 2>"$work/bench.err" &&
+        python3 - "$work/bench.json" "$figure" <<'PY'; then
+import json, sys
+f = json.load(open(sys.argv[1]))["figures"]
+sys.exit(0 if f.get(sys.argv[2], 0) > 0 and f.get("failed", 0) == 0 and f.get("failed_total", 0) == 0 else 1)
+PY
+        pass "$name"
+    else
+        fail "$name" "$(tail -n 1 "$work/bench.err") $(cat "$work/bench.json" 2>/dev/null)"
+    fi
+}
+bench "roost-bench: handshakes over TLS, certificate checked (ECDSA)" handshakes_total \
+    handshakes --port "$tls" --tls-ca "$c/ca.pem" --concurrency 4
+bench "roost-bench: handshakes over TLS, unchecked (RSA-2048)" handshakes_total \
+    handshakes --port "$rsa" --tls-insecure --concurrency 4
+# The RSA listener's certificate comes from another CA than $c/ca.pem: checked, it is refused.
+if timeout 60 target/release/roost-bench handshakes --port "$rsa" --tls-ca "$c/ca.pem" \
+    --concurrency 1 --duration 1 >/dev/null 2>"$work/bench.err"; then
+    fail "roost-bench: a certificate from another CA is refused" "the run succeeded"
+elif grep -q "invalid peer certificate" "$work/bench.err"; then
+    pass "roost-bench: a certificate from another CA is refused"
+else
+    fail "roost-bench: a certificate from another CA is refused" "$(tail -n 1 "$work/bench.err")"
+fi
+bench "roost-bench: idle TLS connections" connected \
+    conns --port "$tls" --tls-ca "$c/ca.pem" --connections 200 --source-ips 2
+bench "roost-bench: fan-out over TLS" delivered_total \
+    fanout --port "$tls" --tls-ca "$c/ca.pem" --subscribers 20
 
 summary
 ((failed == 0))

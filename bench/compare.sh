@@ -14,12 +14,14 @@
 # brokers and the bench (needed by `conns`; this machine allows 20,000).
 # BASELINE=path/to/an/older/roost adds it as a third broker, run in the same rotation (A B C A
 # B C), with its own column and the Roost/baseline ratio: a before/after in one sitting.
+# TLS=ecdsa or TLS=rsa: both brokers listen with TLS, on the same certificates (a fresh CA and
+# an ECDSA P-256 or RSA-2048 server key, from `roost certs`), and the bench connects over TLS.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 if [[ $# -lt 1 ]]; then
-    sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 fi
 scenario=$1
@@ -35,8 +37,9 @@ case $scenario in
     latency) default_metrics="p50_us p99_us p999_us max_us" ;;
     conns) default_metrics="connect_secs rss_per_conn_kib tcp_mean_us connack_mean_us connack_p99_us" ;;
     retained) default_metrics="received_total missing_total receive_secs rss_stored_kib rss_peak_kib" ;;
+    handshakes) default_metrics="handshakes_per_sec connect_p50_us connect_p99_us broker_us_per_handshake" ;;
     *)
-        echo "unknown scenario '$scenario' (fanin, fanout, latency, conns, shared, retained)" >&2
+        echo "unknown scenario '$scenario' (fanin, fanout, latency, conns, handshakes, shared, retained)" >&2
         exit 2
         ;;
 esac
@@ -58,6 +61,40 @@ mkdir -p "$out"
 echo "scenario: $scenario $*; $runs runs per broker; brokers on CPU $broker_cpu, bench on CPU $bench_cpu"
 echo "results: $out"
 
+roost_conf=bench/roost-bench.toml
+mosquitto_conf=bench/mosquitto.conf
+tls_args=()
+case ${TLS:-} in
+    "") ;;
+    ecdsa | rsa)
+        # One set of certificates for both brokers, made for this sitting.
+        target/release/roost certs --key-type "$TLS" --out "$out/certs" >/dev/null
+        roost_conf=$out/roost.toml
+        mosquitto_conf=$out/mosquitto.conf
+        # [listeners.tls] belongs to the last (here the only) [[listeners]] entry.
+        { cat bench/roost-bench.toml; printf '\n[listeners.tls]\ncert = "%s"\nkey = "%s"\n' \
+            "$out/certs/server.pem" "$out/certs/server.key"; } >"$roost_conf"
+        # certfile/keyfile belong to the last `listener` line. set_tcp_nodelay as Roost does:
+        # with Nagle on (Mosquitto's default) each TLS handshake waits out a 40 ms delayed ACK,
+        # which caps Mosquitto at ~350 handshakes/s with its CPU mostly idle.
+        { cat bench/mosquitto.conf; printf 'set_tcp_nodelay true\ncertfile %s\nkeyfile %s\n' \
+            "$PWD/$out/certs/server.pem" "$PWD/$out/certs/server.key"; } >"$mosquitto_conf"
+        tls_args=(--tls-ca "$out/certs/ca.pem")
+        if [[ $scenario == handshakes ]]; then
+            # Verifying an ECDSA signature costs more than making one: checked, the bench would
+            # saturate its core before either broker.
+            tls_args=(--tls-insecure)
+        fi
+        # Mosquitto started by root reads its key after switching to the `mosquitto` user.
+        chmod a+r "$out/certs/server.key"
+        echo "TLS: $TLS server key, certificates in $out/certs"
+        ;;
+    *)
+        echo "TLS must be ecdsa or rsa, not '$TLS'" >&2
+        exit 2
+        ;;
+esac
+
 # Waits until something listens on 127.0.0.1:$1 (at most 5 s).
 wait_port() {
     for _ in $(seq 50); do
@@ -76,13 +113,13 @@ run_one() {
     shift 2
     if [[ $broker == roost ]]; then
         port=$roost_port
-        cmd=(target/release/roost -c bench/roost-bench.toml)
+        cmd=(target/release/roost -c "$roost_conf")
     elif [[ $broker == baseline ]]; then
         port=$roost_port
-        cmd=("$BASELINE" -c bench/roost-bench.toml)
+        cmd=("$BASELINE" -c "$roost_conf")
     else
         port=$mosquitto_port
-        cmd=(mosquitto -c bench/mosquitto.conf)
+        cmd=(mosquitto -c "$mosquitto_conf")
     fi
     taskset -c "$broker_cpu" "${cmd[@]}" >"$out/$broker-$i.log" 2>&1 &
     pid=$!
@@ -93,7 +130,7 @@ run_one() {
     fi
     sleep 0.5 # let the listener's own start-up settle before the RSS baseline
     if taskset -c "$bench_cpu" target/release/roost-bench "$scenario" --port "$port" \
-        --broker-pid "$pid" --json "$@" >"$out/$broker-$i.json" 2>"$out/$broker-$i.progress"; then
+        --broker-pid "$pid" --json "${tls_args[@]}" "$@" >"$out/$broker-$i.json" 2>"$out/$broker-$i.progress"; then
         echo "  $broker run $i: ok"
     else
         echo "  $broker run $i: failed: $(tail -n 1 "$out/$broker-$i.progress")"

@@ -54,6 +54,18 @@ pub struct Common {
     /// The broker's process id: adds its CPU use (and RSS for `conns` and `retained`) from /proc.
     #[arg(long, global = true)]
     pub broker_pid: Option<u32>,
+    /// Connect over TLS, trusting the CA certificates in this PEM file (`roost certs` writes
+    /// one). Every connection makes a full handshake (no resumption) with X25519.
+    #[arg(long, global = true)]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Connect over TLS without checking the broker's certificate or its handshake signature:
+    /// for `handshakes`, where the bench's own ECDSA verification would cost it more than
+    /// the broker's signing and cap the rate at the bench.
+    #[arg(long, global = true, conflicts_with = "tls_ca")]
+    pub tls_insecure: bool,
+    /// Built from --tls-ca or --tls-insecure by `main` after parsing.
+    #[arg(skip)]
+    pub tls: Option<crate::stream::Tls>,
     /// Tokio worker threads; 1 runs everything on the calling thread. Default: the CPUs this
     /// process may run on (1 under `taskset -c 1`).
     #[arg(long, global = true)]
@@ -92,6 +104,17 @@ pub enum Scenario {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// New connections per second: C loops each connect (TCP, TLS with --tls-ca, CONNECT/
+    /// CONNACK), DISCONNECT and start over, from 127.0.0.1..127.0.0.S: handshakes/s, socket to
+    /// CONNACK p50/p99, the broker's CPU per handshake.
+    Handshakes {
+        /// Handshakes in progress at once.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// Source addresses 127.0.0.1 ..= 127.0.0.S, in turn.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=254))]
+        source_ips: u8,
+    },
     /// One publisher on bench/shared -> N consumers of $share/g/bench/shared: per-consumer counts.
     Shared {
         /// Consumers in the share group.
@@ -117,6 +140,7 @@ impl Scenario {
             Self::Conns { .. } => "conns",
             Self::Shared { .. } => "shared",
             Self::Retained { .. } => "retained",
+            Self::Handshakes { .. } => "handshakes",
         }
     }
 }
@@ -188,6 +212,7 @@ impl Common {
                 )
             }
             Scenario::Retained { messages } => positive("messages", *messages),
+            Scenario::Handshakes { concurrency, .. } => positive("concurrency", *concurrency),
         }
     }
 }

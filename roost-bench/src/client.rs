@@ -1,8 +1,9 @@
-//! Setting up a raw MQTT client: TCP connect (optionally from a chosen source address),
-//! CONNECT/CONNACK and SUBSCRIBE/SUBACK, all decoded with Roost's codec so a refusal is
+//! Setting up a raw MQTT client: TCP connect (optionally from a chosen source address), the
+//! TLS handshake with `--tls-ca`, CONNECT/CONNACK and SUBSCRIBE/SUBACK, all decoded with Roost's codec so a refusal is
 //! reported with its reason. The hot loops take the socket over afterwards (`publisher`,
 //! `subscriber`); this module never counts messages.
 
+use crate::stream::{Stream, Tls};
 use anyhow::{Context, Result, anyhow, bail};
 use bytes::BytesMut;
 use roost::protocol::{
@@ -11,7 +12,7 @@ use roost::protocol::{
 };
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
 /// Read buffer reserved per connection; a read takes up to this much at a time.
@@ -19,7 +20,7 @@ pub const READ_CHUNK: usize = 64 * 1024;
 
 /// A connected MQTT client between handshake and hot loop.
 pub struct Client {
-    pub stream: TcpStream,
+    pub stream: Stream,
     pub version: ProtocolVersion,
     /// Bytes received but not yet consumed; handed to the hot loop with the socket.
     pub rbuf: BytesMut,
@@ -30,12 +31,15 @@ pub struct Client {
 pub struct Phases {
     /// From before `socket` to a connected stream.
     pub tcp: Duration,
-    /// From the connected stream to a successful CONNACK (CONNECT sent in between).
+    /// The TLS handshake (zero without TLS).
+    pub tls: Duration,
+    /// From the connected (and secured) stream to a successful CONNACK (CONNECT sent in
+    /// between).
     pub connack: Duration,
 }
 
 /// How to connect.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Dial {
     pub addr: SocketAddr,
     /// Bind the socket to this address (port chosen by the kernel) before connecting.
@@ -43,6 +47,8 @@ pub struct Dial {
     pub version: ProtocolVersion,
     /// Kept at 0 (off) by the scenarios: a bench client must not need PINGREQ timers.
     pub keep_alive: u16,
+    /// TLS over the TCP connection (`--tls-ca`).
+    pub tls: Option<Tls>,
 }
 
 impl Dial {
@@ -53,6 +59,7 @@ impl Dial {
             source: None,
             version: common.version(),
             keep_alive: 0,
+            tls: common.tls.clone(),
         }
     }
 }
@@ -66,19 +73,25 @@ impl Client {
     /// As `connect`, and how long each phase of it took.
     pub async fn connect_timed(dial: Dial, client_id: &str) -> Result<(Self, Phases)> {
         let start = Instant::now();
-        let stream = tcp(dial.addr, dial.source).await?;
+        let tcp = tcp(dial.addr, dial.source).await?;
+        tcp.set_nodelay(true)?;
         let connected = Instant::now();
-        let client = Self::handshake(stream, dial, client_id).await?;
+        let stream = match &dial.tls {
+            Some(tls) => tls.start(tcp, dial.addr.ip()).await?,
+            None => Stream::Tcp(tcp),
+        };
+        let secured = Instant::now();
+        let client = Self::handshake(stream, &dial, client_id).await?;
         let phases = Phases {
             tcp: connected - start,
-            connack: connected.elapsed(),
+            tls: secured - connected,
+            connack: secured.elapsed(),
         };
         Ok((client, phases))
     }
 
     /// CONNECT with a clean session on a connected stream, and a successful CONNACK.
-    async fn handshake(stream: TcpStream, dial: Dial, client_id: &str) -> Result<Self> {
-        stream.set_nodelay(true)?;
+    async fn handshake(stream: Stream, dial: &Dial, client_id: &str) -> Result<Self> {
         let mut client = Self {
             stream,
             version: dial.version,
@@ -146,7 +159,7 @@ impl Client {
         packet
             .encode(self.version, &mut out)
             .context("encoding a packet")?;
-        self.stream.write_all(&out).await.context("write")?;
+        self.stream.send_all(&out).await.context("write")?;
         Ok(())
     }
 

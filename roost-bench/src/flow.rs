@@ -78,9 +78,10 @@ struct Tasks {
 pub async fn run(common: &Common, name: &str, spec: Spec) -> Result<Outcome> {
     let dial = Dial::broker(common);
     let tag = format!("rb{}-{name}", std::process::id());
-    let subscribers = tokio::time::timeout(SETUP_MAX, connect_all(dial, &tag, &spec, common))
-        .await
-        .context("subscribers did not all connect and subscribe within 30 s")??;
+    let subscribers =
+        tokio::time::timeout(SETUP_MAX, connect_all(dial.clone(), &tag, &spec, common))
+            .await
+            .context("subscribers did not all connect and subscribe within 30 s")??;
     let publisher_ids: Vec<String> = (0..spec.topics.len())
         .map(|i| format!("{tag}-p{i}"))
         .collect();
@@ -131,7 +132,7 @@ async fn connect_many(
     let permits = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
     let mut handles = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
-        let permits = permits.clone();
+        let (permits, dial) = (permits.clone(), dial.clone());
         let id = id.clone();
         let filter = filters.map(|f| f[i].clone());
         handles.push(tokio::spawn(async move {

@@ -9,10 +9,11 @@
 //!
 //! Layout:
 //! - `cli`: the command line (clap).
-//! - `scenario/`: fanin, fanout, latency, conns, shared, retained; each builds a spec (or runs
+//! - `scenario/`: fanin, fanout, latency, conns, handshakes, shared, retained; each builds a spec (or runs
 //!   its own loop: conns, retained) and a report.
 //! - `flow`: the shared timeline (setup, warm-up, measured interval, drain, progress lines).
 //! - `client`: connect, CONNECT/CONNACK, SUBSCRIBE/SUBACK with the full codec.
+//! - `stream`: TCP, or TLS over it (`--tls-ca`).
 //! - `publisher`, `subscriber`: the hot loops.
 //! - `template`, `frame`, `pacer`: pre-encoded PUBLISH, framing-only reader, constant rate.
 //! - `stats`, `histogram`, `procfs`, `report`: counting, latency, /proc, output.
@@ -28,6 +29,7 @@ mod publisher;
 mod report;
 mod scenario;
 mod stats;
+mod stream;
 mod subscriber;
 mod template;
 
@@ -36,7 +38,16 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let mut cli = cli::Cli::parse();
+    if cli.common.tls_ca.is_some() || cli.common.tls_insecure {
+        match stream::Tls::new(cli.common.tls_ca.as_deref()) {
+            Ok(tls) => cli.common.tls = Some(tls),
+            Err(e) => {
+                eprintln!("roost-bench: {e:#}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     match run(&cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -21,7 +21,7 @@ use bytes::Buf;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 /// Bytes of PUBLISHes gathered into one write; at QoS 0 a PINGREQ follows each full batch.
@@ -189,7 +189,7 @@ impl Publisher {
     async fn flush(&mut self) -> Result<()> {
         self.client
             .stream
-            .write_all(&self.out)
+            .send_all(&self.out)
             .await
             .context("write")?;
         self.out.clear();

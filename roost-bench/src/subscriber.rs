@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use bytes::Buf;
 use std::sync::Arc;
 use std::time::Instant;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::watch;
 
 /// Latency recording: payloads carry nanoseconds since `start`; only messages stamped inside
@@ -62,7 +62,7 @@ pub async fn run(
         }
         ClientStats::add(&stats.received, received);
         if !out.is_empty() {
-            client.stream.write_all(&out).await.context("write")?;
+            client.stream.send_all(&out).await.context("write")?;
             out.clear();
         }
         client.rbuf.reserve(READ_CHUNK);
@@ -81,7 +81,7 @@ pub async fn run(
         }
     }
     // Best effort: the broker may already be gone, and the figures are taken.
-    let _ = client.stream.write_all(&client::DISCONNECT).await;
+    let _ = client.stream.send_all(&client::DISCONNECT).await;
     Ok(histogram)
 }
 

@@ -1,4 +1,5 @@
-//! Idle connections: open N MQTT connections (TCP, CONNECT, CONNACK; keep alive off) from
+//! Idle connections: open N MQTT connections (TCP, TLS with --tls-ca, CONNECT, CONNACK; keep
+//! alive off) from
 //! source addresses 127.0.0.1..=127.0.0.S, time it, hold them for --duration seconds, read the
 //! broker's RSS before and after, close them. There is no warm-up: the setup is what is
 //! measured, and the RSS baseline is read before the first connection.
@@ -13,12 +14,12 @@ use crate::client::{self, Client, Dial};
 use crate::histogram::Histogram;
 use crate::procfs::{CpuMeter, Proc};
 use crate::report::{Report, count};
+use crate::stream::Stream;
 use anyhow::{Result, bail};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::AsyncReadExt;
 use tokio::sync::{Semaphore, mpsc};
 
 /// Longest time allowed for opening every connection.
@@ -69,20 +70,29 @@ pub async fn run(
         open as f64 / connect_secs,
         "conn/s",
     );
-    // Where a handshake's time goes, µs: TCP (socket, bind, connect, until connected), then
-    // CONNECT to CONNACK.
+    // Where a handshake's time goes, µs: TCP (socket, bind, connect, until connected), the TLS
+    // handshake, then CONNECT to CONNACK.
+    let tls = common.tls.is_some().then_some((
+        &phases.tls,
+        ("tls_mean_us", "TLS handshake, mean"),
+        ("tls_p99_us", "TLS handshake, p99"),
+    ));
     for (h, (mean, mean_label), (p99, p99_label)) in [
-        (
+        Some((
             &phases.tcp,
             ("tcp_mean_us", "TCP connect, mean"),
             ("tcp_p99_us", "TCP connect, p99"),
-        ),
-        (
+        )),
+        tls,
+        Some((
             &phases.connack,
             ("connack_mean_us", "CONNECT to CONNACK, mean"),
             ("connack_p99_us", "CONNECT to CONNACK, p99"),
-        ),
-    ] {
+        )),
+    ]
+    .into_iter()
+    .flatten()
+    {
         r.real(mean, mean_label, h.mean(), "us");
         r.int(p99, p99_label, h.quantile(0.99), "us");
     }
@@ -125,6 +135,7 @@ fn check_file_limits(r: &mut Report, n: u64, broker_pid: Option<u32>) -> Result<
 #[derive(Default)]
 struct PhaseTimes {
     tcp: Histogram,
+    tls: Histogram,
     connack: Histogram,
 }
 
@@ -141,7 +152,7 @@ async fn open_all(
     n: usize,
     source_ips: u8,
     concurrency: usize,
-) -> (Vec<TcpStream>, PhaseTimes, Failures) {
+) -> (Vec<Stream>, PhaseTimes, Failures) {
     let permits = Arc::new(Semaphore::new(concurrency));
     // Exactly one message per connection, so capacity n never blocks a sender.
     let (done_tx, mut done) = mpsc::channel(n);
@@ -175,6 +186,7 @@ async fn open_all(
             got = done.recv() => match got {
                 Some(Ok((stream, took))) => {
                     phases.tcp.record(took.tcp.as_micros() as u64);
+                    phases.tls.record(took.tls.as_micros() as u64);
                     phases.connack.record(took.connack.as_micros() as u64);
                     streams.push(stream);
                 }
@@ -223,11 +235,11 @@ async fn hold(d: Duration, open: usize) {
 /// DISCONNECT, then wait for the broker to close first, so the TIME_WAIT state stays on the
 /// broker's side: 18,000 sockets lingering on ours for a minute would slow the next run's
 /// `bind` (the kernel searches past them for a free port).
-async fn close(streams: Vec<TcpStream>) {
+async fn close(streams: Vec<Stream>) {
     let mut tasks = Vec::with_capacity(streams.len());
     for mut s in streams {
         tasks.push(tokio::spawn(async move {
-            if s.write_all(&client::DISCONNECT).await.is_ok() {
+            if s.send_all(&client::DISCONNECT).await.is_ok() {
                 let mut sink = [0u8; 64];
                 while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
             }

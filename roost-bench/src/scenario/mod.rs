@@ -5,6 +5,7 @@
 mod conns;
 mod fanin;
 mod fanout;
+mod handshakes;
 mod latency;
 mod retained;
 mod shared;
@@ -27,6 +28,10 @@ pub async fn run(scenario: &Scenario, common: &Common) -> Result<Report> {
             concurrency,
         } => conns::run(common, *connections, *source_ips, *concurrency).await,
         Scenario::Retained { messages } => retained::run(common, *messages).await,
+        Scenario::Handshakes {
+            concurrency,
+            source_ips,
+        } => handshakes::run(common, *concurrency, *source_ips).await,
     }
 }
 

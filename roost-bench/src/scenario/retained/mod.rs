@@ -45,7 +45,7 @@ pub async fn run(common: &Common, messages: usize) -> Result<Report> {
     let broker = common.broker_pid.map(Proc::Pid);
     let rss_before = broker.map(|b| b.rss_kib()).transpose()?;
 
-    let stored = store::run(common, dial, &format!("{tag}-p"), n).await?;
+    let stored = store::run(common, dial.clone(), &format!("{tag}-p"), n).await?;
     let rss_stored = broker.map(|b| b.rss_kib()).transpose()?;
     if stored.acked == 0 {
         bail!("the broker refused all {n} retained messages");

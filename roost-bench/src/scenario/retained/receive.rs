@@ -9,7 +9,7 @@ use crate::report::count;
 use anyhow::{Context, Result, bail};
 use bytes::Buf;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::time::{sleep_until, timeout};
 
 /// The subscriber stops after this long without a new retained message.
@@ -88,7 +88,7 @@ pub async fn run(common: &Common, dial: Dial, id: &str, n: u64, expected: u64) -
             client.rbuf.advance(f.len);
         }
         if !out.is_empty() {
-            client.stream.write_all(&out).await.context("write")?;
+            client.stream.send_all(&out).await.context("write")?;
             out.clear();
         }
         if got.received >= expected {
@@ -126,7 +126,7 @@ pub async fn run(common: &Common, dial: Dial, id: &str, n: u64, expected: u64) -
         count(expected)
     );
     // Best effort: the figures are taken.
-    let _ = client.stream.write_all(&client::DISCONNECT).await;
+    let _ = client.stream.send_all(&client::DISCONNECT).await;
     Ok(got)
 }
 

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use bytes::{Buf, Bytes, BytesMut};
 use roost::protocol::{ByteStr, ProtocolVersion, Publish, QoS};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::time::{sleep_until, timeout};
 
 /// Longest wait for the next acknowledgement, before giving up on the broker.
@@ -56,13 +56,13 @@ pub async fn run(common: &Common, dial: Dial, id: &str, n: u64) -> Result<Stored
             next += 1;
             in_flight += 1;
             if out.len() >= BATCH_BYTES {
-                client.stream.write_all(&out).await.context("write")?;
+                client.stream.send_all(&out).await.context("write")?;
                 out.clear();
             }
         }
         // The tail of the batch, and the PUBRELs of the last read.
         if !out.is_empty() {
-            client.stream.write_all(&out).await.context("write")?;
+            client.stream.send_all(&out).await.context("write")?;
             out.clear();
         }
         client.rbuf.reserve(READ_CHUNK);
@@ -113,7 +113,7 @@ pub async fn run(common: &Common, dial: Dial, id: &str, n: u64) -> Result<Stored
     let secs = start.elapsed().as_secs_f64();
     eprintln!("[store] {secs:.2} s, {} acknowledged", count(acked));
     // Best effort: everything is acknowledged, the figures are taken.
-    let _ = client.stream.write_all(&client::DISCONNECT).await;
+    let _ = client.stream.send_all(&client::DISCONNECT).await;
     Ok(Stored {
         acked,
         refused,
