@@ -114,9 +114,9 @@ impl Server {
         &self.broker
     }
 
-    /// Reloads what can change while clients stay connected (SIGHUP): the password and ACL
-    /// files (for connections made from now on) and each TLS listener's certificate, key and
-    /// client CA. A file that does not load keeps the previous configuration and is logged; the
+    /// Reloads what can change while clients stay connected (SIGHUP): the password files (for
+    /// the next CONNECT), the ACL files (for every check from now on, connected clients'
+    /// included) and each TLS listener's certificate, key and client CA. A file that does not load keeps the previous configuration and is logged; the
     /// errors are returned too.
     pub fn reload(&self) -> Vec<String> {
         let mut errors = Vec::new();

@@ -205,3 +205,90 @@ async fn a_listener_at_its_max_connections_closes_the_next_one() {
         assert!(tokio::time::Instant::now() < deadline, "no place freed");
     }
 }
+
+/// A CONNECT as `user` (its password `pw`) with client id `id`, a persistent session.
+fn connect_as(id: &str, user: &'static str, pw: &'static str) -> roost::protocol::Connect {
+    let mut connect = connect_packet(V5, id, false);
+    connect.username = Some(ByteStr::from_static(user).unwrap());
+    connect.password = Some(Bytes::from_static(pw.as_bytes()));
+    connect.properties.make_mut().session_expiry_interval = Some(3600);
+    connect
+}
+
+/// As Mosquitto: a reloaded ACL file applies to clients already connected (what they may
+/// publish, what their subscriptions deliver) and to the subscriptions of offline sessions, not
+/// only to the next CONNECT and SUBSCRIBE.
+#[tokio::test]
+async fn an_acl_reload_reaches_connected_clients_and_stored_subscriptions() {
+    let d = dir("live-acl");
+    let (passwd, acl) = (d.join("passwd"), d.join("acl"));
+    for (user, pw) in [("alice", "a"), ("bob", "b"), ("feed", "f")] {
+        roost::passwords::set_password(&passwd, user, pw).unwrap();
+    }
+    let all =
+        "user alice\ntopic readwrite a/#\nuser bob\ntopic read a/#\nuser feed\ntopic write a/#\n";
+    std::fs::write(&acl, all).unwrap();
+    let b = start_with(|c| {
+        c.auth.login_delay_ms = 0;
+        c.auth.allow_anonymous = false;
+        c.auth.password_file = passwd.clone();
+        c.auth.acl_file = acl.clone();
+    })
+    .await;
+    let (mut alice, _) = Raw::connect_with(b.addr, connect_as("alice-1", "alice", "a")).await;
+    let granted = alice
+        .subscribe_with(1, &[("a/#", sub_opts(QoS::AtLeastOnce))])
+        .await;
+    assert_eq!(granted.reason_codes, vec![ReasonCode::GRANTED_QOS_1]);
+    let (mut bob, _) = Raw::connect_with(b.addr, connect_as("bob-1", "bob", "b")).await;
+    let granted = bob
+        .subscribe_with(1, &[("a/#", sub_opts(QoS::AtLeastOnce))])
+        .await;
+    assert_eq!(granted.reason_codes, vec![ReasonCode::GRANTED_QOS_1]);
+    bob.disconnect().await;
+    let (mut feed, _) = Raw::connect_with(b.addr, connect_as("feed-1", "feed", "f")).await;
+    assert_eq!(
+        feed.publish_acked("a/before", b"1", QoS::AtLeastOnce, false, 1)
+            .await,
+        ReasonCode::SUCCESS
+    );
+    assert_eq!(payloads(&alice.drain().await), ["1"]);
+
+    // alice keeps reading a/# but a/secret, and may no longer write; bob loses a/secret too.
+    let fewer = "user alice\ntopic read a/#\ntopic deny a/secret\n\
+                 user bob\ntopic read a/#\ntopic deny a/secret\n\
+                 user feed\ntopic write a/#\n";
+    std::fs::write(&acl, fewer).unwrap();
+    assert_eq!(b.server.reload(), Vec::<String>::new());
+    // Nobody may read a/secret now: no subscriber matches it.
+    for (i, topic, reason) in [
+        (2, "a/secret", ReasonCode::NO_MATCHING_SUBSCRIBERS),
+        (3, "a/open", ReasonCode::SUCCESS),
+    ] {
+        assert_eq!(
+            feed.publish_acked(topic, topic.as_bytes(), QoS::AtLeastOnce, false, i)
+                .await,
+            reason,
+            "{topic}"
+        );
+    }
+    assert_eq!(
+        payloads(&alice.drain().await),
+        ["a/open"],
+        "a/secret is withheld"
+    );
+    assert_eq!(
+        alice
+            .publish_acked("a/x", b"m", QoS::AtLeastOnce, false, 7)
+            .await,
+        ReasonCode::NOT_AUTHORIZED,
+        "alice's write is taken away while she is connected"
+    );
+    let (mut bob, ack) = Raw::connect_with(b.addr, connect_as("bob-1", "bob", "b")).await;
+    assert!(ack.session_present);
+    assert_eq!(
+        payloads(&bob.drain().await),
+        ["1", "a/open"],
+        "the offline session's subscription follows the new rules too"
+    );
+}

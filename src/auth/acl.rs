@@ -18,7 +18,6 @@
 use crate::topic::{covers, matches, overlaps, validate_filter};
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 
 /// What a rule allows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -280,9 +279,6 @@ impl ClientAcl {
         }
     }
 }
-
-/// A client's rules, shared by its subscriptions that need a check per message.
-pub(crate) type SharedAcl = Arc<ClientAcl>;
 
 #[cfg(test)]
 mod tests {

@@ -10,11 +10,17 @@
 //! Methods: [`SCRAM_SHA_256`] ([`ScramAuthenticator`]).
 
 mod acl;
+mod live_acl;
 mod password;
 mod realm;
 mod scram;
 
-pub(crate) use acl::{AclFile, SharedAcl, SubscribeCheck};
+pub(crate) use acl::{AclFile, SubscribeCheck};
+pub(crate) use live_acl::{AclSource, LiveAcl};
+
+/// A client's rules, shared by its engine and its subscriptions; they follow the ACL file across
+/// reloads.
+pub(crate) type SharedAcl = std::sync::Arc<LiveAcl>;
 pub(crate) use realm::Realm;
 
 pub(crate) use password::PasswordFile;

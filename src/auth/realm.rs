@@ -2,7 +2,9 @@
 //! `[listeners.auth]` over it. The password and ACL files are swapped whole on reload, so a
 //! CONNECT reads one consistent file without a lock.
 
-use super::{AclFile, Authenticate, Begin, Credentials, Methods, PasswordFile, SharedAcl};
+use super::{
+    AclFile, AclSource, Authenticate, Begin, Credentials, LiveAcl, Methods, PasswordFile, SharedAcl,
+};
 use arc_swap::ArcSwapOption;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +19,8 @@ pub(crate) struct Realm {
     password_path: PathBuf,
     passwords: ArcSwapOption<PasswordFile>,
     acl_path: PathBuf,
-    acl: ArcSwapOption<AclFile>,
+    /// Shared with every client's rules (`LiveAcl`), so that a reload reaches them.
+    acl: Arc<AclSource>,
 }
 
 impl Realm {
@@ -36,7 +39,7 @@ impl Realm {
             password_path: password_path.to_path_buf(),
             passwords: ArcSwapOption::empty(),
             acl_path: acl_path.to_path_buf(),
-            acl: ArcSwapOption::empty(),
+            acl: Arc::default(),
         };
         if !password_path.as_os_str().is_empty() {
             let file = realm.load_passwords().unwrap_or_else(|e| {
@@ -50,7 +53,7 @@ impl Realm {
                 tracing::error!("auth.acl_file: {e}; refusing every PUBLISH and SUBSCRIBE");
                 AclFile::default()
             });
-            realm.acl.store(Some(Arc::new(file)));
+            realm.acl.store(file);
         }
         realm
     }
@@ -75,8 +78,9 @@ impl Realm {
     }
 
     /// Reads the password and ACL files again (SIGHUP). A file that does not load keeps the
-    /// rules in use; the errors are logged and returned. Connections made from now on use the
-    /// new rules; connected clients keep the ones they connected with.
+    /// rules in use; the errors are logged and returned. New passwords apply to the next
+    /// CONNECT (connected clients stay connected); new ACL rules apply to every check from now
+    /// on, connected clients' and stored subscriptions' included, as in Mosquitto.
     pub(crate) fn reload(&self) -> Vec<String> {
         let mut errors = Vec::new();
         if !self.password_path.as_os_str().is_empty() {
@@ -87,7 +91,7 @@ impl Realm {
         }
         if !self.acl_path.as_os_str().is_empty() {
             match self.load_acl() {
-                Ok(file) => self.acl.store(Some(Arc::new(file))),
+                Ok(file) => self.acl.store(file),
                 Err(e) => errors.push(format!("auth.acl_file: {e}")),
             }
         }
@@ -97,11 +101,12 @@ impl Realm {
         errors
     }
 
-    /// What the ACL file allows a client with this user name and client id; `None` when there
-    /// is no ACL file (everything is allowed).
+    /// What the ACL file allows a client with this user name and client id, now and after
+    /// each reload; `None` when there is no ACL file (everything is allowed).
     pub(crate) fn acl_for(&self, user: Option<&str>, client_id: &str) -> Option<SharedAcl> {
-        let acl = self.acl.load();
-        Some(Arc::new(acl.as_ref()?.for_client(user, client_id)))
+        self.acl
+            .is_loaded()
+            .then(|| Arc::new(LiveAcl::new(self.acl.clone(), user, client_id)))
     }
 }
 

@@ -89,11 +89,12 @@ impl Broker {
             }
             _ => None,
         };
+        // A subscription the rules allow whole is still checked per message: a reload of the
+        // ACL file may take part of it away later.
         let (refusal, read_check) = match (refusal, acl) {
             (None, Some(acl)) => match acl.subscribe(plain) {
                 SubscribeCheck::Refused => (Some(ReasonCode::NOT_AUTHORIZED), None),
-                SubscribeCheck::Whole => (None, None),
-                SubscribeCheck::Filtered => (None, Some(acl.clone())),
+                SubscribeCheck::Whole | SubscribeCheck::Filtered => (None, Some(acl.clone())),
             },
             (refusal, _) => (refusal, None),
         };
