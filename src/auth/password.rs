@@ -27,6 +27,12 @@ const MAX_ITERATIONS: u32 = 10_000_000;
 #[derive(Clone, Default)]
 pub(crate) struct PasswordFile {
     users: HashMap<String, Hash>,
+    /// How many users have argon2id lines (costly to check).
+    argon2_users: usize,
+    /// Picks, per unknown name, which kind of line it is checked against in vain (see
+    /// [`PasswordFile::decoy_argon2`]): a hash of the file's text, so that a name gets the same
+    /// answer time on every try while the file stays the same.
+    decoy_key: u64,
 }
 
 /// One user's stored hash.
@@ -81,7 +87,17 @@ impl PasswordFile {
             let hash = Hash::parse(hash).map_err(error)?;
             users.insert(user.to_owned(), hash);
         }
-        Ok(Self { users })
+        let argon2_users = users
+            .values()
+            .filter(|h| matches!(h, Hash::Argon2 { .. }))
+            .count();
+        let mut key = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(text, &mut key);
+        Ok(Self {
+            users,
+            argon2_users,
+            decoy_key: std::hash::Hasher::finish(&key),
+        })
     }
 
     /// Reads and parses the file at `path`.
@@ -96,13 +112,26 @@ impl PasswordFile {
     pub(crate) fn costly(&self, user: &str) -> bool {
         match self.users.get(user) {
             Some(hash) => matches!(hash, Hash::Argon2 { .. }),
-            None => self.decoy_argon2().is_some(),
+            None => self.decoy_argon2(user).is_some(),
         }
     }
 
-    /// An argon2id hash of the file's, verified in vain for an unknown user when the file has
-    /// any, so that an unknown name takes as long as a known one.
-    fn decoy_argon2(&self) -> Option<&Hash> {
+    /// The argon2id hash of the file's that unknown name `user` is verified against in vain,
+    /// or `None` for the fast decoy: so that unknown names take as long as known ones. In a
+    /// file of argon2id lines every unknown name is slow; in one that mixes them with `$7$`
+    /// lines, the same share of unknown names is slow as of known ones, each name always the
+    /// same way (a keyed hash picks), so that a fast or slow answer does not tell whether the
+    /// name exists.
+    fn decoy_argon2(&self, user: &str) -> Option<&Hash> {
+        if self.argon2_users == 0 {
+            return None;
+        }
+        let mut h = std::hash::DefaultHasher::new();
+        std::hash::Hash::hash(&(self.decoy_key, user), &mut h);
+        let pick = std::hash::Hasher::finish(&h) % self.users.len() as u64;
+        if pick >= self.argon2_users as u64 {
+            return None;
+        }
         self.users
             .values()
             .find(|h| matches!(h, Hash::Argon2 { .. }))
@@ -112,7 +141,7 @@ impl PasswordFile {
     pub(crate) fn verify(&self, user: &str, password: &[u8]) -> bool {
         match self.users.get(user) {
             Some(hash) => hash.matches(password),
-            None if let Some(decoy) = self.decoy_argon2() => {
+            None if let Some(decoy) = self.decoy_argon2(user) => {
                 let _ = decoy.matches(password);
                 false
             }
@@ -436,10 +465,25 @@ carol:$6$NFGV1+vLvH3jKAOx$8CntKduXafpU27ZiC/aaKE932O4tT2jEKvfP0w8TaoSxaBM+LQAkRt
         assert!(file.verify("alice", b"secret"));
         assert!(!file.verify("alice", b"Secret"));
         assert!(file.costly("alice") && !file.costly("bob"));
-        assert!(
-            file.costly("mallory"),
-            "an unknown name costs what a known one does"
-        );
         assert!(!file.verify("mallory", b"secret"));
+
+        // Only argon2id lines: every unknown name costs what a known one does.
+        let only = PasswordFile::parse(&format!("alice:{phc}\n")).unwrap();
+        assert!((0..100).all(|i| only.costly(&format!("nobody-{i}"))));
+        // Half and half: about half of the unknown names are slow, each always the same way.
+        let slow = (0..1000)
+            .filter(|i| file.costly(&format!("nobody-{i}")))
+            .count();
+        assert!(
+            (400..=600).contains(&slow),
+            "{slow} of 1000 unknown names slow"
+        );
+        assert!((0..1000).all(|i| {
+            let name = format!("nobody-{i}");
+            file.costly(&name) == file.costly(&name)
+        }));
+        // No argon2id line: no unknown name is slow.
+        let fast = PasswordFile::parse("bob:$6$NFGV1+vLvH3jKAOx$8CntKduXafpU27ZiC/aaKE932O4tT2jEKvfP0w8TaoSxaBM+LQAkRt3gGZsrf61AiheJn6dUO3QrxNz9NYML9Q==\n").unwrap();
+        assert!((0..100).all(|i| !fast.costly(&format!("nobody-{i}"))));
     }
 }
