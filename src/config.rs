@@ -23,6 +23,8 @@ pub struct Config {
     pub auth: Auth,
     /// `[log]`: logging.
     pub log: Log,
+    /// `[persistence]`: what survives a restart.
+    pub persistence: Persistence,
 }
 
 /// One network listener.
@@ -227,6 +229,34 @@ pub struct Sessions {
     pub queue_qos0_offline: bool,
 }
 
+/// What survives a restart, and where it is kept.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Persistence {
+    /// Keep state on disk (`dir`) and restore it at start-up.
+    pub enabled: bool,
+    /// The store's directory, relative to the working directory; `roost --data-dir` overrides
+    /// it. Created if missing.
+    pub dir: PathBuf,
+    /// When a change is on disk (see [`SyncMode`]).
+    pub sync: SyncMode,
+    /// For `sync = "periodic"`: the longest a change waits to be made durable.
+    pub sync_interval_ms: u64,
+}
+
+/// When a change to durable state is made durable (fsync).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncMode {
+    /// Each batch of changes is durable when its commit returns.
+    Always,
+    /// Changes are committed as they come and made durable every `sync_interval_ms`: a crash
+    /// may lose that window.
+    Periodic,
+    /// Nothing is written: memory only.
+    Off,
+}
+
 /// Shared subscriptions (`$share/{group}/{filter}`).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -304,6 +334,18 @@ impl Default for Config {
             mqtt5: Mqtt5::default(),
             auth: Auth::default(),
             log: Log::default(),
+            persistence: Persistence::default(),
+        }
+    }
+}
+
+impl Default for Persistence {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            dir: PathBuf::from("data"),
+            sync: SyncMode::Always,
+            sync_interval_ms: 100,
         }
     }
 }
@@ -436,6 +478,19 @@ impl Config {
                 message: message.into(),
             })
         };
+        let p = &self.persistence;
+        if p.enabled && p.sync != SyncMode::Off && p.dir.as_os_str().is_empty() {
+            return invalid(
+                "persistence.dir",
+                "is empty: name a directory for the store (\"data\"), or set enabled = false",
+            );
+        }
+        if p.enabled && p.sync == SyncMode::Periodic && p.sync_interval_ms == 0 {
+            return invalid(
+                "persistence.sync_interval_ms",
+                "must be at least 1 with sync = \"periodic\" (or use sync = \"always\")",
+            );
+        }
         let passwords = &self.auth.password_file;
         if !passwords.as_os_str().is_empty()
             && let Err(e) = crate::auth::PasswordFile::load(passwords)

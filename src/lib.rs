@@ -27,6 +27,7 @@ mod proxy;
 pub mod runtime;
 mod server;
 mod session;
+pub mod store;
 mod tls;
 pub mod topic;
 mod ws;

@@ -22,6 +22,9 @@ struct Args {
     /// Overrides the port of the first listener (0 picks a free port).
     #[arg(short, long)]
     port: Option<u16>,
+    /// Overrides `persistence.dir`, the store's directory.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
     /// Prints the SCRAM-SHA-256 credential (a random salt, 4096 iterations) of a password read
     /// from the terminal without echo, or from standard input, for `auth.scram_users`, and
     /// exits. The password itself is never stored.
@@ -69,6 +72,18 @@ enum Command {
         #[arg(long, default_value = "ecdsa")]
         key_type: KeyTypeArg,
     },
+    /// Inspects the store of `persistence.dir` (from --config, or --data-dir).
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
+}
+
+/// `roost store ...`.
+#[derive(clap::Subcommand, Debug)]
+enum StoreAction {
+    /// Opens the store and decodes every record: says what it holds, or what is wrong with it.
+    Check,
 }
 
 /// `roost certs --key-type`.
@@ -129,6 +144,16 @@ fn start(args: Args) -> anyhow::Result<()> {
             println!("development certificates: do not use them for a real deployment");
             return Ok(());
         }
+        Some(Command::Store { action }) => {
+            let dir = match &args.data_dir {
+                Some(dir) => dir.clone(),
+                None => Config::from_file(&args.config)?.persistence.dir,
+            };
+            match action {
+                StoreAction::Check => println!("{}", roost::store::check(&dir)?),
+            }
+            return Ok(());
+        }
         None => {}
     }
     if args.scram_credential {
@@ -140,6 +165,9 @@ fn start(args: Args) -> anyhow::Result<()> {
     }
     // The error names the file and the key.
     let mut config = Config::from_file(&args.config)?;
+    if let Some(dir) = args.data_dir {
+        config.persistence.dir = dir;
+    }
     if let Some(port) = args.port {
         // validate() guarantees at least one listener.
         if let Some(first) = config.listeners.first_mut() {

@@ -32,6 +32,9 @@ impl Server {
             tracing::warn!("{warning}");
         }
         let broker = Broker::new(Arc::new(config));
+        // Before any listener: a client must find what was kept.
+        crate::store::start(&broker)
+            .map_err(|e| std::io::Error::other(format!("persistence: {e}")))?;
         let mut done = Vec::new();
         let mut local_addrs = Vec::new();
         let mut tls_listeners = Vec::new();
@@ -149,7 +152,8 @@ impl Server {
     }
 
     /// Stops accepting, closes every connection (v5 clients get DISCONNECT 0x8B, wills that are
-    /// due are published) and waits for all connection tasks to finish.
+    /// due are published), waits for all connection tasks to finish, and commits the store's
+    /// last changes.
     pub async fn shutdown(self) {
         let Self {
             broker, mut done, ..
@@ -158,6 +162,10 @@ impl Server {
         broker.begin_shutdown();
         for rx in &mut done {
             let _ = rx.recv().await;
+        }
+        // After the connections (their wills may be retained): the last changes, durably.
+        if let Some(store) = broker.store().cloned() {
+            let _ = tokio::task::spawn_blocking(move || store.close()).await;
         }
         tracing::info!("server stopped");
     }

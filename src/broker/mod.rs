@@ -95,6 +95,8 @@ struct Inner {
     idle_sweeper: AtomicBool,
     /// The queue policy of every session (from `[sessions]`).
     queue_limits: Arc<crate::session::QueueLimits>,
+    /// Where durable changes go (`[persistence]`), set once at start-up.
+    store: std::sync::OnceLock<Arc<crate::store::Writer>>,
 }
 
 impl Broker {
@@ -139,7 +141,27 @@ impl Broker {
                 logins: Mutex::default(),
                 connect_rates: Mutex::default(),
                 queue_limits,
+                store: std::sync::OnceLock::new(),
             }),
+        }
+    }
+
+    /// Sends durable changes to `writer` from now on (start-up, after restoring).
+    pub(crate) fn persist_to(&self, writer: Arc<crate::store::Writer>) {
+        let _ = self.inner.store.set(writer);
+    }
+
+    /// The store's writer, if state is persisted.
+    pub(crate) fn store(&self) -> Option<&Arc<crate::store::Writer>> {
+        self.inner.store.get()
+    }
+
+    /// Puts retained messages read from the store in place (start-up, before any listener
+    /// opens, so nothing is written back).
+    pub(crate) fn restore_retained(&self, messages: Vec<crate::session::Message>) {
+        let mut retained = lock(&self.inner.retained);
+        for m in messages {
+            retained.restore(m);
         }
     }
 

@@ -33,6 +33,11 @@ impl RetainedStore {
         }
     }
 
+    /// Puts a message read back from the store in place: one buffer already, as a record is.
+    pub(super) fn restore(&mut self, m: Message) {
+        self.tree.insert(&m.topic.clone(), Arc::new(m));
+    }
+
     /// Number of retained messages.
     pub(super) fn len(&self) -> usize {
         self.tree.len()

@@ -227,8 +227,17 @@ impl Broker {
         debug_assert!(run.iter().all(|m| m.topic == first.topic));
         if self.config().limits.retain_available && run.iter().any(|m| m.retain) {
             let mut retained = lock(&self.inner.retained);
+            let now = std::time::Instant::now();
             for m in run.iter().filter(|m| m.retain) {
                 retained.update(m);
+                // Sent under the lock, so the store sees a topic's changes in their order.
+                if let Some(store) = self.store() {
+                    store.send(crate::store::Change::Retained {
+                        topic: (&*m.topic).into(),
+                        record: (!m.payload.is_empty())
+                            .then(|| crate::store::encode_retained(m, now)),
+                    });
+                }
             }
         }
         // One vector per thread, reused: collecting a thousand targets into a fresh vector grew

@@ -93,6 +93,13 @@ impl Deadline {
         Self(NonZeroU64::new(at.saturating_add(1)).unwrap_or(NonZeroU64::MIN))
     }
 
+    /// `ms` milliseconds after `now`.
+    pub(crate) fn after_ms(now: Instant, ms: u64) -> Self {
+        let at = crate::clock::ms(now).saturating_add(ms);
+        // At least 1 by construction, as in `after`.
+        Self(NonZeroU64::new(at.saturating_add(1)).unwrap_or(NonZeroU64::MIN))
+    }
+
     /// Whether it has come by `now`.
     pub(crate) fn passed(self, now: Instant) -> bool {
         crate::clock::ms(now) + 1 >= self.0.get()

@@ -1,0 +1,128 @@
+//! What survives a restart (`[persistence]`): a [`Store`] applies batches of changes in one
+//! commit and gives everything back at start-up; a [`Writer`] thread groups the broker's
+//! changes, from every connection, into those batches, so that durability costs one fsync per
+//! batch rather than one per change. The store is redb today ([`RedbStore`]); the trait is the
+//! seam another engine (JetStream, for the cluster) plugs into.
+//!
+//! Kept so far: retained messages. Sessions, their queues and in-flight messages come next
+//! (issue 17).
+
+mod record;
+mod redb_store;
+mod restore;
+mod writer;
+
+pub(crate) use record::{decode_retained, encode_retained};
+pub(crate) use redb_store::RedbStore;
+pub(crate) use restore::start;
+pub(crate) use writer::Writer;
+
+/// The store's file in `persistence.dir`.
+pub const FILE_NAME: &str = "roost.redb";
+
+/// The layout of the store this build writes; a store of another version is refused at
+/// start-up rather than misread.
+pub(crate) const FORMAT_VERSION: u32 = 1;
+
+/// One change to durable state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Change {
+    /// A topic's retained message set (an encoded record, see `record.rs`) or cleared.
+    Retained {
+        /// The topic.
+        topic: Box<str>,
+        /// The message's record; `None` clears the topic.
+        record: Option<Vec<u8>>,
+    },
+}
+
+/// Everything a store holds, as records, for start-up.
+#[derive(Debug, Default)]
+pub(crate) struct Snapshot {
+    /// Topic and record of each retained message.
+    pub(crate) retained: Vec<(String, Vec<u8>)>,
+}
+
+/// A durable state engine.
+pub(crate) trait Store: Send + Sync + 'static {
+    /// Applies `changes` in one commit, on disk when this returns if `durable`.
+    fn commit(&self, changes: &[Change], durable: bool) -> Result<(), StoreError>;
+    /// Everything stored.
+    fn load(&self) -> Result<Snapshot, StoreError>;
+}
+
+/// Why the store cannot be used; each says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file cannot be opened or read as a store.
+    #[error(
+        "cannot open the store {path}: {why}. If the file is damaged, move it aside and start \
+         again (state is lost), or check it with `roost store check`"
+    )]
+    Open {
+        /// The store's file.
+        path: String,
+        /// What went wrong.
+        why: String,
+    },
+    /// A store written by a newer Roost.
+    #[error(
+        "the store {path} has format version {found}; this roost reads version {FORMAT_VERSION}: \
+         run the roost that wrote it, or move the file aside"
+    )]
+    Version {
+        /// The store's file.
+        path: String,
+        /// The version it carries.
+        found: u32,
+    },
+    /// A read or a commit failed.
+    #[error("store: {0}")]
+    Io(String),
+    /// A record that does not decode.
+    #[error("store: a {what} record for {key:?} does not decode: {why}")]
+    Record {
+        /// What kind of record.
+        what: &'static str,
+        /// Its key.
+        key: String,
+        /// Why.
+        why: String,
+    },
+}
+
+/// `roost store check`: opens the store in `dir` read-and-write (as start-up would, so redb
+/// repairs an unclean shutdown the same way) and decodes every record. Returns a summary, or
+/// the first problem with what to do about it.
+pub fn check(dir: &std::path::Path) -> Result<String, StoreError> {
+    let path = dir.join(FILE_NAME);
+    if !path.exists() {
+        return Err(StoreError::Open {
+            path: path.display().to_string(),
+            why: "there is no store there (it is made at the first start with persistence on)"
+                .into(),
+        });
+    }
+    let store = RedbStore::open(dir)?;
+    let snapshot = store.load()?;
+    let now = std::time::Instant::now();
+    let (mut live, mut expired) = (0, 0);
+    for (topic, record) in &snapshot.retained {
+        match decode_retained(record, now) {
+            Ok(Some(_)) => live += 1,
+            Ok(None) => expired += 1,
+            Err(why) => {
+                return Err(StoreError::Record {
+                    what: "retained message",
+                    key: topic.clone(),
+                    why,
+                });
+            }
+        }
+    }
+    Ok(format!(
+        "{}: format version {FORMAT_VERSION}, {live} retained messages ({expired} expired, \
+         dropped at the next start); every record decodes",
+        path.display()
+    ))
+}

@@ -1,0 +1,234 @@
+//! The store on disk: one redb file. redb commits copy-on-write B-trees behind a checksummed
+//! commit slot, so a crash (or power loss) leaves the last durable commit, never a torn one;
+//! an opened file that redb finds damaged is refused with a message, never started empty.
+
+use super::{Change, FORMAT_VERSION, Snapshot, Store, StoreError};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+
+/// `format` -> the store's layout version.
+const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
+/// Topic -> retained record.
+const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
+
+/// A redb file holding Roost's durable state.
+pub(crate) struct RedbStore {
+    db: Database,
+    path: PathBuf,
+}
+
+impl RedbStore {
+    /// Opens the store in `dir` (created with its file if missing), checking its format.
+    pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(super::FILE_NAME);
+        let shown = path.display().to_string();
+        let open = |why: String| StoreError::Open {
+            path: shown.clone(),
+            why,
+        };
+        std::fs::create_dir_all(dir)
+            .map_err(|e| open(format!("cannot create {}: {e}", dir.display())))?;
+        // `create` only for a file that is not there: it would make a new store of an empty
+        // (truncated) file, where `open` refuses it.
+        let db = if path.exists() {
+            Database::open(&path)
+        } else {
+            Database::create(&path)
+        }
+        .map_err(|e| open(e.to_string()))?;
+        let store = Self { db, path };
+        store.prepare().map_err(|e| match e {
+            StoreError::Io(why) => open(why),
+            other => other,
+        })?;
+        Ok(store)
+    }
+
+    /// Creates the tables of a new store and writes its format; checks an existing one's.
+    fn prepare(&self) -> Result<(), StoreError> {
+        let io = |e: redb::Error| StoreError::Io(e.to_string());
+        let txn = self.db.begin_write().map_err(|e| io(e.into()))?;
+        {
+            let mut meta = txn.open_table(META).map_err(|e| io(e.into()))?;
+            let found = meta
+                .get("format")
+                .map_err(|e| io(e.into()))?
+                .map(|v| v.value());
+            match found {
+                None => {
+                    meta.insert("format", FORMAT_VERSION)
+                        .map_err(|e| io(e.into()))?;
+                }
+                Some(FORMAT_VERSION) => {}
+                Some(found) => {
+                    return Err(StoreError::Version {
+                        path: self.path.display().to_string(),
+                        found,
+                    });
+                }
+            }
+            txn.open_table(RETAINED).map_err(|e| io(e.into()))?;
+        }
+        txn.commit().map_err(|e| io(e.into()))
+    }
+}
+
+impl Store for RedbStore {
+    fn commit(&self, changes: &[Change], durable: bool) -> Result<(), StoreError> {
+        let io = |e: redb::Error| StoreError::Io(e.to_string());
+        let mut txn = self.db.begin_write().map_err(|e| io(e.into()))?;
+        if !durable {
+            txn.set_durability(Durability::None)
+                .map_err(|e| StoreError::Io(e.to_string()))?;
+        }
+        {
+            let mut retained = txn.open_table(RETAINED).map_err(|e| io(e.into()))?;
+            for change in changes {
+                match change {
+                    Change::Retained {
+                        topic,
+                        record: Some(r),
+                    } => {
+                        retained
+                            .insert(&**topic, r.as_slice())
+                            .map_err(|e| io(e.into()))?;
+                    }
+                    Change::Retained {
+                        topic,
+                        record: None,
+                    } => {
+                        retained.remove(&**topic).map_err(|e| io(e.into()))?;
+                    }
+                }
+            }
+        }
+        txn.commit().map_err(|e| io(e.into()))
+    }
+
+    fn load(&self) -> Result<Snapshot, StoreError> {
+        let io = |e: redb::Error| StoreError::Io(e.to_string());
+        let txn = self.db.begin_read().map_err(|e| io(e.into()))?;
+        let table = txn.open_table(RETAINED).map_err(|e| io(e.into()))?;
+        let mut snapshot = Snapshot::default();
+        for entry in table.iter().map_err(|e| io(e.into()))? {
+            let (topic, record) = entry.map_err(|e| io(e.into()))?;
+            snapshot
+                .retained
+                .push((topic.value().to_owned(), record.value().to_vec()));
+        }
+        Ok(snapshot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("roost-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        d
+    }
+
+    fn set(topic: &str, record: &[u8]) -> Change {
+        Change::Retained {
+            topic: topic.into(),
+            record: Some(record.to_vec()),
+        }
+    }
+
+    #[test]
+    fn commits_are_there_after_reopening() {
+        let d = dir("reopen");
+        {
+            let s = RedbStore::open(&d).unwrap();
+            s.commit(&[set("a", b"1"), set("b", b"2")], true).unwrap();
+            s.commit(
+                &[
+                    Change::Retained {
+                        topic: "a".into(),
+                        record: None,
+                    },
+                    set("c", b"3"),
+                ],
+                false,
+            )
+            .unwrap();
+            // A durable commit makes the one before it durable too.
+            s.commit(&[], true).unwrap();
+        }
+        let s = RedbStore::open(&d).unwrap();
+        let got = s.load().unwrap().retained;
+        assert_eq!(
+            got,
+            vec![("b".into(), b"2".to_vec()), ("c".into(), b"3".to_vec())]
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_newer_format_is_refused_with_what_to_do() {
+        let d = dir("newer");
+        {
+            let s = RedbStore::open(&d).unwrap();
+            let txn = s.db.begin_write().unwrap();
+            txn.open_table(META)
+                .unwrap()
+                .insert("format", FORMAT_VERSION + 1)
+                .unwrap();
+            txn.commit().unwrap();
+        }
+        let e = RedbStore::open(&d).err().unwrap().to_string();
+        assert!(
+            e.contains("format version 2") && e.contains("move the file aside"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_store_is_refused_not_emptied() {
+        let d = dir("garbage");
+        std::fs::create_dir_all(&d).unwrap();
+        let file = d.join(super::super::FILE_NAME);
+        let garbage: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7 + 3) as u8).collect();
+        for bytes in [garbage, Vec::new()] {
+            std::fs::write(&file, &bytes).unwrap();
+            let e = RedbStore::open(&d).err().unwrap().to_string();
+            assert!(
+                e.contains("cannot open the store"),
+                "{} bytes: {e}",
+                bytes.len()
+            );
+            assert_eq!(
+                std::fs::read(&file).unwrap(),
+                bytes,
+                "the damaged file is left as it was"
+            );
+        }
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_truncated_store_is_refused() {
+        let d = dir("truncated");
+        {
+            let s = RedbStore::open(&d).unwrap();
+            s.commit(&[set("a", &[7; 4096])], true).unwrap();
+        }
+        let file = d.join(super::super::FILE_NAME);
+        let len = std::fs::metadata(&file).unwrap().len();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
+        let e = RedbStore::open(&d).map(|s| s.load().map(|l| l.retained.len()));
+        assert!(
+            !matches!(e, Ok(Ok(1))),
+            "a store cut in half is refused or found short, never read as whole"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
