@@ -32,7 +32,13 @@ impl Fanout {
         let links = (0..subscribers)
             .map(|i| {
                 let link = broker
-                    .attach(format!("sub-{i}").into(), true, 100, 0, 0)
+                    .attach(
+                        format!("sub-{i}").into(),
+                        true,
+                        100,
+                        0,
+                        crate::broker::Owner::anonymous(),
+                    )
                     .link;
                 let reason = link.subscribe("bench/fanout", options, None, None);
                 assert_eq!(reason.map(|r| r.0), Ok(0), "subscription {i} granted QoS 0");

@@ -32,14 +32,19 @@ impl Server {
             tracing::warn!("{warning}");
         }
         let broker = Broker::new(Arc::new(config));
+        // Each listener's rules, before the store: a restored session belongs to a user under
+        // one of them.
+        let listener_realms: Vec<Arc<Realm>> = (broker.config().listeners.iter().enumerate())
+            .map(|(i, l)| listener_realm(&broker, i, l))
+            .collect();
         // Before any listener: a client must find what was kept.
-        crate::store::start(&broker)
+        crate::store::start(&broker, &listener_realms)
             .map_err(|e| std::io::Error::other(format!("persistence: {e}")))?;
         let mut done = Vec::new();
         let mut local_addrs = Vec::new();
         let mut tls_listeners = Vec::new();
         let mut realms = vec![broker.realm().clone()];
-        for l in &broker.config().listeners {
+        for (l, realm) in broker.config().listeners.iter().zip(listener_realms) {
             let tls = match &l.tls {
                 Some(settings) => Some(Arc::new(TlsListener::new(settings, l.protocol).map_err(
                     |e| std::io::Error::other(format!("listeners.tls of {}: {e}", l.bind)),
@@ -70,7 +75,6 @@ impl Server {
                     }
                 });
             }
-            let realm = listener_realm(&broker, l);
             if l.auth.is_some() {
                 // Its own rules; the others share [auth]'s, already listed once.
                 realms.push(realm.clone());
@@ -200,12 +204,13 @@ fn exposure_warnings(config: &Config) -> Vec<String> {
 }
 
 /// The rules of listener `l`: `[auth]`'s, or its own where `[listeners.auth]` overrides a key.
-fn listener_realm(broker: &Broker, l: &config::Listener) -> Arc<Realm> {
+fn listener_realm(broker: &Broker, index: usize, l: &config::Listener) -> Arc<Realm> {
     let Some(over) = &l.auth else {
         return broker.realm().clone();
     };
     let base = &broker.config().auth;
     Arc::new(Realm::new(
+        u16::try_from(index + 1).unwrap_or(u16::MAX),
         over.allow_anonymous.unwrap_or(base.allow_anonymous),
         broker.methods().clone(),
         over.password_file.as_ref().unwrap_or(&base.password_file),
@@ -258,7 +263,10 @@ async fn accept_loop(
     let mut shutdown = broker.shutdown_signal();
     loop {
         let accepted = tokio::select! {
-            _ = shutdown.changed() => return,
+            // `wait_for`, not `changed`: this task may first run after shutdown began (a server
+            // shut down before it ever accepted), and `changed` would then wait for a second
+            // change that never comes.
+            _ = shutdown.wait_for(|down| *down) => return,
             a = listener.accept() => a,
         };
         match accepted {

@@ -1,6 +1,6 @@
 //! `[persistence]`: what survives a restart of the server, in this process, on a real redb file
-//! in a temporary directory. So far: retained messages (issue 17 adds sessions, queues and
-//! in-flight messages).
+//! in a temporary directory. So far: retained messages and persistent sessions with their
+//! subscriptions (issue 17 adds queued and in-flight messages).
 
 mod support;
 
@@ -135,4 +135,138 @@ async fn without_persistence_nothing_is_written() {
         b.server.shutdown().await;
         assert!(!d.exists(), "no store directory made");
     }
+}
+
+/// A v5 CONNECT that keeps its session for an hour, as `user`.
+fn lasting(client_id: &str, user: Option<&'static str>) -> roost::protocol::Connect {
+    let mut c = connect_packet(V5, client_id, false);
+    c.properties.make_mut().session_expiry_interval = Some(3600);
+    c.username = user.map(|u| ByteStr::from_static(u).unwrap());
+    c
+}
+
+#[tokio::test]
+async fn a_persistent_session_and_its_subscriptions_survive_a_restart() {
+    let d = dir("sessions");
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    let (mut dev, ack) = Raw::connect_with(b.addr, lasting("dev-1", Some("alice"))).await;
+    assert!(!ack.session_present);
+    let mut subscribe = subscribe_packet(
+        1,
+        &[(
+            "a/+",
+            roost::protocol::SubscriptionOptions {
+                qos: QoS::AtLeastOnce,
+                no_local: true,
+                ..Default::default()
+            },
+        )],
+    );
+    subscribe.properties.make_mut().subscription_identifiers = vec![7];
+    dev.send(&Packet::Subscribe(subscribe)).await;
+    assert!(matches!(dev.recv().await, Packet::SubAck(_)));
+    dev.disconnect().await;
+    // A 3.1.1 persistent session too (Clean Session 0: it never expires).
+    let mut old = Raw::connect(
+        b.addr,
+        roost::protocol::ProtocolVersion::V3_1_1,
+        "dev-2",
+        false,
+    )
+    .await;
+    old.subscribe("b/#", QoS::AtLeastOnce).await;
+    old.disconnect().await;
+    // And one that ends with its connection: not kept.
+    let mut brief = Raw::connect(b.addr, V5, "brief", true).await;
+    brief.subscribe("c/#", QoS::AtLeastOnce).await;
+    brief.disconnect().await;
+    b.server.shutdown().await;
+
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    assert!(b.server.broker().has_session("dev-1") && b.server.broker().has_session("dev-2"));
+    assert!(!b.server.broker().has_session("brief"));
+    let mut p = Raw::connect(b.addr, V5, "publisher", true).await;
+    for (i, (topic, want)) in [
+        ("a/x", ReasonCode::SUCCESS),
+        ("b/y/z", ReasonCode::SUCCESS),
+        ("c/1", ReasonCode::NO_MATCHING_SUBSCRIBERS),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let got = p
+            .publish_acked(
+                topic,
+                topic.as_bytes(),
+                QoS::AtLeastOnce,
+                false,
+                i as u16 + 1,
+            )
+            .await;
+        assert_eq!(got, want, "{topic}: the restored subscriptions match");
+    }
+    let (mut dev, ack) = Raw::connect_with(b.addr, lasting("dev-1", Some("alice"))).await;
+    assert!(ack.session_present, "resumed after the restart");
+    let got = dev.drain().await;
+    assert_eq!(payloads(&got), ["a/x"]);
+    assert_eq!(
+        got[0].properties.subscription_identifiers.as_slice(),
+        &[7],
+        "the Subscription Identifier was kept"
+    );
+    let mut old = Raw::open(b.addr, roost::protocol::ProtocolVersion::V3_1_1).await;
+    old.send(&Packet::Connect(Box::new(connect_packet(
+        roost::protocol::ProtocolVersion::V3_1_1,
+        "dev-2",
+        false,
+    ))))
+    .await;
+    assert!(matches!(old.recv().await, Packet::ConnAck(a) if a.session_present));
+    assert_eq!(payloads(&old.drain().await), ["b/y/z"]);
+    b.server.shutdown().await;
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[tokio::test]
+async fn a_session_is_resumed_only_by_its_owner_after_a_restart() {
+    let d = dir("owner");
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    let (dev, _) = Raw::connect_with(b.addr, lasting("shared-id", Some("alice"))).await;
+    dev.disconnect().await;
+    b.server.shutdown().await;
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    let (other, ack) = Raw::connect_with(b.addr, lasting("shared-id", Some("mallory"))).await;
+    assert!(!ack.session_present, "another user starts afresh");
+    other.disconnect().await;
+    b.server.shutdown().await;
+    // mallory's session replaced alice's, in the store too.
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    let (alice, ack) = Raw::connect_with(b.addr, lasting("shared-id", Some("alice"))).await;
+    assert!(!ack.session_present);
+    alice.disconnect().await;
+    b.server.shutdown().await;
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+#[tokio::test]
+async fn a_session_that_ends_is_deleted_from_the_store() {
+    let d = dir("ended");
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    let (mut dev, _) = Raw::connect_with(b.addr, lasting("dev", None)).await;
+    dev.subscribe("e/#", QoS::AtLeastOnce).await;
+    dev.disconnect().await;
+    // Clean Start ends it.
+    let mut again = Raw::connect(b.addr, V5, "dev", true).await;
+    again.subscribe("f/#", QoS::AtLeastOnce).await;
+    again.disconnect().await;
+    b.server.shutdown().await;
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    assert!(!b.server.broker().has_session("dev"));
+    b.server.shutdown().await;
+    assert!(
+        roost::store::check(&d)
+            .unwrap()
+            .contains(" 0 persistent sessions")
+    );
+    std::fs::remove_dir_all(&d).unwrap();
 }

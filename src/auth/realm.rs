@@ -12,6 +12,10 @@ use std::sync::Arc;
 /// One set of authentication and authorization rules.
 #[derive(Debug)]
 pub(crate) struct Realm {
+    /// Which rules these are, the same in every run of one configuration: 0 for `[auth]`, a
+    /// listener's position plus one for its own `[listeners.auth]`. A session belongs to a user
+    /// under one realm, and keeps that in the store.
+    pub(crate) id: u16,
     /// Whether clients with nothing checkable (no user name, or one no file can check) get in.
     pub(crate) allow_anonymous: bool,
     /// Enhanced authentication (SCRAM), shared by every realm.
@@ -28,12 +32,14 @@ impl Realm {
     /// validated, so they loaded then; one that no longer does allows nothing (an empty file)
     /// rather than everything, and says so.
     pub(crate) fn new(
+        id: u16,
         allow_anonymous: bool,
         methods: Arc<Methods>,
         password_path: &Path,
         acl_path: &Path,
     ) -> Self {
         let realm = Self {
+            id,
             allow_anonymous,
             methods,
             password_path: password_path.to_path_buf(),

@@ -4,6 +4,7 @@
 //! an `.await`; nothing here parses bytes.
 
 mod connect_rate;
+mod durable;
 mod idle;
 pub(crate) mod keep_alive;
 mod link;
@@ -17,6 +18,7 @@ mod shared;
 mod tests;
 mod will;
 
+pub(crate) use durable::Owner;
 pub(crate) use link::{ClientAck, Link};
 pub use metrics::Metrics;
 pub(crate) use metrics::OverloadLog;
@@ -112,6 +114,7 @@ impl Broker {
         let methods = Arc::new(methods);
         let a = &config.auth;
         let realm = Arc::new(crate::auth::Realm::new(
+            0,
             a.allow_anonymous,
             methods.clone(),
             &a.password_file,

@@ -5,7 +5,7 @@
 use super::link::Link;
 use super::{Broker, lock};
 use crate::session::{Message, QueueLimits, Session};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -105,6 +105,9 @@ pub(crate) struct SlotState {
     pub(super) park: Park,
     /// A delayed will and the session's timers (see [`Later`]).
     later: Option<Box<Later>>,
+    /// Whose the session is, for its record in the store: set only for a persistent session
+    /// while `[persistence]` keeps them (see `broker/durable.rs`).
+    pub(super) who: Option<Arc<super::Owner>>,
 }
 
 /// What waits on a session until later: a will held for its Will Delay Interval (see
@@ -175,6 +178,11 @@ impl SlotState {
 }
 
 impl SlotState {
+    /// Whether a connection is attached.
+    pub(super) fn is_attached(&self) -> bool {
+        self.conn.is_some()
+    }
+
     /// Registers the attached connection's task to be woken by [`SlotState::take_waker`].
     pub(super) fn register(&mut self, waker: &Waker) {
         match &self.waker {
@@ -206,46 +214,65 @@ pub(super) enum Park {
     Parked,
 }
 
-/// The filters a session is subscribed to, to unsubscribe them when it ends. Boxed: 8 bytes
-/// in every session rather than an empty set's 48.
+/// The filters a session is subscribed to, to unsubscribe them when it ends, with what each
+/// was granted (for the session's record in the store). Boxed: 8 bytes in every session
+/// rather than an empty map's 48.
 #[derive(Debug, Default)]
 #[expect(
     clippy::box_collection,
     reason = "the box is the point: 8 bytes in every session, the set only in those with filters"
 )]
-pub(super) struct Filters(Option<Box<HashSet<Box<str>>>>);
+pub(super) struct Filters(Option<Box<HashMap<Box<str>, Granted>>>);
+
+/// What a session was granted for one filter: kept for its record in the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Granted {
+    /// The options, with the QoS granted.
+    pub(crate) options: crate::protocol::SubscriptionOptions,
+    /// The v5 Subscription Identifier.
+    pub(crate) id: Option<u32>,
+}
 
 impl Filters {
     /// How many filters.
     pub(super) fn len(&self) -> usize {
-        self.0.as_ref().map_or(0, |set| set.len())
+        self.0.as_ref().map_or(0, |map| map.len())
     }
 
     /// Whether `filter` is one of them.
     pub(super) fn contains(&self, filter: &str) -> bool {
-        self.0.as_ref().is_some_and(|set| set.contains(filter))
+        self.0.as_ref().is_some_and(|map| map.contains_key(filter))
     }
 
-    /// Adds `filter` (again, if it is there already).
-    pub(super) fn insert(&mut self, filter: &str) {
-        self.0.get_or_insert_default().insert(filter.into());
+    /// Adds `filter` (again, replacing what was granted, if it is there already).
+    pub(super) fn insert(&mut self, filter: &str, granted: Granted) {
+        self.0
+            .get_or_insert_default()
+            .insert(filter.into(), granted);
     }
 
     /// Removes `filter`, if it is there.
     pub(super) fn remove(&mut self, filter: &str) {
-        if let Some(set) = &mut self.0 {
-            set.remove(filter);
-            if set.is_empty() {
+        if let Some(map) = &mut self.0 {
+            map.remove(filter);
+            if map.is_empty() {
                 self.0 = None;
             }
         }
+    }
+
+    /// Every filter and what it was granted.
+    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, Granted)> {
+        self.0
+            .iter()
+            .flat_map(|map| map.iter().map(|(f, g)| (&**f, *g)))
     }
 
     /// Every filter, leaving none.
     pub(super) fn take(&mut self) -> Vec<Box<str>> {
         self.0
             .take()
-            .map(|set| set.into_iter().collect())
+            .map(|map| map.into_keys().collect())
             .unwrap_or_default()
     }
 }
@@ -298,8 +325,10 @@ impl Broker {
         clean_start: bool,
         window: u16,
         expiry: u32,
-        owner: u32,
+        who: super::Owner,
     ) -> Attached {
+        let owner = who.hash();
+        let who = (self.store().is_some() && expiry != 0).then(|| Arc::new(who));
         let link = ConnectionLink {
             // Starts at 1 and would take 584 years to wrap at a billion connections a second.
             id: NonZeroU64::new(NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed))
@@ -330,12 +359,17 @@ impl Broker {
                 st.generation += 1;
                 st.expiry = expiry;
                 st.session.set_window(window);
+                if st.who.is_none() {
+                    st.who = who;
+                }
+                self.persist_session(&slot, &st);
                 drop(st);
                 return Attached {
                     link: Link::new(self.clone(), slot, link.id),
                     session_present: true,
                 };
             }
+            self.forget_session(&slot, &mut st);
             let filters = st.filters.take();
             // Clean Start ends the old session, so a will it was holding goes out now.
             let will = st.take_will();
@@ -361,10 +395,12 @@ impl Broker {
                 active: true,
                 park: Park::Running,
                 later: None,
+                who,
             }),
             owner: AtomicU64::new(link.id.get()),
             last_heard: AtomicU64::new(0),
         });
+        self.persist_session(&slot, &lock(&slot.state));
         sessions.insert(client_id, slot.clone());
         Attached {
             link: Link::new(self.clone(), slot, link.id),
@@ -383,6 +419,8 @@ impl Broker {
         // The waker keeps the finished task's memory alive: not for a session's whole life.
         st.waker = None;
         let (expiry, generation) = (st.expiry, st.generation);
+        // Offline from now: its record says since when, so its expiry counts across restarts.
+        self.persist_session(slot, &st);
         // What came through shared subscriptions and is not finished goes to another member
         // now rather than wait for this one to come back [MQTT-4.8.2 of 5.0 allows it; the
         // issue asks that none be lost].
@@ -399,15 +437,55 @@ impl Broker {
                 if st.conn.is_some() || st.generation != generation {
                     return; // a connection came back meanwhile
                 }
-                let broker = self.clone();
-                let slot2 = slot.clone();
-                let timer = tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(u64::from(secs))).await;
-                    broker.discard(&slot2, Some(generation));
-                });
-                st.arm_expiry(timer.abort_handle());
+                self.expire_after(slot, &mut st, secs);
             }
         }
+    }
+
+    /// Arms `slot`'s expiry: the session ends `secs` from now unless a connection attaches
+    /// first (under the slot's lock, held by the caller as `st`).
+    pub(super) fn expire_after(&self, slot: &Arc<SessionSlot>, st: &mut SlotState, secs: u32) {
+        let generation = st.generation;
+        let broker = self.clone();
+        let slot2 = slot.clone();
+        let timer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(u64::from(secs))).await;
+            broker.discard(&slot2, Some(generation));
+        });
+        st.arm_expiry(timer.abort_handle());
+    }
+
+    /// Puts a session read back from the store in place, offline: its registry entry and its
+    /// state (subscriptions go into the trie separately). Start-up only.
+    pub(super) fn restore_slot(
+        &self,
+        client_id: Arc<str>,
+        expiry: u32,
+        who: super::Owner,
+        filters: Filters,
+    ) -> Arc<SessionSlot> {
+        let owner = who.hash();
+        let slot = Arc::new(SessionSlot {
+            client_id: client_id.clone(),
+            state: Mutex::new(SlotState {
+                session: Session::new(self.queue_limits(), 0),
+                conn: None,
+                expiry,
+                owner,
+                filters,
+                generation: 0,
+                waker: None,
+                keep_alive_expired: false,
+                active: false,
+                park: Park::Running,
+                later: None,
+                who: Some(Arc::new(who)),
+            }),
+            owner: AtomicU64::new(0),
+            last_heard: AtomicU64::new(0),
+        });
+        lock(&self.inner.sessions).insert(client_id, slot.clone());
+        slot
     }
 
     /// Ends a session whose connection is gone: its subscriptions go, its delayed will goes
@@ -429,6 +507,7 @@ impl Broker {
         {
             sessions.remove(&slot.client_id);
         }
+        self.forget_session(slot, &mut st);
         let filters = st.filters.take();
         st.cancel_expiry();
         let will = st.take_will();

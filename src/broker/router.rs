@@ -121,7 +121,14 @@ impl Broker {
             // A new filter beyond the limit; replacing one the session has is always allowed.
             return Ok(ReasonCode::QUOTA_EXCEEDED);
         }
-        st.filters.insert(filter);
+        st.filters.insert(
+            filter,
+            super::registry::Granted {
+                options,
+                id: subscription_id,
+            },
+        );
+        self.persist_session(slot, &st);
         if let Some(Ok((group, shared_filter))) = shared {
             self.join_group(filter, group, shared_filter, entry);
             // No retained messages on a shared subscription (MQTT 5.0 section 4.8.2).
@@ -167,6 +174,7 @@ impl Broker {
         };
         st.filters.remove(filter);
         st.session.drop_retained(filter);
+        self.persist_session(slot, &st);
         Ok(removed)
     }
 

@@ -28,7 +28,15 @@ async fn the_broker_subscribes_matches_and_removes_a_filter_of_a_hundred_thousan
         retain_as_published: false,
         retain_handling: RetainHandling::SendAtSubscribe,
     };
-    let link = broker.attach("deep".into(), true, 10, 0, 0).link;
+    let link = broker
+        .attach(
+            "deep".into(),
+            true,
+            10,
+            0,
+            crate::broker::Owner::anonymous(),
+        )
+        .link;
     for filter in [topic.clone(), format!("{}/#", vec!["+"; 99_999].join("/"))] {
         let granted = link.subscribe(&filter, options, None, None);
         assert_eq!(granted, Ok(ReasonCode(0)));

@@ -12,7 +12,7 @@ mod redb_store;
 mod restore;
 mod writer;
 
-pub(crate) use record::{decode_retained, encode_retained};
+pub(crate) use record::{SessionRecord, decode_retained, encode_retained, now_unix_ms};
 pub(crate) use redb_store::RedbStore;
 pub(crate) use restore::start;
 pub(crate) use writer::Writer;
@@ -34,6 +34,13 @@ pub(crate) enum Change {
         /// The message's record; `None` clears the topic.
         record: Option<Vec<u8>>,
     },
+    /// A persistent session written whole (a [`SessionRecord`]) or deleted.
+    Session {
+        /// Its client id.
+        client_id: Box<str>,
+        /// Its record; `None` deletes it.
+        record: Option<Vec<u8>>,
+    },
 }
 
 /// Everything a store holds, as records, for start-up.
@@ -41,6 +48,8 @@ pub(crate) enum Change {
 pub(crate) struct Snapshot {
     /// Topic and record of each retained message.
     pub(crate) retained: Vec<(String, Vec<u8>)>,
+    /// Client id and record of each persistent session.
+    pub(crate) sessions: Vec<(String, Vec<u8>)>,
 }
 
 /// A durable state engine.
@@ -120,9 +129,23 @@ pub fn check(dir: &std::path::Path) -> Result<String, StoreError> {
             }
         }
     }
+    let now_ms = now_unix_ms();
+    let (mut sessions, mut ended) = (0, 0);
+    for (client_id, record) in &snapshot.sessions {
+        let session = SessionRecord::decode(record).map_err(|why| StoreError::Record {
+            what: "session",
+            key: client_id.clone(),
+            why,
+        })?;
+        match session.remaining_secs(now_ms) {
+            Some(_) => sessions += 1,
+            None => ended += 1,
+        }
+    }
     Ok(format!(
-        "{}: format version {FORMAT_VERSION}, {live} retained messages ({expired} expired, \
-         dropped at the next start); every record decodes",
+        "{}: format version {FORMAT_VERSION}, {live} retained messages ({expired} expired), \
+         {sessions} persistent sessions ({ended} expired); expired ones are dropped at the next \
+         start; every record decodes",
         path.display()
     ))
 }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 /// Topic -> retained record.
 const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
+/// Client id -> session record.
+const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 
 /// A redb file holding Roost's durable state.
 pub(crate) struct RedbStore {
@@ -68,6 +70,7 @@ impl RedbStore {
                 }
             }
             txn.open_table(RETAINED).map_err(|e| io(e.into()))?;
+            txn.open_table(SESSIONS).map_err(|e| io(e.into()))?;
         }
         txn.commit().map_err(|e| io(e.into()))
     }
@@ -83,23 +86,17 @@ impl Store for RedbStore {
         }
         {
             let mut retained = txn.open_table(RETAINED).map_err(|e| io(e.into()))?;
+            let mut sessions = txn.open_table(SESSIONS).map_err(|e| io(e.into()))?;
             for change in changes {
-                match change {
-                    Change::Retained {
-                        topic,
-                        record: Some(r),
-                    } => {
-                        retained
-                            .insert(&**topic, r.as_slice())
-                            .map_err(|e| io(e.into()))?;
-                    }
-                    Change::Retained {
-                        topic,
-                        record: None,
-                    } => {
-                        retained.remove(&**topic).map_err(|e| io(e.into()))?;
-                    }
+                let (table, key, record) = match change {
+                    Change::Retained { topic, record } => (&mut retained, topic, record),
+                    Change::Session { client_id, record } => (&mut sessions, client_id, record),
+                };
+                match record {
+                    Some(r) => table.insert(&**key, r.as_slice()).map(drop),
+                    None => table.remove(&**key).map(drop),
                 }
+                .map_err(|e| io(e.into()))?;
             }
         }
         txn.commit().map_err(|e| io(e.into()))
@@ -108,13 +105,16 @@ impl Store for RedbStore {
     fn load(&self) -> Result<Snapshot, StoreError> {
         let io = |e: redb::Error| StoreError::Io(e.to_string());
         let txn = self.db.begin_read().map_err(|e| io(e.into()))?;
-        let table = txn.open_table(RETAINED).map_err(|e| io(e.into()))?;
         let mut snapshot = Snapshot::default();
-        for entry in table.iter().map_err(|e| io(e.into()))? {
-            let (topic, record) = entry.map_err(|e| io(e.into()))?;
-            snapshot
-                .retained
-                .push((topic.value().to_owned(), record.value().to_vec()));
+        for (def, into) in [
+            (RETAINED, &mut snapshot.retained),
+            (SESSIONS, &mut snapshot.sessions),
+        ] {
+            let table = txn.open_table(def).map_err(|e| io(e.into()))?;
+            for entry in table.iter().map_err(|e| io(e.into()))? {
+                let (key, record) = entry.map_err(|e| io(e.into()))?;
+                into.push((key.value().to_owned(), record.value().to_vec()));
+            }
         }
         Ok(snapshot)
     }

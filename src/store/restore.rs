@@ -2,15 +2,17 @@
 //! listener opens, and start the writer that keeps it up to date. A store that cannot be read
 //! stops start-up with what is wrong and what to do: never a silent empty start.
 
-use super::{Change, RedbStore, Store, StoreError, Writer, decode_retained};
+use super::{Change, RedbStore, SessionRecord, Store, StoreError, Writer, decode_retained};
+use crate::auth::Realm;
 use crate::broker::Broker;
 use crate::config::SyncMode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Opens the store of `broker`'s configuration (if it persists), restores it into the broker
-/// and starts the writer. One log line says what was restored and how long it took.
-pub(crate) fn start(broker: &Broker) -> Result<(), StoreError> {
+/// and starts the writer. `listener_realms` are the listeners' rules, which restored sessions
+/// belong under. One log line says what was restored and how long it took.
+pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(), StoreError> {
     let p = &broker.config().persistence;
     if !p.enabled || p.sync == SyncMode::Off {
         return Ok(());
@@ -35,6 +37,30 @@ pub(crate) fn start(broker: &Broker) -> Result<(), StoreError> {
     }
     let restored = retained.len();
     broker.restore_retained(retained);
+    let mut sessions = Vec::with_capacity(snapshot.sessions.len());
+    for (client_id, record) in snapshot.sessions {
+        match SessionRecord::decode(&record) {
+            Ok(s) => sessions.push((client_id, s)),
+            Err(why) => {
+                return Err(StoreError::Record {
+                    what: "session",
+                    key: client_id,
+                    why,
+                });
+            }
+        }
+    }
+    let mut realms = vec![broker.realm().clone()];
+    realms.extend(listener_realms.iter().filter(|r| r.id != 0).cloned());
+    let now_ms = super::now_unix_ms();
+    let (mut resumable, mut ended) = (0, Vec::new());
+    for (client_id, session) in sessions {
+        if broker.restore_session(&client_id, session, &realms, now_ms) {
+            resumable += 1;
+        } else {
+            ended.push(client_id);
+        }
+    }
     let writer = Writer::start(
         Arc::new(store),
         p.sync,
@@ -46,11 +72,19 @@ pub(crate) fn start(broker: &Broker) -> Result<(), StoreError> {
             record: None,
         });
     }
+    for client_id in &ended {
+        writer.send(Change::Session {
+            client_id: client_id.as_str().into(),
+            record: None,
+        });
+    }
     broker.persist_to(Arc::new(writer));
     tracing::info!(
         dir = %p.dir.display(),
         retained = restored,
         expired = expired.len(),
+        sessions = resumable,
+        sessions_expired = ended.len(),
         sync = ?p.sync,
         "restored from the store in {:.1} ms",
         began.elapsed().as_secs_f64() * 1000.0

@@ -351,10 +351,10 @@ impl Engine {
         if identity.checked {
             broker.login_succeeded(self.peer.ip());
         }
-        let owner = crate::broker::owner_of(
-            identity.user.as_deref(),
-            std::sync::Arc::as_ptr(&realm) as *const () as usize,
-        );
+        let owner = crate::broker::Owner {
+            user: identity.user.as_deref().map(std::sync::Arc::from),
+            realm: realm.id,
+        };
         let attached = broker.attach(
             accepted.client_id,
             clean_start,

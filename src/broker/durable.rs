@@ -1,0 +1,142 @@
+//! Persistent sessions in the store (`[persistence]`): each session that outlives its
+//! connection is written whole, as a [`SessionRecord`], whenever what it would restore to
+//! changes (created or resumed, a subscription made or removed, its connection gone) and
+//! deleted when it ends; at start-up each record becomes an offline session again, its
+//! subscriptions back in the trie, its expiry counting on from when its connection went.
+//!
+//! The writes go to the store's writer thread in the order they are made under the session's
+//! lock. Kept so far: who the session belongs to, its expiry and its subscriptions with every
+//! option; its queued and in-flight messages come next (issue 17).
+
+use super::registry::{Filters, Granted, SlotState};
+use super::{Broker, SessionSlot, SubEntry, lock};
+use crate::auth::Realm;
+use crate::store::{Change, SessionRecord, now_unix_ms};
+use crate::topic::parse_shared;
+use std::sync::Arc;
+
+/// Who a session belongs to: a user (none for an anonymous client) under one listener's rules
+/// (`Realm::id`). A session is only ever resumed by the same owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Owner {
+    /// The user name the client was let in with.
+    pub(crate) user: Option<Arc<str>>,
+    /// The rules it was let in under.
+    pub(crate) realm: u16,
+}
+
+impl Owner {
+    /// An anonymous client under `[auth]`.
+    pub(crate) fn anonymous() -> Self {
+        Self {
+            user: None,
+            realm: 0,
+        }
+    }
+
+    /// The keyed hash a session keeps to compare owners (see [`super::owner_of`]).
+    pub(super) fn hash(&self) -> u32 {
+        super::owner_of(self.user.as_deref(), usize::from(self.realm))
+    }
+}
+
+impl Broker {
+    /// Writes `slot`'s session to the store as it is now (under its lock, held by the caller
+    /// as `st`), or deletes it once it no longer outlives its connection. A no-op without a
+    /// store, or for a session that never outlived its connection.
+    pub(super) fn persist_session(&self, slot: &SessionSlot, st: &SlotState) {
+        let (Some(store), Some(who)) = (self.store(), &st.who) else {
+            return;
+        };
+        let record = (st.expiry != 0).then(|| {
+            SessionRecord {
+                expiry: st.expiry,
+                offline_since: if st.is_attached() {
+                    0
+                } else {
+                    now_unix_ms().max(1)
+                },
+                realm: who.realm,
+                user: who.user.as_deref().map(str::to_owned),
+                subscriptions: st
+                    .filters
+                    .iter()
+                    .map(|(f, g)| (f.to_owned(), g.options, g.id))
+                    .collect(),
+            }
+            .encode()
+        });
+        store.send(Change::Session {
+            client_id: (&*slot.client_id).into(),
+            record,
+        });
+    }
+
+    /// Deletes `slot`'s session from the store: it ends (under its lock, held as `st`).
+    pub(super) fn forget_session(&self, slot: &SessionSlot, st: &mut SlotState) {
+        if let (Some(store), Some(_)) = (self.store(), st.who.take()) {
+            store.send(Change::Session {
+                client_id: (&*slot.client_id).into(),
+                record: None,
+            });
+        }
+    }
+
+    /// Puts a session read from the store back, offline, with its subscriptions, and arms
+    /// its expiry; `false` (and nothing done) if it expired while the broker was down.
+    /// `realms` are the listeners' rules by `Realm::id` (0 is `[auth]`); a session whose
+    /// rules no longer exist is checked against `[auth]`'s ACL, and resumed by nobody (its
+    /// owner is that of the rules it was made under).
+    pub(crate) fn restore_session(
+        &self,
+        client_id: &str,
+        record: SessionRecord,
+        realms: &[Arc<Realm>],
+        now_ms: u64,
+    ) -> bool {
+        let Some(left) = record.remaining_secs(now_ms) else {
+            return false;
+        };
+        let realm = realms
+            .iter()
+            .find(|r| r.id == record.realm)
+            .unwrap_or(self.realm());
+        let owner = Owner {
+            user: record.user.as_deref().map(Arc::from),
+            realm: record.realm,
+        };
+        let mut filters = Filters::default();
+        for (filter, options, id) in &record.subscriptions {
+            filters.insert(
+                filter,
+                Granted {
+                    options: *options,
+                    id: *id,
+                },
+            );
+        }
+        let acl = realm.acl_for(record.user.as_deref(), client_id);
+        let slot = self.restore_slot(client_id.into(), record.expiry, owner, filters);
+        for (filter, options, id) in record.subscriptions {
+            let entry = SubEntry {
+                slot: slot.clone(),
+                options,
+                subscription_id: id,
+                read_check: acl.clone(),
+            };
+            match parse_shared(&filter) {
+                Some(Ok((group, inner))) => self.join_group(&filter, group, inner, entry),
+                _ => {
+                    self.subscriptions_mut()
+                        .direct
+                        .insert(&filter, slot.client_id.clone(), entry);
+                }
+            }
+        }
+        if left != u32::MAX {
+            let mut st = lock(&slot.state);
+            self.expire_after(&slot, &mut st, left);
+        }
+        true
+    }
+}
