@@ -45,7 +45,7 @@ impl Broker {
     /// as `st`), or deletes it once it no longer outlives its connection. A no-op without a
     /// store, or for a session that never outlived its connection.
     pub(super) fn persist_session(&self, slot: &SessionSlot, st: &SlotState) {
-        let (Some(store), Some(who)) = (self.store(), &st.who) else {
+        let (Some(store), Some(who)) = (self.store(), &slot.who) else {
             return;
         };
         let record = (st.expiry != 0).then(|| {
@@ -72,9 +72,10 @@ impl Broker {
         });
     }
 
-    /// Deletes `slot`'s session from the store: it ends (under its lock, held as `st`).
-    pub(super) fn forget_session(&self, slot: &SessionSlot, st: &mut SlotState) {
-        if let (Some(store), Some(_)) = (self.store(), st.who.take()) {
+    /// Deletes `slot`'s session from the store: it ends (under its lock, held by the caller:
+    /// the writes of one session reach the store in the order they were made).
+    pub(super) fn forget_session(&self, slot: &SessionSlot) {
+        if let (Some(store), Some(_)) = (self.store(), &slot.who) {
             store.send(Change::Session {
                 client_id: (&*slot.client_id).into(),
                 record: None,

@@ -17,6 +17,12 @@ use tokio::task::AbortHandle;
 #[derive(Debug)]
 pub(crate) struct SessionSlot {
     pub(crate) client_id: Arc<str>,
+    /// Whose the session is, for its record in the store: set only for a session made to
+    /// outlive its connection while `[persistence]` keeps them (see `broker/durable.rs`).
+    /// Fixed for the slot's life (a session is resumed only by its owner, and its expiry never
+    /// goes from 0 to more), and outside the state's lock: a fan-out locks a thousand states
+    /// per message, and every byte of them is memory traffic.
+    pub(super) who: Option<Arc<super::Owner>>,
     /// Held only for short, synchronous updates; never across an `.await`.
     pub(super) state: Mutex<SlotState>,
     /// The id of the attached connection (`state.conn`), 0 if none: written under the state's
@@ -105,9 +111,6 @@ pub(crate) struct SlotState {
     pub(super) park: Park,
     /// A delayed will and the session's timers (see [`Later`]).
     later: Option<Box<Later>>,
-    /// Whose the session is, for its record in the store: set only for a persistent session
-    /// while `[persistence]` keeps them (see `broker/durable.rs`).
-    pub(super) who: Option<Arc<super::Owner>>,
 }
 
 /// What waits on a session until later: a will held for its Will Delay Interval (see
@@ -359,9 +362,6 @@ impl Broker {
                 st.generation += 1;
                 st.expiry = expiry;
                 st.session.set_window(window);
-                if st.who.is_none() {
-                    st.who = who;
-                }
                 self.persist_session(&slot, &st);
                 drop(st);
                 return Attached {
@@ -369,7 +369,7 @@ impl Broker {
                     session_present: true,
                 };
             }
-            self.forget_session(&slot, &mut st);
+            self.forget_session(&slot);
             let filters = st.filters.take();
             // Clean Start ends the old session, so a will it was holding goes out now.
             let will = st.take_will();
@@ -395,8 +395,8 @@ impl Broker {
                 active: true,
                 park: Park::Running,
                 later: None,
-                who,
             }),
+            who,
             owner: AtomicU64::new(link.id.get()),
             last_heard: AtomicU64::new(0),
         });
@@ -479,8 +479,8 @@ impl Broker {
                 active: false,
                 park: Park::Running,
                 later: None,
-                who: Some(Arc::new(who)),
             }),
+            who: Some(Arc::new(who)),
             owner: AtomicU64::new(0),
             last_heard: AtomicU64::new(0),
         });
@@ -507,7 +507,7 @@ impl Broker {
         {
             sessions.remove(&slot.client_id);
         }
-        self.forget_session(slot, &mut st);
+        self.forget_session(slot);
         let filters = st.filters.take();
         st.cancel_expiry();
         let will = st.take_will();
