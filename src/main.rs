@@ -84,6 +84,18 @@ enum Command {
 enum StoreAction {
     /// Opens the store and decodes every record: says what it holds, or what is wrong with it.
     Check,
+    /// Writes every record to FILE, one JSON object per line (the record as stored, and what
+    /// it says), to inspect or rescue a store. The broker must not be running on it.
+    Export {
+        /// Where to write (replaced if it exists).
+        file: PathBuf,
+    },
+    /// Adds every record of FILE (as `export` writes it) to the store, made if missing,
+    /// replacing records with the same key. The broker must not be running on it.
+    Import {
+        /// The JSON lines to read.
+        file: PathBuf,
+    },
 }
 
 /// `roost certs --key-type`.
@@ -149,9 +161,12 @@ fn start(args: Args) -> anyhow::Result<()> {
                 Some(dir) => dir.clone(),
                 None => Config::from_file(&args.config)?.persistence.dir,
             };
-            match action {
-                StoreAction::Check => println!("{}", roost::store::check(&dir)?),
-            }
+            let said = match action {
+                StoreAction::Check => roost::store::check(&dir)?,
+                StoreAction::Export { file } => roost::store::export(&dir, &file)?,
+                StoreAction::Import { file } => roost::store::import(&dir, &file)?,
+            };
+            println!("{said}");
             return Ok(());
         }
         None => {}

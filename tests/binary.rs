@@ -369,3 +369,83 @@ fn roost_certs_and_the_mtls_example_work_together() {
     assert!(broker.0.try_wait().unwrap().is_none());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `[persistence]` through the binary: a retained message kept across SIGINT, then `roost
+/// store check`, `export` and `import` on the store it left.
+#[cfg(target_os = "linux")]
+#[test]
+fn the_store_outlives_the_process_and_roost_store_reads_it() {
+    let d = std::env::temp_dir().join(format!("roost-bin-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    let data = d.join("data");
+    let config = d.join("roost.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[listeners]]\nbind = \"127.0.0.1:1883\"\n[persistence]\nenabled = true\ndir = \"{}\"\n",
+            data.display()
+        ),
+    )
+    .unwrap();
+    let (mut broker, addr) = start_config(config.to_str().unwrap(), |_| {});
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&[
+        0x10, 13, 0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0, 0, 1, b'p',
+    ])
+    .unwrap();
+    assert_eq!(read_packet(&mut s), (0x20, vec![0, 0]));
+    // A retained QoS 1 PUBLISH to "kept", packet id 1, payload "hi".
+    s.write_all(&frame(
+        0x33,
+        &[0, 4, b'k', b'e', b'p', b't', 0, 1, b'h', b'i'],
+    ))
+    .unwrap();
+    assert_eq!(read_packet(&mut s), (0x40, vec![0, 1]));
+    // SAFETY: kill(2) with the pid of our own child and a signal number; no memory is shared.
+    assert_eq!(unsafe { libc::kill(broker.0.id() as i32, libc::SIGINT) }, 0);
+    assert!(broker.0.wait().unwrap().success());
+
+    let roost = |args: &[&str]| {
+        let out = Command::new(binary()).args(args).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let data_arg = data.to_str().unwrap();
+    let (ok, said) = roost(&["store", "check", "--data-dir", data_arg]);
+    assert!(ok && said.contains("1 retained messages"), "{said}");
+    let export = d.join("export.jsonl");
+    let (ok, said) = roost(&[
+        "store",
+        "export",
+        export.to_str().unwrap(),
+        "--data-dir",
+        data_arg,
+    ]);
+    assert!(ok, "{said}");
+    let lines = std::fs::read_to_string(&export).unwrap();
+    assert!(lines.contains("\"topic\":\"kept\""), "{lines}");
+    let other = d.join("other");
+    let (ok, said) = roost(&[
+        "store",
+        "import",
+        export.to_str().unwrap(),
+        "--data-dir",
+        other.to_str().unwrap(),
+    ]);
+    assert!(ok && said.contains("1 records imported"), "{said}");
+    let (ok, said) = roost(&["store", "check", "--data-dir", other.to_str().unwrap()]);
+    assert!(ok && said.contains("1 retained messages"), "{said}");
+    // A directory with no store is said so, and none is made there.
+    let (ok, said) = roost(&[
+        "store",
+        "check",
+        "--data-dir",
+        d.join("nothing").to_str().unwrap(),
+    ]);
+    assert!(!ok && said.contains("there is no store there"), "{said}");
+    assert!(!d.join("nothing").exists());
+    std::fs::remove_dir_all(&d).unwrap();
+}

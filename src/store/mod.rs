@@ -10,11 +10,13 @@
 mod record;
 mod redb_store;
 mod restore;
+mod transfer;
 mod writer;
 
 pub(crate) use record::{SessionRecord, decode_retained, encode_retained, now_unix_ms};
 pub(crate) use redb_store::RedbStore;
 pub(crate) use restore::start;
+pub use transfer::{export, import};
 pub(crate) use writer::Writer;
 
 /// The store's file in `persistence.dir`.
@@ -105,14 +107,7 @@ pub enum StoreError {
 /// the first problem with what to do about it.
 pub fn check(dir: &std::path::Path) -> Result<String, StoreError> {
     let path = dir.join(FILE_NAME);
-    if !path.exists() {
-        return Err(StoreError::Open {
-            path: path.display().to_string(),
-            why: "there is no store there (it is made at the first start with persistence on)"
-                .into(),
-        });
-    }
-    let store = RedbStore::open(dir)?;
+    let store = RedbStore::open_existing(dir)?;
     let snapshot = store.load()?;
     let now = std::time::Instant::now();
     let (mut live, mut expired) = (0, 0);

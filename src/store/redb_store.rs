@@ -37,13 +37,33 @@ impl RedbStore {
         } else {
             Database::create(&path)
         }
-        .map_err(|e| open(e.to_string()))?;
+        .map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => open(
+                "it is in use by another process (a roost running on it?): stop that first".into(),
+            ),
+            e => open(e.to_string()),
+        })?;
         let store = Self { db, path };
         store.prepare().map_err(|e| match e {
             StoreError::Io(why) => open(why),
             other => other,
         })?;
         Ok(store)
+    }
+
+    /// Opens the store in `dir`, which must exist (for `roost store` commands: a mistyped
+    /// directory must not leave an empty store behind).
+    pub(crate) fn open_existing(dir: &Path) -> Result<Self, StoreError> {
+        let path = dir.join(super::FILE_NAME);
+        if !path.exists() {
+            return Err(StoreError::Open {
+                path: path.display().to_string(),
+                why: "there is no store there (one is made at the first start with \
+                      persistence on)"
+                    .into(),
+            });
+        }
+        Self::open(dir)
     }
 
     /// Creates the tables of a new store and writes its format; checks an existing one's.

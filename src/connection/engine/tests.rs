@@ -634,12 +634,12 @@ async fn after_a_takeover_the_old_connection_changes_nothing() {
         if level == 5 {
             assert_eq!((last[0], last[2]), (0xE0, 0x8E), "{case}: DISCONNECT 0x8E");
         } else {
-            assert_eq!(last, [], "{case}: closed");
+            assert_eq!(last, [0u8; 0], "{case}: closed");
         }
         assert_eq!(broker.subscription_count(), 1, "{case}: the watcher's only");
         assert_eq!(
             watcher.transmit(now).expect("open"),
-            [],
+            [0u8; 0],
             "{case}: nothing routed"
         );
         let end = new.send(&[0xE0, 0], now).expect_err("DISCONNECT ends it");
@@ -685,7 +685,7 @@ async fn a_client_publishing_over_its_rate_is_disconnected() {
     let plain = frame(0x30, &[&s(b"t")[..], b"x"].concat());
     let mut old = Client::open(&broker, &connect(4, CLEAN, 0, &[], &s(b"old")), now);
     let end = old.send(&plain.repeat(3), now).expect_err("over the rate");
-    assert_eq!(old.close(&end, now), []);
+    assert_eq!(old.close(&end, now), [0u8; 0]);
 }
 
 /// `limits.max_connect_rate_per_address`: a second's worth of CONNECTs from one address, then

@@ -1,0 +1,196 @@
+//! `roost store export FILE` and `roost store import FILE`: the store's records as JSON lines,
+//! one object per record, to inspect a store, carry it to another machine or another store
+//! engine, or rescue what can be read from a damaged one. Each line holds the record itself
+//! (base64, exactly as stored, so nothing is lost in translation) and, beside it, what it says
+//! in readable form, or why it does not decode.
+//!
+//! ```text
+//! {"kind":"retained","key":"a/b","record":"AQAA...","topic":"a/b","payload_bytes":7,"qos":1}
+//! {"kind":"session","key":"dev-1","record":"AQAA...","user":"alice","expiry":3600,"subscriptions":["a/+"]}
+//! ```
+
+use super::{Change, RedbStore, SessionRecord, Store, StoreError, decode_retained};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::{Value, json};
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+/// Writes every record of the store in `dir` to `file`; returns a summary.
+pub fn export(dir: &Path, file: &Path) -> Result<String, StoreError> {
+    let store = RedbStore::open_existing(dir)?;
+    let snapshot = store.load()?;
+    let io = |e: std::io::Error| StoreError::Io(format!("{}: {e}", file.display()));
+    let mut out = std::io::BufWriter::new(std::fs::File::create(file).map_err(io)?);
+    let now = std::time::Instant::now();
+    let mut bad = 0;
+    for (key, record) in &snapshot.retained {
+        let mut line = json!({"kind": "retained", "key": key, "record": STANDARD.encode(record)});
+        match decode_retained(record, now) {
+            Ok(Some(m)) => {
+                line["topic"] = json!(&*m.topic);
+                line["payload_bytes"] = json!(m.payload.len());
+                line["qos"] = json!(m.qos as u8);
+            }
+            Ok(None) => line["expired"] = json!(true),
+            Err(why) => {
+                bad += 1;
+                line["error"] = json!(why);
+            }
+        }
+        writeln!(out, "{line}").map_err(io)?;
+    }
+    for (key, record) in &snapshot.sessions {
+        let mut line = json!({"kind": "session", "key": key, "record": STANDARD.encode(record)});
+        match SessionRecord::decode(record) {
+            Ok(s) => {
+                line["user"] = json!(s.user);
+                line["expiry"] = json!(s.expiry);
+                line["subscriptions"] =
+                    json!(s.subscriptions.iter().map(|(f, ..)| f).collect::<Vec<_>>());
+            }
+            Err(why) => {
+                bad += 1;
+                line["error"] = json!(why);
+            }
+        }
+        writeln!(out, "{line}").map_err(io)?;
+    }
+    out.flush().map_err(io)?;
+    Ok(format!(
+        "{} retained messages and {} sessions written to {}{}",
+        snapshot.retained.len(),
+        snapshot.sessions.len(),
+        file.display(),
+        if bad > 0 {
+            format!("; {bad} records do not decode (their lines carry \"error\")")
+        } else {
+            String::new()
+        }
+    ))
+}
+
+/// Adds every record in `file` (as `export` writes) to the store in `dir`, made if missing,
+/// replacing records with the same key, in one commit. A line that is not a record, or a
+/// record that does not decode, stops the import before anything is written.
+pub fn import(dir: &Path, file: &Path) -> Result<String, StoreError> {
+    let io = |e: std::io::Error| StoreError::Io(format!("{}: {e}", file.display()));
+    let input = std::io::BufReader::new(std::fs::File::open(file).map_err(io)?);
+    let mut changes = Vec::new();
+    let now = std::time::Instant::now();
+    for (i, line) in input.lines().enumerate() {
+        let line = line.map_err(io)?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |why: String| StoreError::Io(format!("{} line {}: {why}", file.display(), i + 1));
+        let v: Value = serde_json::from_str(&line).map_err(|e| bad(e.to_string()))?;
+        let field = |name: &str| {
+            v.get(name)
+                .and_then(Value::as_str)
+                .ok_or_else(|| bad(format!("no \"{name}\"")))
+        };
+        let (kind, key) = (field("kind")?, field("key")?);
+        let record = STANDARD
+            .decode(field("record")?)
+            .map_err(|e| bad(format!("\"record\" is not base64: {e}")))?;
+        let change = match kind {
+            "retained" => {
+                decode_retained(&record, now).map_err(&bad)?;
+                Change::Retained {
+                    topic: key.into(),
+                    record: Some(record),
+                }
+            }
+            "session" => {
+                SessionRecord::decode(&record).map_err(&bad)?;
+                Change::Session {
+                    client_id: key.into(),
+                    record: Some(record),
+                }
+            }
+            other => return Err(bad(format!("unknown kind {other:?}"))),
+        };
+        changes.push(change);
+    }
+    let store = RedbStore::open(dir)?;
+    store.commit(&changes, true)?;
+    Ok(format!(
+        "{} records imported into {}",
+        changes.len(),
+        dir.join(super::FILE_NAME).display()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_export_imports_into_an_empty_store_as_it_was() {
+        let base = std::env::temp_dir().join(format!("roost-transfer-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&base);
+        let (from, to) = (base.join("from"), base.join("to"));
+        let now = std::time::Instant::now();
+        let message = crate::session::Message {
+            topic: crate::protocol::ByteStr::from_static("t/1").unwrap(),
+            payload: bytes::Bytes::from_static(b"hello"),
+            qos: crate::protocol::QoS::AtLeastOnce,
+            retain: true,
+            properties: Default::default(),
+            publisher: std::sync::Arc::from("p"),
+            expires_at: None,
+        };
+        let session = SessionRecord {
+            expiry: 60,
+            offline_since: 0,
+            realm: 0,
+            user: Some("alice".into()),
+            subscriptions: vec![("a/#".into(), Default::default(), Some(3))],
+        };
+        {
+            let s = RedbStore::open(&from).unwrap();
+            s.commit(
+                &[
+                    Change::Retained {
+                        topic: "t/1".into(),
+                        record: Some(super::super::encode_retained(&message, now)),
+                    },
+                    Change::Session {
+                        client_id: "dev".into(),
+                        record: Some(session.encode()),
+                    },
+                ],
+                true,
+            )
+            .unwrap();
+        }
+        let file = base.join("export.jsonl");
+        let said = export(&from, &file).unwrap();
+        assert!(
+            said.starts_with("1 retained messages and 1 sessions"),
+            "{said}"
+        );
+        let text = std::fs::read_to_string(&file).unwrap();
+        assert!(
+            text.contains("\"topic\":\"t/1\"") && text.contains("\"user\":\"alice\""),
+            "{text}"
+        );
+        import(&to, &file).unwrap();
+        let (a, b) = (
+            RedbStore::open(&from).unwrap().load().unwrap(),
+            RedbStore::open(&to).unwrap().load().unwrap(),
+        );
+        assert_eq!((a.retained, a.sessions), (b.retained, b.sessions));
+
+        // A damaged line stops the import before anything is written.
+        std::fs::write(
+            &file,
+            format!("{text}{{\"kind\":\"session\",\"key\":\"x\",\"record\":\"AA==\"}}\n"),
+        )
+        .unwrap();
+        let e = import(&base.join("third"), &file).unwrap_err().to_string();
+        assert!(e.contains("line 3"), "{e}");
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
