@@ -83,6 +83,17 @@ impl Broker {
         }
     }
 
+    /// Writes the restored session of `client_id` back as it is now: offline from this start.
+    /// For a session whose connection was attached when the broker stopped (its record says
+    /// so), or its expiry would start again in full at every restart.
+    pub(crate) fn persist_restored(&self, client_id: &str) {
+        let slot = lock(&self.inner.sessions).get(client_id).cloned();
+        if let Some(slot) = slot {
+            let st = lock(&slot.state);
+            self.persist_session(&slot, &st);
+        }
+    }
+
     /// Puts a session read from the store back, offline, with its subscriptions, and arms
     /// its expiry; `false` (and nothing done) if it expired while the broker was down.
     /// `realms` are the listeners' rules by `Realm::id` (0 is `[auth]`); a session whose

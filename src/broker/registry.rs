@@ -247,21 +247,24 @@ impl Filters {
         self.0.as_ref().is_some_and(|map| map.contains_key(filter))
     }
 
-    /// Adds `filter` (again, replacing what was granted, if it is there already).
-    pub(super) fn insert(&mut self, filter: &str, granted: Granted) {
+    /// Adds `filter` (again, replacing what was granted, if it is there already); returns
+    /// what it replaced.
+    pub(super) fn insert(&mut self, filter: &str, granted: Granted) -> Option<Granted> {
         self.0
             .get_or_insert_default()
-            .insert(filter.into(), granted);
+            .insert(filter.into(), granted)
     }
 
-    /// Removes `filter`, if it is there.
-    pub(super) fn remove(&mut self, filter: &str) {
-        if let Some(map) = &mut self.0 {
-            map.remove(filter);
-            if map.is_empty() {
-                self.0 = None;
-            }
+    /// Removes `filter`; whether it was there.
+    pub(super) fn remove(&mut self, filter: &str) -> bool {
+        let Some(map) = &mut self.0 else {
+            return false;
+        };
+        let had = map.remove(filter).is_some();
+        if map.is_empty() {
+            self.0 = None;
         }
+        had
     }
 
     /// Every filter and what it was granted.
@@ -506,8 +509,11 @@ impl Broker {
             .is_some_and(|s| Arc::ptr_eq(s, slot))
         {
             sessions.remove(&slot.client_id);
+            // Only while it is still the client id's session: a slot replaced meanwhile (its
+            // store record deleted by the `attach` that replaced it) must not delete the new
+            // session's record.
+            self.forget_session(slot);
         }
-        self.forget_session(slot);
         let filters = st.filters.take();
         st.cancel_expiry();
         let will = st.take_will();

@@ -121,14 +121,14 @@ impl Broker {
             // A new filter beyond the limit; replacing one the session has is always allowed.
             return Ok(ReasonCode::QUOTA_EXCEEDED);
         }
-        st.filters.insert(
-            filter,
-            super::registry::Granted {
-                options,
-                id: subscription_id,
-            },
-        );
-        self.persist_session(slot, &st);
+        let kept = super::registry::Granted {
+            options,
+            id: subscription_id,
+        };
+        // The same subscription again changes nothing to keep.
+        if st.filters.insert(filter, kept) != Some(kept) {
+            self.persist_session(slot, &st);
+        }
         if let Some(Ok((group, shared_filter))) = shared {
             self.join_group(filter, group, shared_filter, entry);
             // No retained messages on a shared subscription (MQTT 5.0 section 4.8.2).
@@ -172,9 +172,11 @@ impl Broker {
                 _ => subs.direct.remove(filter, &slot.client_id).is_some(),
             }
         };
-        st.filters.remove(filter);
+        let had = st.filters.remove(filter);
         st.session.drop_retained(filter);
-        self.persist_session(slot, &st);
+        if had {
+            self.persist_session(slot, &st);
+        }
         Ok(removed)
     }
 
@@ -235,15 +237,16 @@ impl Broker {
         debug_assert!(run.iter().all(|m| m.topic == first.topic));
         if self.config().limits.retain_available && run.iter().any(|m| m.retain) {
             let mut retained = lock(&self.inner.retained);
-            let now = std::time::Instant::now();
             for m in run.iter().filter(|m| m.retain) {
                 retained.update(m);
                 // Sent under the lock, so the store sees a topic's changes in their order.
                 if let Some(store) = self.store() {
+                    let now = std::time::Instant::now();
                     store.send(crate::store::Change::Retained {
                         topic: (&*m.topic).into(),
                         record: (!m.payload.is_empty())
-                            .then(|| crate::store::encode_retained(m, now)),
+                            .then(|| crate::store::encode_retained(m, now))
+                            .flatten(),
                     });
                 }
             }

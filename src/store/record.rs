@@ -27,8 +27,10 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A retained message's record.
-pub(crate) fn encode_retained(m: &Message, now: Instant) -> Vec<u8> {
+/// A retained message's record; `None` (logged) for one the codec cannot write as a v5
+/// PUBLISH (a 3.1.1 PUBLISH at the largest remaining length grows by its property length): it
+/// stays in memory only, rather than leave a record that stops the next start-up.
+pub(crate) fn encode_retained(m: &Message, now: Instant) -> Option<Vec<u8>> {
     let p = Publish {
         dup: false,
         qos: QoS::AtMostOnce,
@@ -48,10 +50,11 @@ pub(crate) fn encode_retained(m: &Message, now: Instant) -> Vec<u8> {
     let publisher = &m.publisher.as_bytes()[..m.publisher.len().min(u16::MAX as usize)];
     out.put_u16(publisher.len() as u16);
     out.put_slice(publisher);
-    // A message that was decoded once encodes again; if not, the record is left without it and
-    // fails to decode at start-up, which is reported there.
-    let _ = p.encode(V5, &mut out);
-    out.to_vec()
+    if let Err(e) = p.encode(V5, &mut out) {
+        tracing::warn!(topic = %m.topic, "retained message not kept on disk: {e}");
+        return None;
+    }
+    Some(out.to_vec())
 }
 
 /// The message in a retained record, or why it does not decode; `Ok(None)` when it expired
@@ -129,7 +132,7 @@ mod tests {
         let now = Instant::now();
         for expiry in [None, Some(3600)] {
             let m = message(expiry, now);
-            let back = decode_retained(&encode_retained(&m, now), now)
+            let back = decode_retained(&encode_retained(&m, now).unwrap(), now)
                 .unwrap()
                 .unwrap();
             assert_eq!(back.expires_at.is_some(), expiry.is_some());
@@ -150,7 +153,7 @@ mod tests {
     #[test]
     fn damaged_records_are_refused_with_a_reason() {
         let now = Instant::now();
-        let good = encode_retained(&message(None, now), now);
+        let good = encode_retained(&message(None, now), now).unwrap();
         assert!(decode_retained(&[], now).is_err());
         assert!(decode_retained(&[9], now).unwrap_err().contains("version"));
         for cut in [5, 12, good.len() - 1] {
@@ -170,7 +173,7 @@ mod tests {
     #[test]
     fn a_message_that_expired_while_down_is_not_restored() {
         let now = Instant::now();
-        let mut record = encode_retained(&message(Some(1), now), now);
+        let mut record = encode_retained(&message(Some(1), now), now).unwrap();
         // An expiry in the past: 1 ms after the epoch.
         record[1..9].copy_from_slice(&1u64.to_be_bytes());
         assert_eq!(decode_retained(&record, now), Ok(None));

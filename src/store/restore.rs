@@ -53,10 +53,14 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
     let mut realms = vec![broker.realm().clone()];
     realms.extend(listener_realms.iter().filter(|r| r.id != 0).cloned());
     let now_ms = super::now_unix_ms();
-    let (mut resumable, mut ended) = (0, Vec::new());
+    let (mut resumable, mut ended, mut were_online) = (0, Vec::new(), Vec::new());
     for (client_id, session) in sessions {
+        let online = session.offline_since == 0;
         if broker.restore_session(&client_id, session, &realms, now_ms) {
             resumable += 1;
+            if online {
+                were_online.push(client_id);
+            }
         } else {
             ended.push(client_id);
         }
@@ -65,7 +69,7 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         Arc::new(store),
         p.sync,
         Duration::from_millis(p.sync_interval_ms),
-    );
+    )?;
     for topic in &expired {
         writer.send(Change::Retained {
             topic: topic.as_str().into(),
@@ -79,6 +83,11 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         });
     }
     broker.persist_to(Arc::new(writer));
+    // Offline from now, in their records too: a session connected when the broker stopped
+    // would otherwise get its whole expiry again at every restart.
+    for client_id in &were_online {
+        broker.persist_restored(client_id);
+    }
     tracing::info!(
         dir = %p.dir.display(),
         retained = restored,
@@ -90,4 +99,48 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         began.elapsed().as_secs_f64() * 1000.0
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    /// A session whose connection was attached when the broker stopped (a crash: its record
+    /// says "connected") is written back at start-up as offline from then, so that its expiry
+    /// runs on across later restarts instead of starting again in full.
+    #[tokio::test]
+    async fn a_session_connected_at_a_crash_is_offline_from_the_next_start() {
+        let dir = std::env::temp_dir().join(format!("roost-restore-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let record = SessionRecord {
+            expiry: 3600,
+            offline_since: 0,
+            realm: 0,
+            user: None,
+            subscriptions: vec![("a/#".into(), Default::default(), None)],
+        };
+        RedbStore::open(&dir)
+            .unwrap()
+            .commit(
+                &[Change::Session {
+                    client_id: "dev".into(),
+                    record: Some(record.encode()),
+                }],
+                true,
+            )
+            .unwrap();
+        let mut config = Config::default();
+        config.persistence.enabled = true;
+        config.persistence.dir = dir.clone();
+        let broker = Broker::new(Arc::new(config));
+        start(&broker, &[]).unwrap();
+        assert!(broker.has_session("dev"));
+        broker.store().unwrap().close();
+        let sessions = RedbStore::open(&dir).unwrap().load().unwrap().sessions;
+        let back = SessionRecord::decode(&sessions[0].1).unwrap();
+        assert_ne!(back.offline_since, 0, "offline since this start");
+        assert_eq!(back.subscriptions, record.subscriptions);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

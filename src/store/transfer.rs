@@ -154,7 +154,7 @@ mod tests {
                 &[
                     Change::Retained {
                         topic: "t/1".into(),
-                        record: Some(super::super::encode_retained(&message, now)),
+                        record: super::super::encode_retained(&message, now),
                     },
                     Change::Session {
                         client_id: "dev".into(),

@@ -27,23 +27,22 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread over `store`.
-    pub(crate) fn start(store: Arc<dyn Store>, sync: SyncMode, interval: Duration) -> Self {
+    /// Starts the writer thread over `store`; an error if no thread can be made (the broker
+    /// must not run as if it kept what it does not).
+    pub(crate) fn start(
+        store: Arc<dyn Store>,
+        sync: SyncMode,
+        interval: Duration,
+    ) -> Result<Self, super::StoreError> {
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("roost-store".into())
-            .spawn(move || run(&*store, &rx, sync, interval));
-        let thread = match thread {
-            Ok(t) => Some(t),
-            Err(e) => {
-                tracing::error!("persistence: cannot start the store's writer thread: {e}");
-                None
-            }
-        };
-        Self {
+            .spawn(move || run(&*store, &rx, sync, interval))
+            .map_err(|e| super::StoreError::Io(format!("cannot start the writer thread: {e}")))?;
+        Ok(Self {
             tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(thread),
-        }
+            thread: Mutex::new(Some(thread)),
+        })
     }
 
     /// Queues a change for the next commit.
@@ -166,7 +165,7 @@ mod tests {
             let log = Arc::new(Log::default());
             let (open, gate) = mpsc::channel();
             *crate::broker::lock(&log.1) = Some(gate);
-            let w = Writer::start(log.clone(), sync, Duration::from_secs(60));
+            let w = Writer::start(log.clone(), sync, Duration::from_secs(60)).unwrap();
             // The first change's commit waits while 999 more arrive: they go in one commit.
             for i in 0..1000 {
                 w.send(change(i));
