@@ -34,8 +34,8 @@ impl Server {
         let broker = Broker::new(Arc::new(config));
         // Each listener's rules, before the store: a restored session belongs to a user under
         // one of them.
-        let listener_realms: Vec<Arc<Realm>> = (broker.config().listeners.iter().enumerate())
-            .map(|(i, l)| listener_realm(&broker, i, l))
+        let listener_realms: Vec<Arc<Realm>> = (broker.config().listeners.iter())
+            .map(|l| listener_realm(&broker, l))
             .collect();
         // Before any listener: a client must find what was kept.
         crate::store::start(&broker, &listener_realms)
@@ -204,13 +204,12 @@ fn exposure_warnings(config: &Config) -> Vec<String> {
 }
 
 /// The rules of listener `l`: `[auth]`'s, or its own where `[listeners.auth]` overrides a key.
-fn listener_realm(broker: &Broker, index: usize, l: &config::Listener) -> Arc<Realm> {
+fn listener_realm(broker: &Broker, l: &config::Listener) -> Arc<Realm> {
     let Some(over) = &l.auth else {
         return broker.realm().clone();
     };
     let base = &broker.config().auth;
     Arc::new(Realm::new(
-        u16::try_from(index + 1).unwrap_or(u16::MAX),
         over.allow_anonymous.unwrap_or(base.allow_anonymous),
         broker.methods().clone(),
         over.password_file.as_ref().unwrap_or(&base.password_file),

@@ -12,10 +12,10 @@ use std::sync::Arc;
 /// One set of authentication and authorization rules.
 #[derive(Debug)]
 pub(crate) struct Realm {
-    /// Which rules these are, the same in every run of one configuration: 0 for `[auth]`, a
-    /// listener's position plus one for its own `[listeners.auth]`. A session belongs to a user
-    /// under one realm, and keeps that in the store.
-    pub(crate) id: u16,
+    /// Which rules these are: a hash of the settings that make them (`allow_anonymous` and the
+    /// two files' paths), the same in every run and every build, whatever the order of the
+    /// listeners. A session belongs to a user under one realm, and keeps that in the store.
+    pub(crate) id: u64,
     /// Whether clients with nothing checkable (no user name, or one no file can check) get in.
     pub(crate) allow_anonymous: bool,
     /// Enhanced authentication (SCRAM), shared by every realm.
@@ -32,14 +32,13 @@ impl Realm {
     /// validated, so they loaded then; one that no longer does allows nothing (an empty file)
     /// rather than everything, and says so.
     pub(crate) fn new(
-        id: u16,
         allow_anonymous: bool,
         methods: Arc<Methods>,
         password_path: &Path,
         acl_path: &Path,
     ) -> Self {
         let realm = Self {
-            id,
+            id: stable_id(allow_anonymous, password_path, acl_path),
             allow_anonymous,
             methods,
             password_path: password_path.to_path_buf(),
@@ -116,6 +115,24 @@ impl Realm {
     }
 }
 
+/// The id of the rules these settings make (`Realm::id`): FNV-1a over them, written out here
+/// rather than `DefaultHasher`, whose algorithm may change with the toolchain and would then
+/// hand no stored session back to its owner.
+fn stable_id(allow_anonymous: bool, password_path: &Path, acl_path: &Path) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    eat(&[u8::from(allow_anonymous), 0]);
+    eat(password_path.as_os_str().as_encoded_bytes());
+    eat(&[0]);
+    eat(acl_path.as_os_str().as_encoded_bytes());
+    h
+}
+
 /// The methods and the password file: one user store as a client sees it.
 impl Authenticate for Realm {
     fn begin(&self, credentials: &Credentials<'_>) -> Begin {
@@ -138,5 +155,23 @@ impl Authenticate for Realm {
                 None => Begin::Refused("user name without a password"),
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_realm_id_depends_on_its_settings_only_and_never_changes() {
+        let id = |anon, p: &str, a: &str| stable_id(anon, Path::new(p), Path::new(a));
+        assert_eq!(id(true, "", ""), id(true, "", ""));
+        assert_ne!(id(true, "", ""), id(false, "", ""));
+        assert_ne!(id(false, "p", ""), id(false, "", "p"), "which file matters");
+        // Fixed: a stored session names its realm by this value across builds.
+        assert_eq!(
+            id(false, "config/passwd", "config/acl"),
+            0x3c9c_917f_db0d_e093
+        );
     }
 }

@@ -21,8 +21,8 @@ use std::sync::Arc;
 pub(crate) struct Owner {
     /// The user name the client was let in with.
     pub(crate) user: Option<Arc<str>>,
-    /// The rules it was let in under.
-    pub(crate) realm: u16,
+    /// The rules it was let in under (`Realm::id`).
+    pub(crate) realm: u64,
 }
 
 impl Owner {
@@ -36,7 +36,7 @@ impl Owner {
 
     /// The keyed hash a session keeps to compare owners (see [`super::owner_of`]).
     pub(super) fn hash(&self) -> u32 {
-        super::owner_of(self.user.as_deref(), usize::from(self.realm))
+        super::owner_of(self.user.as_deref(), self.realm)
     }
 }
 
@@ -96,9 +96,9 @@ impl Broker {
 
     /// Puts a session read from the store back, offline, with its subscriptions, and arms
     /// its expiry; `false` (and nothing done) if it expired while the broker was down.
-    /// `realms` are the listeners' rules by `Realm::id` (0 is `[auth]`); a session whose
-    /// rules no longer exist is checked against `[auth]`'s ACL, and resumed by nobody (its
-    /// owner is that of the rules it was made under).
+    /// `realms` are `[auth]`'s rules and the listeners' own; a session whose rules no longer
+    /// exist is checked against `[auth]`'s ACL, and resumed by nobody (its owner is that of the
+    /// rules it was made under) until it expires.
     pub(crate) fn restore_session(
         &self,
         client_id: &str,

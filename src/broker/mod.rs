@@ -114,7 +114,6 @@ impl Broker {
         let methods = Arc::new(methods);
         let a = &config.auth;
         let realm = Arc::new(crate::auth::Realm::new(
-            0,
             a.allow_anonymous,
             methods.clone(),
             &a.password_file,

@@ -304,7 +304,7 @@ static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
 /// The owner of a session: a hash, keyed at random per process, of the user name (none for an
 /// anonymous client) and the identity of the listener's rules (`realm`). 32 bits: guessing a
 /// colliding name takes billions of CONNECTs, and the key is unknown outside the process.
-pub(crate) fn owner_of(user: Option<&str>, realm: usize) -> u32 {
+pub(crate) fn owner_of(user: Option<&str>, realm: u64) -> u32 {
     use std::hash::{BuildHasher, Hash, Hasher};
     static KEY: std::sync::LazyLock<std::collections::hash_map::RandomState> =
         std::sync::LazyLock::new(Default::default);

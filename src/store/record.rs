@@ -186,7 +186,7 @@ const SESSION_V1: u8 = 1;
 /// A persistent session as stored: whose it is, how long it lives, what it subscribed to.
 ///
 /// ```text
-/// session: [1] [expiry: u32 BE] [offline since: u64 BE, Unix ms, 0 = connected] [realm: u16 BE]
+/// session: [1] [expiry: u32 BE] [offline since: u64 BE, Unix ms, 0 = connected] [realm: u64 BE]
 ///          [user: 0 | 1, u16 BE len, bytes] [subscriptions: u32 BE count]
 ///          each: [filter: u16 BE len, bytes] [options: u8, as SUBSCRIBE's] [id: u32 BE, 0 = none]
 /// ```
@@ -198,7 +198,7 @@ pub(crate) struct SessionRecord {
     /// counts from the next start).
     pub(crate) offline_since: u64,
     /// The rules it was made under (`Realm::id`).
-    pub(crate) realm: u16,
+    pub(crate) realm: u64,
     /// The user it belongs to; `None` for an anonymous client.
     pub(crate) user: Option<String>,
     /// Each filter, with the options granted and its Subscription Identifier.
@@ -212,7 +212,7 @@ impl SessionRecord {
         out.put_u8(SESSION_V1);
         out.put_u32(self.expiry);
         out.put_u64(self.offline_since);
-        out.put_u16(self.realm);
+        out.put_u64(self.realm);
         match &self.user {
             None => out.put_u8(0),
             Some(u) => {
@@ -246,7 +246,7 @@ impl SessionRecord {
         }
         let expiry = r.u32()?;
         let offline_since = r.u64()?;
-        let realm = r.u16()?;
+        let realm = r.u64()?;
         let user = match r.u8()? {
             0 => None,
             1 => Some(r.str()?),

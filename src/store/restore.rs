@@ -51,7 +51,7 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         }
     }
     let mut realms = vec![broker.realm().clone()];
-    realms.extend(listener_realms.iter().filter(|r| r.id != 0).cloned());
+    realms.extend(listener_realms.iter().cloned());
     let now_ms = super::now_unix_ms();
     let (mut resumable, mut ended, mut were_online) = (0, Vec::new(), Vec::new());
     for (client_id, session) in sessions {
