@@ -165,6 +165,15 @@ async fn a_persistent_session_and_its_subscriptions_survive_a_restart() {
     subscribe.properties.make_mut().subscription_identifiers = vec![7];
     dev.send(&Packet::Subscribe(subscribe)).await;
     assert!(matches!(dev.recv().await, Packet::SubAck(_)));
+    // Made and removed again: not restored.
+    dev.subscribe("z/#", QoS::AtLeastOnce).await;
+    dev.send(&Packet::Unsubscribe(roost::protocol::Unsubscribe {
+        packet_id: 9,
+        properties: Default::default(),
+        filters: vec![ByteStr::from_static("z/#").unwrap()],
+    }))
+    .await;
+    assert!(matches!(dev.recv().await, Packet::UnsubAck(_)));
     dev.disconnect().await;
     // A 3.1.1 persistent session too (Clean Session 0: it never expires).
     let mut old = Raw::connect(
@@ -190,6 +199,7 @@ async fn a_persistent_session_and_its_subscriptions_survive_a_restart() {
         ("a/x", ReasonCode::SUCCESS),
         ("b/y/z", ReasonCode::SUCCESS),
         ("c/1", ReasonCode::NO_MATCHING_SUBSCRIBERS),
+        ("z/1", ReasonCode::NO_MATCHING_SUBSCRIBERS),
     ]
     .into_iter()
     .enumerate()

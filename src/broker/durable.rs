@@ -11,7 +11,8 @@
 use super::registry::{Filters, Granted, SlotState};
 use super::{Broker, SessionSlot, SubEntry, lock};
 use crate::auth::Realm;
-use crate::store::{Change, SessionRecord, now_unix_ms};
+use crate::protocol::SubscriptionOptions;
+use crate::store::{Change, SessionRecord, encode_subscription, now_unix_ms, subscription_key};
 use crate::topic::parse_shared;
 use std::sync::Arc;
 
@@ -58,17 +59,33 @@ impl Broker {
                 },
                 realm: who.realm,
                 user: who.user.as_deref().map(str::to_owned),
-                subscriptions: st
-                    .filters
-                    .iter()
-                    .map(|(f, g)| (f.to_owned(), g.options, g.id))
-                    .collect(),
             }
             .encode()
         });
         store.send(Change::Session {
             client_id: (&*slot.client_id).into(),
             record,
+        });
+    }
+
+    /// Writes one subscription of `slot`'s session to the store (`None`: deletes it), under
+    /// the session's lock, held by the caller as `st`. A no-op unless the session is kept.
+    pub(super) fn persist_subscription(
+        &self,
+        slot: &SessionSlot,
+        st: &SlotState,
+        filter: &str,
+        granted: Option<Granted>,
+    ) {
+        let (Some(store), Some(_)) = (self.store(), &slot.who) else {
+            return;
+        };
+        if st.expiry == 0 {
+            return;
+        }
+        store.send(Change::Subscription {
+            key: subscription_key(&slot.client_id, filter).into(),
+            record: granted.map(|g| encode_subscription(g.options, g.id)),
         });
     }
 
@@ -94,8 +111,8 @@ impl Broker {
         }
     }
 
-    /// Puts a session read from the store back, offline, with its subscriptions, and arms
-    /// its expiry; `false` (and nothing done) if it expired while the broker was down.
+    /// Puts a session read from the store back, offline, with its `subscriptions` (filter,
+    /// options, identifier), and arms its expiry; `false` (and nothing done) if it expired while the broker was down.
     /// `realms` are `[auth]`'s rules and the listeners' own; a session whose rules no longer
     /// exist is checked against `[auth]`'s ACL, and resumed by nobody (its owner is that of the
     /// rules it was made under) until it expires.
@@ -103,6 +120,7 @@ impl Broker {
         &self,
         client_id: &str,
         record: SessionRecord,
+        subscriptions: Vec<(String, SubscriptionOptions, Option<u32>)>,
         realms: &[Arc<Realm>],
         now_ms: u64,
     ) -> bool {
@@ -118,7 +136,7 @@ impl Broker {
             realm: record.realm,
         };
         let mut filters = Filters::default();
-        for (filter, options, id) in &record.subscriptions {
+        for (filter, options, id) in &subscriptions {
             filters.insert(
                 filter,
                 Granted {
@@ -129,7 +147,7 @@ impl Broker {
         }
         let acl = realm.acl_for(record.user.as_deref(), client_id);
         let slot = self.restore_slot(client_id.into(), record.expiry, owner, filters);
-        for (filter, options, id) in record.subscriptions {
+        for (filter, options, id) in subscriptions {
             let entry = SubEntry {
                 slot: slot.clone(),
                 options,

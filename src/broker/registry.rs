@@ -267,13 +267,6 @@ impl Filters {
         had
     }
 
-    /// Every filter and what it was granted.
-    pub(super) fn iter(&self) -> impl Iterator<Item = (&str, Granted)> {
-        self.0
-            .iter()
-            .flat_map(|map| map.iter().map(|(f, g)| (&**f, *g)))
-    }
-
     /// Every filter, leaving none.
     pub(super) fn take(&mut self) -> Vec<Box<str>> {
         self.0

@@ -127,7 +127,7 @@ impl Broker {
         };
         // The same subscription again changes nothing to keep.
         if st.filters.insert(filter, kept) != Some(kept) {
-            self.persist_session(slot, &st);
+            self.persist_subscription(slot, &st, filter, Some(kept));
         }
         if let Some(Ok((group, shared_filter))) = shared {
             self.join_group(filter, group, shared_filter, entry);
@@ -175,7 +175,7 @@ impl Broker {
         let had = st.filters.remove(filter);
         st.session.drop_retained(filter);
         if had {
-            self.persist_session(slot, &st);
+            self.persist_subscription(slot, &st, filter, None);
         }
         Ok(removed)
     }

@@ -13,7 +13,10 @@ mod restore;
 mod transfer;
 mod writer;
 
-pub(crate) use record::{SessionRecord, decode_retained, encode_retained, now_unix_ms};
+pub(crate) use record::{
+    SessionRecord, decode_retained, decode_subscription, encode_retained, encode_subscription,
+    now_unix_ms, split_subscription_key, subscription_key,
+};
 pub(crate) use redb_store::RedbStore;
 pub(crate) use restore::start;
 pub use transfer::{export, import};
@@ -36,11 +39,19 @@ pub(crate) enum Change {
         /// The message's record; `None` clears the topic.
         record: Option<Vec<u8>>,
     },
-    /// A persistent session written whole (a [`SessionRecord`]) or deleted.
+    /// A persistent session written (a [`SessionRecord`]) or deleted, its subscriptions with
+    /// it.
     Session {
         /// Its client id.
         client_id: Box<str>,
-        /// Its record; `None` deletes it.
+        /// Its record; `None` deletes it and every subscription row of it.
+        record: Option<Vec<u8>>,
+    },
+    /// One subscription of a persistent session, written or deleted.
+    Subscription {
+        /// The row's key ([`subscription_key`]).
+        key: Box<str>,
+        /// The row ([`encode_subscription`]); `None` deletes it.
         record: Option<Vec<u8>>,
     },
 }
@@ -52,6 +63,8 @@ pub(crate) struct Snapshot {
     pub(crate) retained: Vec<(String, Vec<u8>)>,
     /// Client id and record of each persistent session.
     pub(crate) sessions: Vec<(String, Vec<u8>)>,
+    /// Key and row of each subscription of a persistent session, a session's together.
+    pub(crate) subscriptions: Vec<(String, Vec<u8>)>,
 }
 
 /// A durable state engine.
@@ -124,6 +137,13 @@ pub fn check(dir: &std::path::Path) -> Result<String, StoreError> {
             }
         }
     }
+    for (key, row) in &snapshot.subscriptions {
+        decode_subscription(row).map_err(|why| StoreError::Record {
+            what: "subscription",
+            key: key.clone(),
+            why,
+        })?;
+    }
     let now_ms = now_unix_ms();
     let (mut sessions, mut ended) = (0, 0);
     for (client_id, record) in &snapshot.sessions {
@@ -139,8 +159,9 @@ pub fn check(dir: &std::path::Path) -> Result<String, StoreError> {
     }
     Ok(format!(
         "{}: format version {FORMAT_VERSION}, {live} retained messages ({expired} expired), \
-         {sessions} persistent sessions ({ended} expired); expired ones are dropped at the next \
-         start; every record decodes",
-        path.display()
+         {sessions} persistent sessions ({ended} expired) with {} subscriptions; expired ones \
+         are dropped at the next start; every record decodes",
+        path.display(),
+        snapshot.subscriptions.len()
     ))
 }

@@ -183,12 +183,15 @@ mod tests {
 /// The first byte of a session record.
 const SESSION_V1: u8 = 1;
 
-/// A persistent session as stored: whose it is, how long it lives, what it subscribed to.
+/// A persistent session as stored: whose it is and how long it lives. Its subscriptions are
+/// rows of their own ([`encode_subscription`]), so that a SUBSCRIBE writes one small row
+/// rather than the whole session again.
 ///
 /// ```text
-/// session: [1] [expiry: u32 BE] [offline since: u64 BE, Unix ms, 0 = connected] [realm: u64 BE]
-///          [user: 0 | 1, u16 BE len, bytes] [subscriptions: u32 BE count]
-///          each: [filter: u16 BE len, bytes] [options: u8, as SUBSCRIBE's] [id: u32 BE, 0 = none]
+/// session:      [1] [expiry: u32 BE] [offline since: u64 BE, Unix ms, 0 = connected]
+///               [realm: u64 BE] [user: 0 | 1, u16 BE len, bytes]
+/// subscription: [options: u8, as SUBSCRIBE's] [id: u32 BE, 0 = none]
+///               (key: client id, NUL, filter: neither may hold a NUL)
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SessionRecord {
@@ -201,14 +204,62 @@ pub(crate) struct SessionRecord {
     pub(crate) realm: u64,
     /// The user it belongs to; `None` for an anonymous client.
     pub(crate) user: Option<String>,
-    /// Each filter, with the options granted and its Subscription Identifier.
-    pub(crate) subscriptions: Vec<(String, SubscriptionOptions, Option<u32>)>,
+}
+
+/// A subscription's row: the options granted and its Subscription Identifier.
+pub(crate) fn encode_subscription(o: SubscriptionOptions, id: Option<u32>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(5);
+    out.push(
+        o.qos as u8
+            | u8::from(o.no_local) << 2
+            | u8::from(o.retain_as_published) << 3
+            | (o.retain_handling as u8) << 4,
+    );
+    out.extend_from_slice(&id.unwrap_or(0).to_be_bytes());
+    out
+}
+
+/// The options and identifier in a subscription's row, or why they do not decode.
+pub(crate) fn decode_subscription(
+    row: &[u8],
+) -> Result<(SubscriptionOptions, Option<u32>), String> {
+    let [byte, a, b, c, d] = *row else {
+        return Err(format!("{} bytes, not 5", row.len()));
+    };
+    let retain_handling = match (byte >> 4) & 0x03 {
+        0 => RetainHandling::SendAtSubscribe,
+        1 => RetainHandling::SendIfNew,
+        2 => RetainHandling::DoNotSend,
+        _ => return Err(format!("bad options {byte:#04x}")),
+    };
+    if byte & 0xC0 != 0 {
+        return Err(format!("bad options {byte:#04x}"));
+    }
+    let options = SubscriptionOptions {
+        qos: QoS::from_bits(byte & 0x03).ok_or("bad QoS")?,
+        no_local: byte & 0x04 != 0,
+        retain_as_published: byte & 0x08 != 0,
+        retain_handling,
+    };
+    let id = u32::from_be_bytes([a, b, c, d]);
+    Ok((options, (id != 0).then_some(id)))
+}
+
+/// A subscription row's key: the client id and the filter, NUL between (MQTT strings hold no
+/// NUL, so the split is unambiguous and a session's rows sort together).
+pub(crate) fn subscription_key(client_id: &str, filter: &str) -> String {
+    format!("{client_id}\0{filter}")
+}
+
+/// The client id and filter of a subscription row's key.
+pub(crate) fn split_subscription_key(key: &str) -> Option<(&str, &str)> {
+    key.split_once('\0')
 }
 
 impl SessionRecord {
     /// The record's bytes.
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = BytesMut::with_capacity(32 + self.subscriptions.len() * 24);
+        let mut out = BytesMut::with_capacity(32);
         out.put_u8(SESSION_V1);
         out.put_u32(self.expiry);
         out.put_u64(self.offline_since);
@@ -219,17 +270,6 @@ impl SessionRecord {
                 out.put_u8(1);
                 put_str(&mut out, u);
             }
-        }
-        out.put_u32(self.subscriptions.len() as u32);
-        for (filter, o, id) in &self.subscriptions {
-            put_str(&mut out, filter);
-            out.put_u8(
-                o.qos as u8
-                    | u8::from(o.no_local) << 2
-                    | u8::from(o.retain_as_published) << 3
-                    | (o.retain_handling as u8) << 4,
-            );
-            out.put_u32(id.unwrap_or(0));
         }
         out.to_vec()
     }
@@ -252,35 +292,14 @@ impl SessionRecord {
             1 => Some(r.str()?),
             other => return Err(format!("bad user flag {other}")),
         };
-        let n = r.u32()?;
-        let mut subscriptions = Vec::with_capacity((n as usize).min(1024));
-        for _ in 0..n {
-            let filter = r.str()?;
-            let byte = r.u8()?;
-            let retain_handling = match (byte >> 4) & 0x03 {
-                0 => RetainHandling::SendAtSubscribe,
-                1 => RetainHandling::SendIfNew,
-                2 => RetainHandling::DoNotSend,
-                _ => return Err(format!("bad options {byte:#04x} for {filter}")),
-            };
-            let options = SubscriptionOptions {
-                qos: QoS::from_bits(byte & 0x03).ok_or("bad QoS")?,
-                no_local: byte & 0x04 != 0,
-                retain_as_published: byte & 0x08 != 0,
-                retain_handling,
-            };
-            let id = r.u32()?;
-            subscriptions.push((filter, options, (id != 0).then_some(id)));
-        }
         if r.at != record.len() {
-            return Err("bytes after the last subscription".into());
+            return Err("bytes after the user".into());
         }
         Ok(Self {
             expiry,
             offline_since,
             realm,
             user,
-            subscriptions,
         })
     }
 
@@ -360,31 +379,37 @@ mod session_tests {
             offline_since: 1_000_000,
             realm: 2,
             user: Some("alice".into()),
-            subscriptions: vec![
-                (
-                    "a/#".into(),
-                    SubscriptionOptions {
-                        qos: QoS::AtLeastOnce,
-                        no_local: true,
-                        retain_as_published: true,
-                        retain_handling: RetainHandling::DoNotSend,
-                    },
-                    Some(42),
-                ),
-                ("$share/g/b/+".into(), SubscriptionOptions::default(), None),
-            ],
         }
+    }
+
+    #[test]
+    fn a_subscription_row_round_trips() {
+        let o = SubscriptionOptions {
+            qos: QoS::AtLeastOnce,
+            no_local: true,
+            retain_as_published: true,
+            retain_handling: RetainHandling::DoNotSend,
+        };
+        for (o, id) in [(o, Some(42)), (SubscriptionOptions::default(), None)] {
+            assert_eq!(
+                decode_subscription(&encode_subscription(o, id)),
+                Ok((o, id))
+            );
+        }
+        assert!(
+            decode_subscription(&[0x30, 0, 0, 0, 0]).is_err(),
+            "retain handling 3"
+        );
+        assert!(decode_subscription(&[0, 0, 0, 0]).is_err());
+        let key = subscription_key("dev", "$share/g/a/+");
+        assert_eq!(split_subscription_key(&key), Some(("dev", "$share/g/a/+")));
     }
 
     #[test]
     fn a_session_round_trips() {
         let r = record();
         assert_eq!(SessionRecord::decode(&r.encode()), Ok(r.clone()));
-        let anonymous = SessionRecord {
-            user: None,
-            subscriptions: vec![],
-            ..r
-        };
+        let anonymous = SessionRecord { user: None, ..r };
         assert_eq!(SessionRecord::decode(&anonymous.encode()), Ok(anonymous));
     }
 

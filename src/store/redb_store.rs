@@ -12,6 +12,8 @@ const META: TableDefinition<&str, u32> = TableDefinition::new("meta");
 const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 /// Client id -> session record.
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
+/// Client id, NUL, filter -> subscription row.
+const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");
 
 /// A redb file holding Roost's durable state.
 pub(crate) struct RedbStore {
@@ -91,6 +93,7 @@ impl RedbStore {
             }
             txn.open_table(RETAINED).map_err(|e| io(e.into()))?;
             txn.open_table(SESSIONS).map_err(|e| io(e.into()))?;
+            txn.open_table(SUBSCRIPTIONS).map_err(|e| io(e.into()))?;
         }
         txn.commit().map_err(|e| io(e.into()))
     }
@@ -107,10 +110,23 @@ impl Store for RedbStore {
         {
             let mut retained = txn.open_table(RETAINED).map_err(|e| io(e.into()))?;
             let mut sessions = txn.open_table(SESSIONS).map_err(|e| io(e.into()))?;
+            let mut subscriptions = txn.open_table(SUBSCRIPTIONS).map_err(|e| io(e.into()))?;
             for change in changes {
                 let (table, key, record) = match change {
                     Change::Retained { topic, record } => (&mut retained, topic, record),
+                    Change::Session {
+                        client_id,
+                        record: None,
+                    } => {
+                        // Its subscriptions go with it: every key from "id\0" up to "id\x01".
+                        let (from, to) = (format!("{client_id}\0"), format!("{client_id}\u{1}"));
+                        subscriptions
+                            .retain_in::<&str, _>(from.as_str()..to.as_str(), |_, _| false)
+                            .map_err(|e| io(e.into()))?;
+                        (&mut sessions, client_id, &None)
+                    }
                     Change::Session { client_id, record } => (&mut sessions, client_id, record),
+                    Change::Subscription { key, record } => (&mut subscriptions, key, record),
                 };
                 match record {
                     Some(r) => table.insert(&**key, r.as_slice()).map(drop),
@@ -129,6 +145,7 @@ impl Store for RedbStore {
         for (def, into) in [
             (RETAINED, &mut snapshot.retained),
             (SESSIONS, &mut snapshot.sessions),
+            (SUBSCRIPTIONS, &mut snapshot.subscriptions),
         ] {
             let table = txn.open_table(def).map_err(|e| io(e.into()))?;
             for entry in table.iter().map_err(|e| io(e.into()))? {

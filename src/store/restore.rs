@@ -2,10 +2,14 @@
 //! listener opens, and start the writer that keeps it up to date. A store that cannot be read
 //! stops start-up with what is wrong and what to do: never a silent empty start.
 
-use super::{Change, RedbStore, SessionRecord, Store, StoreError, Writer, decode_retained};
+use super::{
+    Change, RedbStore, SessionRecord, Store, StoreError, Writer, decode_retained,
+    decode_subscription, split_subscription_key,
+};
 use crate::auth::Realm;
 use crate::broker::Broker;
 use crate::config::SyncMode;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -50,13 +54,32 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
             }
         }
     }
+    // Each session's subscriptions, by client id; rows of no session (none should be) are
+    // deleted.
+    let mut subscriptions: HashMap<String, Vec<_>> = HashMap::new();
+    let mut orphans = Vec::new();
+    for (key, row) in snapshot.subscriptions {
+        let (options, id) = decode_subscription(&row).map_err(|why| StoreError::Record {
+            what: "subscription",
+            key: key.clone(),
+            why,
+        })?;
+        match split_subscription_key(&key) {
+            Some((client_id, filter)) => subscriptions
+                .entry(client_id.to_owned())
+                .or_default()
+                .push((filter.to_owned(), options, id)),
+            None => orphans.push(key),
+        }
+    }
     let mut realms = vec![broker.realm().clone()];
     realms.extend(listener_realms.iter().cloned());
     let now_ms = super::now_unix_ms();
     let (mut resumable, mut ended, mut were_online) = (0, Vec::new(), Vec::new());
     for (client_id, session) in sessions {
         let online = session.offline_since == 0;
-        if broker.restore_session(&client_id, session, &realms, now_ms) {
+        let subs = subscriptions.remove(&client_id).unwrap_or_default();
+        if broker.restore_session(&client_id, session, subs, &realms, now_ms) {
             resumable += 1;
             if online {
                 were_online.push(client_id);
@@ -76,9 +99,15 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
             record: None,
         });
     }
-    for client_id in &ended {
+    for client_id in ended.iter().chain(subscriptions.keys()) {
         writer.send(Change::Session {
             client_id: client_id.as_str().into(),
+            record: None,
+        });
+    }
+    for key in orphans {
+        writer.send(Change::Subscription {
+            key: key.into(),
             record: None,
         });
     }
@@ -118,15 +147,20 @@ mod tests {
             offline_since: 0,
             realm: 0,
             user: None,
-            subscriptions: vec![("a/#".into(), Default::default(), None)],
         };
         RedbStore::open(&dir)
             .unwrap()
             .commit(
-                &[Change::Session {
-                    client_id: "dev".into(),
-                    record: Some(record.encode()),
-                }],
+                &[
+                    Change::Session {
+                        client_id: "dev".into(),
+                        record: Some(record.encode()),
+                    },
+                    Change::Subscription {
+                        key: super::super::subscription_key("dev", "a/#").into(),
+                        record: Some(super::super::encode_subscription(Default::default(), None)),
+                    },
+                ],
                 true,
             )
             .unwrap();
@@ -137,10 +171,10 @@ mod tests {
         start(&broker, &[]).unwrap();
         assert!(broker.has_session("dev"));
         broker.store().unwrap().close();
-        let sessions = RedbStore::open(&dir).unwrap().load().unwrap().sessions;
-        let back = SessionRecord::decode(&sessions[0].1).unwrap();
+        let stored = RedbStore::open(&dir).unwrap().load().unwrap();
+        let back = SessionRecord::decode(&stored.sessions[0].1).unwrap();
         assert_ne!(back.offline_since, 0, "offline since this start");
-        assert_eq!(back.subscriptions, record.subscriptions);
+        assert_eq!(stored.subscriptions.len(), 1, "its subscription stays");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -6,10 +6,14 @@
 //!
 //! ```text
 //! {"kind":"retained","key":"a/b","record":"AQAA...","topic":"a/b","payload_bytes":7,"qos":1}
-//! {"kind":"session","key":"dev-1","record":"AQAA...","user":"alice","expiry":3600,"subscriptions":["a/+"]}
+//! {"kind":"session","key":"dev-1","record":"AQAA...","user":"alice","expiry":3600}
+//! {"kind":"subscription","key":"dev-1\u0000a/+","record":"AQAAAAA=","client_id":"dev-1","filter":"a/+","qos":1}
 //! ```
 
-use super::{Change, RedbStore, SessionRecord, Store, StoreError, decode_retained};
+use super::{
+    Change, RedbStore, SessionRecord, Store, StoreError, decode_retained, decode_subscription,
+    split_subscription_key,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use serde_json::{Value, json};
@@ -46,9 +50,22 @@ pub fn export(dir: &Path, file: &Path) -> Result<String, StoreError> {
             Ok(s) => {
                 line["user"] = json!(s.user);
                 line["expiry"] = json!(s.expiry);
-                line["subscriptions"] =
-                    json!(s.subscriptions.iter().map(|(f, ..)| f).collect::<Vec<_>>());
             }
+            Err(why) => {
+                bad += 1;
+                line["error"] = json!(why);
+            }
+        }
+        writeln!(out, "{line}").map_err(io)?;
+    }
+    for (key, row) in &snapshot.subscriptions {
+        let mut line = json!({"kind": "subscription", "key": key, "record": STANDARD.encode(row)});
+        if let Some((client_id, filter)) = split_subscription_key(key) {
+            line["client_id"] = json!(client_id);
+            line["filter"] = json!(filter);
+        }
+        match decode_subscription(row) {
+            Ok((options, _)) => line["qos"] = json!(options.qos as u8),
             Err(why) => {
                 bad += 1;
                 line["error"] = json!(why);
@@ -58,9 +75,10 @@ pub fn export(dir: &Path, file: &Path) -> Result<String, StoreError> {
     }
     out.flush().map_err(io)?;
     Ok(format!(
-        "{} retained messages and {} sessions written to {}{}",
+        "{} retained messages, {} sessions and {} subscriptions written to {}{}",
         snapshot.retained.len(),
         snapshot.sessions.len(),
+        snapshot.subscriptions.len(),
         file.display(),
         if bad > 0 {
             format!("; {bad} records do not decode (their lines carry \"error\")")
@@ -109,6 +127,16 @@ pub fn import(dir: &Path, file: &Path) -> Result<String, StoreError> {
                     record: Some(record),
                 }
             }
+            "subscription" => {
+                decode_subscription(&record).map_err(&bad)?;
+                if split_subscription_key(key).is_none() {
+                    return Err(bad("the key is not a client id, NUL, a filter".into()));
+                }
+                Change::Subscription {
+                    key: key.into(),
+                    record: Some(record),
+                }
+            }
             other => return Err(bad(format!("unknown kind {other:?}"))),
         };
         changes.push(change);
@@ -146,7 +174,6 @@ mod tests {
             offline_since: 0,
             realm: 0,
             user: Some("alice".into()),
-            subscriptions: vec![("a/#".into(), Default::default(), Some(3))],
         };
         {
             let s = RedbStore::open(&from).unwrap();
@@ -160,6 +187,13 @@ mod tests {
                         client_id: "dev".into(),
                         record: Some(session.encode()),
                     },
+                    Change::Subscription {
+                        key: super::super::subscription_key("dev", "a/#").into(),
+                        record: Some(super::super::encode_subscription(
+                            Default::default(),
+                            Some(3),
+                        )),
+                    },
                 ],
                 true,
             )
@@ -168,7 +202,7 @@ mod tests {
         let file = base.join("export.jsonl");
         let said = export(&from, &file).unwrap();
         assert!(
-            said.starts_with("1 retained messages and 1 sessions"),
+            said.starts_with("1 retained messages, 1 sessions and 1 subscriptions"),
             "{said}"
         );
         let text = std::fs::read_to_string(&file).unwrap();
@@ -181,7 +215,10 @@ mod tests {
             RedbStore::open(&from).unwrap().load().unwrap(),
             RedbStore::open(&to).unwrap().load().unwrap(),
         );
-        assert_eq!((a.retained, a.sessions), (b.retained, b.sessions));
+        assert_eq!(
+            (a.retained, a.sessions, a.subscriptions),
+            (b.retained, b.sessions, b.subscriptions)
+        );
 
         // A damaged line stops the import before anything is written.
         std::fs::write(
@@ -190,7 +227,7 @@ mod tests {
         )
         .unwrap();
         let e = import(&base.join("third"), &file).unwrap_err().to_string();
-        assert!(e.contains("line 3"), "{e}");
+        assert!(e.contains("line 4"), "{e}");
         std::fs::remove_dir_all(&base).unwrap();
     }
 }
