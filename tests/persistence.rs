@@ -280,3 +280,43 @@ async fn a_session_that_ends_is_deleted_from_the_store() {
     );
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A stored subscription the configuration no longer allows (shared or wildcard subscriptions
+/// turned off since) is not restored, and its row is deleted; the session and its other
+/// subscriptions are.
+#[tokio::test]
+async fn subscriptions_a_new_configuration_forbids_are_not_restored() {
+    let d = dir("forbidden");
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    let (mut dev, _) = Raw::connect_with(b.addr, lasting("dev", None)).await;
+    for filter in ["$share/g/q/#", "w/+", "plain/topic"] {
+        dev.subscribe(filter, QoS::AtLeastOnce).await;
+    }
+    dev.disconnect().await;
+    b.server.shutdown().await;
+    let stricter = |c: &mut Config| {
+        persisting(&d, SyncMode::Always)(c);
+        c.shared_subscriptions.available = false;
+        c.limits.wildcard_subscription_available = false;
+    };
+    let b = start_with(stricter).await;
+    assert!(b.server.broker().has_session("dev"));
+    let mut p = Raw::connect(b.addr, V5, "publisher", true).await;
+    for (i, (topic, want)) in [
+        ("q/1", ReasonCode::NO_MATCHING_SUBSCRIBERS),
+        ("w/1", ReasonCode::NO_MATCHING_SUBSCRIBERS),
+        ("plain/topic", ReasonCode::SUCCESS),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let got = p
+            .publish_acked(topic, b"x", QoS::AtLeastOnce, false, i as u16 + 1)
+            .await;
+        assert_eq!(got, want, "{topic}");
+    }
+    b.server.shutdown().await;
+    let said = roost::store::check(&d).unwrap();
+    assert!(said.contains("with 1 subscriptions"), "{said}");
+    std::fs::remove_dir_all(&d).unwrap();
+}

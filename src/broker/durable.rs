@@ -13,7 +13,7 @@ use super::{Broker, SessionSlot, SubEntry, lock};
 use crate::auth::Realm;
 use crate::protocol::SubscriptionOptions;
 use crate::store::{Change, SessionRecord, encode_subscription, now_unix_ms, subscription_key};
-use crate::topic::parse_shared;
+use crate::topic::{parse_shared, validate_filter};
 use std::sync::Arc;
 
 /// Who a session belongs to: a user (none for an anonymous client) under one listener's rules
@@ -112,7 +112,10 @@ impl Broker {
     }
 
     /// Puts a session read from the store back, offline, with its `subscriptions` (filter,
-    /// options, identifier), and arms its expiry; `false` (and nothing done) if it expired while the broker was down.
+    /// options, identifier), and arms its expiry. Returns the filters it left out because the
+    /// configuration no longer allows them (shared or wildcard subscriptions turned off, a
+    /// filter that is not valid), for the caller to delete from the store; `None` (and nothing
+    /// done) if the session expired while the broker was down.
     /// `realms` are `[auth]`'s rules and the listeners' own; a session whose rules no longer
     /// exist is checked against `[auth]`'s ACL, and resumed by nobody (its owner is that of the
     /// rules it was made under) until it expires.
@@ -123,10 +126,19 @@ impl Broker {
         subscriptions: Vec<(String, SubscriptionOptions, Option<u32>)>,
         realms: &[Arc<Realm>],
         now_ms: u64,
-    ) -> bool {
-        let Some(left) = record.remaining_secs(now_ms) else {
-            return false;
-        };
+    ) -> Option<Vec<String>> {
+        let left = record.remaining_secs(now_ms)?;
+        let (subscriptions, refused): (Vec<_>, Vec<_>) = subscriptions
+            .into_iter()
+            .partition(|(filter, ..)| self.still_allowed(filter));
+        let refused: Vec<String> = refused.into_iter().map(|(f, ..)| f).collect();
+        for filter in &refused {
+            tracing::warn!(
+                client_id,
+                filter,
+                "stored subscription not restored: the configuration no longer allows it"
+            );
+        }
         let realm = realms
             .iter()
             .find(|r| r.id == record.realm)
@@ -167,6 +179,20 @@ impl Broker {
             let mut st = lock(&slot.state);
             self.expire_after(&slot, &mut st, left);
         }
-        true
+        Some(refused)
+    }
+
+    /// Whether a SUBSCRIBE to `filter` would still be granted under this configuration (the
+    /// checks of `Broker::subscribe` that depend on nothing but the configuration).
+    fn still_allowed(&self, filter: &str) -> bool {
+        let config = self.config();
+        let plain = match parse_shared(filter) {
+            Some(Ok(_)) if !config.shared_subscriptions.available => return false,
+            Some(Ok((_, inner))) => inner,
+            Some(Err(_)) => return false,
+            None if validate_filter(filter).is_err() => return false,
+            None => filter,
+        };
+        config.limits.wildcard_subscription_available || !plain.contains(['+', '#'])
     }
 }

@@ -54,8 +54,8 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
             }
         }
     }
-    // Each session's subscriptions, by client id; rows of no session (none should be) are
-    // deleted.
+    // Each session's subscriptions, by client id; rows of no session (none should be), and
+    // those the configuration no longer allows, are deleted.
     let mut subscriptions: HashMap<String, Vec<_>> = HashMap::new();
     let mut orphans = Vec::new();
     for (key, row) in snapshot.subscriptions {
@@ -79,13 +79,19 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
     for (client_id, session) in sessions {
         let online = session.offline_since == 0;
         let subs = subscriptions.remove(&client_id).unwrap_or_default();
-        if broker.restore_session(&client_id, session, subs, &realms, now_ms) {
-            resumable += 1;
-            if online {
-                were_online.push(client_id);
+        match broker.restore_session(&client_id, session, subs, &realms, now_ms) {
+            Some(refused) => {
+                resumable += 1;
+                orphans.extend(
+                    refused
+                        .iter()
+                        .map(|f| super::subscription_key(&client_id, f)),
+                );
+                if online {
+                    were_online.push(client_id);
+                }
             }
-        } else {
-            ended.push(client_id);
+            None => ended.push(client_id),
         }
     }
     let writer = Writer::start(
