@@ -120,48 +120,20 @@ pub enum StoreError {
 /// the first problem with what to do about it.
 pub fn check(dir: &std::path::Path) -> Result<String, StoreError> {
     let path = dir.join(FILE_NAME);
-    let store = RedbStore::open_existing(dir)?;
-    let snapshot = store.load()?;
-    let now = std::time::Instant::now();
-    let (mut live, mut expired) = (0, 0);
-    for (topic, record) in &snapshot.retained {
-        match decode_retained(record, now) {
-            Ok(Some(_)) => live += 1,
-            Ok(None) => expired += 1,
-            Err(why) => {
-                return Err(StoreError::Record {
-                    what: "retained message",
-                    key: topic.clone(),
-                    why,
-                });
-            }
-        }
-    }
-    for (key, row) in &snapshot.subscriptions {
-        decode_subscription(row).map_err(|why| StoreError::Record {
-            what: "subscription",
-            key: key.clone(),
-            why,
-        })?;
-    }
+    let snapshot = RedbStore::open_existing(dir)?.load()?;
+    let subscriptions = snapshot.subscriptions.len();
+    let decoded = restore::decode(snapshot, std::time::Instant::now())?;
+    let (live, expired) = (decoded.retained.len(), decoded.expired.len());
     let now_ms = now_unix_ms();
-    let (mut sessions, mut ended) = (0, 0);
-    for (client_id, record) in &snapshot.sessions {
-        let session = SessionRecord::decode(record).map_err(|why| StoreError::Record {
-            what: "session",
-            key: client_id.clone(),
-            why,
-        })?;
-        match session.remaining_secs(now_ms) {
-            Some(_) => sessions += 1,
-            None => ended += 1,
-        }
-    }
+    let sessions = (decoded.sessions.iter())
+        .filter(|(_, s, _)| s.remaining_secs(now_ms).is_some())
+        .count();
+    let ended = decoded.sessions.len() - sessions;
     Ok(format!(
         "{}: format version {FORMAT_VERSION}, {live} retained messages ({expired} expired), \
          {sessions} persistent sessions ({ended} expired) with {} subscriptions; expired ones \
          are dropped at the next start; every record decodes",
         path.display(),
-        snapshot.subscriptions.len()
+        subscriptions
     ))
 }

@@ -9,9 +9,77 @@ use super::{
 use crate::auth::Realm;
 use crate::broker::Broker;
 use crate::config::SyncMode;
+use crate::protocol::SubscriptionOptions;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// A persistent session as read back: its record and its subscriptions (filter, options,
+/// identifier).
+pub(super) type StoredSession = (
+    String,
+    SessionRecord,
+    Vec<(String, SubscriptionOptions, Option<u32>)>,
+);
+
+/// What a store's records say, every one decoded.
+pub(super) struct Decoded {
+    /// Retained messages still live.
+    pub(super) retained: Vec<crate::session::Message>,
+    /// Topics whose retained message expired while the broker was down.
+    pub(super) expired: Vec<String>,
+    /// Each persistent session with its subscriptions.
+    pub(super) sessions: Vec<StoredSession>,
+    /// Keys of subscription rows that belong to no session (none should).
+    pub(super) orphans: Vec<String>,
+}
+
+/// Decodes every record of `snapshot`: the first one that does not decode is the error, named.
+pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded, StoreError> {
+    let bad = |what, key: &str, why| StoreError::Record {
+        what,
+        key: key.to_owned(),
+        why,
+    };
+    let (mut retained, mut expired) = (Vec::new(), Vec::new());
+    for (topic, record) in snapshot.retained {
+        match decode_retained(&record, now).map_err(|why| bad("retained message", &topic, why))? {
+            Some(m) => retained.push(m),
+            None => expired.push(topic),
+        }
+    }
+    let mut subscriptions: HashMap<String, Vec<_>> = HashMap::new();
+    let mut orphans = Vec::new();
+    for (key, row) in snapshot.subscriptions {
+        let (options, id) =
+            decode_subscription(&row).map_err(|why| bad("subscription", &key, why))?;
+        match split_subscription_key(&key) {
+            Some((client_id, filter)) => subscriptions
+                .entry(client_id.to_owned())
+                .or_default()
+                .push((filter.to_owned(), options, id)),
+            None => orphans.push(key),
+        }
+    }
+    let mut sessions = Vec::with_capacity(snapshot.sessions.len());
+    for (client_id, record) in snapshot.sessions {
+        let session =
+            SessionRecord::decode(&record).map_err(|why| bad("session", &client_id, why))?;
+        let subs = subscriptions.remove(&client_id).unwrap_or_default();
+        sessions.push((client_id, session, subs));
+    }
+    // Rows left are those of no session.
+    orphans.extend(subscriptions.into_iter().flat_map(|(client_id, subs)| {
+        subs.into_iter()
+            .map(move |(filter, ..)| super::subscription_key(&client_id, &filter))
+    }));
+    Ok(Decoded {
+        retained,
+        expired,
+        sessions,
+        orphans,
+    })
+}
 
 /// Opens the store of `broker`'s configuration (if it persists), restores it into the broker
 /// and starts the writer. `listener_realms` are the listeners' rules, which restored sessions
@@ -23,62 +91,20 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
     }
     let began = Instant::now();
     let store = RedbStore::open(&p.dir)?;
-    let snapshot = store.load()?;
-    let now = Instant::now();
-    let (mut retained, mut expired) = (Vec::new(), Vec::new());
-    for (topic, record) in snapshot.retained {
-        match decode_retained(&record, now) {
-            Ok(Some(m)) => retained.push(m),
-            Ok(None) => expired.push(topic),
-            Err(why) => {
-                return Err(StoreError::Record {
-                    what: "retained message",
-                    key: topic,
-                    why,
-                });
-            }
-        }
-    }
+    let Decoded {
+        retained,
+        expired,
+        sessions,
+        mut orphans,
+    } = decode(store.load()?, Instant::now())?;
     let restored = retained.len();
     broker.restore_retained(retained);
-    let mut sessions = Vec::with_capacity(snapshot.sessions.len());
-    for (client_id, record) in snapshot.sessions {
-        match SessionRecord::decode(&record) {
-            Ok(s) => sessions.push((client_id, s)),
-            Err(why) => {
-                return Err(StoreError::Record {
-                    what: "session",
-                    key: client_id,
-                    why,
-                });
-            }
-        }
-    }
-    // Each session's subscriptions, by client id; rows of no session (none should be), and
-    // those the configuration no longer allows, are deleted.
-    let mut subscriptions: HashMap<String, Vec<_>> = HashMap::new();
-    let mut orphans = Vec::new();
-    for (key, row) in snapshot.subscriptions {
-        let (options, id) = decode_subscription(&row).map_err(|why| StoreError::Record {
-            what: "subscription",
-            key: key.clone(),
-            why,
-        })?;
-        match split_subscription_key(&key) {
-            Some((client_id, filter)) => subscriptions
-                .entry(client_id.to_owned())
-                .or_default()
-                .push((filter.to_owned(), options, id)),
-            None => orphans.push(key),
-        }
-    }
     let mut realms = vec![broker.realm().clone()];
     realms.extend(listener_realms.iter().cloned());
     let now_ms = super::now_unix_ms();
     let (mut resumable, mut ended, mut were_online) = (0, Vec::new(), Vec::new());
-    for (client_id, session) in sessions {
+    for (client_id, session, subs) in sessions {
         let online = session.offline_since == 0;
-        let subs = subscriptions.remove(&client_id).unwrap_or_default();
         match broker.restore_session(&client_id, session, subs, &realms, now_ms) {
             Some(refused) => {
                 resumable += 1;
@@ -105,7 +131,7 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
             record: None,
         });
     }
-    for client_id in ended.iter().chain(subscriptions.keys()) {
+    for client_id in &ended {
         writer.send(Change::Session {
             client_id: client_id.as_str().into(),
             record: None,
