@@ -320,3 +320,202 @@ async fn subscriptions_a_new_configuration_forbids_are_not_restored() {
     assert!(said.contains("with 1 subscriptions"), "{said}");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// Publishes `payload` to `topic` at `qos` and completes the publisher's side.
+async fn put(p: &mut Raw, topic: &str, payload: &str, qos: QoS, id: u16) {
+    let reason = p
+        .publish_acked(topic, payload.as_bytes(), qos, false, id)
+        .await;
+    assert_eq!(reason, ReasonCode::SUCCESS, "{topic} {payload}");
+}
+
+#[tokio::test]
+async fn queued_messages_survive_a_restart_in_order_and_are_stored_once() {
+    for sync in [SyncMode::Always, SyncMode::Periodic] {
+        let d = dir(&format!("queued-{sync:?}"));
+        let b = start_with(persisting(&d, sync)).await;
+        // Three offline sessions: two v5 at QoS 1 and 2, one 3.1.1 at QoS 1.
+        for (id, qos) in [("q1", QoS::AtLeastOnce), ("q2", QoS::ExactlyOnce)] {
+            let (mut c, _) = Raw::connect_with(b.addr, lasting(id, None)).await;
+            c.subscribe("t/#", qos).await;
+            c.disconnect().await;
+        }
+        let v4 = roost::protocol::ProtocolVersion::V3_1_1;
+        let mut old = Raw::connect(b.addr, v4, "old", false).await;
+        old.subscribe("t/#", QoS::AtLeastOnce).await;
+        old.disconnect().await;
+        let mut p = Raw::connect(b.addr, V5, "pub", true).await;
+        for i in 0..20u16 {
+            let qos = if i.is_multiple_of(2) {
+                QoS::AtLeastOnce
+            } else {
+                QoS::ExactlyOnce
+            };
+            put(
+                &mut p,
+                &format!("t/{}", i % 3),
+                &format!("m{i}"),
+                qos,
+                i + 1,
+            )
+            .await;
+        }
+        // At QoS 0: not kept (only QoS 1/2 deliveries are).
+        put(&mut p, "t/0", "zero", QoS::AtMostOnce, 0).await;
+        p.disconnect().await;
+        b.server.shutdown().await;
+
+        let summary = roost::store::check(&d).unwrap();
+        assert!(
+            summary.contains(
+                "with 3 subscriptions and 60 queued or in-flight deliveries of 20 stored messages"
+            ),
+            "{sync:?}: each message once, a row per session: {summary}"
+        );
+        let b = start_with(persisting(&d, sync)).await;
+        let want: Vec<String> = (0..20).map(|i| format!("m{i}")).collect();
+        for (id, qos) in [("q1", QoS::AtLeastOnce), ("q2", QoS::ExactlyOnce)] {
+            let (mut c, ack) = Raw::connect_with(b.addr, lasting(id, None)).await;
+            assert!(ack.session_present);
+            let got = c.drain().await;
+            assert_eq!(payloads(&got), want, "{sync:?} {id}: every one, in order");
+            for m in &got {
+                let i: u8 = m.payload[1..].iter().fold(0, |n, d| n * 10 + (d - b'0'));
+                let sent = if i.is_multiple_of(2) {
+                    QoS::AtLeastOnce
+                } else {
+                    QoS::ExactlyOnce
+                };
+                assert_eq!(m.qos, sent.min(qos), "{sync:?} {id} {i}");
+            }
+            c.disconnect().await;
+        }
+        let mut old = Raw::open(b.addr, v4).await;
+        old.send(&Packet::Connect(Box::new(connect_packet(v4, "old", false))))
+            .await;
+        assert!(matches!(old.recv().await, Packet::ConnAck(a) if a.session_present));
+        assert_eq!(payloads(&old.drain().await), want, "{sync:?} 3.1.1");
+        old.disconnect().await;
+        b.server.shutdown().await;
+        // Delivered and acknowledged: gone from the store, messages and all.
+        let summary = roost::store::check(&d).unwrap();
+        assert!(
+            summary.contains("0 queued or in-flight deliveries of 0 stored messages"),
+            "{sync:?}: {summary}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
+
+/// Outbound QoS 1 and QoS 2 messages stopped at every step of their handshake come back after a
+/// restart as the spec says [MQTT-4.4.0-1]: an unacknowledged PUBLISH again with its packet
+/// identifier and DUP, a PUBREC'd one as a PUBREL; a completed one never again.
+#[tokio::test]
+async fn in_flight_messages_resume_after_a_restart_at_the_step_they_reached() {
+    let d = dir("inflight");
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    let (mut c, _) = Raw::connect_with(b.addr, lasting("dev", None)).await;
+    c.subscribe("q1/#", QoS::AtLeastOnce).await;
+    c.subscribe("q2/#", QoS::ExactlyOnce).await;
+    let mut p = Raw::connect(b.addr, V5, "pub", true).await;
+    put(&mut p, "q1/sent", "q1-unacked", QoS::AtLeastOnce, 1).await;
+    put(&mut p, "q2/sent", "q2-unanswered", QoS::ExactlyOnce, 2).await;
+    put(&mut p, "q2/rec", "q2-recd", QoS::ExactlyOnce, 3).await;
+    put(&mut p, "q2/comp", "q2-completed", QoS::ExactlyOnce, 4).await;
+    put(&mut p, "q1/acked", "q1-acked", QoS::AtLeastOnce, 5).await;
+    let q1 = c.expect_publish().await;
+    let q2_sent = c.expect_publish().await;
+    let q2_rec = c.expect_publish().await;
+    let q2_comp = c.expect_publish().await;
+    let q1_acked = c.expect_publish().await;
+    assert_eq!(
+        payloads(&[q1.clone(), q2_sent.clone(), q2_rec.clone()]),
+        ["q1-unacked", "q2-unanswered", "q2-recd"]
+    );
+    // q2-recd: PUBREC, and the PUBREL it brings is left unanswered.
+    c.send(&Packet::PubRec(roost::protocol::PubResp::new(
+        q2_rec.packet_id,
+    )))
+    .await;
+    assert!(matches!(c.recv().await, Packet::PubRel(r) if r.packet_id == q2_rec.packet_id));
+    c.ack(&q2_comp).await;
+    c.ack(&q1_acked).await;
+    // The acknowledgements are in once a round trip is done.
+    c.send(&Packet::PingReq).await;
+    assert_eq!(c.recv().await, Packet::PingResp);
+    drop(c);
+    p.disconnect().await;
+    b.server.shutdown().await;
+
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    let (mut c, ack) = Raw::connect_with(b.addr, lasting("dev", None)).await;
+    assert!(ack.session_present);
+    let mut resent = Vec::new();
+    let mut rel = Vec::new();
+    for _ in 0..3 {
+        match c.recv().await {
+            Packet::Publish(m) => resent.push(m),
+            Packet::PubRel(r) => rel.push(r.packet_id),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(rel, [q2_rec.packet_id], "the PUBREC'd one: PUBREL again");
+    assert_eq!(payloads(&resent), ["q1-unacked", "q2-unanswered"]);
+    assert_eq!(
+        resent.iter().map(|m| m.packet_id).collect::<Vec<_>>(),
+        [q1.packet_id, q2_sent.packet_id],
+        "with the packet identifiers they went with"
+    );
+    assert!(resent.iter().all(|m| m.dup), "and DUP set [MQTT-3.3.1-1]");
+    for m in &resent {
+        c.ack(m).await;
+    }
+    c.send(&Packet::PubComp(roost::protocol::PubResp::new(
+        q2_rec.packet_id,
+    )))
+    .await;
+    assert!(c.drain().await.is_empty(), "completed ones never again");
+    c.disconnect().await;
+    b.server.shutdown().await;
+    let summary = roost::store::check(&d).unwrap();
+    assert!(
+        summary.contains("0 queued or in-flight deliveries"),
+        "{summary}"
+    );
+    std::fs::remove_dir_all(&d).unwrap();
+}
+
+/// An inbound QoS 2 message PUBREC'd before a restart is not routed again when its publisher
+/// sends it again after it (exactly once, [MQTT-4.3.3-10] of 5.0 across a restart).
+#[tokio::test]
+async fn an_inbound_qos2_id_awaiting_pubrel_survives_a_restart() {
+    let d = dir("inbound");
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    let (mut s, _) = Raw::connect_with(b.addr, lasting("sub", None)).await;
+    s.subscribe("x", QoS::ExactlyOnce).await;
+    s.disconnect().await;
+    let (mut p, _) = Raw::connect_with(b.addr, lasting("pub", None)).await;
+    p.publish("x", b"once", QoS::ExactlyOnce, false, 9).await;
+    assert!(matches!(p.recv().await, Packet::PubRec(r) if r.packet_id == 9));
+    drop(p);
+    b.server.shutdown().await;
+
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    let (mut p, ack) = Raw::connect_with(b.addr, lasting("pub", None)).await;
+    assert!(ack.session_present);
+    let mut again = publish_packet("x", b"once", QoS::ExactlyOnce, false, 9);
+    again.dup = true;
+    p.send(&Packet::Publish(again)).await;
+    assert!(matches!(p.recv().await, Packet::PubRec(r) if r.packet_id == 9));
+    p.send(&Packet::PubRel(roost::protocol::PubResp::new(9)))
+        .await;
+    assert!(matches!(p.recv().await, Packet::PubComp(r) if r.packet_id == 9));
+    // Released: the same id is a new message now.
+    put(&mut p, "x", "twice", QoS::ExactlyOnce, 9).await;
+    let (mut s, _) = Raw::connect_with(b.addr, lasting("sub", None)).await;
+    assert_eq!(payloads(&s.drain().await), ["once", "twice"]);
+    s.disconnect().await;
+    p.disconnect().await;
+    b.server.shutdown().await;
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -5,14 +5,17 @@
 //! subscriptions back in the trie, its expiry counting on from when its connection went.
 //!
 //! The writes go to the store's writer thread in the order they are made under the session's
-//! lock. Kept so far: who the session belongs to, its expiry and its subscriptions with every
-//! option; its queued and in-flight messages come next (issue 17).
+//! lock. Kept: who the session belongs to, its expiry, its subscriptions with every option,
+//! and (through the session's [`Sink`]) its QoS 1/2 deliveries and inbound QoS 2 identifiers.
 
 use super::registry::{Filters, Granted, SlotState};
 use super::{Broker, SessionSlot, SubEntry, lock};
 use crate::auth::Realm;
-use crate::protocol::SubscriptionOptions;
-use crate::store::{Change, SessionRecord, encode_subscription, now_unix_ms, subscription_key};
+use crate::session::{Journal, Sink};
+use crate::store::{
+    Change, SessionRecord, StoredSession, Writer, encode_subscription, entry_key, inbound_key,
+    now_unix_ms, subscription_key,
+};
 use crate::topic::{parse_shared, validate_filter};
 use std::sync::Arc;
 
@@ -45,7 +48,7 @@ impl Broker {
     /// Writes `slot`'s session to the store as it is now (under its lock, held by the caller
     /// as `st`), or deletes it once it no longer outlives its connection. A no-op without a
     /// store, or for a session that never outlived its connection.
-    pub(super) fn persist_session(&self, slot: &SessionSlot, st: &SlotState) {
+    pub(super) fn persist_session(&self, slot: &SessionSlot, st: &mut SlotState) {
         let (Some(store), Some(who)) = (self.store(), &slot.who) else {
             return;
         };
@@ -62,10 +65,17 @@ impl Broker {
             }
             .encode()
         });
+        let kept = record.is_some();
         store.send(Change::Session {
             client_id: (&*slot.client_id).into(),
             record,
         });
+        if kept {
+            st.session.keep(sink(store, &slot.client_id));
+        } else {
+            // Its rows went with its record.
+            st.session.unkeep();
+        }
     }
 
     /// Writes one subscription of `slot`'s session to the store (`None`: deletes it), under
@@ -106,8 +116,8 @@ impl Broker {
     pub(crate) fn persist_restored(&self, client_id: &str) {
         let slot = lock(&self.inner.sessions).get(client_id).cloned();
         if let Some(slot) = slot {
-            let st = lock(&slot.state);
-            self.persist_session(&slot, &st);
+            let mut st = lock(&slot.state);
+            self.persist_session(&slot, &mut st);
         }
     }
 
@@ -121,12 +131,18 @@ impl Broker {
     /// rules it was made under) until it expires.
     pub(crate) fn restore_session(
         &self,
-        client_id: &str,
-        record: SessionRecord,
-        subscriptions: Vec<(String, SubscriptionOptions, Option<u32>)>,
+        stored: StoredSession,
         realms: &[Arc<Realm>],
         now_ms: u64,
     ) -> Option<Vec<String>> {
+        let StoredSession {
+            client_id,
+            record,
+            subscriptions,
+            deliveries,
+            inbound,
+        } = stored;
+        let client_id = client_id.as_str();
         let left = record.remaining_secs(now_ms)?;
         let (subscriptions, refused): (Vec<_>, Vec<_>) = subscriptions
             .into_iter()
@@ -159,6 +175,10 @@ impl Broker {
         }
         let acl = realm.acl_for(record.user.as_deref(), client_id);
         let slot = self.restore_slot(client_id.into(), record.expiry, owner, filters);
+        if let Some(store) = self.store() {
+            let sink = sink(store, &slot.client_id);
+            lock(&slot.state).session.restore(deliveries, inbound, sink);
+        }
         for (filter, options, id) in subscriptions {
             let entry = SubEntry {
                 slot: slot.clone(),
@@ -195,4 +215,28 @@ impl Broker {
         };
         config.limits.wildcard_subscription_available || !plain.contains(['+', '#'])
     }
+}
+
+/// Where a kept session's changes go: to `store`, as rows keyed by `client_id`.
+fn sink(store: &Arc<Writer>, client_id: &Arc<str>) -> Sink {
+    let (store, client_id) = (store.clone(), client_id.clone());
+    Arc::new(move |change| match change {
+        Journal::Queued {
+            seq,
+            delivery,
+            packet_id,
+        } => store.deliver(entry_key(&client_id, seq).into(), delivery, packet_id),
+        Journal::Released { seq, packet_id } => store.send(Change::Released {
+            key: entry_key(&client_id, seq).into(),
+            packet_id,
+        }),
+        Journal::Done { seq } => store.send(Change::Entry {
+            key: entry_key(&client_id, seq).into(),
+            row: None,
+        }),
+        Journal::Inbound { packet_id, pending } => store.send(Change::Inbound {
+            key: inbound_key(&client_id, packet_id).into(),
+            pending,
+        }),
+    })
 }

@@ -158,6 +158,13 @@ impl Broker {
         self.inner.store.get()
     }
 
+    /// The store's writer if acknowledgements wait for the disk (`sync = "always"`).
+    pub(crate) fn durable_acks(&self) -> Option<&Arc<crate::store::Writer>> {
+        let sync = self.config().persistence.sync;
+        self.store()
+            .filter(|_| sync == crate::config::SyncMode::Always)
+    }
+
     /// Puts retained messages read from the store in place (start-up, before any listener
     /// opens, so nothing is written back).
     pub(crate) fn restore_retained(&self, messages: Vec<crate::session::Message>) {

@@ -358,7 +358,7 @@ impl Broker {
                 st.generation += 1;
                 st.expiry = expiry;
                 st.session.set_window(window);
-                self.persist_session(&slot, &st);
+                self.persist_session(&slot, &mut st);
                 drop(st);
                 return Attached {
                     link: Link::new(self.clone(), slot, link.id),
@@ -396,7 +396,7 @@ impl Broker {
             owner: AtomicU64::new(link.id.get()),
             last_heard: AtomicU64::new(0),
         });
-        self.persist_session(&slot, &lock(&slot.state));
+        self.persist_session(&slot, &mut lock(&slot.state));
         sessions.insert(client_id, slot.clone());
         Attached {
             link: Link::new(self.clone(), slot, link.id),
@@ -416,7 +416,7 @@ impl Broker {
         st.waker = None;
         let (expiry, generation) = (st.expiry, st.generation);
         // Offline from now: its record says since when, so its expiry counts across restarts.
-        self.persist_session(slot, &st);
+        self.persist_session(slot, &mut st);
         // What came through shared subscriptions and is not finished goes to another member
         // now rather than wait for this one to come back [MQTT-4.8.2 of 5.0 allows it; the
         // issue asks that none be lost].

@@ -77,6 +77,7 @@ impl RetainedSource for Broker {
                     qos: m.qos.min(cursor.qos),
                     retain: true, // [MQTT-3.3.1-8]
                     extra: cursor.extra.clone(),
+                    seq: 0,
                 });
                 handed += 1;
                 if handed >= max {

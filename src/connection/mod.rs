@@ -354,19 +354,32 @@ impl Shell {
             // Nothing to write, nothing half read: the task can go.
             return Poll::Ready(Ok(Turn::Park));
         }
-        if !self.out.is_empty() {
-            match Pin::new(&mut *io).poll_write(cx, &self.out) {
+        // Answers waiting for the disk, and what follows them, stay in the buffer: the store's
+        // writer wakes this task when they may go (see `engine/durable.rs`).
+        let sendable = self.engine.sendable(self.out.len());
+        if sendable > 0 {
+            match Pin::new(&mut *io).poll_write(cx, &self.out[..sendable]) {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(Close::Io(std::io::ErrorKind::WriteZero)));
                 }
                 Poll::Ready(Ok(n)) => {
                     self.out.advance(n);
+                    self.engine.wrote(n);
                     return Poll::Ready(Ok(Turn::Wrote));
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(Close::Io(e.kind()))),
                 // Woken when the socket can take more.
                 Poll::Pending if self.out.len() >= WRITE_BACKLOG_MAX => return Poll::Pending,
                 Poll::Pending => {}
+            }
+        } else if !self.out.is_empty() {
+            if S::FLUSHES
+                && let Poll::Ready(Err(e)) = Pin::new(&mut *io).poll_flush(cx)
+            {
+                return Poll::Ready(Err(Close::Io(e.kind())));
+            }
+            if self.out.len() >= WRITE_BACKLOG_MAX {
+                return Poll::Pending;
             }
         } else {
             if S::FLUSHES {
@@ -421,6 +434,10 @@ impl Shell {
         close: Close,
         io: &mut S,
     ) {
+        // Answers still waiting for the disk are not sent: the client sends those packets
+        // again, as it must for any it has no answer to.
+        let sendable = self.engine.sendable(self.out.len());
+        self.out.truncate(sendable);
         let linger = self.engine.close(&close, Instant::now(), &mut self.out);
         // Bounded: a client that stopped reading must not hold the task open.
         let flush = async {

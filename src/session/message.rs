@@ -124,6 +124,9 @@ pub(crate) struct Delivery {
     /// run: out of line so that a queued delivery is 24 bytes, not 48. A fan-out writes each
     /// subscriber's queue and reads it back, so its size is memory traffic per delivery.
     pub(crate) extra: Option<Arc<DeliveryExtra>>,
+    /// Its sequence number in a session kept in the store (see `session::kept`); 0 in any
+    /// other. Costs nothing: it fills what was padding.
+    pub(crate) seq: u32,
 }
 
 /// The rarer parts of a delivery.

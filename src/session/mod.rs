@@ -3,12 +3,14 @@
 //! awaits, locks or touches a socket; the broker keeps it behind a mutex and the connection task
 //! drives it.
 
+mod kept;
 mod message;
 mod queue;
 mod retained;
 mod run;
 mod window;
 
+pub(crate) use kept::{Journal, Sink, packet_id_of};
 pub use message::{Deadline, Message};
 pub(crate) use message::{Delivery, DeliveryExtra, SubscriptionIds};
 pub(crate) use retained::{RetainedCursor, RetainedSource};
@@ -90,8 +92,20 @@ impl Outgoing {
 enum InFlight {
     /// Sent, awaiting PUBACK (QoS 1) or PUBREC (QoS 2).
     Sent(Delivery),
-    /// QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP.
-    Released,
+    /// QoS 2: PUBREC received, PUBREL sent, awaiting PUBCOMP. The delivery's sequence number
+    /// if the session is kept, else 0.
+    Released(u32),
+}
+
+/// A kept delivery read back from the store, in the order of its session's queue.
+#[derive(Debug)]
+pub(crate) struct Restored {
+    /// The delivery, its sequence number in it.
+    pub(crate) delivery: Delivery,
+    /// The identifier it went with, if it was in flight under one of its own; 0 otherwise.
+    pub(crate) packet_id: u16,
+    /// The client PUBREC'd it: only the PUBREL and PUBCOMP are left.
+    pub(crate) released: bool,
 }
 
 /// The state of one session.
@@ -110,6 +124,12 @@ pub(crate) struct Session {
     window: u16,
     next_id: u16,
     dropping: bool,
+    /// Deliveries restored from the store, at the front of the queue, that go with DUP set:
+    /// they may have been in flight when the broker stopped. At the resume, as many as the
+    /// window holds (those that could have been in flight).
+    redeliver: u16,
+    /// Set while the session is kept in the store (see [`kept`]).
+    kept: Option<Box<kept::Kept>>,
 }
 
 impl Session {
@@ -122,12 +142,104 @@ impl Session {
             window: window.max(1),
             next_id: 1,
             dropping: false,
+            redeliver: 0,
+            kept: None,
+        }
+    }
+
+    /// Keeps the session in the store from now on: its QoS 1/2 deliveries, queued and in
+    /// flight, and each change to them go to `sink`. A no-op for a session kept already.
+    pub(crate) fn keep(&mut self, sink: Sink) {
+        if self.kept.is_some() {
+            return;
+        }
+        let mut kept = Box::new(kept::Kept { next_seq: 1, sink });
+        if let Some(inflight) = self.inflight.outbound_if_any() {
+            for (packet_id, state) in inflight.iter_mut() {
+                // A released one's message is the client's already: nothing to keep of it.
+                if let InFlight::Sent(d) = state {
+                    d.seq = kept.take_seq();
+                    kept.record(Journal::Queued {
+                        seq: d.seq,
+                        delivery: d.clone(),
+                        packet_id: *packet_id,
+                    });
+                }
+            }
+        }
+        // Messages of a shared run get their number as they go out (see `next_outgoing`).
+        self.queue.for_each_one(|d| {
+            if d.qos != QoS::AtMostOnce {
+                d.seq = kept.take_seq();
+                kept.record(Journal::Queued {
+                    seq: d.seq,
+                    delivery: d.clone(),
+                    packet_id: 0,
+                });
+            }
+        });
+        self.kept = Some(kept);
+    }
+
+    /// Stops keeping the session in the store (its rows were deleted with its record).
+    pub(crate) fn unkeep(&mut self) {
+        if self.kept.take().is_some() {
+            self.queue.for_each_one(|d| d.seq = 0);
+            if let Some(inflight) = self.inflight.outbound_if_any() {
+                for (_, state) in inflight.iter_mut() {
+                    match state {
+                        InFlight::Sent(d) => d.seq = 0,
+                        InFlight::Released(seq) => *seq = 0,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Puts back what the store kept of this (new, empty) session: its deliveries in order, the
+    /// inbound QoS 2 identifiers awaiting PUBREL; then keeps it, with `sink`. A delivery that
+    /// was in flight under an identifier of its own (or released) is in flight again, to be
+    /// resent; the others are queued, and go with the identifier their number gives them.
+    pub(crate) fn restore(&mut self, deliveries: Vec<Restored>, inbound: Vec<u16>, sink: Sink) {
+        let mut next_seq = 1;
+        for r in deliveries {
+            let seq = r.delivery.seq;
+            next_seq = seq.checked_add(1).unwrap_or(1);
+            if r.released {
+                let id = if r.packet_id != 0 {
+                    r.packet_id
+                } else {
+                    packet_id_of(seq)
+                };
+                self.inflight
+                    .outbound_mut()
+                    .push_back((id, InFlight::Released(seq)));
+            } else if r.packet_id != 0 {
+                self.inflight
+                    .outbound_mut()
+                    .push_back((r.packet_id, InFlight::Sent(r.delivery)));
+            } else {
+                self.queue.push(r.delivery);
+                self.redeliver = self.redeliver.saturating_add(1);
+            }
+        }
+        if !inbound.is_empty() {
+            self.inflight.inbound_qos2_mut().extend(inbound);
+        }
+        self.kept = Some(Box::new(kept::Kept { next_seq, sink }));
+    }
+
+    /// Tells the store that the kept delivery `seq` is over (nothing if it is not kept).
+    fn done(&self, seq: u32) {
+        if let (Some(kept), true) = (&self.kept, seq != 0) {
+            kept.record(Journal::Done { seq });
         }
     }
 
     /// Sets the outbound window for the connection now attached.
     pub(crate) fn set_window(&mut self, window: u16) {
         self.window = window.max(1);
+        self.redeliver = self.redeliver.min(self.window);
     }
 
     /// Messages queued and not yet sent.
@@ -172,7 +284,9 @@ impl Session {
         let fits = self.queue.len() + run.len() <= self.limits.max_messages
             && (self.limits.max_bytes == 0
                 || self.queue.bytes() + run.payload_bytes() <= self.limits.max_bytes);
-        if !online || !fits {
+        // A kept session numbers each QoS 1/2 message as it is queued, so takes them one by one.
+        let numbered = self.kept.is_some() && grant.qos != QoS::AtMostOnce;
+        if !online || !fits || numbered {
             return false;
         }
         self.queue.push_run(run, grant.clone());
@@ -199,7 +313,19 @@ impl Session {
             self.dropping = true;
             return Enqueued::Dropped { first };
         }
-        self.queue.push(delivery());
+        let mut delivery = delivery();
+        delivery.seq = 0;
+        if let Some(kept) = &mut self.kept
+            && delivery.qos != QoS::AtMostOnce
+        {
+            delivery.seq = kept.take_seq();
+            kept.record(Journal::Queued {
+                seq: delivery.seq,
+                delivery: delivery.clone(),
+                packet_id: 0,
+            });
+        }
+        self.queue.push(delivery);
         Enqueued::Queued
     }
 
@@ -209,13 +335,31 @@ impl Session {
     /// has passed by `now` are discarded on the way [MQTT-3.3.2-5].
     pub(crate) fn next_outgoing(&mut self, now: Instant) -> Option<Outgoing> {
         while self.queue.front()?.0.expired(now) {
-            self.queue.pop_front();
+            if let Some(d) = self.queue.pop_front() {
+                self.done(d.seq);
+            }
         }
         let (_, qos) = self.queue.front()?;
         if qos != QoS::AtMostOnce && self.inflight.len() >= usize::from(self.window) {
             return None;
         }
-        let delivery = self.queue.pop_front()?;
+        // A kept delivery goes with the identifier its number gives it; in the rare case that
+        // one is still in flight (65,535 numbers back), it waits for it.
+        let kept_id = match &self.kept {
+            Some(kept) if qos != QoS::AtMostOnce => {
+                let seq = match self.queue.front_seq() {
+                    0 => kept.peek_seq(),
+                    seq => seq,
+                };
+                let id = packet_id_of(seq);
+                if self.inflight.iter().any(|(i, _)| *i == id) {
+                    return None;
+                }
+                Some(id)
+            }
+            _ => None,
+        };
+        let mut delivery = self.queue.pop_front()?;
         if self.queue.len() < self.limits.max_messages / 2 {
             self.dropping = false;
         }
@@ -226,14 +370,30 @@ impl Session {
                 dup: false,
             });
         }
-        let packet_id = self.allocate_id();
+        let packet_id = match (kept_id, &mut self.kept) {
+            (Some(id), Some(kept)) => {
+                // A message of a run or a retained one: numbered as it goes out.
+                if delivery.seq == 0 {
+                    delivery.seq = kept.take_seq();
+                    kept.record(Journal::Queued {
+                        seq: delivery.seq,
+                        delivery: delivery.clone(),
+                        packet_id: 0,
+                    });
+                }
+                id
+            }
+            _ => self.allocate_id(),
+        };
         self.inflight
             .outbound_mut()
             .push_back((packet_id, InFlight::Sent(delivery.clone())));
+        let dup = self.redeliver > 0;
+        self.redeliver = self.redeliver.saturating_sub(1);
         Some(Outgoing::Publish {
             packet_id,
             delivery,
-            dup: false,
+            dup,
         })
     }
 
@@ -266,6 +426,9 @@ impl Session {
             });
         }
         taken.append(&mut self.queue.take_shared());
+        for d in &taken {
+            self.done(d.seq);
+        }
         taken
     }
 
@@ -289,7 +452,9 @@ impl Session {
         match self.position(id) {
             Some(i) if matches!(&self.inflight[i].1, InFlight::Sent(d) if d.qos == QoS::AtLeastOnce) =>
             {
-                self.inflight.outbound_mut().remove(i);
+                if let Some((_, InFlight::Sent(d))) = self.inflight.outbound_mut().remove(i) {
+                    self.done(d.seq);
+                }
                 Acked::Done
             }
             // A QoS 2 message answered with PUBACK.
@@ -305,14 +470,19 @@ impl Session {
         match self.position(id) {
             Some(i) => match &self.inflight[i].1 {
                 InFlight::Sent(d) if d.qos == QoS::ExactlyOnce => {
+                    let seq = d.seq;
                     if failed {
                         self.inflight.outbound_mut().remove(i);
+                        self.done(seq);
                     } else {
-                        self.inflight.outbound_mut()[i].1 = InFlight::Released;
+                        self.inflight.outbound_mut()[i].1 = InFlight::Released(seq);
+                        if let (Some(kept), true) = (&self.kept, seq != 0) {
+                            kept.record(Journal::Released { seq, packet_id: id });
+                        }
                     }
                     Acked::Done
                 }
-                InFlight::Released => Acked::Done,
+                InFlight::Released(_) => Acked::Done,
                 // A QoS 1 message answered with PUBREC.
                 InFlight::Sent(_) => Acked::WrongKind,
             },
@@ -323,8 +493,10 @@ impl Session {
     /// PUBCOMP: the QoS 2 exchange of a released message is complete.
     pub(crate) fn pubcomp(&mut self, id: u16) -> Acked {
         match self.position(id) {
-            Some(i) if matches!(self.inflight[i].1, InFlight::Released) => {
-                self.inflight.outbound_mut().remove(i);
+            Some(i) if matches!(self.inflight[i].1, InFlight::Released(_)) => {
+                if let Some((_, InFlight::Released(seq))) = self.inflight.outbound_mut().remove(i) {
+                    self.done(seq);
+                }
                 Acked::Done
             }
             // A QoS 1 message, or a QoS 2 message not yet PUBREC'd (so never PUBREL'd).
@@ -337,7 +509,12 @@ impl Session {
     /// over the client's Maximum Packet Size [MQTT-3.1.2-25]).
     pub(crate) fn abandon(&mut self, id: u16) {
         if let Some(i) = self.position(id) {
-            self.inflight.outbound_mut().remove(i);
+            let seq = match self.inflight.outbound_mut().remove(i) {
+                Some((_, InFlight::Sent(d))) => d.seq,
+                Some((_, InFlight::Released(seq))) => seq,
+                None => 0,
+            };
+            self.done(seq);
         }
     }
 
@@ -352,7 +529,7 @@ impl Session {
                     delivery: d.clone(),
                     dup: true,
                 },
-                InFlight::Released => Outgoing::PubRel { packet_id: *id },
+                InFlight::Released(_) => Outgoing::PubRel { packet_id: *id },
             })
             .collect()
     }
@@ -369,6 +546,12 @@ impl Session {
             return None;
         }
         self.inflight.inbound_qos2_mut().push(id);
+        if let Some(kept) = &self.kept {
+            kept.record(Journal::Inbound {
+                packet_id: id,
+                pending: true,
+            });
+        }
         Some(true)
     }
 
@@ -385,7 +568,14 @@ impl Session {
         };
         let before = ids.len();
         ids.retain(|&i| i != id);
-        ids.len() != before
+        let released = ids.len() != before;
+        if let (Some(kept), true) = (&self.kept, released) {
+            kept.record(Journal::Inbound {
+                packet_id: id,
+                pending: false,
+            });
+        }
+        released
     }
 
     /// Gives back the memory of queues that grew under a burst and have drained: an overload

@@ -121,6 +121,24 @@ impl MessageQueue {
         }
     }
 
+    /// The sequence number of the delivery at the front if it is a single one (a kept
+    /// session's, see `kept`); 0 otherwise.
+    pub(super) fn front_seq(&self) -> u32 {
+        match self.entries.front() {
+            Some(Entry::One(d)) => d.seq,
+            _ => 0,
+        }
+    }
+
+    /// Calls `f` on each single delivery queued, in order.
+    pub(super) fn for_each_one(&mut self, mut f: impl FnMut(&mut Delivery)) {
+        for e in &mut self.entries {
+            if let Entry::One(d) = e {
+                f(d);
+            }
+        }
+    }
+
     /// Takes the next message out as a delivery.
     pub(super) fn pop_front(&mut self) -> Option<Delivery> {
         let delivery = match self.entries.front_mut()? {

@@ -146,6 +146,7 @@ impl RunGrant {
             qos: m.qos.min(self.qos),
             retain: self.retain(m),
             extra: self.extra.clone(),
+            seq: 0,
         }
     }
 }

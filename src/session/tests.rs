@@ -25,6 +25,7 @@ fn d(qos: QoS, n: u8) -> Delivery {
         qos,
         retain: false,
         extra: None,
+        seq: 0,
     }
 }
 
@@ -183,6 +184,7 @@ fn inbound_qos2_is_routed_once() {
 fn take_shared_takes_unfinished_shared_deliveries_and_frees_their_ids() {
     let shared = |qos, n| Delivery {
         extra: DeliveryExtra::new(Default::default(), Some(Arc::from("$share/g/t"))),
+        seq: 0,
         ..d(qos, n)
     };
     let mut s = Session::new(limits(100), 4);
@@ -463,4 +465,62 @@ fn a_compacted_message_is_equal_and_holds_nothing_of_the_buffer_it_came_from() {
     assert!(!inside(c.payload.as_ptr()), "payload");
     let (k, v) = &c.properties.user_properties[0];
     assert!(!inside(k.as_ptr()) && !inside(v.as_ptr()), "user property");
+}
+
+/// A kept session journals each step of its QoS 1/2 deliveries, with identifiers its numbers
+/// give; QoS 0 is not kept; what was queued before it was kept is numbered when it is.
+#[test]
+fn a_kept_session_journals_every_step_of_its_deliveries() {
+    let log = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink: Sink = {
+        let log = log.clone();
+        Arc::new(move |j| log.lock().unwrap().push(j))
+    };
+    let take = |log: &std::sync::Mutex<Vec<Journal>>| {
+        std::mem::take(&mut *log.lock().unwrap())
+            .into_iter()
+            .map(|j| match j {
+                Journal::Queued { seq, packet_id, .. } => format!("q{seq}/{packet_id}"),
+                Journal::Released { seq, packet_id } => format!("r{seq}/{packet_id}"),
+                Journal::Done { seq } => format!("d{seq}"),
+                Journal::Inbound { packet_id, pending } => format!("i{packet_id}/{pending}"),
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut s = Session::new(limits(100), 10);
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 0), true), Enqueued::Queued);
+    s.keep(sink);
+    assert_eq!(take(&log), ["q1/0"], "numbered when kept");
+    assert_eq!(s.enqueue(d(QoS::AtMostOnce, 1), true), Enqueued::Queued);
+    assert_eq!(s.enqueue(d(QoS::ExactlyOnce, 2), true), Enqueued::Queued);
+    assert_eq!(take(&log), ["q2/0"], "QoS 0 is not kept");
+    assert_eq!(
+        ids(&mut s),
+        [(packet_id_of(1), 0), (0, 1), (packet_id_of(2), 2)]
+    );
+    assert!(take(&log).is_empty(), "sending writes nothing");
+    assert_eq!(s.puback(packet_id_of(1)), Acked::Done);
+    assert_eq!(s.pubrec(packet_id_of(2), false), Acked::Done);
+    assert_eq!(s.pubcomp(packet_id_of(2)), Acked::Done);
+    assert_eq!(s.receive_qos2(7, 10), Some(true));
+    assert_eq!(s.receive_qos2(7, 10), Some(false));
+    assert!(s.release(7));
+    assert_eq!(
+        take(&log),
+        [
+            "d1",
+            &format!("r2/{}", packet_id_of(2)),
+            "d2",
+            "i7/true",
+            "i7/false"
+        ]
+    );
+    s.unkeep();
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 3), true), Enqueued::Queued);
+    assert!(take(&log).is_empty(), "no longer kept");
+}
+
+#[test]
+fn a_delivery_is_still_24_bytes() {
+    assert_eq!(std::mem::size_of::<Delivery>(), 24);
 }

@@ -88,7 +88,7 @@ mod tests {
             "removing must not allocate"
         );
         assert!(q.0.is_none(), "reading must not allocate");
-        q.outbound_mut().push_back((7, InFlight::Released));
+        q.outbound_mut().push_back((7, InFlight::Released(0)));
         assert_eq!(q.front().map(|e| e.0), Some(7));
         q.release_if_empty();
         assert_eq!(q.len(), 1, "a queue with an entry keeps it");

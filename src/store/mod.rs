@@ -4,21 +4,24 @@
 //! batch rather than one per change. The store is redb today ([`RedbStore`]); the trait is the
 //! seam another engine (JetStream, for the cluster) plugs into.
 //!
-//! Kept so far: retained messages. Sessions, their queues and in-flight messages come next
-//! (issue 17).
+//! Kept: retained messages; persistent sessions with their subscriptions, their QoS 1/2
+//! deliveries queued and in flight, and their inbound QoS 2 identifiers awaiting PUBREL; each
+//! message such a delivery carries, once however many sessions it goes to.
 
+mod entry;
 mod record;
 mod redb_store;
 mod restore;
 mod transfer;
 mod writer;
 
+pub(crate) use entry::{Row, entry_key, inbound_key, order_by_seq, split_key};
 pub(crate) use record::{
     SessionRecord, decode_retained, decode_subscription, encode_retained, encode_subscription,
     now_unix_ms, split_subscription_key, subscription_key,
 };
 pub(crate) use redb_store::RedbStore;
-pub(crate) use restore::start;
+pub(crate) use restore::{StoredSession, start};
 pub use transfer::{export, import};
 pub(crate) use writer::Writer;
 
@@ -54,6 +57,35 @@ pub(crate) enum Change {
         /// The row ([`encode_subscription`]); `None` deletes it.
         record: Option<Vec<u8>>,
     },
+    /// A message some delivery rows point at (a record as a retained one's). It stays while
+    /// rows point at it and goes with the last (counted by the store).
+    Message {
+        /// Its id.
+        id: u64,
+        /// Its record.
+        record: Vec<u8>,
+    },
+    /// One QoS 1/2 delivery of a persistent session, written or deleted.
+    Entry {
+        /// The row's key ([`entry_key`]).
+        key: Box<str>,
+        /// The row ([`Row::encode`]); `None` deletes it.
+        row: Option<Vec<u8>>,
+    },
+    /// A delivery's QoS 2 exchange reached PUBREC (see [`Row::released`]).
+    Released {
+        /// The row's key.
+        key: Box<str>,
+        /// The packet identifier it went with.
+        packet_id: u16,
+    },
+    /// An inbound QoS 2 identifier awaiting PUBREL (`pending`) or released.
+    Inbound {
+        /// Its key ([`inbound_key`]).
+        key: Box<str>,
+        /// Whether it awaits PUBREL.
+        pending: bool,
+    },
 }
 
 /// Everything a store holds, as records, for start-up.
@@ -65,12 +97,19 @@ pub(crate) struct Snapshot {
     pub(crate) sessions: Vec<(String, Vec<u8>)>,
     /// Key and row of each subscription of a persistent session, a session's together.
     pub(crate) subscriptions: Vec<(String, Vec<u8>)>,
+    /// Id and record of each message a delivery row points at.
+    pub(crate) messages: Vec<(u64, Vec<u8>)>,
+    /// Key and row of each delivery of a persistent session.
+    pub(crate) entries: Vec<(String, Vec<u8>)>,
+    /// Key of each inbound QoS 2 identifier awaiting PUBREL.
+    pub(crate) inbound: Vec<String>,
 }
 
 /// A durable state engine.
 pub(crate) trait Store: Send + Sync + 'static {
-    /// Applies `changes` in one commit, on disk when this returns if `durable`.
-    fn commit(&self, changes: &[Change], durable: bool) -> Result<(), StoreError>;
+    /// Applies `changes` in one commit, on disk when this returns if `durable`. Returns the
+    /// ids of the messages it deleted, the last rows pointing at them gone.
+    fn commit(&self, changes: &[Change], durable: bool) -> Result<Vec<u64>, StoreError>;
     /// Everything stored.
     fn load(&self) -> Result<Snapshot, StoreError>;
 }
@@ -126,14 +165,16 @@ pub fn check(dir: &std::path::Path) -> Result<String, StoreError> {
     let (live, expired) = (decoded.retained.len(), decoded.expired.len());
     let now_ms = now_unix_ms();
     let sessions = (decoded.sessions.iter())
-        .filter(|(_, s, _)| s.remaining_secs(now_ms).is_some())
+        .filter(|s| s.record.remaining_secs(now_ms).is_some())
         .count();
     let ended = decoded.sessions.len() - sessions;
+    let deliveries: usize = decoded.sessions.iter().map(|s| s.deliveries.len()).sum();
     Ok(format!(
         "{}: format version {FORMAT_VERSION}, {live} retained messages ({expired} expired), \
-         {sessions} persistent sessions ({ended} expired) with {} subscriptions; expired ones \
+         {sessions} persistent sessions ({ended} expired) with {subscriptions} subscriptions \
+         and {deliveries} queued or in-flight deliveries of {} stored messages; expired ones \
          are dropped at the next start; every record decodes",
         path.display(),
-        subscriptions
+        decoded.messages.len(),
     ))
 }

@@ -34,7 +34,7 @@ pub(crate) fn encode_retained(m: &Message, now: Instant) -> Option<Vec<u8>> {
     let p = Publish {
         dup: false,
         qos: QoS::AtMostOnce,
-        retain: true,
+        retain: m.retain,
         topic: m.topic.clone(),
         packet_id: 0,
         properties: m.properties.clone(),
@@ -91,7 +91,7 @@ pub(crate) fn decode_retained(record: &[u8], now: Instant) -> Result<Option<Mess
             topic: p.topic,
             payload: p.payload,
             qos,
-            retain: true,
+            retain: p.retain,
             properties: p.properties,
             publisher: Arc::from(publisher),
             expires_at,

@@ -2,8 +2,9 @@
 //! commit slot, so a crash (or power loss) leaves the last durable commit, never a torn one;
 //! an opened file that redb finds damaged is refused with a message, never started empty.
 
-use super::{Change, FORMAT_VERSION, Snapshot, Store, StoreError};
+use super::{Change, FORMAT_VERSION, Row, Snapshot, Store, StoreError};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// `format` -> the store's layout version.
@@ -14,6 +15,14 @@ const RETAINED: TableDefinition<&str, &[u8]> = TableDefinition::new("retained");
 const SESSIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("sessions");
 /// Client id, NUL, filter -> subscription row.
 const SUBSCRIPTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("subscriptions");
+/// Message id -> message record (as a retained one's).
+const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
+/// Message id -> how many delivery rows point at it.
+const REFS: TableDefinition<u64, u64> = TableDefinition::new("message_refs");
+/// Client id, NUL, sequence number -> delivery row (see `entry.rs`).
+const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
+/// Client id, NUL, packet id -> nothing: an inbound QoS 2 id awaiting PUBREL.
+const INBOUND: TableDefinition<&str, ()> = TableDefinition::new("inbound_qos2");
 
 /// A redb file holding Roost's durable state.
 pub(crate) struct RedbStore {
@@ -94,23 +103,36 @@ impl RedbStore {
             txn.open_table(RETAINED).map_err(|e| io(e.into()))?;
             txn.open_table(SESSIONS).map_err(|e| io(e.into()))?;
             txn.open_table(SUBSCRIPTIONS).map_err(|e| io(e.into()))?;
+            // Added after version 1's first release: a store without them opens and gets them.
+            txn.open_table(MESSAGES).map_err(|e| io(e.into()))?;
+            txn.open_table(REFS).map_err(|e| io(e.into()))?;
+            txn.open_table(ENTRIES).map_err(|e| io(e.into()))?;
+            txn.open_table(INBOUND).map_err(|e| io(e.into()))?;
         }
         txn.commit().map_err(|e| io(e.into()))
     }
 }
 
 impl Store for RedbStore {
-    fn commit(&self, changes: &[Change], durable: bool) -> Result<(), StoreError> {
+    fn commit(&self, changes: &[Change], durable: bool) -> Result<Vec<u64>, StoreError> {
         let io = |e: redb::Error| StoreError::Io(e.to_string());
         let mut txn = self.db.begin_write().map_err(|e| io(e.into()))?;
         if !durable {
             txn.set_durability(Durability::None)
                 .map_err(|e| StoreError::Io(e.to_string()))?;
         }
+        let mut freed = Vec::new();
         {
             let mut retained = txn.open_table(RETAINED).map_err(|e| io(e.into()))?;
             let mut sessions = txn.open_table(SESSIONS).map_err(|e| io(e.into()))?;
             let mut subscriptions = txn.open_table(SUBSCRIPTIONS).map_err(|e| io(e.into()))?;
+            let mut messages = txn.open_table(MESSAGES).map_err(|e| io(e.into()))?;
+            let mut refs = txn.open_table(REFS).map_err(|e| io(e.into()))?;
+            let mut entries = txn.open_table(ENTRIES).map_err(|e| io(e.into()))?;
+            let mut inbound = txn.open_table(INBOUND).map_err(|e| io(e.into()))?;
+            // How many rows each message gains or loses in this commit, applied at its end: a
+            // row deleted and another added for the same message within one batch leave it be.
+            let mut deltas: HashMap<u64, i64> = HashMap::new();
             for change in changes {
                 let (table, key, record) = match change {
                     Change::Retained { topic, record } => (&mut retained, topic, record),
@@ -118,15 +140,71 @@ impl Store for RedbStore {
                         client_id,
                         record: None,
                     } => {
-                        // Its subscriptions go with it: every key from "id\0" up to "id\x01".
+                        // Its rows go with it: every key from "id\0" up to "id\x01".
                         let (from, to) = (format!("{client_id}\0"), format!("{client_id}\u{1}"));
+                        let range = from.as_str()..to.as_str();
                         subscriptions
-                            .retain_in::<&str, _>(from.as_str()..to.as_str(), |_, _| false)
+                            .retain_in::<&str, _>(range.clone(), |_, _| false)
+                            .map_err(|e| io(e.into()))?;
+                        entries
+                            .retain_in::<&str, _>(range.clone(), |_, row| {
+                                *deltas.entry(Row::message_of(row)).or_default() -= 1;
+                                false
+                            })
+                            .map_err(|e| io(e.into()))?;
+                        inbound
+                            .retain_in::<&str, _>(range, |_, ()| false)
                             .map_err(|e| io(e.into()))?;
                         (&mut sessions, client_id, &None)
                     }
                     Change::Session { client_id, record } => (&mut sessions, client_id, record),
                     Change::Subscription { key, record } => (&mut subscriptions, key, record),
+                    Change::Message { id, record } => {
+                        messages
+                            .insert(*id, record.as_slice())
+                            .map_err(|e| io(e.into()))?;
+                        deltas.entry(*id).or_default();
+                        continue;
+                    }
+                    Change::Entry { key, row } => {
+                        let old = match row {
+                            Some(row) => {
+                                *deltas.entry(Row::message_of(row)).or_default() += 1;
+                                entries.insert(&**key, row.as_slice())
+                            }
+                            None => entries.remove(&**key),
+                        }
+                        .map_err(|e| io(e.into()))?;
+                        if let Some(old) = old {
+                            *deltas.entry(Row::message_of(old.value())).or_default() -= 1;
+                        }
+                        continue;
+                    }
+                    Change::Released { key, packet_id } => {
+                        let row = entries.get(&**key).map_err(|e| io(e.into()))?;
+                        // A row deleted already (acknowledged, session gone) stays deleted.
+                        let Some(row) = row.map(|r| Row::released(r.value(), *packet_id)) else {
+                            continue;
+                        };
+                        let row = row.map_err(|why| StoreError::Record {
+                            what: "delivery",
+                            key: key.to_string(),
+                            why,
+                        })?;
+                        entries
+                            .insert(&**key, row.as_slice())
+                            .map_err(|e| io(e.into()))?;
+                        continue;
+                    }
+                    Change::Inbound { key, pending } => {
+                        if *pending {
+                            inbound.insert(&**key, ()).map(drop)
+                        } else {
+                            inbound.remove(&**key).map(drop)
+                        }
+                        .map_err(|e| io(e.into()))?;
+                        continue;
+                    }
                 };
                 match record {
                     Some(r) => table.insert(&**key, r.as_slice()).map(drop),
@@ -134,8 +212,20 @@ impl Store for RedbStore {
                 }
                 .map_err(|e| io(e.into()))?;
             }
+            for (id, delta) in deltas {
+                let had = refs.get(id).map_err(|e| io(e.into()))?.map(|v| v.value());
+                let now = had.unwrap_or(0) as i64 + delta;
+                if now > 0 {
+                    refs.insert(id, now as u64).map_err(|e| io(e.into()))?;
+                } else {
+                    refs.remove(id).map_err(|e| io(e.into()))?;
+                    messages.remove(id).map_err(|e| io(e.into()))?;
+                    freed.push(id);
+                }
+            }
         }
-        txn.commit().map_err(|e| io(e.into()))
+        txn.commit().map_err(|e| io(e.into()))?;
+        Ok(freed)
     }
 
     fn load(&self) -> Result<Snapshot, StoreError> {
@@ -152,6 +242,25 @@ impl Store for RedbStore {
                 let (key, record) = entry.map_err(|e| io(e.into()))?;
                 into.push((key.value().to_owned(), record.value().to_vec()));
             }
+        }
+        let table = txn.open_table(ENTRIES).map_err(|e| io(e.into()))?;
+        for entry in table.iter().map_err(|e| io(e.into()))? {
+            let (key, row) = entry.map_err(|e| io(e.into()))?;
+            snapshot
+                .entries
+                .push((key.value().to_owned(), row.value().to_vec()));
+        }
+        let table = txn.open_table(MESSAGES).map_err(|e| io(e.into()))?;
+        for entry in table.iter().map_err(|e| io(e.into()))? {
+            let (id, record) = entry.map_err(|e| io(e.into()))?;
+            snapshot
+                .messages
+                .push((id.value(), record.value().to_vec()));
+        }
+        let table = txn.open_table(INBOUND).map_err(|e| io(e.into()))?;
+        for entry in table.iter().map_err(|e| io(e.into()))? {
+            let (key, _) = entry.map_err(|e| io(e.into()))?;
+            snapshot.inbound.push(key.value().to_owned());
         }
         Ok(snapshot)
     }

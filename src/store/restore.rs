@@ -3,35 +3,51 @@
 //! stops start-up with what is wrong and what to do: never a silent empty start.
 
 use super::{
-    Change, RedbStore, SessionRecord, Store, StoreError, Writer, decode_retained,
-    decode_subscription, split_subscription_key,
+    Change, RedbStore, Row, SessionRecord, Store, StoreError, Writer, decode_retained,
+    decode_subscription, order_by_seq, split_key, split_subscription_key,
 };
 use crate::auth::Realm;
 use crate::broker::Broker;
 use crate::config::SyncMode;
 use crate::protocol::SubscriptionOptions;
+use crate::session::{Delivery, Message, Restored};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// A persistent session as read back: its record and its subscriptions (filter, options,
-/// identifier).
-pub(super) type StoredSession = (
-    String,
-    SessionRecord,
-    Vec<(String, SubscriptionOptions, Option<u32>)>,
-);
+/// A persistent session as read back.
+pub(crate) struct StoredSession {
+    /// Its client id.
+    pub(crate) client_id: String,
+    /// Its record.
+    pub(crate) record: SessionRecord,
+    /// Its subscriptions: filter, options, identifier.
+    pub(crate) subscriptions: Vec<(String, SubscriptionOptions, Option<u32>)>,
+    /// Its QoS 1/2 deliveries, in order.
+    pub(crate) deliveries: Vec<Restored>,
+    /// Its inbound QoS 2 identifiers awaiting PUBREL.
+    pub(crate) inbound: Vec<u16>,
+}
+
+/// A delivery row with its number in its session, and its key.
+type NumberedRow = (u32, (String, Row));
 
 /// What a store's records say, every one decoded.
 pub(super) struct Decoded {
     /// Retained messages still live.
-    pub(super) retained: Vec<crate::session::Message>,
+    pub(super) retained: Vec<Message>,
     /// Topics whose retained message expired while the broker was down.
     pub(super) expired: Vec<String>,
-    /// Each persistent session with its subscriptions.
+    /// Each persistent session with its subscriptions and deliveries.
     pub(super) sessions: Vec<StoredSession>,
     /// Keys of subscription rows that belong to no session (none should).
     pub(super) orphans: Vec<String>,
+    /// The messages deliveries point at, by id, each once in memory.
+    pub(super) messages: Vec<(u64, Arc<Message>)>,
+    /// Delivery rows to delete: of no session, or whose message expired (or is missing).
+    pub(super) dead_entries: Vec<String>,
+    /// Inbound identifiers of no session, to delete.
+    pub(super) dead_inbound: Vec<String>,
 }
 
 /// Decodes every record of `snapshot`: the first one that does not decode is the error, named.
@@ -61,23 +77,95 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
             None => orphans.push(key),
         }
     }
+    // Live messages; an expired one's id maps to `None`.
+    let mut messages: HashMap<u64, Option<Arc<Message>>> = HashMap::new();
+    for (id, record) in snapshot.messages {
+        let m =
+            decode_retained(&record, now).map_err(|why| bad("message", &id.to_string(), why))?;
+        messages.insert(id, m.map(Arc::new));
+    }
+    let mut dead_entries = Vec::new();
+    // Client id -> (number, (key, row)) of each of its deliveries.
+    let mut entries: HashMap<String, Vec<NumberedRow>> = HashMap::new();
+    for (key, bytes) in snapshot.entries {
+        let row = Row::decode(&bytes).map_err(|why| bad("delivery", &key, why))?;
+        match split_key(&key) {
+            Some((client_id, seq)) if seq != 0 => {
+                let client_id = client_id.to_owned();
+                entries
+                    .entry(client_id)
+                    .or_default()
+                    .push((seq, (key, row)));
+            }
+            _ => dead_entries.push(key),
+        }
+    }
+    let mut inbound: HashMap<String, Vec<u16>> = HashMap::new();
+    let mut dead_inbound = Vec::new();
+    for key in snapshot.inbound {
+        match split_key(&key).and_then(|(c, id)| Some((c, u16::try_from(id).ok()?))) {
+            Some((client_id, id)) if id != 0 => {
+                inbound.entry(client_id.to_owned()).or_default().push(id);
+            }
+            _ => dead_inbound.push(key),
+        }
+    }
     let mut sessions = Vec::with_capacity(snapshot.sessions.len());
     for (client_id, record) in snapshot.sessions {
         let session =
             SessionRecord::decode(&record).map_err(|why| bad("session", &client_id, why))?;
         let subs = subscriptions.remove(&client_id).unwrap_or_default();
-        sessions.push((client_id, session, subs));
+        let mut rows = entries.remove(&client_id).unwrap_or_default();
+        order_by_seq(&mut rows);
+        let mut deliveries = Vec::with_capacity(rows.len());
+        for (seq, (key, row)) in rows {
+            let Some(Some(message)) = messages.get(&row.message) else {
+                dead_entries.push(key);
+                continue;
+            };
+            deliveries.push(Restored {
+                delivery: Delivery {
+                    message: message.clone(),
+                    qos: row.qos,
+                    retain: row.retain,
+                    extra: row.extra,
+                    seq,
+                },
+                packet_id: row.packet_id,
+                released: row.released,
+            });
+        }
+        let inbound = inbound.remove(&client_id).unwrap_or_default();
+        sessions.push(StoredSession {
+            client_id,
+            record: session,
+            subscriptions: subs,
+            deliveries,
+            inbound,
+        });
     }
     // Rows left are those of no session.
     orphans.extend(subscriptions.into_iter().flat_map(|(client_id, subs)| {
         subs.into_iter()
             .map(move |(filter, ..)| super::subscription_key(&client_id, &filter))
     }));
+    dead_entries.extend(entries.into_values().flatten().map(|(_, (key, _))| key));
+    dead_inbound.extend(
+        inbound
+            .into_iter()
+            .flat_map(|(c, ids)| ids.into_iter().map(move |id| super::inbound_key(&c, id))),
+    );
     Ok(Decoded {
         retained,
         expired,
         sessions,
         orphans,
+        messages: messages
+            .into_iter()
+            .filter_map(|(id, m)| Some((id, m?)))
+            .collect(),
+        dead_entries,
+        dead_inbound,
     })
 }
 
@@ -96,18 +184,35 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         expired,
         sessions,
         mut orphans,
+        messages,
+        dead_entries,
+        dead_inbound,
     } = decode(store.load()?, Instant::now())?;
+    let stored_messages = messages.len();
+    // Started first: restored sessions send their changes to it from the start. Nothing is
+    // written back for what is restored as it was.
+    let writer = Arc::new(Writer::start(
+        Arc::new(store),
+        p.sync,
+        Duration::from_millis(p.sync_interval_ms),
+        messages,
+    )?);
+    broker.persist_to(writer.clone());
     let restored = retained.len();
     broker.restore_retained(retained);
     let mut realms = vec![broker.realm().clone()];
     realms.extend(listener_realms.iter().cloned());
     let now_ms = super::now_unix_ms();
     let (mut resumable, mut ended, mut were_online) = (0, Vec::new(), Vec::new());
-    for (client_id, session, subs) in sessions {
-        let online = session.offline_since == 0;
-        match broker.restore_session(&client_id, session, subs, &realms, now_ms) {
+    let mut queued = 0;
+    for s in sessions {
+        let online = s.record.offline_since == 0;
+        let client_id = s.client_id.clone();
+        let deliveries = s.deliveries.len();
+        match broker.restore_session(s, &realms, now_ms) {
             Some(refused) => {
                 resumable += 1;
+                queued += deliveries;
                 orphans.extend(
                     refused
                         .iter()
@@ -120,11 +225,6 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
             None => ended.push(client_id),
         }
     }
-    let writer = Writer::start(
-        Arc::new(store),
-        p.sync,
-        Duration::from_millis(p.sync_interval_ms),
-    )?;
     for topic in &expired {
         writer.send(Change::Retained {
             topic: topic.as_str().into(),
@@ -143,7 +243,18 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
             record: None,
         });
     }
-    broker.persist_to(Arc::new(writer));
+    for key in dead_entries {
+        writer.send(Change::Entry {
+            key: key.into(),
+            row: None,
+        });
+    }
+    for key in dead_inbound {
+        writer.send(Change::Inbound {
+            key: key.into(),
+            pending: false,
+        });
+    }
     // Offline from now, in their records too: a session connected when the broker stopped
     // would otherwise get its whole expiry again at every restart.
     for client_id in &were_online {
@@ -155,6 +266,8 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         expired = expired.len(),
         sessions = resumable,
         sessions_expired = ended.len(),
+        deliveries = queued,
+        messages = stored_messages,
         sync = ?p.sync,
         "restored from the store in {:.1} ms",
         began.elapsed().as_secs_f64() * 1000.0

@@ -8,11 +8,14 @@
 //! {"kind":"retained","key":"a/b","record":"AQAA...","topic":"a/b","payload_bytes":7,"qos":1}
 //! {"kind":"session","key":"dev-1","record":"AQAA...","user":"alice","expiry":3600}
 //! {"kind":"subscription","key":"dev-1\u0000a/+","record":"AQAAAAA=","client_id":"dev-1","filter":"a/+","qos":1}
+//! {"kind":"message","key":"17","record":"AQAA...","topic":"a/b","payload_bytes":7}
+//! {"kind":"delivery","key":"dev-1\u000000000003","record":"AQAA...","message":17,"qos":1}
+//! {"kind":"inbound","key":"dev-1\u00000007","record":""}
 //! ```
 
 use super::{
-    Change, RedbStore, SessionRecord, Store, StoreError, decode_retained, decode_subscription,
-    split_subscription_key,
+    Change, RedbStore, Row, SessionRecord, Store, StoreError, decode_retained, decode_subscription,
+    split_key, split_subscription_key,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -73,12 +76,54 @@ pub fn export(dir: &Path, file: &Path) -> Result<String, StoreError> {
         }
         writeln!(out, "{line}").map_err(io)?;
     }
+    for (id, record) in &snapshot.messages {
+        let mut line =
+            json!({"kind": "message", "key": id.to_string(), "record": STANDARD.encode(record)});
+        match decode_retained(record, now) {
+            Ok(Some(m)) => {
+                line["topic"] = json!(&*m.topic);
+                line["payload_bytes"] = json!(m.payload.len());
+            }
+            Ok(None) => line["expired"] = json!(true),
+            Err(why) => {
+                bad += 1;
+                line["error"] = json!(why);
+            }
+        }
+        writeln!(out, "{line}").map_err(io)?;
+    }
+    for (key, row) in &snapshot.entries {
+        let mut line = json!({"kind": "delivery", "key": key, "record": STANDARD.encode(row)});
+        match Row::decode(row) {
+            Ok(r) => {
+                line["message"] = json!(r.message);
+                line["qos"] = json!(r.qos as u8);
+            }
+            Err(why) => {
+                bad += 1;
+                line["error"] = json!(why);
+            }
+        }
+        writeln!(out, "{line}").map_err(io)?;
+    }
+    for key in &snapshot.inbound {
+        writeln!(
+            out,
+            "{}",
+            json!({"kind": "inbound", "key": key, "record": ""})
+        )
+        .map_err(io)?;
+    }
     out.flush().map_err(io)?;
     Ok(format!(
-        "{} retained messages, {} sessions and {} subscriptions written to {}{}",
+        "{} retained messages, {} sessions, {} subscriptions, {} deliveries of {} messages and \
+         {} inbound QoS 2 ids written to {}{}",
         snapshot.retained.len(),
         snapshot.sessions.len(),
         snapshot.subscriptions.len(),
+        snapshot.entries.len(),
+        snapshot.messages.len(),
+        snapshot.inbound.len(),
         file.display(),
         if bad > 0 {
             format!("; {bad} records do not decode (their lines carry \"error\")")
@@ -137,11 +182,47 @@ pub fn import(dir: &Path, file: &Path) -> Result<String, StoreError> {
                     record: Some(record),
                 }
             }
+            "message" => {
+                decode_retained(&record, now).map_err(&bad)?;
+                let id = key
+                    .parse()
+                    .map_err(|_| bad("the key is not a message id".into()))?;
+                Change::Message { id, record }
+            }
+            "delivery" => {
+                Row::decode(&record).map_err(&bad)?;
+                if split_key(key).is_none() {
+                    return Err(bad("the key is not a client id, NUL, a number".into()));
+                }
+                Change::Entry {
+                    key: key.into(),
+                    row: Some(record),
+                }
+            }
+            "inbound" => {
+                if split_key(key).is_none() {
+                    return Err(bad("the key is not a client id, NUL, a number".into()));
+                }
+                Change::Inbound {
+                    key: key.into(),
+                    pending: true,
+                }
+            }
             other => return Err(bad(format!("unknown kind {other:?}"))),
         };
         changes.push(change);
     }
     let store = RedbStore::open(dir)?;
+    // Message ids are the store's own: ones from elsewhere would point rows at the wrong
+    // messages of a store that has some.
+    let brings_messages = changes.iter().any(|c| matches!(c, Change::Message { .. }));
+    if brings_messages && !store.load()?.messages.is_empty() {
+        return Err(StoreError::Io(format!(
+            "{}: queued messages can only be imported into a store that has none; import \
+             into a new --data-dir",
+            file.display()
+        )));
+    }
     store.commit(&changes, true)?;
     Ok(format!(
         "{} records imported into {}",
@@ -194,6 +275,28 @@ mod tests {
                             Some(3),
                         )),
                     },
+                    Change::Message {
+                        id: 5,
+                        record: super::super::encode_retained(&message, now).unwrap(),
+                    },
+                    Change::Entry {
+                        key: super::super::entry_key("dev", 1).into(),
+                        row: Some(
+                            Row {
+                                message: 5,
+                                qos: crate::protocol::QoS::AtLeastOnce,
+                                retain: false,
+                                released: false,
+                                packet_id: 0,
+                                extra: None,
+                            }
+                            .encode(),
+                        ),
+                    },
+                    Change::Inbound {
+                        key: super::super::inbound_key("dev", 7).into(),
+                        pending: true,
+                    },
                 ],
                 true,
             )
@@ -202,7 +305,10 @@ mod tests {
         let file = base.join("export.jsonl");
         let said = export(&from, &file).unwrap();
         assert!(
-            said.starts_with("1 retained messages, 1 sessions and 1 subscriptions"),
+            said.starts_with(
+                "1 retained messages, 1 sessions, 1 subscriptions, 1 deliveries of 1 messages \
+                 and 1 inbound QoS 2 ids"
+            ),
             "{said}"
         );
         let text = std::fs::read_to_string(&file).unwrap();
@@ -219,6 +325,12 @@ mod tests {
             (a.retained, a.sessions, a.subscriptions),
             (b.retained, b.sessions, b.subscriptions)
         );
+        assert_eq!(
+            (a.messages, a.entries, a.inbound),
+            (b.messages, b.entries, b.inbound)
+        );
+        let again = import(&to, &file).unwrap_err().to_string();
+        assert!(again.contains("a store that has none"), "{again}");
 
         // A damaged line stops the import before anything is written.
         std::fs::write(
@@ -227,7 +339,7 @@ mod tests {
         )
         .unwrap();
         let e = import(&base.join("third"), &file).unwrap_err().to_string();
-        assert!(e.contains("line 4"), "{e}");
+        assert!(e.contains("line 7"), "{e}");
         std::fs::remove_dir_all(&base).unwrap();
     }
 }

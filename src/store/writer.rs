@@ -3,10 +3,15 @@
 //! so that a burst costs one fsync. Nothing on the message path waits for it: sending a
 //! change is a channel push.
 
-use super::{Change, Store};
+use super::{Change, Row, Store};
 use crate::config::SyncMode;
+use crate::session::{Delivery, Message};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -14,9 +19,32 @@ use std::time::{Duration, Instant};
 /// all of it in memory until it ends.
 const MAX_BATCH: usize = 16 * 1024;
 
+thread_local! {
+    /// The number of the last change this thread sent (see [`Writer::last_sent_here`]).
+    static LAST_SENT: Cell<u64> = const { Cell::new(0) };
+}
+
+/// What the broker sends the writer.
+enum Op {
+    /// A change as it is.
+    Change(Change),
+    /// A delivery of a persistent session: its row, and its message if the store does not
+    /// hold it yet. The writer thread encodes both, off the message path.
+    Deliver {
+        key: Box<str>,
+        delivery: Delivery,
+        packet_id: u16,
+    },
+}
+
 /// The handle the broker sends changes through.
 pub(crate) struct Writer {
-    tx: Mutex<Option<mpsc::Sender<Change>>>,
+    /// The channel, and the number of the last change sent through it (changes are numbered
+    /// from 1, in the order they are sent).
+    tx: Mutex<(Option<mpsc::Sender<Op>>, u64)>,
+    /// The number of the last change on disk (`sync = "always"`), or committed (otherwise),
+    /// and the connections waiting for a change to get there.
+    done: Arc<Done>,
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -26,45 +54,229 @@ impl std::fmt::Debug for Writer {
     }
 }
 
+/// How far the writer has come, and who waits for it.
+#[derive(Default)]
+struct Done {
+    upto: AtomicU64,
+    /// Change number and waker of each connection waiting; `None` once the thread has ended
+    /// (nothing more will be done).
+    waiting: Mutex<Option<Vec<(u64, Waker)>>>,
+}
+
+impl Done {
+    /// Notes that change `n` is done and wakes whoever waited for it or an earlier one.
+    fn reach(&self, n: u64) {
+        self.upto.store(n, Ordering::Release);
+        let mut woken = Vec::new();
+        if let Some(waiting) = crate::broker::lock(&self.waiting).as_mut() {
+            waiting.retain(|(until, waker)| {
+                let ready = *until <= n;
+                if ready {
+                    woken.push(waker.clone());
+                }
+                !ready
+            });
+        }
+        woken.into_iter().for_each(Waker::wake);
+    }
+}
+
+/// Messages the store holds, by the address of their one copy in memory: a message that
+/// reaches many persistent sessions is written once and each row points at it.
+struct Known {
+    /// Message address -> its id, and a weak reference that keeps the address from being
+    /// reused while it is here.
+    by_address: HashMap<usize, (u64, Weak<Message>)>,
+    /// Message id -> address, to forget a message the store deleted.
+    by_id: HashMap<u64, usize>,
+    next_id: u64,
+    /// Size of `by_address` after its last sweep of messages gone from memory.
+    swept_at: usize,
+}
+
+impl Known {
+    /// The id of `message`, and whether the store needs its record (first seen).
+    fn id(&mut self, message: &Arc<Message>) -> (u64, bool) {
+        let address = Arc::as_ptr(message) as usize;
+        if let Some((id, _)) = self.by_address.get(&address) {
+            return (*id, false);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
+        self.by_address
+            .insert(address, (id, Arc::downgrade(message)));
+        self.by_id.insert(id, address);
+        (id, true)
+    }
+
+    /// Forgets messages the store deleted, and (now and then) those no session holds in memory
+    /// any more: no delivery can name them again.
+    fn forget(&mut self, freed: &[u64]) {
+        for id in freed {
+            if let Some(address) = self.by_id.remove(id) {
+                self.by_address.remove(&address);
+            }
+        }
+        if self.by_address.len() > 2 * self.swept_at.max(1024) {
+            let by_id = &mut self.by_id;
+            self.by_address.retain(|_, (id, weak)| {
+                let live = weak.strong_count() > 0;
+                if !live {
+                    by_id.remove(id);
+                }
+                live
+            });
+            self.swept_at = self.by_address.len();
+        }
+    }
+}
+
 impl Writer {
     /// Starts the writer thread over `store`; an error if no thread can be made (the broker
-    /// must not run as if it kept what it does not).
+    /// must not run as if it kept what it does not). `known` are the messages the store holds
+    /// (as restored), `next_id` above every stored message's id.
     pub(crate) fn start(
         store: Arc<dyn Store>,
         sync: SyncMode,
         interval: Duration,
+        known: Vec<(u64, Arc<Message>)>,
     ) -> Result<Self, super::StoreError> {
         let (tx, rx) = mpsc::channel();
+        let mut messages = Known {
+            by_address: HashMap::with_capacity(known.len()),
+            by_id: HashMap::with_capacity(known.len()),
+            next_id: known.iter().map(|(id, _)| id + 1).max().unwrap_or(1),
+            swept_at: known.len(),
+        };
+        for (id, m) in &known {
+            let address = Arc::as_ptr(m) as usize;
+            messages
+                .by_address
+                .insert(address, (*id, Arc::downgrade(m)));
+            messages.by_id.insert(*id, address);
+        }
+        let done = Arc::new(Done {
+            upto: AtomicU64::new(0),
+            waiting: Mutex::new(Some(Vec::new())),
+        });
+        let done2 = done.clone();
         let thread = std::thread::Builder::new()
             .name("roost-store".into())
-            .spawn(move || run(&*store, &rx, sync, interval))
+            .spawn(move || {
+                run(&*store, &rx, sync, interval, messages, &done2);
+                // Whoever waits now waits for nothing: wake them to see it.
+                let waiting = crate::broker::lock(&done2.waiting).take();
+                waiting.into_iter().flatten().for_each(|(_, w)| w.wake());
+            })
             .map_err(|e| super::StoreError::Io(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
-            tx: Mutex::new(Some(tx)),
+            tx: Mutex::new((Some(tx), 0)),
+            done,
             thread: Mutex::new(Some(thread)),
         })
     }
 
+    fn push(&self, op: Op) {
+        let mut tx = crate::broker::lock(&self.tx);
+        if let Some(sender) = tx.0.as_ref() {
+            // The thread only ends after `close`, which takes the sender first.
+            let _ = sender.send(op);
+            tx.1 += 1;
+            let n = tx.1;
+            LAST_SENT.with(|l| l.set(n));
+        }
+    }
+
     /// Queues a change for the next commit.
     pub(crate) fn send(&self, change: Change) {
-        if let Some(tx) = crate::broker::lock(&self.tx).as_ref() {
-            // The thread only ends after `close`, which takes the sender first.
-            let _ = tx.send(change);
+        self.push(Op::Change(change));
+    }
+
+    /// Queues a delivery of a persistent session (its row at `key`) for the next commit.
+    pub(crate) fn deliver(&self, key: Box<str>, delivery: Delivery, packet_id: u16) {
+        self.push(Op::Deliver {
+            key,
+            delivery,
+            packet_id,
+        });
+    }
+
+    /// The number of the last change sent from this thread (0: none yet). A connection reads
+    /// it before and after routing a message to learn whether routing wrote anything.
+    pub(crate) fn last_sent_here() -> u64 {
+        LAST_SENT.with(Cell::get)
+    }
+
+    /// Whether change `n` has been made durable (with `sync = "always"`; committed with
+    /// the other modes).
+    pub(crate) fn is_done(&self, n: u64) -> bool {
+        self.done.upto.load(Ordering::Acquire) >= n
+    }
+
+    /// Wakes `waker` once change `n` is done. False if the writer has stopped (it never will
+    /// be: the caller stops waiting).
+    pub(crate) fn wake_when_done(&self, n: u64, waker: &Waker) -> bool {
+        {
+            let mut waiting = crate::broker::lock(&self.done.waiting);
+            let Some(waiting) = waiting.as_mut() else {
+                return false;
+            };
+            waiting.push((n, waker.clone()));
         }
+        // Done meanwhile, before the writer could see the waker: wake now.
+        if self.is_done(n) {
+            waker.wake_by_ref();
+        }
+        true
     }
 
     /// Commits what is queued, durably, and stops the thread; later changes are not kept.
     pub(crate) fn close(&self) {
-        drop(crate::broker::lock(&self.tx).take());
+        drop(crate::broker::lock(&self.tx).0.take());
         if let Some(thread) = crate::broker::lock(&self.thread).take() {
             let _ = thread.join();
         }
     }
 }
 
+/// Turns an op into the changes the store applies.
+fn translate(op: Op, known: &mut Known, now: Instant, out: &mut Vec<Change>) {
+    match op {
+        Op::Change(change) => out.push(change),
+        Op::Deliver {
+            key,
+            delivery,
+            packet_id,
+        } => {
+            let (id, new) = known.id(&delivery.message);
+            if new {
+                match super::encode_retained(&delivery.message, now) {
+                    Some(record) => out.push(Change::Message { id, record }),
+                    // Logged by the encoder; a row without its message would stop start-up.
+                    None => return known.forget(&[id]),
+                }
+            }
+            let row = Row::of(&delivery, id, packet_id).encode();
+            out.push(Change::Entry {
+                key,
+                row: Some(row),
+            });
+        }
+    }
+}
+
 /// The thread: batches until the channel closes, then a last durable commit.
-fn run(store: &dyn Store, rx: &mpsc::Receiver<Change>, sync: SyncMode, interval: Duration) {
+fn run(
+    store: &dyn Store,
+    rx: &mpsc::Receiver<Op>,
+    sync: SyncMode,
+    interval: Duration,
+    mut known: Known,
+    done: &Done,
+) {
     let mut batch = Vec::new();
+    // Ops received, in all: the number of the last one in a commit.
+    let mut received = 0u64;
     // Since when committed changes have waited to be made durable (periodic only).
     let mut dirty_since: Option<Instant> = None;
     let mut failing = false;
@@ -74,11 +286,16 @@ fn run(store: &dyn Store, rx: &mpsc::Receiver<Change>, sync: SyncMode, interval:
             None => Duration::from_secs(3600),
         };
         let closed = match rx.recv_timeout(wait) {
-            Ok(change) => {
-                batch.push(change);
+            Ok(op) => {
+                let now = Instant::now();
+                translate(op, &mut known, now, &mut batch);
+                received += 1;
                 while batch.len() < MAX_BATCH {
                     match rx.try_recv() {
-                        Ok(change) => batch.push(change),
+                        Ok(op) => {
+                            translate(op, &mut known, now, &mut batch);
+                            received += 1;
+                        }
                         Err(_) => break,
                     }
                 }
@@ -90,18 +307,21 @@ fn run(store: &dyn Store, rx: &mpsc::Receiver<Change>, sync: SyncMode, interval:
         let due = dirty_since.is_some_and(|since| since.elapsed() >= interval);
         let durable = closed || sync == SyncMode::Always || due;
         if batch.is_empty() && !(durable && dirty_since.is_some()) {
+            done.reach(received);
             if closed {
                 return;
             }
             continue;
         }
         match store.commit(&batch, durable) {
-            Ok(()) => {
+            Ok(freed) => {
                 if failing {
                     tracing::info!("persistence: commits succeed again");
                     failing = false;
                 }
                 batch.clear();
+                known.forget(&freed);
+                done.reach(received);
                 dirty_since = match (durable, dirty_since) {
                     (true, _) => None,
                     (false, None) => Some(Instant::now()),
@@ -140,12 +360,12 @@ mod tests {
     struct Log(Mutex<Vec<(usize, bool)>>, Mutex<Option<mpsc::Receiver<()>>>);
 
     impl Store for Log {
-        fn commit(&self, changes: &[Change], durable: bool) -> Result<(), StoreError> {
+        fn commit(&self, changes: &[Change], durable: bool) -> Result<Vec<u64>, StoreError> {
             if let Some(gate) = crate::broker::lock(&self.1).take() {
                 let _ = gate.recv();
             }
             crate::broker::lock(&self.0).push((changes.len(), durable));
-            Ok(())
+            Ok(Vec::new())
         }
         fn load(&self) -> Result<Snapshot, StoreError> {
             Ok(Snapshot::default())
@@ -165,7 +385,7 @@ mod tests {
             let log = Arc::new(Log::default());
             let (open, gate) = mpsc::channel();
             *crate::broker::lock(&log.1) = Some(gate);
-            let w = Writer::start(log.clone(), sync, Duration::from_secs(60)).unwrap();
+            let w = Writer::start(log.clone(), sync, Duration::from_secs(60), Vec::new()).unwrap();
             // The first change's commit waits while 999 more arrive: they go in one commit.
             for i in 0..1000 {
                 w.send(change(i));

@@ -406,6 +406,7 @@ impl Engine {
                 auth: reauth,
                 aliases_in: Default::default(),
                 aliases_out,
+                hold: None,
             })
         });
         let mut open = Open {

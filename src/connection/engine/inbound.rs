@@ -75,6 +75,7 @@ impl Open {
         out: &mut BytesMut,
     ) -> Result<(), Close> {
         self.heard_from(now);
+        self.mark_changes();
         let limits = DecodeLimits {
             max_packet_size: self.link.broker().config().limits.max_packet_size,
             accepts: self.accepts,
@@ -111,6 +112,7 @@ impl Open {
         if !self.link.is_current() {
             return Err(Close::TakenOver);
         }
+        self.mark_changes();
         let mut run = Unrouted::new();
         let result = self.dispatch(packet, &mut run, now, out);
         self.flush_run(&mut run, out);
@@ -447,6 +449,7 @@ impl Open {
         }
         // The subscriptions' retained messages are queued to the session as streams: they
         // follow this SUBACK as the connection sends them.
+        self.hold_if_changed(out);
         self.write_packet(
             out,
             Packet::SubAck(SubAck {

@@ -15,6 +15,7 @@
 
 mod alias;
 mod auth;
+mod durable;
 mod handshake;
 mod inbound;
 mod outbound;
@@ -159,6 +160,8 @@ struct Extras {
     aliases_in: alias::Inbound,
     /// Ours toward the client, if it accepts any.
     aliases_out: Option<alias::Outbound>,
+    /// Answers in the out buffer waiting for the disk (see `durable.rs`).
+    hold: Option<durable::Hold>,
 }
 
 impl Engine {
@@ -249,6 +252,7 @@ impl Engine {
         if open.link.broker().is_shutting_down() {
             return Err(Close::ServerShutdown);
         }
+        open.release_hold(waker);
         open.fill_outbound(out, now, waker)
     }
 

@@ -51,13 +51,15 @@ impl Open {
 
     /// An acknowledgement (PUBACK, PUBREC, PUBREL, PUBCOMP) with a reason code; the reason is
     /// dropped for 3.1.1, which has none.
+    /// It waits for the disk if what it answers changed durable state (see `durable.rs`).
     pub(super) fn ack(
-        &self,
+        &mut self,
         out: &mut BytesMut,
         make: fn(PubResp) -> Packet,
         packet_id: u16,
         reason: ReasonCode,
     ) {
+        self.hold_if_changed(out);
         let mut resp = PubResp::new(packet_id);
         if self.version.is_v5() {
             resp.reason = reason;

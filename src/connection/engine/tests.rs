@@ -13,7 +13,7 @@ use std::task::Waker;
 use std::time::{Duration, Instant};
 
 /// A packet: its first byte, the remaining length, the body.
-fn frame(first: u8, body: &[u8]) -> Vec<u8> {
+pub(super) fn frame(first: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![first];
     let mut n = body.len();
     loop {
@@ -29,7 +29,7 @@ fn frame(first: u8, body: &[u8]) -> Vec<u8> {
 }
 
 /// A string or binary field: two length bytes, then the bytes.
-fn s(x: &[u8]) -> Vec<u8> {
+pub(super) fn s(x: &[u8]) -> Vec<u8> {
     let mut out = (x.len() as u16).to_be_bytes().to_vec();
     out.extend_from_slice(x);
     out
@@ -37,7 +37,13 @@ fn s(x: &[u8]) -> Vec<u8> {
 
 /// CONNECT of protocol `level` (3, 4 or 5) with `flags`, `keep_alive`, v5 `props` and `payload`
 /// (the client id and what follows it).
-fn connect(level: u8, flags: u8, keep_alive: u16, props: &[u8], payload: &[u8]) -> Vec<u8> {
+pub(super) fn connect(
+    level: u8,
+    flags: u8,
+    keep_alive: u16,
+    props: &[u8],
+    payload: &[u8],
+) -> Vec<u8> {
     let mut body = s(if level == 3 { b"MQIsdp" } else { b"MQTT" });
     body.push(level);
     body.push(flags);
@@ -50,16 +56,16 @@ fn connect(level: u8, flags: u8, keep_alive: u16, props: &[u8], payload: &[u8]) 
     frame(0x10, &body)
 }
 
-const CLEAN: u8 = 0x02;
+pub(super) const CLEAN: u8 = 0x02;
 
 /// One client's side of an engine: what it sends goes in, what the engine writes comes out.
-struct Client {
-    engine: Engine,
-    out: BytesMut,
+pub(super) struct Client {
+    pub(super) engine: Engine,
+    pub(super) out: BytesMut,
 }
 
 impl Client {
-    fn new(broker: &Broker, now: Instant) -> Self {
+    pub(super) fn new(broker: &Broker, now: Instant) -> Self {
         let peer = "127.0.0.1:1883".parse().expect("an address");
         Self {
             engine: Engine::new(broker.clone(), peer, now),
@@ -68,7 +74,7 @@ impl Client {
     }
 
     /// A client that connected with `connect` and was accepted.
-    fn open(broker: &Broker, connect: &[u8], now: Instant) -> Self {
+    pub(super) fn open(broker: &Broker, connect: &[u8], now: Instant) -> Self {
         let mut client = Self::new(broker, now);
         client.send(connect, now).expect("CONNECT accepted");
         let connack = client.take();
@@ -78,7 +84,7 @@ impl Client {
         client
     }
 
-    fn send(&mut self, bytes: &[u8], now: Instant) -> Result<(), Close> {
+    pub(super) fn send(&mut self, bytes: &[u8], now: Instant) -> Result<(), Close> {
         let mut inbuf = BytesMut::from(bytes);
         let result = self.engine.receive(&mut inbuf, now, &mut self.out);
         if result.is_ok() {
@@ -88,12 +94,12 @@ impl Client {
     }
 
     /// What the engine wrote since the last call.
-    fn take(&mut self) -> Vec<u8> {
+    pub(super) fn take(&mut self) -> Vec<u8> {
         self.out.split().to_vec()
     }
 
     /// What the session has for the client, as the shell would write it.
-    fn transmit(&mut self, now: Instant) -> Result<Vec<u8>, Close> {
+    pub(super) fn transmit(&mut self, now: Instant) -> Result<Vec<u8>, Close> {
         self.engine
             .poll_transmit(&mut self.out, now, Waker::noop())?;
         Ok(self.take())
@@ -117,7 +123,7 @@ fn subscriber(broker: &Broker, id: &[u8], filter: &[u8], now: Instant) -> Client
     sub
 }
 
-fn broker_with(change: impl FnOnce(&mut Config)) -> Broker {
+pub(super) fn broker_with(change: impl FnOnce(&mut Config)) -> Broker {
     let mut config = Config::default();
     change(&mut config);
     Broker::new(Arc::new(config))

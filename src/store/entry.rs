@@ -1,0 +1,223 @@
+//! Rows of a kept session's deliveries and inbound QoS 2 identifiers. A delivery's row points
+//! at its message, which is stored once however many sessions it goes to (`messages`, counted
+//! by the rows that point at it, see `RedbStore::commit`).
+//!
+//! ```text
+//! key:  client id, NUL, sequence number as 8 hex digits (a session's rows sort together, in
+//!       order of number)
+//! row:  [1] [message id: u64 BE] [qos: u8] [flags: u8, 1 = RETAIN, 2 = PUBREC'd]
+//!       [packet id: u16 BE, 0 = the one the number gives] [n: u16 BE] [n subscription ids:
+//!       u32 BE] [shared subscription: u16 BE len, bytes]
+//! inbound QoS 2 id awaiting PUBREL: key = client id, NUL, packet id as 4 hex digits; no row
+//! ```
+
+use crate::protocol::QoS;
+use crate::session::{Delivery, DeliveryExtra, SubscriptionIds};
+use std::sync::Arc;
+
+/// The first byte of a delivery row.
+const ROW_V1: u8 = 1;
+const RETAIN: u8 = 1;
+const RELEASED: u8 = 2;
+
+/// The key of delivery `seq` of `client_id`'s session.
+pub(crate) fn entry_key(client_id: &str, seq: u32) -> String {
+    format!("{client_id}\0{seq:08x}")
+}
+
+/// The key of inbound QoS 2 identifier `packet_id` of `client_id`'s session.
+pub(crate) fn inbound_key(client_id: &str, packet_id: u16) -> String {
+    format!("{client_id}\0{packet_id:04x}")
+}
+
+/// The client id and number in a delivery's or an inbound identifier's key.
+pub(crate) fn split_key(key: &str) -> Option<(&str, u32)> {
+    let (client_id, hex) = key.split_once('\0')?;
+    Some((client_id, u32::from_str_radix(hex, 16).ok()?))
+}
+
+/// What a delivery's row holds.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Row {
+    /// The message's id in `messages`.
+    pub(crate) message: u64,
+    /// The QoS it goes at.
+    pub(crate) qos: QoS,
+    /// The RETAIN flag it goes with.
+    pub(crate) retain: bool,
+    /// The client PUBREC'd it.
+    pub(crate) released: bool,
+    /// The identifier it went with, if not the one its number gives; else 0.
+    pub(crate) packet_id: u16,
+    /// Its subscription identifiers and shared subscription.
+    pub(crate) extra: Option<Arc<DeliveryExtra>>,
+}
+
+impl Row {
+    /// The row of `delivery`, whose message is `message`.
+    pub(crate) fn of(delivery: &Delivery, message: u64, packet_id: u16) -> Self {
+        Self {
+            message,
+            qos: delivery.qos,
+            retain: delivery.retain,
+            released: false,
+            packet_id,
+            extra: delivery.extra.clone(),
+        }
+    }
+
+    /// The row's bytes.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let ids: Vec<u32> = self
+            .extra
+            .as_ref()
+            .map(|e| e.subscription_ids.to_vec())
+            .unwrap_or_default();
+        let shared = self.extra.as_ref().and_then(|e| e.shared.as_deref());
+        let mut out = Vec::with_capacity(20 + 4 * ids.len());
+        out.push(ROW_V1);
+        out.extend_from_slice(&self.message.to_be_bytes());
+        out.push(self.qos as u8);
+        out.push((u8::from(self.retain) * RETAIN) | (u8::from(self.released) * RELEASED));
+        out.extend_from_slice(&self.packet_id.to_be_bytes());
+        let ids = &ids[..ids.len().min(usize::from(u16::MAX))];
+        out.extend_from_slice(&(ids.len() as u16).to_be_bytes());
+        for id in ids {
+            out.extend_from_slice(&id.to_be_bytes());
+        }
+        let shared = shared.map_or(&[][..], |s| &s.as_bytes()[..s.len().min(0xFFFF)]);
+        out.extend_from_slice(&(shared.len() as u16).to_be_bytes());
+        out.extend_from_slice(shared);
+        out
+    }
+
+    /// The row in `bytes`, or why it does not decode.
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let mut at = 0;
+        let mut take = |n: usize| {
+            let part = bytes
+                .get(at..at + n)
+                .ok_or_else(|| format!("cut short at byte {at}"))?;
+            at += n;
+            Ok::<_, String>(part)
+        };
+        let version = take(1)?[0];
+        if version != ROW_V1 {
+            return Err(format!("unknown row version {version}"));
+        }
+        let message = u64::from_be_bytes(take(8)?.try_into().map_err(|_| "message id")?);
+        let qos = QoS::from_bits(take(1)?[0]).ok_or("bad QoS")?;
+        let flags = take(1)?[0];
+        if flags & !(RETAIN | RELEASED) != 0 {
+            return Err(format!("bad flags {flags:#04x}"));
+        }
+        let packet_id = u16::from_be_bytes(take(2)?.try_into().map_err(|_| "packet id")?);
+        let n = u16::from_be_bytes(take(2)?.try_into().map_err(|_| "id count")?);
+        let mut ids = SubscriptionIds::default();
+        for _ in 0..n {
+            let id = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "id")?);
+            ids.append(&mut SubscriptionIds::one(Some(id)));
+        }
+        let len = u16::from_be_bytes(take(2)?.try_into().map_err(|_| "shared length")?);
+        let shared = std::str::from_utf8(take(usize::from(len))?)
+            .map_err(|_| "shared subscription is not UTF-8")?;
+        if at != bytes.len() {
+            return Err("bytes after the row".into());
+        }
+        Ok(Self {
+            message,
+            qos,
+            retain: flags & RETAIN != 0,
+            released: flags & RELEASED != 0,
+            packet_id,
+            extra: DeliveryExtra::new(ids, (!shared.is_empty()).then(|| Arc::from(shared))),
+        })
+    }
+
+    /// The row marked PUBREC'd, sent as `packet_id`.
+    pub(crate) fn released(bytes: &[u8], packet_id: u16) -> Result<Vec<u8>, String> {
+        let mut row = Self::decode(bytes)?;
+        row.released = true;
+        row.packet_id = packet_id;
+        Ok(row.encode())
+    }
+
+    /// The message id of an encoded row (0 if it has none it can name).
+    pub(crate) fn message_of(bytes: &[u8]) -> u64 {
+        bytes
+            .get(1..9)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_be_bytes)
+    }
+}
+
+/// Puts a session's sequence numbers in the order they were given. Numbers wrap past
+/// `u32::MAX` to 1, and a session's live ones span far less than half the range, so the
+/// oldest is the one after the widest gap between neighbours (going round).
+pub(crate) fn order_by_seq<T>(items: &mut [(u32, T)]) {
+    items.sort_unstable_by_key(|(seq, _)| *seq);
+    let n = items.len();
+    if n < 2 {
+        return;
+    }
+    let gap = |i: usize| {
+        let (a, b) = (items[i].0, items[(i + 1) % n].0);
+        b.wrapping_sub(a)
+    };
+    let widest = (0..n).max_by_key(|&i| gap(i)).unwrap_or(n - 1);
+    items.rotate_left((widest + 1) % n);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_round_trips_with_its_ids_and_group() {
+        let mut ids = SubscriptionIds::one(Some(7));
+        ids.append(&mut SubscriptionIds::one(Some(268_435_455)));
+        let row = Row {
+            message: 0x0102_0304_0506_0708,
+            qos: QoS::ExactlyOnce,
+            retain: true,
+            released: false,
+            packet_id: 513,
+            extra: DeliveryExtra::new(ids, Some(Arc::from("$share/g/a/#"))),
+        };
+        let bytes = row.encode();
+        assert_eq!(Row::decode(&bytes).unwrap(), row);
+        assert_eq!(Row::message_of(&bytes), row.message);
+        let released = Row::decode(&Row::released(&bytes, 9).unwrap()).unwrap();
+        assert!(released.released && released.packet_id == 9);
+        for cut in 0..bytes.len() {
+            assert!(Row::decode(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn keys_split_back_and_sort_by_number() {
+        let keys: Vec<String> = [255, 16, 4096].map(|s| entry_key("dev", s)).into();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let seqs: Vec<u32> = sorted.iter().map(|k| split_key(k).unwrap().1).collect();
+        assert_eq!(seqs, [16, 255, 4096]);
+        assert_eq!(
+            split_key(&inbound_key("a\u{1}b", 65535)),
+            Some(("a\u{1}b", 65535))
+        );
+    }
+
+    #[test]
+    fn numbers_that_wrapped_come_back_in_the_order_given() {
+        let mut items: Vec<(u32, ())> = [3, u32::MAX - 1, 1, u32::MAX, 2]
+            .into_iter()
+            .map(|s| (s, ()))
+            .collect();
+        order_by_seq(&mut items);
+        let seqs: Vec<u32> = items.iter().map(|i| i.0).collect();
+        assert_eq!(seqs, [u32::MAX - 1, u32::MAX, 1, 2, 3]);
+        let mut plain: Vec<(u32, ())> = [5, 9, 7].into_iter().map(|s| (s, ())).collect();
+        order_by_seq(&mut plain);
+        assert_eq!(plain.iter().map(|i| i.0).collect::<Vec<_>>(), [5, 7, 9]);
+    }
+}
