@@ -276,9 +276,12 @@ impl Shell {
                 continue;
             }
             if !self.out.is_empty() {
+                // All of it: what the handshake writes (CONNACK, the session's messages in
+                // flight resent) is durable already.
                 io.write_all(&self.out)
                     .await
                     .map_err(|e| Close::Io(e.kind()))?;
+                self.engine.wrote(self.out.len());
                 self.out.clear();
             }
             if self.engine.is_open() {

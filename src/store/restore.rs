@@ -119,9 +119,23 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
         order_by_seq(&mut rows);
         let mut deliveries = Vec::with_capacity(rows.len());
         for (seq, (key, row)) in rows {
-            let Some(Some(message)) = messages.get(&row.message) else {
-                dead_entries.push(key);
-                continue;
+            let message = match messages.get(&row.message) {
+                Some(Some(message)) => message,
+                // Expired while the broker was down: dropped, as it would have been on the way.
+                Some(None) => {
+                    dead_entries.push(key);
+                    continue;
+                }
+                None => {
+                    tracing::warn!(
+                        client_id,
+                        seq,
+                        message = row.message,
+                        "a stored delivery points at a message the store does not have: dropped"
+                    );
+                    dead_entries.push(key);
+                    continue;
+                }
             };
             deliveries.push(Restored {
                 delivery: Delivery {

@@ -22,12 +22,19 @@ const MAX_BATCH: usize = 16 * 1024;
 thread_local! {
     /// The number of the last change this thread sent (see [`Writer::last_sent_here`]).
     static LAST_SENT: Cell<u64> = const { Cell::new(0) };
+    /// Whether this thread is in a group (see [`Writer::group`]): 0 no, 1 yes with nothing
+    /// sent yet, 2 yes and its start was sent.
+    static GROUP: Cell<u8> = const { Cell::new(0) };
 }
 
 /// What the broker sends the writer.
 enum Op {
     /// A change as it is.
     Change(Change),
+    /// The changes up to the matching `End` go into one commit (see [`Writer::group`]).
+    Begin,
+    /// The end of a group.
+    End,
     /// A delivery of a persistent session: its row, and its message if the store does not
     /// hold it yet. The writer thread encodes both, off the message path.
     Deliver {
@@ -179,12 +186,25 @@ impl Writer {
     fn push(&self, op: Op) {
         let mut tx = crate::broker::lock(&self.tx);
         if let Some(sender) = tx.0.as_ref() {
+            if GROUP.get() == 1 {
+                GROUP.set(2);
+                let _ = sender.send(Op::Begin);
+            }
             // The thread only ends after `close`, which takes the sender first.
             let _ = sender.send(op);
             tx.1 += 1;
             let n = tx.1;
             LAST_SENT.with(|l| l.set(n));
         }
+    }
+
+    /// Starts a group on this thread: the changes sent from it until the guard is dropped go
+    /// into one commit, all or none. A connection handles each read of packets in a group, so
+    /// that a crash never keeps part of what one packet changed: a QoS 2 message's id without
+    /// its copies for every subscriber, or some subscribers' copies without the others'.
+    pub(crate) fn group(self: &Arc<Self>) -> Group {
+        GROUP.set(1);
+        Group(self.clone())
     }
 
     /// Queues a change for the next commit.
@@ -205,6 +225,11 @@ impl Writer {
     /// it before and after routing a message to learn whether routing wrote anything.
     pub(crate) fn last_sent_here() -> u64 {
         LAST_SENT.with(Cell::get)
+    }
+
+    /// The number of the last change sent, from any thread.
+    pub(crate) fn last_sent(&self) -> u64 {
+        crate::broker::lock(&self.tx).1
     }
 
     /// Whether change `n` has been made durable (with `sync = "always"`; committed with
@@ -239,9 +264,38 @@ impl Writer {
     }
 }
 
-/// Turns an op into the changes the store applies.
-fn translate(op: Op, known: &mut Known, now: Instant, out: &mut Vec<Change>) {
+/// Ends its thread's group when dropped (see [`Writer::group`]).
+pub(crate) struct Group(Arc<Writer>);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if GROUP.replace(0) == 2 {
+            let tx = crate::broker::lock(&self.0.tx);
+            if let Some(sender) = tx.0.as_ref() {
+                let _ = sender.send(Op::End);
+            }
+        }
+    }
+}
+
+/// Turns an op into the changes the store applies; `open` counts the groups begun and not
+/// ended. Returns whether the op was a numbered change (groups' marks are not).
+fn translate(
+    op: Op,
+    known: &mut Known,
+    now: Instant,
+    out: &mut Vec<Change>,
+    open: &mut usize,
+) -> bool {
     match op {
+        Op::Begin => {
+            *open += 1;
+            return false;
+        }
+        Op::End => {
+            *open = open.saturating_sub(1);
+            return false;
+        }
         Op::Change(change) => out.push(change),
         Op::Deliver {
             key,
@@ -252,8 +306,11 @@ fn translate(op: Op, known: &mut Known, now: Instant, out: &mut Vec<Change>) {
             if new {
                 match super::encode_retained(&delivery.message, now) {
                     Some(record) => out.push(Change::Message { id, record }),
-                    // Logged by the encoder; a row without its message would stop start-up.
-                    None => return known.forget(&[id]),
+                    // Logged by the encoder; a row without its message would be dropped.
+                    None => {
+                        known.forget(&[id]);
+                        return true;
+                    }
                 }
             }
             let row = Row::of(&delivery, id, packet_id).encode();
@@ -263,6 +320,7 @@ fn translate(op: Op, known: &mut Known, now: Instant, out: &mut Vec<Change>) {
             });
         }
     }
+    true
 }
 
 /// The thread: batches until the channel closes, then a last durable commit.
@@ -280,6 +338,8 @@ fn run(
     // Since when committed changes have waited to be made durable (periodic only).
     let mut dirty_since: Option<Instant> = None;
     let mut failing = false;
+    // Groups begun and not ended: a commit never ends inside one.
+    let mut open = 0;
     loop {
         let wait = match dirty_since {
             Some(since) => interval.saturating_sub(since.elapsed()),
@@ -288,18 +348,35 @@ fn run(
         let closed = match rx.recv_timeout(wait) {
             Ok(op) => {
                 let now = Instant::now();
-                translate(op, &mut known, now, &mut batch);
-                received += 1;
-                while batch.len() < MAX_BATCH {
-                    match rx.try_recv() {
-                        Ok(op) => {
-                            translate(op, &mut known, now, &mut batch);
-                            received += 1;
-                        }
-                        Err(_) => break,
+                let mut next = Some(op);
+                let mut closed = false;
+                while let Some(op) = next.take() {
+                    if translate(op, &mut known, now, &mut batch, &mut open) {
+                        received += 1;
                     }
+                    next = if batch.len() < MAX_BATCH || open > 0 {
+                        match rx.try_recv() {
+                            Ok(op) => Some(op),
+                            // A group still open: its end is on its way (its sender never
+                            // waits for this thread), so wait for it.
+                            Err(mpsc::TryRecvError::Empty) if open > 0 => match rx.recv() {
+                                Ok(op) => Some(op),
+                                Err(_) => {
+                                    closed = true;
+                                    None
+                                }
+                            },
+                            Err(mpsc::TryRecvError::Empty) => None,
+                            Err(mpsc::TryRecvError::Disconnected) => {
+                                closed = true;
+                                None
+                            }
+                        }
+                    } else {
+                        None
+                    };
                 }
-                false
+                closed
             }
             Err(RecvTimeoutError::Timeout) => false,
             Err(RecvTimeoutError::Disconnected) => true,

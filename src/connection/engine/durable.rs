@@ -5,6 +5,11 @@
 //! written into the out buffer as usual and the shell writes the buffer only up to where the
 //! first such answer begins (see [`Engine::sendable`]), until the writer wakes the connection.
 //! Everything behind it waits too, so answers keep their order [MQTT-4.6.0-2..4].
+//!
+//! A QoS 2 PUBLISH to a persistent session waits the same way for its own row: a client keeps
+//! the packet identifier of a QoS 2 message it received until the PUBREL, so the broker must
+//! not forget, in a crash, a QoS 2 message it has sent. It would give that identifier to
+//! another message, which the client would take for a duplicate and drop.
 
 use super::{Engine, Open, State};
 use crate::store::Writer;
@@ -31,6 +36,12 @@ pub(super) struct Hold {
 }
 
 impl Open {
+    /// Starts a group for the packets about to be handled: what they change reaches the disk
+    /// in one commit (see [`Writer::group`]). `None` without a store.
+    pub(super) fn group(&self) -> Option<crate::store::Group> {
+        self.link.broker().store().map(|w| w.group())
+    }
+
     /// Notes where handling the packets just read begins (see [`MARK`]).
     pub(super) fn mark_changes(&self) {
         if self.link.broker().durable_acks().is_some() {
@@ -48,6 +59,24 @@ impl Open {
         if last == MARK.get() {
             return;
         }
+        self.hold_from(out.len(), last);
+    }
+
+    /// Before a QoS 2 PUBLISH of a persistent session is written to `out`: it waits until its
+    /// row, sent to the store when it was queued, is durable.
+    pub(super) fn hold_kept_qos2(&mut self, out: &BytesMut) {
+        let Some(writer) = self.link.broker().durable_acks() else {
+            return;
+        };
+        let last = writer.last_sent();
+        if !writer.is_done(last) {
+            self.hold_from(out.len(), last);
+        }
+    }
+
+    /// Holds the out buffer from `from` on until change `last` is durable.
+    fn hold_from(&mut self, from: usize, last: u64) {
+        let out_len = from;
         let extras = self.extras.get_or_insert_with(Default::default);
         extras.hold = Some(match extras.hold {
             Some(h) => Hold {
@@ -56,7 +85,7 @@ impl Open {
             },
             None => Hold {
                 until: last,
-                from: out.len(),
+                from: out_len,
                 asked: 0,
             },
         });

@@ -75,6 +75,7 @@ impl Open {
         out: &mut BytesMut,
     ) -> Result<(), Close> {
         self.heard_from(now);
+        let _group = self.group();
         self.mark_changes();
         let limits = DecodeLimits {
             max_packet_size: self.link.broker().config().limits.max_packet_size,
@@ -112,6 +113,7 @@ impl Open {
         if !self.link.is_current() {
             return Err(Close::TakenOver);
         }
+        let _group = self.group();
         self.mark_changes();
         let mut run = Unrouted::new();
         let result = self.dispatch(packet, &mut run, now, out);

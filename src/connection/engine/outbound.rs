@@ -117,6 +117,9 @@ impl Open {
             static BATCH: Cell<Vec<Outgoing>> = const { Cell::new(Vec::new()) };
         }
         let mut batch = BATCH.take();
+        // Changes the session makes as it hands out messages (a message numbered as it goes
+        // out, an expired one done) come before any answer written after them.
+        self.mark_changes();
         let budget = WRITE_HIGH_WATER.saturating_sub(out.len());
         let drained = self.link.take_outgoing(now, budget, waker, &mut batch);
         let drained = match drained {
@@ -150,7 +153,12 @@ impl Open {
                 packet_id,
                 delivery,
                 dup,
-            } => self.write_publish(out, packet_id, &delivery, dup, now),
+            } => {
+                if delivery.qos == QoS::ExactlyOnce && delivery.seq != 0 {
+                    self.hold_kept_qos2(out);
+                }
+                self.write_publish(out, packet_id, &delivery, dup, now)
+            }
             Outgoing::Run(slice) => {
                 if let Some(packets) = self.preencoded(&slice) {
                     out.extend_from_slice(packets);
