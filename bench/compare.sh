@@ -16,6 +16,10 @@
 # B C), with its own column and the Roost/baseline ratio: a before/after in one sitting.
 # TLS=ecdsa or TLS=rsa: both brokers listen with TLS, on the same certificates (a fresh CA and
 # an ECDSA P-256 or RSA-2048 server key, from `roost certs`), and the bench connects over TLS.
+# PERSIST=always|periodic: both brokers persist, each run on an empty directory: Roost with
+# [persistence] sync = PERSIST, Mosquitto with `persistence true` (it saves on its autosave
+# interval and at exit; it has no per-message sync). Add --persistent so the subscribers keep
+# their sessions, or nothing they are sent is kept.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -95,6 +99,24 @@ case ${TLS:-} in
         ;;
 esac
 
+case ${PERSIST:-} in
+    "") ;;
+    always | periodic)
+        # A copy of each broker's configuration with persistence on; each run gets its own
+        # empty directory (see run_one).
+        { cat "$roost_conf"; printf '\n[persistence]\nenabled = true\nsync = "%s"\n' "$PERSIST"; } \
+            >"$out/roost-persist.toml"
+        roost_conf=$out/roost-persist.toml
+        { cat "$mosquitto_conf"; printf 'persistence true\n'; } >"$out/mosquitto-persist.conf"
+        mosquitto_conf=$out/mosquitto-persist.conf
+        echo "persistence: Roost sync = $PERSIST, Mosquitto persistence true"
+        ;;
+    *)
+        echo "PERSIST must be always or periodic, not '$PERSIST'" >&2
+        exit 2
+        ;;
+esac
+
 # Waits until something listens on 127.0.0.1:$1 (at most 5 s).
 wait_port() {
     for _ in $(seq 50); do
@@ -111,15 +133,27 @@ wait_port() {
 run_one() {
     local broker=$1 i=$2 port cmd pid
     shift 2
+    local data=$out/data-$broker-$i data_args=()
+    if [[ -n ${PERSIST:-} ]]; then
+        data_args=(--data-dir "$data")
+    fi
     if [[ $broker == roost ]]; then
         port=$roost_port
-        cmd=(target/release/roost -c "$roost_conf")
+        cmd=(target/release/roost -c "$roost_conf" "${data_args[@]}")
     elif [[ $broker == baseline ]]; then
         port=$roost_port
-        cmd=("$BASELINE" -c "$roost_conf")
+        cmd=("$BASELINE" -c "$roost_conf" "${data_args[@]}")
     else
         port=$mosquitto_port
         cmd=(mosquitto -c "$mosquitto_conf")
+        if [[ -n ${PERSIST:-} ]]; then
+            # Its own directory per run, given on a copy of the configuration.
+            mkdir -p "$data"
+            chmod a+rwx "$data"
+            { cat "$mosquitto_conf"; printf 'persistence_location %s/\n' "$PWD/$data"; } \
+                >"$out/mosquitto-$i.conf"
+            cmd=(mosquitto -c "$out/mosquitto-$i.conf")
+        fi
     fi
     taskset -c "$broker_cpu" "${cmd[@]}" >"$out/$broker-$i.log" 2>&1 &
     pid=$!

@@ -49,6 +49,8 @@ pub struct Dial {
     pub keep_alive: u16,
     /// TLS over the TCP connection (`--tls-ca`).
     pub tls: Option<Tls>,
+    /// Keep the session after the connection (`--persistent`, for subscribers).
+    pub persistent: bool,
 }
 
 impl Dial {
@@ -60,6 +62,7 @@ impl Dial {
             version: common.version(),
             keep_alive: 0,
             tls: common.tls.clone(),
+            persistent: false,
         }
     }
 }
@@ -90,18 +93,23 @@ impl Client {
         Ok((client, phases))
     }
 
-    /// CONNECT with a clean session on a connected stream, and a successful CONNACK.
+    /// CONNECT on a connected stream (a clean session unless `dial.persistent`), and a
+    /// successful CONNACK.
     async fn handshake(stream: Stream, dial: &Dial, client_id: &str) -> Result<Self> {
         let mut client = Self {
             stream,
             version: dial.version,
             rbuf: BytesMut::with_capacity(256),
         };
+        let mut properties = roost::protocol::Props::default();
+        if dial.persistent && dial.version.is_v5() {
+            properties.make_mut().session_expiry_interval = Some(3600);
+        }
         let connect = Connect {
             protocol: dial.version,
-            clean_start: true,
+            clean_start: !dial.persistent,
             keep_alive: dial.keep_alive,
-            properties: Default::default(),
+            properties,
             client_id: ByteStr::try_from(client_id).context("client id")?,
             will: None,
             username: None,

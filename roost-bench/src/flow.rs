@@ -120,6 +120,10 @@ async fn connect_all(dial: Dial, tag: &str, spec: &Spec, common: &Common) -> Res
         .iter()
         .map(|f| (f.clone(), common.qos()))
         .collect();
+    let dial = Dial {
+        persistent: common.persistent,
+        ..dial
+    };
     connect_many(dial, &ids, Some(&filters)).await
 }
 

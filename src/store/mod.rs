@@ -8,6 +8,7 @@
 //! deliveries queued and in flight, and their inbound QoS 2 identifiers awaiting PUBREL; each
 //! message such a delivery carries, once however many sessions it goes to.
 
+mod batch;
 mod entry;
 mod record;
 mod redb_store;

@@ -3,11 +3,12 @@
 //! so that a burst costs one fsync. Nothing on the message path waits for it: sending a
 //! change is a channel push.
 
+use super::batch::Batch;
 use super::{Change, Row, Store};
 use crate::config::SyncMode;
 use crate::session::{Delivery, Message};
+use rustc_hash::FxHashMap as HashMap;
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, Weak};
@@ -150,8 +151,8 @@ impl Writer {
     ) -> Result<Self, super::StoreError> {
         let (tx, rx) = mpsc::channel();
         let mut messages = Known {
-            by_address: HashMap::with_capacity(known.len()),
-            by_id: HashMap::with_capacity(known.len()),
+            by_address: HashMap::with_capacity_and_hasher(known.len(), Default::default()),
+            by_id: HashMap::with_capacity_and_hasher(known.len(), Default::default()),
             next_id: known.iter().map(|(id, _)| id + 1).max().unwrap_or(1),
             swept_at: known.len(),
         };
@@ -280,13 +281,7 @@ impl Drop for Group {
 
 /// Turns an op into the changes the store applies; `open` counts the groups begun and not
 /// ended. Returns whether the op was a numbered change (groups' marks are not).
-fn translate(
-    op: Op,
-    known: &mut Known,
-    now: Instant,
-    out: &mut Vec<Change>,
-    open: &mut usize,
-) -> bool {
+fn translate(op: Op, known: &mut Known, out: &mut Batch, open: &mut usize) -> bool {
     match op {
         Op::Begin => {
             *open += 1;
@@ -304,20 +299,9 @@ fn translate(
         } => {
             let (id, new) = known.id(&delivery.message);
             if new {
-                match super::encode_retained(&delivery.message, now) {
-                    Some(record) => out.push(Change::Message { id, record }),
-                    // Logged by the encoder; a row without its message would be dropped.
-                    None => {
-                        known.forget(&[id]);
-                        return true;
-                    }
-                }
+                out.message(id, delivery.message.clone());
             }
-            let row = Row::of(&delivery, id, packet_id).encode();
-            out.push(Change::Entry {
-                key,
-                row: Some(row),
-            });
+            out.row(key, Row::of(&delivery, id, packet_id).encode(), id);
         }
     }
     true
@@ -332,7 +316,9 @@ fn run(
     mut known: Known,
     done: &Done,
 ) {
-    let mut batch = Vec::new();
+    let mut batch = Batch::default();
+    // Changes of a commit that failed, tried again with the next.
+    let mut carried: Vec<Change> = Vec::new();
     // Ops received, in all: the number of the last one in a commit.
     let mut received = 0u64;
     // Since when committed changes have waited to be made durable (periodic only).
@@ -347,11 +333,10 @@ fn run(
         };
         let closed = match rx.recv_timeout(wait) {
             Ok(op) => {
-                let now = Instant::now();
                 let mut next = Some(op);
                 let mut closed = false;
                 while let Some(op) = next.take() {
-                    if translate(op, &mut known, now, &mut batch, &mut open) {
+                    if translate(op, &mut known, &mut batch, &mut open) {
                         received += 1;
                     }
                     next = if batch.len() < MAX_BATCH || open > 0 {
@@ -383,20 +368,26 @@ fn run(
         };
         let due = dirty_since.is_some_and(|since| since.elapsed() >= interval);
         let durable = closed || sync == SyncMode::Always || due;
-        if batch.is_empty() && !(durable && dirty_since.is_some()) {
+        let (mut changes, unwritten) = batch.take();
+        known.forget(&unwritten);
+        if !carried.is_empty() {
+            carried.append(&mut changes);
+            changes = std::mem::take(&mut carried);
+        }
+        if changes.is_empty() && !(durable && dirty_since.is_some()) {
             done.reach(received);
             if closed {
                 return;
             }
             continue;
         }
-        match store.commit(&batch, durable) {
+        let result = store.commit(&changes, durable);
+        match result {
             Ok(freed) => {
                 if failing {
                     tracing::info!("persistence: commits succeed again");
                     failing = false;
                 }
-                batch.clear();
                 known.forget(&freed);
                 done.reach(received);
                 dirty_since = match (durable, dirty_since) {
@@ -414,10 +405,11 @@ fn run(
                 if closed {
                     tracing::error!(
                         "persistence: {} changes were not written at shutdown",
-                        batch.len()
+                        changes.len()
                     );
                     return;
                 }
+                carried = changes;
                 std::thread::sleep(Duration::from_millis(100));
             }
         }

@@ -48,6 +48,9 @@ fn report(scenario: &'static str, common: &Common) -> Report {
     if common.qos > 0 {
         params.push(("window", common.window.to_string()));
     }
+    if common.persistent {
+        params.push(("persistent", "true".into()));
+    }
     Report {
         scenario,
         params,
