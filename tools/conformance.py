@@ -159,6 +159,10 @@ BROKER_TESTS = [
     ("takeover::second_connection_closes_the_first", "3.1.4-2", "3.1.4-3"),
     ("takeover::persistent_session_keeps_its_subscriptions_across_a_takeover", "3.2.2-2", "3.2.2-3"),
     ("takeover::unacknowledged_message_is_resent_to_the_new_connection", "4.4.0-1", "4.4.0-1"),
+    # Across a restart of the broker on its store ([persistence], issue 17).
+    ("persistence::in_flight_messages_resume_after_a_restart_at_the_step_they_reached", "4.4.0-1 3.3.1-1", "4.4.0-1 3.3.1-1 4.3.3-5"),
+    ("persistence::an_inbound_qos2_id_awaiting_pubrel_survives_a_restart", "4.3.3-2", "4.3.3-10"),
+    ("persistence::queued_messages_survive_a_restart_in_order_and_are_stored_once", "4.6.0-6", "4.6.0-6"),
     ("takeover::clean_takeover_discards_the_old_session", "3.1.2-6", "3.1.2-4"),
     ("malformed::each_malformed_input_closes_only_its_connection", "4.8.0-1 2.2.2-2", "4.13.1-1 2.1.3-1 3.2.2-18 3.3.4-6"),
     ("connect::a_will_the_server_cannot_honour_is_refused", "3.2.2-5 3.1.4-5", "3.2.2-12 3.2.2-13 3.2.2-7 3.2.2-8"),

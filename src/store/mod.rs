@@ -113,6 +113,11 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn commit(&self, changes: &[Change], durable: bool) -> Result<Vec<u64>, StoreError>;
     /// Everything stored.
     fn load(&self) -> Result<Snapshot, StoreError>;
+    /// Makes the store usable again after a failed commit (a full disk): what was durable
+    /// before it is there; commits made since the last durable one may not be.
+    fn recover(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 }
 
 /// Why the store cannot be used; each says what to do about it.

@@ -26,8 +26,14 @@ const INBOUND: TableDefinition<&str, ()> = TableDefinition::new("inbound_qos2");
 
 /// A redb file holding Roost's durable state.
 pub(crate) struct RedbStore {
-    db: Database,
+    /// `None` between a failed reopening and the next (see [`Store::recover`]).
+    db: std::sync::RwLock<Option<Database>>,
     path: PathBuf,
+}
+
+/// The store's error for a database that could not be opened again after a failure.
+fn closed() -> StoreError {
+    StoreError::Io("the store is closed after a failed write; reopening it failed".into())
 }
 
 impl RedbStore {
@@ -54,7 +60,10 @@ impl RedbStore {
             ),
             e => open(e.to_string()),
         })?;
-        let store = Self { db, path };
+        let store = Self {
+            db: std::sync::RwLock::new(Some(db)),
+            path,
+        };
         store.prepare().map_err(|e| match e {
             StoreError::Io(why) => open(why),
             other => other,
@@ -80,7 +89,12 @@ impl RedbStore {
     /// Creates the tables of a new store and writes its format; checks an existing one's.
     fn prepare(&self) -> Result<(), StoreError> {
         let io = |e: redb::Error| StoreError::Io(e.to_string());
-        let txn = self.db.begin_write().map_err(|e| io(e.into()))?;
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let txn = db
+            .as_ref()
+            .ok_or_else(closed)?
+            .begin_write()
+            .map_err(|e| io(e.into()))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| io(e.into()))?;
             let found = meta
@@ -116,7 +130,12 @@ impl RedbStore {
 impl Store for RedbStore {
     fn commit(&self, changes: &[Change], durable: bool) -> Result<Vec<u64>, StoreError> {
         let io = |e: redb::Error| StoreError::Io(e.to_string());
-        let mut txn = self.db.begin_write().map_err(|e| io(e.into()))?;
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let mut txn = db
+            .as_ref()
+            .ok_or_else(closed)?
+            .begin_write()
+            .map_err(|e| io(e.into()))?;
         if !durable {
             txn.set_durability(Durability::None)
                 .map_err(|e| StoreError::Io(e.to_string()))?;
@@ -230,7 +249,12 @@ impl Store for RedbStore {
 
     fn load(&self) -> Result<Snapshot, StoreError> {
         let io = |e: redb::Error| StoreError::Io(e.to_string());
-        let txn = self.db.begin_read().map_err(|e| io(e.into()))?;
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        let txn = db
+            .as_ref()
+            .ok_or_else(closed)?
+            .begin_read()
+            .map_err(|e| io(e.into()))?;
         let mut snapshot = Snapshot::default();
         for (def, into) in [
             (RETAINED, &mut snapshot.retained),
@@ -263,6 +287,17 @@ impl Store for RedbStore {
             snapshot.inbound.push(key.value().to_owned());
         }
         Ok(snapshot)
+    }
+
+    /// After a failed write redb answers every transaction with `PreviousIo`: the file is
+    /// closed and opened again, which brings back its last durable commit.
+    fn recover(&self) -> Result<(), StoreError> {
+        let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
+        // Closed first: the file is locked while open.
+        drop(db.take());
+        let reopened = Database::open(&self.path).map_err(|e| StoreError::Io(e.to_string()))?;
+        *db = Some(reopened);
+        Ok(())
     }
 }
 
@@ -317,7 +352,8 @@ mod tests {
         let d = dir("newer");
         {
             let s = RedbStore::open(&d).unwrap();
-            let txn = s.db.begin_write().unwrap();
+            let db = s.db.read().unwrap();
+            let txn = db.as_ref().unwrap().begin_write().unwrap();
             txn.open_table(META)
                 .unwrap()
                 .insert("format", FORMAT_VERSION + 1)

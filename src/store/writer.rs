@@ -9,7 +9,7 @@ use crate::config::SyncMode;
 use crate::session::{Delivery, Message};
 use rustc_hash::FxHashMap as HashMap;
 use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::Waker;
@@ -66,6 +66,8 @@ impl std::fmt::Debug for Writer {
 #[derive(Default)]
 struct Done {
     upto: AtomicU64,
+    /// Commits fail (a full disk): new QoS 1/2 work is refused meanwhile.
+    failing: AtomicBool,
     /// Change number and waker of each connection waiting; `None` once the thread has ended
     /// (nothing more will be done).
     waiting: Mutex<Option<Vec<(u64, Waker)>>>,
@@ -165,6 +167,7 @@ impl Writer {
         }
         let done = Arc::new(Done {
             upto: AtomicU64::new(0),
+            failing: AtomicBool::new(false),
             waiting: Mutex::new(Some(Vec::new())),
         });
         let done2 = done.clone();
@@ -226,6 +229,11 @@ impl Writer {
     /// it before and after routing a message to learn whether routing wrote anything.
     pub(crate) fn last_sent_here() -> u64 {
         LAST_SENT.with(Cell::get)
+    }
+
+    /// Whether commits are failing (a full disk): what is sent now waits in memory.
+    pub(crate) fn is_failing(&self) -> bool {
+        self.done.failing.load(Ordering::Relaxed)
     }
 
     /// The number of the last change sent, from any thread.
@@ -319,6 +327,9 @@ fn run(
     let mut batch = Batch::default();
     // Changes of a commit that failed, tried again with the next.
     let mut carried: Vec<Change> = Vec::new();
+    // Changes committed since the last durable commit ("periodic"): reopening the store after
+    // a failure loses them, so they are written again.
+    let mut since_durable: Vec<Change> = Vec::new();
     // Ops received, in all: the number of the last one in a commit.
     let mut received = 0u64;
     // Since when committed changes have waited to be made durable (periodic only).
@@ -328,6 +339,8 @@ fn run(
     let mut open = 0;
     loop {
         let wait = match dirty_since {
+            // A failed commit is tried again soon, whether or not more changes come.
+            _ if !carried.is_empty() => Duration::from_millis(100),
             Some(since) => interval.saturating_sub(since.elapsed()),
             None => Duration::from_secs(3600),
         };
@@ -387,6 +400,12 @@ fn run(
                 if failing {
                     tracing::info!("persistence: commits succeed again");
                     failing = false;
+                    done.failing.store(false, Ordering::Relaxed);
+                }
+                if durable {
+                    since_durable.clear();
+                } else {
+                    since_durable.append(&mut changes);
                 }
                 known.forget(&freed);
                 done.reach(received);
@@ -399,8 +418,12 @@ fn run(
             Err(e) => {
                 // Kept and tried again with the next batch: a full disk may free up.
                 if !failing {
-                    tracing::error!("persistence: a commit failed, retrying with the next: {e}");
+                    tracing::error!(
+                        "persistence: a commit failed ({e}); QoS 1/2 messages are refused \
+                         (0x97) and acknowledgements wait until the store can write again"
+                    );
                     failing = true;
+                    done.failing.store(true, Ordering::Relaxed);
                 }
                 if closed {
                     tracing::error!(
@@ -411,6 +434,15 @@ fn run(
                 }
                 carried = changes;
                 std::thread::sleep(Duration::from_millis(100));
+                // redb refuses every transaction after a failed write until it is reopened.
+                match store.recover() {
+                    Ok(()) => {
+                        // What was committed but not durable went with the old handle.
+                        since_durable.append(&mut carried);
+                        carried = std::mem::take(&mut since_durable);
+                    }
+                    Err(e) => tracing::warn!("persistence: reopening the store failed: {e}"),
+                }
             }
         }
         if closed {

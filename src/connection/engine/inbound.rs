@@ -277,6 +277,11 @@ impl Open {
             let reason = ReasonCode::PAYLOAD_FORMAT_INVALID;
             return self.refuse_publish(run, out, qos, packet_id, reason, why);
         }
+        if qos != QoS::AtMostOnce && broker.store().is_some_and(|w| w.is_failing()) {
+            // Not acknowledged as kept when it cannot be: the client may try again later.
+            let why = "the store cannot write (a full disk?): QoS 1/2 refused until it can";
+            return self.refuse_publish(run, out, qos, packet_id, ReasonCode::QUOTA_EXCEEDED, why);
+        }
         match qos {
             QoS::AtMostOnce | QoS::AtLeastOnce => {
                 let full = run.messages.first().is_some_and(|m| m.topic != p.topic)
