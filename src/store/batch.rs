@@ -28,11 +28,6 @@ pub(super) struct Batch {
 }
 
 impl Batch {
-    /// Changes that will be committed.
-    pub(super) fn len(&self) -> usize {
-        self.live
-    }
-
     fn add(&mut self, change: Change) -> usize {
         self.changes.push(Some(change));
         self.live += 1;

@@ -10,15 +10,12 @@ use crate::session::{Delivery, Message};
 use rustc_hash::FxHashMap as HashMap;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError};
+#[cfg(test)]
+use std::sync::mpsc;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-/// Changes taken into one commit at most: a commit of a huge backlog holds the new pages of
-/// all of it in memory until it ends.
-const MAX_BATCH: usize = 16 * 1024;
 
 thread_local! {
     /// The number of the last change this thread sent (see [`Writer::last_sent_here`]).
@@ -47,9 +44,8 @@ enum Op {
 
 /// The handle the broker sends changes through.
 pub(crate) struct Writer {
-    /// The channel, and the number of the last change sent through it (changes are numbered
-    /// from 1, in the order they are sent).
-    tx: Mutex<(Option<mpsc::Sender<Op>>, u64)>,
+    /// What the broker has sent and the thread not yet taken.
+    tx: Arc<Inbox>,
     /// The number of the last change on disk (`sync = "always"`), or committed (otherwise),
     /// and the connections waiting for a change to get there.
     done: Arc<Done>,
@@ -59,6 +55,73 @@ pub(crate) struct Writer {
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Writer")
+    }
+}
+
+/// The ops on their way to the thread: a vector it takes whole, under the lock every sender
+/// takes anyway, and a condition variable signalled only while the thread sleeps. A channel
+/// woke the thread (a futex call and a context switch on the broker's core) for each burst; the
+/// thread now finds everything that came during its last commit in one swap.
+#[derive(Default)]
+struct Inbox {
+    queue: Mutex<Queue>,
+    ready: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Queue {
+    ops: Vec<Op>,
+    /// The number of the last change sent (changes are numbered from 1, in order).
+    sent: u64,
+    /// The thread is asleep on `ready`.
+    sleeping: bool,
+    /// `close` was called: nothing more is taken.
+    closed: bool,
+}
+
+impl Inbox {
+    /// Adds `op` (a numbered change unless it is a group's mark); wakes the thread if it sleeps.
+    fn push(&self, op: Op, numbered: bool) {
+        let mut q = crate::broker::lock(&self.queue);
+        if q.closed {
+            return;
+        }
+        if numbered && GROUP.get() == 1 {
+            GROUP.set(2);
+            q.ops.push(Op::Begin);
+        }
+        q.ops.push(op);
+        if numbered {
+            q.sent += 1;
+            let n = q.sent;
+            LAST_SENT.with(|l| l.set(n));
+        }
+        let wake = std::mem::take(&mut q.sleeping);
+        drop(q);
+        if wake {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Moves what was sent into `into`, waiting up to `wait` for something if nothing is
+    /// there (`None`: until something comes). Returns false once closed and empty.
+    fn take(&self, into: &mut Vec<Op>, wait: Option<Duration>) -> bool {
+        let mut q = crate::broker::lock(&self.queue);
+        if q.ops.is_empty() && !q.closed {
+            q.sleeping = true;
+            q = match wait {
+                Some(wait) => {
+                    self.ready
+                        .wait_timeout(q, wait)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self.ready.wait(q).unwrap_or_else(|e| e.into_inner()),
+            };
+            q.sleeping = false;
+        }
+        std::mem::swap(into, &mut q.ops);
+        !(q.closed && into.is_empty())
     }
 }
 
@@ -151,7 +214,8 @@ impl Writer {
         interval: Duration,
         known: Vec<(u64, Arc<Message>)>,
     ) -> Result<Self, super::StoreError> {
-        let (tx, rx) = mpsc::channel();
+        let tx = Arc::new(Inbox::default());
+        let rx = tx.clone();
         let mut messages = Known {
             by_address: HashMap::with_capacity_and_hasher(known.len(), Default::default()),
             by_id: HashMap::with_capacity_and_hasher(known.len(), Default::default()),
@@ -181,25 +245,14 @@ impl Writer {
             })
             .map_err(|e| super::StoreError::Io(format!("cannot start the writer thread: {e}")))?;
         Ok(Self {
-            tx: Mutex::new((Some(tx), 0)),
+            tx,
             done,
             thread: Mutex::new(Some(thread)),
         })
     }
 
     fn push(&self, op: Op) {
-        let mut tx = crate::broker::lock(&self.tx);
-        if let Some(sender) = tx.0.as_ref() {
-            if GROUP.get() == 1 {
-                GROUP.set(2);
-                let _ = sender.send(Op::Begin);
-            }
-            // The thread only ends after `close`, which takes the sender first.
-            let _ = sender.send(op);
-            tx.1 += 1;
-            let n = tx.1;
-            LAST_SENT.with(|l| l.set(n));
-        }
+        self.tx.push(op, true);
     }
 
     /// Starts a group on this thread: the changes sent from it until the guard is dropped go
@@ -238,7 +291,7 @@ impl Writer {
 
     /// The number of the last change sent, from any thread.
     pub(crate) fn last_sent(&self) -> u64 {
-        crate::broker::lock(&self.tx).1
+        crate::broker::lock(&self.tx.queue).sent
     }
 
     /// Whether change `n` has been made durable (with `sync = "always"`; committed with
@@ -266,7 +319,8 @@ impl Writer {
 
     /// Commits what is queued, durably, and stops the thread; later changes are not kept.
     pub(crate) fn close(&self) {
-        drop(crate::broker::lock(&self.tx).0.take());
+        crate::broker::lock(&self.tx.queue).closed = true;
+        self.tx.ready.notify_one();
         if let Some(thread) = crate::broker::lock(&self.thread).take() {
             let _ = thread.join();
         }
@@ -279,10 +333,7 @@ pub(crate) struct Group(Arc<Writer>);
 impl Drop for Group {
     fn drop(&mut self) {
         if GROUP.replace(0) == 2 {
-            let tx = crate::broker::lock(&self.0.tx);
-            if let Some(sender) = tx.0.as_ref() {
-                let _ = sender.send(Op::End);
-            }
+            self.0.tx.push(Op::End, false);
         }
     }
 }
@@ -318,13 +369,14 @@ fn translate(op: Op, known: &mut Known, out: &mut Batch, open: &mut usize) -> bo
 /// The thread: batches until the channel closes, then a last durable commit.
 fn run(
     store: &dyn Store,
-    rx: &mpsc::Receiver<Op>,
+    rx: &Inbox,
     sync: SyncMode,
     interval: Duration,
     mut known: Known,
     done: &Done,
 ) {
     let mut batch = Batch::default();
+    let mut ops = Vec::new();
     // Changes of a commit that failed, tried again with the next.
     let mut carried: Vec<Change> = Vec::new();
     // Changes committed since the last durable commit ("periodic"): reopening the store after
@@ -344,41 +396,20 @@ fn run(
             Some(since) => interval.saturating_sub(since.elapsed()),
             None => Duration::from_secs(3600),
         };
-        let closed = match rx.recv_timeout(wait) {
-            Ok(op) => {
-                let mut next = Some(op);
-                let mut closed = false;
-                while let Some(op) = next.take() {
-                    if translate(op, &mut known, &mut batch, &mut open) {
-                        received += 1;
-                    }
-                    next = if batch.len() < MAX_BATCH || open > 0 {
-                        match rx.try_recv() {
-                            Ok(op) => Some(op),
-                            // A group still open: its end is on its way (its sender never
-                            // waits for this thread), so wait for it.
-                            Err(mpsc::TryRecvError::Empty) if open > 0 => match rx.recv() {
-                                Ok(op) => Some(op),
-                                Err(_) => {
-                                    closed = true;
-                                    None
-                                }
-                            },
-                            Err(mpsc::TryRecvError::Empty) => None,
-                            Err(mpsc::TryRecvError::Disconnected) => {
-                                closed = true;
-                                None
-                            }
-                        }
-                    } else {
-                        None
-                    };
+        let mut closed = !rx.take(&mut ops, Some(wait));
+        loop {
+            for op in ops.drain(..) {
+                if translate(op, &mut known, &mut batch, &mut open) {
+                    received += 1;
                 }
-                closed
             }
-            Err(RecvTimeoutError::Timeout) => false,
-            Err(RecvTimeoutError::Disconnected) => true,
-        };
+            // A group still open: its end is on its way (its sender never waits for this
+            // thread), so wait for it.
+            if open == 0 || closed {
+                break;
+            }
+            closed = !rx.take(&mut ops, None);
+        }
         let due = dirty_since.is_some_and(|since| since.elapsed() >= interval);
         let durable = closed || sync == SyncMode::Always || due;
         let (mut changes, unwritten) = batch.take();
