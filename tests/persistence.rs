@@ -519,3 +519,71 @@ async fn an_inbound_qos2_id_awaiting_pubrel_survives_a_restart() {
     b.server.shutdown().await;
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A v5 CONNECT that keeps its session for an hour, with a will on `will/<id>` delayed
+/// `delay` seconds.
+fn with_will(id: &str, delay: u32) -> roost::protocol::Connect {
+    let mut c = lasting(id, None);
+    let mut will = roost::protocol::Will {
+        topic: ByteStr::try_from(format!("will/{id}").as_str()).unwrap(),
+        payload: bytes::Bytes::from(format!("gone:{id}")),
+        qos: QoS::AtLeastOnce,
+        retain: false,
+        properties: Default::default(),
+    };
+    will.properties.make_mut().will_delay_interval = Some(delay);
+    c.will = Some(will);
+    c
+}
+
+/// Leaves the will behind: DISCONNECT 0x04 (Disconnect with Will Message), and the close.
+async fn leave_will(mut c: Raw) {
+    c.send(&Packet::Disconnect(roost::protocol::Disconnect {
+        reason: ReasonCode(0x04),
+        properties: Default::default(),
+    }))
+    .await;
+    assert!(c.closed().await.is_empty());
+}
+
+/// A will held for its delay by a persistent session is kept: not published when the broker
+/// stops (the session outlives the restart), published once its delay is over after it, and
+/// cancelled for good by a reconnection within the delay.
+#[tokio::test]
+async fn a_delayed_will_survives_a_restart() {
+    let d = dir("wills");
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    // A persistent watcher: a will that comes due before it is back is queued for it.
+    let (mut watcher, _) = Raw::connect_with(b.addr, lasting("watcher", None)).await;
+    watcher.subscribe("will/#", QoS::AtLeastOnce).await;
+    let (due, _) = Raw::connect_with(b.addr, with_will("due", 1)).await;
+    leave_will(due).await;
+    let (back, _) = Raw::connect_with(b.addr, with_will("back", 3600)).await;
+    leave_will(back).await;
+    b.server.shutdown().await;
+    assert!(
+        matches!(watcher.closed().await.as_slice(), [Packet::Disconnect(d)] if d.reason == ReasonCode(0x8B)),
+        "no will published at shutdown"
+    );
+    let summary = roost::store::check(&d).unwrap();
+    assert!(summary.contains("2 held wills"), "{summary}");
+
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    let (mut watcher, _) = Raw::connect_with(b.addr, lasting("watcher", None)).await;
+    let will = watcher.expect_publish().await;
+    assert_eq!(
+        &will.payload[..],
+        b"gone:due",
+        "its delay ran on across the restart"
+    );
+    watcher.ack(&will).await;
+    // Back within its delay: that will is cancelled, in the store too.
+    let (back, ack) = Raw::connect_with(b.addr, with_will("back", 3600)).await;
+    assert!(ack.session_present);
+    back.disconnect().await;
+    watcher.expect_nothing().await;
+    b.server.shutdown().await;
+    let summary = roost::store::check(&d).unwrap();
+    assert!(summary.contains("0 held wills"), "{summary}");
+    std::fs::remove_dir_all(&d).unwrap();
+}

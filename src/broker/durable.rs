@@ -11,10 +11,10 @@
 use super::registry::{Filters, Granted, SlotState};
 use super::{Broker, SessionSlot, SubEntry, lock};
 use crate::auth::Realm;
-use crate::session::{Journal, Sink};
+use crate::session::{Journal, Message, Sink};
 use crate::store::{
-    Change, SessionRecord, StoredSession, Writer, encode_subscription, entry_key, inbound_key,
-    now_unix_ms, subscription_key,
+    Change, SessionRecord, StoredSession, Writer, encode_subscription, encode_will, entry_key,
+    inbound_key, now_unix_ms, subscription_key,
 };
 use crate::topic::{parse_shared, validate_filter};
 use std::sync::Arc;
@@ -99,6 +99,32 @@ impl Broker {
         });
     }
 
+    /// Writes the will `slot`'s session holds until `due_unix_ms` (`None`: deletes it). A no-op
+    /// unless the session is kept.
+    pub(super) fn persist_will(
+        &self,
+        slot: &SessionSlot,
+        st: &SlotState,
+        will: Option<(&Message, u64)>,
+    ) {
+        let (Some(store), Some(_)) = (self.store(), &slot.who) else {
+            return;
+        };
+        if st.expiry == 0 {
+            return;
+        }
+        let record = will.and_then(|(m, due)| encode_will(m, due, std::time::Instant::now()));
+        store.send(Change::Will {
+            client_id: (&*slot.client_id).into(),
+            record,
+        });
+    }
+
+    /// Whether `slot`'s held will is kept in the store (and so outlives a shutdown).
+    pub(super) fn will_is_kept(&self, slot: &SessionSlot, st: &SlotState) -> bool {
+        self.store().is_some() && slot.who.is_some() && st.expiry != 0
+    }
+
     /// Deletes `slot`'s session from the store: it ends (under its lock, held by the caller:
     /// the writes of one session reach the store in the order they were made).
     pub(super) fn forget_session(&self, slot: &SessionSlot) {
@@ -141,6 +167,7 @@ impl Broker {
             subscriptions,
             deliveries,
             inbound,
+            will,
         } = stored;
         let client_id = client_id.as_str();
         let left = record.remaining_secs(now_ms)?;
@@ -198,6 +225,12 @@ impl Broker {
         if left != u32::MAX {
             let mut st = lock(&slot.state);
             self.expire_after(&slot, &mut st, left);
+        }
+        if let Some((due_ms, will)) = will {
+            // Its delay counts on across the restart; one that came due while the broker was
+            // down goes now.
+            let left_ms = due_ms.saturating_sub(now_ms);
+            self.hold_restored_will(&slot, will, left_ms);
         }
         Some(refused)
     }

@@ -354,7 +354,9 @@ impl Broker {
                 st.keep_alive_expired = false;
                 st.park = Park::Running;
                 // [MQTT-3.1.3-9] back within the Will Delay Interval: no will.
-                st.take_will();
+                if st.take_will().is_some() {
+                    self.persist_will(&slot, &st, None);
+                }
                 st.generation += 1;
                 st.expiry = expiry;
                 st.session.set_window(window);

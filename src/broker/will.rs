@@ -2,7 +2,7 @@
 //! with a v5 Will Delay Interval, once the delay has passed or the session has ended, whichever
 //! comes first; a reconnection to the session within the delay cancels it [MQTT-3.1.3-9].
 
-use super::registry::SessionSlot;
+use super::registry::{SessionSlot, SlotState};
 use super::{Broker, Metrics, lock};
 use crate::session::{Deadline, Message};
 use std::sync::Arc;
@@ -50,20 +50,37 @@ impl Broker {
             self.publish_will(will);
             return;
         }
+        let due = crate::store::now_unix_ms().saturating_add(u64::from(delay_secs) * 1000);
+        self.persist_will(slot, &st, Some((&will, due)));
+        self.arm_will(slot, &mut st, will, u64::from(delay_secs) * 1000);
+    }
+
+    /// Holds `will` on `slot` (under its lock, held by the caller as `st`) and publishes it
+    /// after `delay_ms` unless a reconnection takes it away first.
+    fn arm_will(&self, slot: &Arc<SessionSlot>, st: &mut SlotState, will: Message, delay_ms: u64) {
         let generation = st.generation();
         let broker = self.clone();
         let slot2 = slot.clone();
         let timer = tokio::spawn(async move {
             let slot = slot2;
-            tokio::time::sleep(Duration::from_secs(delay_secs.into())).await;
+            tokio::time::sleep(Duration::from_millis(delay_ms)).await;
             let will = {
                 let mut st = lock(&slot.state);
+                // A kept will due while the server stops stays in the store for the next start,
+                // as its session does.
+                if broker.is_shutting_down() && broker.will_is_kept(&slot, &st) {
+                    return;
+                }
                 // A reconnection bumped the generation and took the will away.
-                if st.generation() == generation {
+                let will = if st.generation() == generation {
                     st.take_will()
                 } else {
                     None
+                };
+                if will.is_some() {
+                    broker.persist_will(&slot, &st, None);
                 }
+                will
             };
             if let Some(will) = will {
                 broker.publish_will(will);
@@ -72,9 +89,24 @@ impl Broker {
         st.hold_will(will, timer.abort_handle());
     }
 
-    /// Publishes the will a session was holding, if any: its session is ending.
+    /// Puts back a will read from the store, due in `left_ms` (start-up).
+    pub(crate) fn hold_restored_will(&self, slot: &Arc<SessionSlot>, will: Message, left_ms: u64) {
+        let mut st = lock(&slot.state);
+        self.arm_will(slot, &mut st, will, left_ms);
+    }
+
+    /// Publishes the will a session was holding, if any: the server is stopping and its
+    /// session ends. A will kept in the store stays there, held: its session outlives the
+    /// restart, and its delay counts on.
     pub(super) fn release_will(&self, slot: &SessionSlot) {
-        let will = lock(&slot.state).take_will();
+        let will = {
+            let mut st = lock(&slot.state);
+            if self.will_is_kept(slot, &st) {
+                None
+            } else {
+                st.take_will()
+            }
+        };
         if let Some(will) = will {
             self.publish_will(will);
         }

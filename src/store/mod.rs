@@ -18,8 +18,8 @@ mod writer;
 
 pub(crate) use entry::{Row, entry_key, inbound_key, order_by_seq, split_key};
 pub(crate) use record::{
-    SessionRecord, decode_retained, decode_subscription, encode_retained, encode_subscription,
-    now_unix_ms, split_subscription_key, subscription_key,
+    SessionRecord, decode_retained, decode_subscription, decode_will, encode_retained,
+    encode_subscription, encode_will, now_unix_ms, split_subscription_key, subscription_key,
 };
 pub(crate) use redb_store::RedbStore;
 pub(crate) use restore::{StoredSession, start};
@@ -80,6 +80,14 @@ pub(crate) enum Change {
         /// The packet identifier it went with.
         packet_id: u16,
     },
+    /// A persistent session's will, held for its Will Delay Interval, written or deleted (it
+    /// also goes with its session).
+    Will {
+        /// The session's client id.
+        client_id: Box<str>,
+        /// [`encode_will`]'s record; `None` deletes it.
+        record: Option<Vec<u8>>,
+    },
     /// An inbound QoS 2 identifier awaiting PUBREL (`pending`) or released.
     Inbound {
         /// Its key ([`inbound_key`]).
@@ -104,6 +112,8 @@ pub(crate) struct Snapshot {
     pub(crate) entries: Vec<(String, Vec<u8>)>,
     /// Key of each inbound QoS 2 identifier awaiting PUBREL.
     pub(crate) inbound: Vec<String>,
+    /// Client id and record of each will held for its delay.
+    pub(crate) wills: Vec<(String, Vec<u8>)>,
 }
 
 /// A durable state engine.
@@ -175,11 +185,12 @@ pub fn check(dir: &std::path::Path) -> Result<String, StoreError> {
         .count();
     let ended = decoded.sessions.len() - sessions;
     let deliveries: usize = decoded.sessions.iter().map(|s| s.deliveries.len()).sum();
+    let wills = decoded.sessions.iter().filter(|s| s.will.is_some()).count();
     Ok(format!(
         "{}: format version {FORMAT_VERSION}, {live} retained messages ({expired} expired), \
          {sessions} persistent sessions ({ended} expired) with {subscriptions} subscriptions \
-         and {deliveries} queued or in-flight deliveries of {} stored messages; expired ones \
-         are dropped at the next start; every record decodes",
+         and {deliveries} queued or in-flight deliveries of {} stored messages, {wills} held \
+         wills; expired ones are dropped at the next start; every record decodes",
         path.display(),
         decoded.messages.len(),
     ))

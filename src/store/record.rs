@@ -319,6 +319,34 @@ impl SessionRecord {
     }
 }
 
+/// The first byte of a will's record.
+const WILL_V1: u8 = 1;
+
+/// A held will's record: when it is due (Unix ms), then the message as a retained one's
+/// record. `None` for one the codec cannot write (see [`encode_retained`]).
+pub(crate) fn encode_will(will: &Message, due_unix_ms: u64, now: Instant) -> Option<Vec<u8>> {
+    let message = encode_retained(will, now)?;
+    let mut out = Vec::with_capacity(9 + message.len());
+    out.push(WILL_V1);
+    out.extend_from_slice(&due_unix_ms.to_be_bytes());
+    out.extend_from_slice(&message);
+    Some(out)
+}
+
+/// When a will's record says it is due (Unix ms), and its message; or why it does not decode.
+pub(crate) fn decode_will(record: &[u8], now: Instant) -> Result<(u64, Message), String> {
+    let (&version, rest) = record.split_first().ok_or("empty")?;
+    if version != WILL_V1 {
+        return Err(format!("unknown record version {version}"));
+    }
+    let due = rest.get(..8).ok_or("cut short")?;
+    let due = u64::from_be_bytes(due.try_into().map_err(|_| "due time")?);
+    // A will's own Message Expiry Interval counts from its publication: it has no expiry yet.
+    let message =
+        decode_retained(&rest[8..], now)?.ok_or("a will does not expire before it is sent")?;
+    Ok((due, message))
+}
+
 /// Milliseconds since the Unix epoch now, for session records.
 pub(crate) fn now_unix_ms() -> u64 {
     unix_ms()

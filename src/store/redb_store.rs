@@ -21,6 +21,8 @@ const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const REFS: TableDefinition<u64, u64> = TableDefinition::new("message_refs");
 /// Client id, NUL, sequence number -> delivery row (see `entry.rs`).
 const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries");
+/// Client id -> a will held for its delay (see `record::encode_will`).
+const WILLS: TableDefinition<&str, &[u8]> = TableDefinition::new("wills");
 /// Client id, NUL, packet id -> nothing: an inbound QoS 2 id awaiting PUBREL.
 const INBOUND: TableDefinition<&str, ()> = TableDefinition::new("inbound_qos2");
 
@@ -122,6 +124,7 @@ impl RedbStore {
             txn.open_table(REFS).map_err(|e| io(e.into()))?;
             txn.open_table(ENTRIES).map_err(|e| io(e.into()))?;
             txn.open_table(INBOUND).map_err(|e| io(e.into()))?;
+            txn.open_table(WILLS).map_err(|e| io(e.into()))?;
         }
         txn.commit().map_err(|e| io(e.into()))
     }
@@ -149,6 +152,7 @@ impl Store for RedbStore {
             let mut refs = txn.open_table(REFS).map_err(|e| io(e.into()))?;
             let mut entries = txn.open_table(ENTRIES).map_err(|e| io(e.into()))?;
             let mut inbound = txn.open_table(INBOUND).map_err(|e| io(e.into()))?;
+            let mut wills = txn.open_table(WILLS).map_err(|e| io(e.into()))?;
             // How many rows each message gains or loses in this commit, applied at its end: a
             // row deleted and another added for the same message within one batch leave it be.
             let mut deltas: HashMap<u64, i64> = HashMap::new();
@@ -174,10 +178,12 @@ impl Store for RedbStore {
                         inbound
                             .retain_in::<&str, _>(range, |_, ()| false)
                             .map_err(|e| io(e.into()))?;
+                        wills.remove(&**client_id).map_err(|e| io(e.into()))?;
                         (&mut sessions, client_id, &None)
                     }
                     Change::Session { client_id, record } => (&mut sessions, client_id, record),
                     Change::Subscription { key, record } => (&mut subscriptions, key, record),
+                    Change::Will { client_id, record } => (&mut wills, client_id, record),
                     Change::Message { id, record } => {
                         messages
                             .insert(*id, record.as_slice())
@@ -260,6 +266,7 @@ impl Store for RedbStore {
             (RETAINED, &mut snapshot.retained),
             (SESSIONS, &mut snapshot.sessions),
             (SUBSCRIPTIONS, &mut snapshot.subscriptions),
+            (WILLS, &mut snapshot.wills),
         ] {
             let table = txn.open_table(def).map_err(|e| io(e.into()))?;
             for entry in table.iter().map_err(|e| io(e.into()))? {

@@ -4,7 +4,7 @@
 
 use super::{
     Change, RedbStore, Row, SessionRecord, Store, StoreError, Writer, decode_retained,
-    decode_subscription, order_by_seq, split_key, split_subscription_key,
+    decode_subscription, decode_will, order_by_seq, split_key, split_subscription_key,
 };
 use crate::auth::Realm;
 use crate::broker::Broker;
@@ -27,6 +27,8 @@ pub(crate) struct StoredSession {
     pub(crate) deliveries: Vec<Restored>,
     /// Its inbound QoS 2 identifiers awaiting PUBREL.
     pub(crate) inbound: Vec<u16>,
+    /// The will it held for its delay, and when that is over (Unix ms).
+    pub(crate) will: Option<(u64, Message)>,
 }
 
 /// A delivery row with its number in its session, and its key.
@@ -48,6 +50,8 @@ pub(super) struct Decoded {
     pub(super) dead_entries: Vec<String>,
     /// Inbound identifiers of no session, to delete.
     pub(super) dead_inbound: Vec<String>,
+    /// Wills of no session, to delete.
+    pub(super) dead_wills: Vec<String>,
 }
 
 /// Decodes every record of `snapshot`: the first one that does not decode is the error, named.
@@ -110,6 +114,11 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
             _ => dead_inbound.push(key),
         }
     }
+    let mut wills = HashMap::new();
+    for (client_id, record) in snapshot.wills {
+        let will = decode_will(&record, now).map_err(|why| bad("will", &client_id, why))?;
+        wills.insert(client_id, will);
+    }
     let mut sessions = Vec::with_capacity(snapshot.sessions.len());
     for (client_id, record) in snapshot.sessions {
         let session =
@@ -150,12 +159,14 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
             });
         }
         let inbound = inbound.remove(&client_id).unwrap_or_default();
+        let will = wills.remove(&client_id);
         sessions.push(StoredSession {
             client_id,
             record: session,
             subscriptions: subs,
             deliveries,
             inbound,
+            will,
         });
     }
     // Rows left are those of no session.
@@ -180,6 +191,7 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
             .collect(),
         dead_entries,
         dead_inbound,
+        dead_wills: wills.into_keys().collect(),
     })
 }
 
@@ -201,6 +213,7 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         messages,
         dead_entries,
         dead_inbound,
+        dead_wills,
     } = decode(store.load()?, Instant::now())?;
     let stored_messages = messages.len();
     // Started first: restored sessions send their changes to it from the start. Nothing is
@@ -261,6 +274,12 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         writer.send(Change::Entry {
             key: key.into(),
             row: None,
+        });
+    }
+    for client_id in dead_wills {
+        writer.send(Change::Will {
+            client_id: client_id.into(),
+            record: None,
         });
     }
     for key in dead_inbound {

@@ -15,7 +15,7 @@
 
 use super::{
     Change, RedbStore, Row, SessionRecord, Store, StoreError, decode_retained, decode_subscription,
-    split_key, split_subscription_key,
+    decode_will, split_key, split_subscription_key,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -106,6 +106,20 @@ pub fn export(dir: &Path, file: &Path) -> Result<String, StoreError> {
         }
         writeln!(out, "{line}").map_err(io)?;
     }
+    for (client_id, record) in &snapshot.wills {
+        let mut line = json!({"kind": "will", "key": client_id, "record": STANDARD.encode(record)});
+        match decode_will(record, now) {
+            Ok((due, m)) => {
+                line["topic"] = json!(&*m.topic);
+                line["due_unix_ms"] = json!(due);
+            }
+            Err(why) => {
+                bad += 1;
+                line["error"] = json!(why);
+            }
+        }
+        writeln!(out, "{line}").map_err(io)?;
+    }
     for key in &snapshot.inbound {
         writeln!(
             out,
@@ -117,13 +131,14 @@ pub fn export(dir: &Path, file: &Path) -> Result<String, StoreError> {
     out.flush().map_err(io)?;
     Ok(format!(
         "{} retained messages, {} sessions, {} subscriptions, {} deliveries of {} messages and \
-         {} inbound QoS 2 ids written to {}{}",
+         {} inbound QoS 2 ids, {} held wills written to {}{}",
         snapshot.retained.len(),
         snapshot.sessions.len(),
         snapshot.subscriptions.len(),
         snapshot.entries.len(),
         snapshot.messages.len(),
         snapshot.inbound.len(),
+        snapshot.wills.len(),
         file.display(),
         if bad > 0 {
             format!("; {bad} records do not decode (their lines carry \"error\")")
@@ -197,6 +212,13 @@ pub fn import(dir: &Path, file: &Path) -> Result<String, StoreError> {
                 Change::Entry {
                     key: key.into(),
                     row: Some(record),
+                }
+            }
+            "will" => {
+                decode_will(&record, now).map_err(&bad)?;
+                Change::Will {
+                    client_id: key.into(),
+                    record: Some(record),
                 }
             }
             "inbound" => {
@@ -307,7 +329,7 @@ mod tests {
         assert!(
             said.starts_with(
                 "1 retained messages, 1 sessions, 1 subscriptions, 1 deliveries of 1 messages \
-                 and 1 inbound QoS 2 ids"
+                 and 1 inbound QoS 2 ids, 0 held wills"
             ),
             "{said}"
         );
