@@ -51,8 +51,9 @@ pub struct Common {
     /// Print one JSON object instead of the table.
     #[arg(long, global = true)]
     pub json: bool,
-    /// Subscribers keep their sessions (3.1.1 Clean Session 0; 5.0 Session Expiry of an
-    /// hour), so a broker that persists writes what it queues for them to disk.
+    /// Subscribers (and `handshakes` clients) keep their sessions (3.1.1 Clean Session 0; 5.0
+    /// Session Expiry of an hour), so a broker that persists writes what it queues for them to
+    /// disk; each handshake then leaves an offline session behind.
     #[arg(long, global = true)]
     pub persistent: bool,
     /// The broker's process id: adds its CPU use (and RSS for `conns` and `retained`) from /proc.

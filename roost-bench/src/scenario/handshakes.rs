@@ -50,7 +50,12 @@ pub async fn run(common: &Common, concurrency: usize, source_ips: u8) -> Result<
     let tag = format!("rb{}-h", std::process::id());
     let mut loops = Vec::with_capacity(concurrency);
     for l in 0..concurrency {
-        let dial = Dial::broker(common);
+        // With --persistent each handshake leaves a persistent session behind (ids are unique):
+        // a way to fill a broker with offline sessions, for restart times.
+        let dial = Dial {
+            persistent: common.persistent,
+            ..Dial::broker(common)
+        };
         let (done, stop, tag) = (done.clone(), stop.clone(), format!("{tag}{l}-"));
         loops.push(tokio::spawn(async move {
             cycle(
