@@ -19,6 +19,12 @@ use crate::store::{
 use crate::topic::{parse_shared, validate_filter};
 use std::sync::Arc;
 
+/// Wills read from the store, to arm once every session is back (see
+/// [`Broker::arm_restored_wills`]): the session holding each (`None`: it ended), the will,
+/// and milliseconds left of its delay.
+#[derive(Default)]
+pub(crate) struct RestoredWills(Vec<(Option<Arc<SessionSlot>>, Message, u64)>);
+
 /// Who a session belongs to: a user (none for an anonymous client) under one listener's rules
 /// (`Realm::id`). A session is only ever resumed by the same owner.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,7 +119,16 @@ impl Broker {
         if st.expiry == 0 {
             return;
         }
-        let record = will.and_then(|(m, due)| encode_will(m, due, std::time::Instant::now()));
+        // Its Message Expiry Interval counts from its publication (see `publish_will`), not from
+        // the connection's end: kept without a deadline, or a restart after the interval would
+        // find it expired before it was ever sent.
+        let record = will.and_then(|(m, due)| {
+            let m = Message {
+                expires_at: None,
+                ..m.clone()
+            };
+            encode_will(&m, due, std::time::Instant::now())
+        });
         store.send(Change::Will {
             client_id: (&*slot.client_id).into(),
             record,
@@ -127,13 +142,17 @@ impl Broker {
 
     /// Deletes `slot`'s session from the store: it ends (under its lock, held by the caller:
     /// the writes of one session reach the store in the order they were made).
-    pub(super) fn forget_session(&self, slot: &SessionSlot) {
+    /// The session stops being kept: a router that matched it a moment before must not write
+    /// rows under its client id after they were deleted (a new session of that id would find
+    /// them at the next start).
+    pub(super) fn forget_session(&self, slot: &SessionSlot, st: &mut SlotState) {
         if let (Some(store), Some(_)) = (self.store(), &slot.who) {
             store.send(Change::Session {
                 client_id: (&*slot.client_id).into(),
                 record: None,
             });
         }
+        st.session.unkeep();
     }
 
     /// Writes the restored session of `client_id` back as it is now: offline from this start.
@@ -160,6 +179,7 @@ impl Broker {
         stored: StoredSession,
         realms: &[Arc<Realm>],
         now_ms: u64,
+        wills: &mut RestoredWills,
     ) -> Option<Vec<String>> {
         let StoredSession {
             client_id,
@@ -170,7 +190,14 @@ impl Broker {
             will,
         } = stored;
         let client_id = client_id.as_str();
-        let left = record.remaining_secs(now_ms)?;
+        let Some(left) = record.remaining_secs(now_ms) else {
+            // The session ended while the broker was down, before its will's delay or with
+            // it: the will goes now.
+            if let Some((_, will)) = will {
+                wills.0.push((None, will, 0));
+            }
+            return None;
+        };
         let (subscriptions, refused): (Vec<_>, Vec<_>) = subscriptions
             .into_iter()
             .partition(|(filter, ..)| self.still_allowed(filter));
@@ -229,10 +256,23 @@ impl Broker {
         if let Some((due_ms, will)) = will {
             // Its delay counts on across the restart; one that came due while the broker was
             // down goes now.
-            let left_ms = due_ms.saturating_sub(now_ms);
-            self.hold_restored_will(&slot, will, left_ms);
+            wills
+                .0
+                .push((Some(slot.clone()), will, due_ms.saturating_sub(now_ms)));
         }
         Some(refused)
+    }
+
+    /// Arms (or publishes, for sessions that ended while the broker was down) the wills read
+    /// from the store: after every session is back, so a will reaches every subscriber, and
+    /// after the store's clean-up, so its copies' rows follow it.
+    pub(crate) fn arm_restored_wills(&self, wills: RestoredWills) {
+        for (slot, will, left_ms) in wills.0 {
+            match slot {
+                Some(slot) => self.hold_restored_will(&slot, will, left_ms),
+                None => self.publish_will(will),
+            }
+        }
     }
 
     /// Whether a SUBSCRIBE to `filter` would still be granted under this configuration (the

@@ -18,7 +18,7 @@ mod shared;
 mod tests;
 mod will;
 
-pub(crate) use durable::Owner;
+pub(crate) use durable::{Owner, RestoredWills};
 pub(crate) use link::{ClientAck, Link};
 pub use metrics::Metrics;
 pub(crate) use metrics::OverloadLog;

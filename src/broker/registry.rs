@@ -367,7 +367,7 @@ impl Broker {
                     session_present: true,
                 };
             }
-            self.forget_session(&slot);
+            self.forget_session(&slot, &mut st);
             let filters = st.filters.take();
             // Clean Start ends the old session, so a will it was holding goes out now.
             let will = st.take_will();
@@ -409,6 +409,9 @@ impl Broker {
     /// Detaches connection `conn_id` from its session when it closes; a no-op if another
     /// connection took the session over meanwhile. Starts the session's expiry.
     pub(super) fn detach(&self, slot: &Arc<SessionSlot>, conn_id: NonZeroU64) {
+        // Shared deliveries taken from this session and given to another member reach the
+        // disk in one commit: never gone from both.
+        let _group = self.store().map(|w| w.group());
         let mut st = lock(&slot.state);
         if st.conn.as_ref().map(|c| c.id) != Some(conn_id) {
             return;
@@ -507,7 +510,7 @@ impl Broker {
             // Only while it is still the client id's session: a slot replaced meanwhile (its
             // store record deleted by the `attach` that replaced it) must not delete the new
             // session's record.
-            self.forget_session(slot);
+            self.forget_session(slot, &mut st);
         }
         let filters = st.filters.take();
         st.cancel_expiry();

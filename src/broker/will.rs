@@ -44,8 +44,10 @@ impl Broker {
             }
         }
         // Checked under the slot's lock, which `begin_shutdown` takes after raising the flag:
-        // a will is either held here before shutdown releases it, or published now.
-        if self.is_shutting_down() {
+        // a will is either held here before shutdown releases it, or published now. A
+        // persistent session's will is kept (in the store) even then: its session outlives
+        // the restart.
+        if self.is_shutting_down() && !self.will_is_kept(slot, &st) {
             drop(st);
             self.publish_will(will);
             return;

@@ -200,7 +200,9 @@ where
                 // left, for good.
                 shell.inbuf = BytesMut::new();
             }
-            shell.out = BytesMut::new();
+            if shell.out.is_empty() {
+                shell.out = BytesMut::new();
+            }
             Some(shell)
         }
         Err(close) => {
@@ -213,6 +215,9 @@ where
                     _ = shutdown.wait_for(|down| *down) => {}
                 }
             }
+            // Answers waiting for the disk are not sent (see `finish`).
+            let sendable = shell.engine.sendable(shell.out.len());
+            shell.out.truncate(sendable);
             let linger = shell.engine.close(&close, Instant::now(), &mut shell.out);
             let _ = tokio::time::timeout(FLUSH_AT_CLOSE, async {
                 io.write_all(&shell.out).await?;
@@ -275,14 +280,15 @@ impl Shell {
                 // Packets the client sent behind its CONNECT are read now.
                 continue;
             }
-            if !self.out.is_empty() {
-                // All of it: what the handshake writes (CONNACK, the session's messages in
-                // flight resent) is durable already.
-                io.write_all(&self.out)
+            // Up to answers that wait for the disk (packets that came behind the CONNECT):
+            // those, and what follows them, are the open connection's to write.
+            let sendable = self.engine.sendable(self.out.len());
+            if sendable > 0 {
+                io.write_all(&self.out[..sendable])
                     .await
                     .map_err(|e| Close::Io(e.kind()))?;
-                self.engine.wrote(self.out.len());
-                self.out.clear();
+                self.engine.wrote(sendable);
+                self.out.advance(sendable);
             }
             if self.engine.is_open() {
                 return Ok(());

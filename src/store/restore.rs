@@ -46,6 +46,9 @@ pub(super) struct Decoded {
     pub(super) orphans: Vec<String>,
     /// The messages deliveries point at, by id, each once in memory.
     pub(super) messages: Vec<(u64, Arc<Message>)>,
+    /// Above every stored message's id, expired ones' too (their rows are deleted only
+    /// after the start: a new message must not take their id meanwhile).
+    pub(super) next_message_id: u64,
     /// Delivery rows to delete: of no session, or whose message expired (or is missing).
     pub(super) dead_entries: Vec<String>,
     /// Inbound identifiers of no session, to delete.
@@ -83,6 +86,12 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
     }
     // Live messages; an expired one's id maps to `None`.
     let mut messages: HashMap<u64, Option<Arc<Message>>> = HashMap::new();
+    let next_message_id = snapshot
+        .messages
+        .iter()
+        .map(|(id, _)| id + 1)
+        .max()
+        .unwrap_or(1);
     for (id, record) in snapshot.messages {
         let m =
             decode_retained(&record, now).map_err(|why| bad("message", &id.to_string(), why))?;
@@ -189,6 +198,7 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
             .into_iter()
             .filter_map(|(id, m)| Some((id, m?)))
             .collect(),
+        next_message_id,
         dead_entries,
         dead_inbound,
         dead_wills: wills.into_keys().collect(),
@@ -211,6 +221,7 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         sessions,
         mut orphans,
         messages,
+        next_message_id,
         dead_entries,
         dead_inbound,
         dead_wills,
@@ -223,6 +234,7 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         p.sync,
         Duration::from_millis(p.sync_interval_ms),
         messages,
+        next_message_id,
     )?);
     broker.persist_to(writer.clone());
     let restored = retained.len();
@@ -232,11 +244,12 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
     let now_ms = super::now_unix_ms();
     let (mut resumable, mut ended, mut were_online) = (0, Vec::new(), Vec::new());
     let mut queued = 0;
+    let mut wills = crate::broker::RestoredWills::default();
     for s in sessions {
         let online = s.record.offline_since == 0;
         let client_id = s.client_id.clone();
         let deliveries = s.deliveries.len();
-        match broker.restore_session(s, &realms, now_ms) {
+        match broker.restore_session(s, &realms, now_ms, &mut wills) {
             Some(refused) => {
                 resumable += 1;
                 queued += deliveries;
@@ -288,6 +301,7 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
             pending: false,
         });
     }
+    broker.arm_restored_wills(wills);
     // Offline from now, in their records too: a session connected when the broker stopped
     // would otherwise get its whole expiry again at every restart.
     for client_id in &were_online {

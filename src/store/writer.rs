@@ -207,19 +207,20 @@ impl Known {
 impl Writer {
     /// Starts the writer thread over `store`; an error if no thread can be made (the broker
     /// must not run as if it kept what it does not). `known` are the messages the store holds
-    /// (as restored), `next_id` above every stored message's id.
+    /// (as restored), `next_id` above every id the store holds.
     pub(crate) fn start(
         store: Arc<dyn Store>,
         sync: SyncMode,
         interval: Duration,
         known: Vec<(u64, Arc<Message>)>,
+        next_id: u64,
     ) -> Result<Self, super::StoreError> {
         let tx = Arc::new(Inbox::default());
         let rx = tx.clone();
         let mut messages = Known {
             by_address: HashMap::with_capacity_and_hasher(known.len(), Default::default()),
             by_id: HashMap::with_capacity_and_hasher(known.len(), Default::default()),
-            next_id: known.iter().map(|(id, _)| id + 1).max().unwrap_or(1),
+            next_id: next_id.max(1),
             swept_at: known.len(),
         };
         for (id, m) in &known {
@@ -259,9 +260,13 @@ impl Writer {
     /// into one commit, all or none. A connection handles each read of packets in a group, so
     /// that a crash never keeps part of what one packet changed: a QoS 2 message's id without
     /// its copies for every subscriber, or some subscribers' copies without the others'.
+    /// A group begun inside another is part of it (its guard does nothing).
     pub(crate) fn group(self: &Arc<Self>) -> Group {
+        if GROUP.get() != 0 {
+            return Group(None);
+        }
         GROUP.set(1);
-        Group(self.clone())
+        Group(Some(self.clone()))
     }
 
     /// Queues a change for the next commit.
@@ -328,12 +333,14 @@ impl Writer {
 }
 
 /// Ends its thread's group when dropped (see [`Writer::group`]).
-pub(crate) struct Group(Arc<Writer>);
+pub(crate) struct Group(Option<Arc<Writer>>);
 
 impl Drop for Group {
     fn drop(&mut self) {
-        if GROUP.replace(0) == 2 {
-            self.0.tx.push(Op::End, false);
+        if let Some(writer) = &self.0
+            && GROUP.replace(0) == 2
+        {
+            writer.tx.push(Op::End, false);
         }
     }
 }
@@ -517,7 +524,8 @@ mod tests {
             let log = Arc::new(Log::default());
             let (open, gate) = mpsc::channel();
             *crate::broker::lock(&log.1) = Some(gate);
-            let w = Writer::start(log.clone(), sync, Duration::from_secs(60), Vec::new()).unwrap();
+            let w =
+                Writer::start(log.clone(), sync, Duration::from_secs(60), Vec::new(), 1).unwrap();
             // The first change's commit waits while 999 more arrive: they go in one commit.
             for i in 0..1000 {
                 w.send(change(i));

@@ -63,8 +63,9 @@ impl Open {
     }
 
     /// Before a QoS 2 PUBLISH of a persistent session is written to `out`: it waits until its
-    /// row, sent to the store when it was queued, is durable.
-    pub(super) fn hold_kept_qos2(&mut self, out: &BytesMut) {
+    /// row, sent to the store when it was queued, is durable. Also before the PUBREC of a
+    /// duplicate QoS 2 PUBLISH, whose first copy's changes may still be on their way.
+    pub(super) fn hold_until_all_sent(&mut self, out: &BytesMut) {
         let Some(writer) = self.link.broker().durable_acks() else {
             return;
         };
@@ -199,6 +200,7 @@ mod tests {
             SyncMode::Always,
             Duration::from_secs(1),
             vec![],
+            1,
         );
         broker.persist_to(Arc::new(writer.expect("a writer thread")));
         // A 3.1.1 persistent session (Clean Session 0) subscribed to "kept" at QoS 1.

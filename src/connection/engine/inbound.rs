@@ -305,10 +305,12 @@ impl Open {
                         "more QoS 2 messages in flight than Receive Maximum",
                     ));
                 };
-                // A duplicate before PUBREL is acknowledged but not routed again.
+                // A duplicate before PUBREL is acknowledged but not routed again, and not before
+                // what its first copy changed is on disk (that may still be on its way).
                 let matched = if first {
                     self.link.publish(self.message(p, now))
                 } else {
+                    self.hold_until_all_sent(out);
                     1
                 };
                 self.ack(out, Packet::PubRec, packet_id, matched_reason(matched));
@@ -492,6 +494,7 @@ impl Open {
                 });
             }
         }
+        self.hold_if_changed(out);
         self.write_packet(
             out,
             Packet::UnsubAck(UnsubAck {
@@ -543,12 +546,15 @@ impl Open {
     }
 
     /// Publishes the will, if the client left one, and forgets it: at once, or after its v5
-    /// Will Delay Interval (not when the server is shutting down: the session ends now).
-    pub(super) fn publish_will(&mut self, close: &Close, now: Instant) {
+    /// Will Delay Interval (also when the server is shutting down: the broker decides then
+    /// whether the session outlives the stop, see `Broker::defer_will`).
+    pub(super) fn publish_will(&mut self, now: Instant) {
         let Some(will) = self.will.take() else { return };
         let mut properties = will.properties;
         let delay = properties.will_delay_interval.filter(|&secs| {
-            secs > 0 && self.version.is_v5() && !matches!(close, Close::ServerShutdown)
+            // At shutdown too: a persistent session's will stays held in the store (see
+            // `Broker::defer_will`); another session's goes now.
+            secs > 0 && self.version.is_v5()
         });
         if let Some(set) = properties.get_mut() {
             set.will_delay_interval = None;

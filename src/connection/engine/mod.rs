@@ -319,7 +319,7 @@ impl Engine {
                     open.send_disconnect(out, reason, close.reason_string());
                 }
                 if close.publishes_will() {
-                    open.publish_will(close, now);
+                    open.publish_will(now);
                 }
                 open.link.detach();
                 close.log(open.link.client_id(), self.peer);

@@ -155,7 +155,7 @@ impl Open {
                 dup,
             } => {
                 if delivery.qos == QoS::ExactlyOnce && delivery.seq != 0 {
-                    self.hold_kept_qos2(out);
+                    self.hold_until_all_sent(out);
                 }
                 self.write_publish(out, packet_id, &delivery, dup, now)
             }
