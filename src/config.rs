@@ -227,6 +227,20 @@ pub struct Sessions {
     pub max_queued_bytes: usize,
     /// Queue QoS 0 messages for offline persistent sessions (off by default, as in Mosquitto).
     pub queue_qos0_offline: bool,
+    /// What a full queue does with a new message (see [`Overflow`]).
+    pub overflow: Overflow,
+}
+
+/// What a session's full queue does with one more message. Either way the drop is counted.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Overflow {
+    /// The new message is dropped (Mosquitto's behaviour).
+    #[default]
+    DropNew,
+    /// The oldest queued message is dropped to make room: a device back from a long absence
+    /// gets the latest state rather than the first messages of its absence.
+    DropOldest,
 }
 
 /// What survives a restart, and where it is kept.
@@ -381,6 +395,7 @@ impl Default for Sessions {
             max_queued_messages: 1000,
             max_queued_bytes: 0,
             queue_qos0_offline: false,
+            overflow: Overflow::DropNew,
         }
     }
 }

@@ -587,3 +587,31 @@ async fn a_delayed_will_survives_a_restart() {
     assert!(summary.contains("0 held wills"), "{summary}");
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A held will's Message Expiry Interval counts from its publication, so a will whose interval
+/// is shorter than its delay is still there after a restart past that interval (it was once
+/// stored with a deadline, and such a store refused to start).
+#[tokio::test]
+async fn a_held_will_with_a_short_expiry_outlives_a_restart_after_it() {
+    let d = dir("will-expiry");
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    let mut connect = with_will("brief", 3600);
+    if let Some(w) = connect.will.as_mut() {
+        w.properties.make_mut().message_expiry_interval = Some(1);
+    }
+    let (c, _) = Raw::connect_with(b.addr, connect).await;
+    leave_will(c).await;
+    let left = std::time::Instant::now();
+    b.server.shutdown().await;
+    // The interval is the subject here: only the clock passing it can show it.
+    let past = std::time::Duration::from_millis(1100).saturating_sub(left.elapsed());
+    tokio::time::sleep(past).await;
+    let summary = roost::store::check(&d).unwrap();
+    assert!(summary.contains("1 held wills"), "{summary}");
+    let b = start_with(persisting(&d, SyncMode::Always)).await;
+    let (mut watcher, _) = Raw::connect_with(b.addr, lasting("watcher", None)).await;
+    watcher.subscribe("will/#", QoS::AtLeastOnce).await;
+    watcher.expect_nothing().await;
+    b.server.shutdown().await;
+    std::fs::remove_dir_all(&d).unwrap();
+}

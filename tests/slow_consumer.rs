@@ -152,3 +152,35 @@ async fn an_unthrottled_qos1_publisher_cannot_grow_a_stalled_sessions_queue() {
     drop(stalled);
     b.server.shutdown().await;
 }
+
+/// `sessions.overflow = "drop_oldest"`: an offline session's full queue keeps the newest
+/// messages, in order, and the drops are counted as queue-full ones.
+#[tokio::test]
+async fn drop_oldest_keeps_the_newest_messages_of_an_absence() {
+    let b = start_with(|c| {
+        c.sessions.max_queued_messages = 3;
+        c.sessions.overflow = roost::config::Overflow::DropOldest;
+    })
+    .await;
+    let mut dev = Raw::connect(b.addr, V3_1_1, "away", false).await;
+    dev.subscribe("state/#", QoS::AtLeastOnce).await;
+    dev.disconnect().await;
+    let mut p = Raw::connect(b.addr, V5, "pub", true).await;
+    for n in 0..10usize {
+        p.publish_acked(
+            "state/x",
+            &payload(n),
+            QoS::AtLeastOnce,
+            false,
+            n as u16 + 1,
+        )
+        .await;
+    }
+    let mut dev = Raw::connect(b.addr, V3_1_1, "away", false).await;
+    let got: Vec<usize> = dev.drain().await.iter().map(number).collect();
+    assert_eq!(got, [7, 8, 9], "the latest three");
+    assert_eq!(
+        Metrics::get(&b.server.broker().metrics().dropped_queue_full),
+        7
+    );
+}

@@ -125,6 +125,7 @@ impl Broker {
             max_messages: s.max_queued_messages,
             max_bytes: s.max_queued_bytes,
             qos0_offline: s.queue_qos0_offline,
+            drop_oldest: s.overflow == crate::config::Overflow::DropOldest,
         });
         Self {
             inner: Arc::new(Inner {

@@ -302,9 +302,16 @@ impl Broker {
             let outcome = st
                 .session
                 .offer(qos, m.payload.len(), online, || grant.delivery(m));
-            if let Enqueued::Dropped { first } = outcome {
-                dropped += 1;
-                first_drop |= first;
+            match outcome {
+                Enqueued::Dropped { first } => {
+                    dropped += 1;
+                    first_drop |= first;
+                }
+                Enqueued::Displaced { dropped: n, first } => {
+                    dropped += u64::from(n);
+                    first_drop |= first;
+                }
+                Enqueued::Queued | Enqueued::Skipped => {}
             }
         }
         let waker = if online && was_empty && st.session.queued() > 0 {

@@ -212,8 +212,10 @@ impl Broker {
             let mut st = lock(&slot.state);
             let mut full = 0;
             for d in stay {
-                if let Enqueued::Dropped { .. } = st.session.enqueue(d, false) {
-                    full += 1;
+                match st.session.enqueue(d, false) {
+                    Enqueued::Dropped { .. } => full += 1,
+                    Enqueued::Displaced { dropped, .. } => full += u64::from(dropped),
+                    Enqueued::Queued | Enqueued::Skipped => {}
                 }
             }
             drop(st);

@@ -32,6 +32,8 @@ pub(crate) struct QueueLimits {
     pub(crate) max_bytes: usize,
     /// Queue QoS 0 messages while offline.
     pub(crate) qos0_offline: bool,
+    /// A full queue drops its oldest message to take a new one (`sessions.overflow`).
+    pub(crate) drop_oldest: bool,
 }
 
 /// What became of a message offered to a session. A drop must be counted (and logged once per
@@ -47,6 +49,12 @@ pub(crate) enum Enqueued {
     },
     /// QoS 0 for an offline session: not queued, by policy, and not counted as a drop.
     Skipped,
+    /// Queued, and `dropped` older messages were dropped to make room for it
+    /// (`sessions.overflow = "drop_oldest"`); `first` as for `Dropped`.
+    Displaced {
+        dropped: u32,
+        first: bool,
+    },
 }
 
 /// What an acknowledgement from the client (PUBACK, PUBREC, PUBCOMP) did.
@@ -308,10 +316,24 @@ impl Session {
         }
         let full = self.queue.len() >= self.limits.max_messages
             || (self.limits.max_bytes > 0 && self.queue.bytes() + bytes > self.limits.max_bytes);
+        let (mut displaced, mut first_drop) = (0, false);
         if full {
             let first = !self.dropping;
+            first_drop = first;
             self.dropping = true;
-            return Enqueued::Dropped { first };
+            if !self.limits.drop_oldest {
+                return Enqueued::Dropped { first };
+            }
+            while self.queue.len() >= self.limits.max_messages
+                || (self.limits.max_bytes > 0 && self.queue.bytes() + bytes > self.limits.max_bytes)
+            {
+                let Some(seq) = self.queue.drop_oldest() else {
+                    // Nothing left to drop (it alone is over the byte limit): it goes.
+                    return Enqueued::Dropped { first };
+                };
+                self.done(seq);
+                displaced += 1;
+            }
         }
         let mut delivery = delivery();
         delivery.seq = 0;
@@ -326,6 +348,12 @@ impl Session {
             });
         }
         self.queue.push(delivery);
+        if displaced > 0 {
+            return Enqueued::Displaced {
+                dropped: displaced,
+                first: first_drop,
+            };
+        }
         Enqueued::Queued
     }
 

@@ -139,6 +139,33 @@ impl MessageQueue {
         }
     }
 
+    /// Drops the oldest message queued (retained streams are not counted, and stay); returns
+    /// its sequence number in a kept session (0 if none), or `None` if there is nothing to drop.
+    pub(super) fn drop_oldest(&mut self) -> Option<u32> {
+        let i = self
+            .entries
+            .iter()
+            .position(|e| !matches!(e, Entry::Retained(_)))?;
+        let (seq, bytes) = match &mut self.entries[i] {
+            Entry::One(d) => (d.seq, d.message.payload.len()),
+            Entry::Run { run, next, .. } => {
+                let bytes = run.messages().get(*next as usize)?.payload.len();
+                *next += 1;
+                if (*next as usize) < run.len() {
+                    self.len -= 1;
+                    self.bytes -= bytes;
+                    return Some(0);
+                }
+                (0, bytes)
+            }
+            Entry::Retained(_) => return None,
+        };
+        self.entries.remove(i);
+        self.len -= 1;
+        self.bytes -= bytes;
+        Some(seq)
+    }
+
     /// Takes the next message out as a delivery.
     pub(super) fn pop_front(&mut self) -> Option<Delivery> {
         let delivery = match self.entries.front_mut()? {

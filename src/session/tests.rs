@@ -8,6 +8,7 @@ fn limits(max: usize) -> QueueLimits {
         max_messages: max,
         max_bytes: 0,
         qos0_offline: false,
+        drop_oldest: false,
     }
 }
 
@@ -141,6 +142,7 @@ fn byte_limit_and_offline_qos0_policy() {
             max_messages: 10,
             max_bytes: 2,
             qos0_offline: false,
+            drop_oldest: false,
         },
         5,
     );
@@ -156,6 +158,7 @@ fn byte_limit_and_offline_qos0_policy() {
             max_messages: 10,
             max_bytes: 0,
             qos0_offline: true,
+            drop_oldest: false,
         },
         5,
     );
@@ -361,6 +364,7 @@ fn a_run_that_does_not_fit_or_finds_the_session_offline_is_refused_whole() {
             max_messages: 100,
             max_bytes: 2,
             qos0_offline: false,
+            drop_oldest: false,
         },
         10,
     );
@@ -523,4 +527,38 @@ fn a_kept_session_journals_every_step_of_its_deliveries() {
 #[test]
 fn a_delivery_is_still_24_bytes() {
     assert_eq!(std::mem::size_of::<Delivery>(), 24);
+}
+
+#[test]
+fn a_full_queue_drops_its_oldest_message_with_drop_oldest() {
+    let mut s = Session::new(
+        QueueLimits {
+            max_messages: 3,
+            max_bytes: 0,
+            qos0_offline: true,
+            drop_oldest: true,
+        },
+        10,
+    );
+    for n in 0..3 {
+        assert_eq!(s.enqueue(d(QoS::AtLeastOnce, n), false), Enqueued::Queued);
+    }
+    assert_eq!(
+        s.enqueue(d(QoS::AtLeastOnce, 3), false),
+        Enqueued::Displaced {
+            dropped: 1,
+            first: true
+        }
+    );
+    assert_eq!(
+        s.enqueue(d(QoS::AtMostOnce, 4), false),
+        Enqueued::Displaced {
+            dropped: 1,
+            first: false
+        },
+        "the same episode"
+    );
+    assert_eq!(s.queued(), 3);
+    let sent: Vec<u8> = ids(&mut s).into_iter().map(|(_, n)| n).collect();
+    assert_eq!(sent, [2, 3, 4], "the newest three, in order");
 }
