@@ -5,27 +5,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::frame;
-
-/// The broker's process, killed if a test fails before it exits by itself.
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// The broker binary under test: `ROOST_BIN` if set (CI points it at the release build),
-/// else the one Cargo built for these tests.
-fn binary() -> String {
-    std::env::var("ROOST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_roost").to_string())
-}
+// The broker's process, killed if a test fails before it exits by itself.
+use support::process::{Process as Broker, binary};
 
 /// The binary with the shipped defaults on port 0; returns it and the address it bound.
 fn start() -> (Broker, SocketAddr) {
@@ -44,37 +30,8 @@ fn start_with(adjust: impl FnOnce(&mut Command)) -> (Broker, SocketAddr) {
 fn start_config(config: &str, adjust: impl FnOnce(&mut Command)) -> (Broker, SocketAddr) {
     let mut command = Command::new(binary());
     adjust(&mut command);
-    let mut child = command
-        .args(["-c", config])
-        .args(["--port", "0"])
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the roost binary starts");
-    // The log goes to stdout.
-    let log = child.stdout.take().expect("stdout is piped");
-    let mut lines = BufReader::new(log).lines();
-    // The listener logs its real address once bound; the read ends if the process exits.
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.contains("listening for MQTT over")
-                .then(|| {
-                    l.split("addr=")
-                        .nth(1)?
-                        .split_whitespace()
-                        .next()?
-                        .parse()
-                        .ok()
-                })
-                .flatten()
-        })
-        .expect("the broker logs the address it listens on");
-    // Keep draining its log so the broker never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    (Broker(child), addr)
+    command.args(["-c", config]).args(["--port", "0"]);
+    support::process::spawn(command, None)
 }
 
 #[cfg(target_os = "linux")]

@@ -7,6 +7,8 @@
 //! `cargo test` runs a short round against the debug binary; `.ci/run` runs a longer one against
 //! the release build: `ROOST_BIN=target/release/roost CRASH_MESSAGES=1500 CRASH_KILLS=8`.
 
+mod support;
+
 use bytes::BytesMut;
 use roost::protocol::ProtocolVersion::V3_1_1;
 use roost::protocol::{
@@ -14,18 +16,14 @@ use roost::protocol::{
     SubscriptionOptions, decode,
 };
 use std::collections::{HashMap, HashSet};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// The broker binary under test: `ROOST_BIN` if set, else the one Cargo built.
-fn binary() -> String {
-    std::env::var("ROOST_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_roost").to_string())
-}
+use support::process::{self, Process};
 
 fn env_or(name: &str, default: u32) -> u32 {
     std::env::var(name)
@@ -34,64 +32,11 @@ fn env_or(name: &str, default: u32) -> u32 {
         .unwrap_or(default)
 }
 
-/// The broker's process, killed when dropped.
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the broker on `config`; returns it and the address it listens on.
-fn start(config: &Path) -> (Broker, SocketAddr) {
-    let mut child = Command::new(binary())
-        .arg("-c")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the roost binary starts");
-    let (tx, rx) = std::sync::mpsc::channel();
-    for pipe in [
-        Box::new(child.stdout.take().expect("piped")) as Box<dyn Read + Send>,
-        Box::new(child.stderr.take().expect("piped")),
-    ] {
-        let tx = tx.clone();
-        let log = config.with_extension("log");
-        std::thread::spawn(move || {
-            let mut log = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(log)
-                .ok();
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                if let Some(f) = log.as_mut() {
-                    let _ = writeln!(f, "{line}");
-                }
-                let addr = line
-                    .contains("listening for MQTT over")
-                    .then(|| {
-                        line.split("addr=")
-                            .nth(1)?
-                            .split_whitespace()
-                            .next()?
-                            .parse()
-                            .ok()
-                    })
-                    .flatten();
-                if let Some(addr) = addr {
-                    let _ = tx.send(addr);
-                }
-            }
-        });
-    }
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("the broker logs the address it listens on");
-    (Broker(child), addr)
+fn start(config: &Path) -> (Process, SocketAddr) {
+    let mut command = Command::new(process::binary());
+    command.arg("-c").arg(config);
+    process::spawn(command, Some(config.with_extension("log")))
 }
 
 /// A blocking MQTT 3.1.1 connection.

@@ -11,33 +11,18 @@ mod support;
 use roost::protocol::ProtocolVersion::V5;
 use roost::protocol::{Packet, QoS, ReasonCode};
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
+use support::process::{self, Process};
 use support::*;
 
-/// The broker's process, killed when dropped.
-struct Broker(Child);
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts the binary on `config`, its files limited to `limit` bytes if given.
-fn start(config: &Path, limit: Option<u64>) -> (Broker, SocketAddr) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_roost"));
-    command
-        .arg("-c")
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+fn start(config: &Path, limit: Option<u64>) -> (Process, SocketAddr) {
+    let mut command = Command::new(process::binary());
+    command.arg("-c").arg(config);
     if let Some(limit) = limit {
         // SAFETY: between fork and exec only async-signal-safe calls (signal, setrlimit).
         unsafe {
@@ -54,39 +39,7 @@ fn start(config: &Path, limit: Option<u64>) -> (Broker, SocketAddr) {
             });
         }
     }
-    let mut child = command.spawn().expect("the roost binary starts");
-    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
-    let addr = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find_map(|l| {
-            l.contains("listening for MQTT over")
-                .then(|| {
-                    l.split("addr=")
-                        .nth(1)?
-                        .split_whitespace()
-                        .next()?
-                        .parse()
-                        .ok()
-                })
-                .flatten()
-        })
-        .expect("the broker logs its address");
-    let log = config.with_extension("log");
-    std::thread::spawn(move || {
-        use std::io::Write;
-        let mut log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .ok();
-        for line in lines.map_while(Result::ok) {
-            if let Some(f) = log.as_mut() {
-                let _ = writeln!(f, "{line}");
-            }
-        }
-    });
-    (Broker(child), addr)
+    process::spawn(command, Some(config.with_extension("log")))
 }
 
 /// The other client's messages are counted from here, beside the filler's.

@@ -161,9 +161,10 @@ impl Broker {
 
     /// The store's writer if acknowledgements wait for the disk (`sync = "always"`).
     pub(crate) fn durable_acks(&self) -> Option<&Arc<crate::store::Writer>> {
-        let sync = self.config().persistence.sync;
+        // The store first: without one (the common case) every answer and read asks this, and
+        // it must cost no configuration load.
         self.store()
-            .filter(|_| sync == crate::config::SyncMode::Always)
+            .filter(|_| self.config().persistence.sync == crate::config::SyncMode::Always)
     }
 
     /// Puts retained messages read from the store in place (start-up, before any listener

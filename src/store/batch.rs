@@ -23,20 +23,17 @@ pub(super) struct Batch {
     /// Messages first written in this batch: id -> (index of its record, rows of this batch
     /// pointing at it, the message). Encoded at the end, only if a row still points at it.
     messages: HashMap<u64, (usize, u32, Arc<Message>)>,
-    /// Changes not cancelled.
-    live: usize,
 }
 
 impl Batch {
     fn add(&mut self, change: Change) -> usize {
         self.changes.push(Some(change));
-        self.live += 1;
         self.changes.len() - 1
     }
 
     fn cancel(&mut self, i: usize) {
-        if self.changes.get_mut(i).and_then(Option::take).is_some() {
-            self.live -= 1;
+        if let Some(slot) = self.changes.get_mut(i) {
+            *slot = None;
         }
     }
 
@@ -154,7 +151,6 @@ impl Batch {
         let changes = self.changes.drain(..).flatten().collect();
         self.rows.clear();
         self.inbound.clear();
-        self.live = 0;
         (changes, unwritten)
     }
 }

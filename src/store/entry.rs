@@ -93,35 +93,27 @@ impl Row {
 
     /// The row in `bytes`, or why it does not decode.
     pub(crate) fn decode(bytes: &[u8]) -> Result<Self, String> {
-        let mut at = 0;
-        let mut take = |n: usize| {
-            let part = bytes
-                .get(at..at + n)
-                .ok_or_else(|| format!("cut short at byte {at}"))?;
-            at += n;
-            Ok::<_, String>(part)
-        };
-        let version = take(1)?[0];
+        let mut r = super::record::Reader::new(bytes);
+        let version = r.u8()?;
         if version != ROW_V1 {
             return Err(format!("unknown row version {version}"));
         }
-        let message = u64::from_be_bytes(take(8)?.try_into().map_err(|_| "message id")?);
-        let qos = QoS::from_bits(take(1)?[0]).ok_or("bad QoS")?;
-        let flags = take(1)?[0];
+        let message = r.u64()?;
+        let qos = QoS::from_bits(r.u8()?).ok_or("bad QoS")?;
+        let flags = r.u8()?;
         if flags & !(RETAIN | RELEASED) != 0 {
             return Err(format!("bad flags {flags:#04x}"));
         }
-        let packet_id = u16::from_be_bytes(take(2)?.try_into().map_err(|_| "packet id")?);
-        let n = u16::from_be_bytes(take(2)?.try_into().map_err(|_| "id count")?);
+        let packet_id = r.u16()?;
+        let n = r.u16()?;
         let mut ids = SubscriptionIds::default();
         for _ in 0..n {
-            let id = u32::from_be_bytes(take(4)?.try_into().map_err(|_| "id")?);
-            ids.append(&mut SubscriptionIds::one(Some(id)));
+            ids.append(&mut SubscriptionIds::one(Some(r.u32()?)));
         }
-        let len = u16::from_be_bytes(take(2)?.try_into().map_err(|_| "shared length")?);
-        let shared = std::str::from_utf8(take(usize::from(len))?)
+        let len = r.u16()?;
+        let shared = std::str::from_utf8(r.take(usize::from(len))?)
             .map_err(|_| "shared subscription is not UTF-8")?;
-        if at != bytes.len() {
+        if !r.is_done() {
             return Err("bytes after the row".into());
         }
         Ok(Self {

@@ -359,13 +359,22 @@ fn put_str(out: &mut BytesMut, s: &str) {
 }
 
 /// Reads a record's fields in order, each failing with where the record was cut short.
-struct Reader<'a> {
+/// Reads a record's fields in order; each read names where the record ran out.
+pub(super) struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], String> {
+impl<'a> Reader<'a> {
+    /// A reader at the start of `bytes`.
+    pub(super) fn new(bytes: &'a [u8]) -> Self {
+        Self { bytes, at: 0 }
+    }
+    /// Whether every byte was read.
+    pub(super) fn is_done(&self) -> bool {
+        self.at == self.bytes.len()
+    }
+    pub(super) fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
         let part = self
             .bytes
             .get(self.at..self.at + n)
@@ -373,18 +382,18 @@ impl Reader<'_> {
         self.at += n;
         Ok(part)
     }
-    fn u8(&mut self) -> Result<u8, String> {
+    pub(super) fn u8(&mut self) -> Result<u8, String> {
         Ok(self.take(1)?[0])
     }
-    fn u16(&mut self) -> Result<u16, String> {
+    pub(super) fn u16(&mut self) -> Result<u16, String> {
         let b = self.take(2)?;
         Ok(u16::from_be_bytes([b[0], b[1]]))
     }
-    fn u32(&mut self) -> Result<u32, String> {
+    pub(super) fn u32(&mut self) -> Result<u32, String> {
         let b = self.take(4)?;
         Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
-    fn u64(&mut self) -> Result<u64, String> {
+    pub(super) fn u64(&mut self) -> Result<u64, String> {
         let b = self.take(8)?;
         let mut a = [0; 8];
         a.copy_from_slice(b);

@@ -88,15 +88,19 @@ impl RedbStore {
         Self::open(dir)
     }
 
+    /// Runs `f` on the open database (an error while it is closed after a failed reopening).
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&Database) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
+        f(db.as_ref().ok_or_else(closed)?)
+    }
+
     /// Creates the tables of a new store and writes its format; checks an existing one's.
     fn prepare(&self) -> Result<(), StoreError> {
         let io = |e: redb::Error| StoreError::Io(e.to_string());
-        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
-        let txn = db
-            .as_ref()
-            .ok_or_else(closed)?
-            .begin_write()
-            .map_err(|e| io(e.into()))?;
+        let txn = self.with_db(|db| db.begin_write().map_err(|e| io(e.into())))?;
         {
             let mut meta = txn.open_table(META).map_err(|e| io(e.into()))?;
             let found = meta
@@ -133,12 +137,7 @@ impl RedbStore {
 impl Store for RedbStore {
     fn commit(&self, changes: &[Change], durable: bool) -> Result<Vec<u64>, StoreError> {
         let io = |e: redb::Error| StoreError::Io(e.to_string());
-        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
-        let mut txn = db
-            .as_ref()
-            .ok_or_else(closed)?
-            .begin_write()
-            .map_err(|e| io(e.into()))?;
+        let mut txn = self.with_db(|db| db.begin_write().map_err(|e| io(e.into())))?;
         if !durable {
             txn.set_durability(Durability::None)
                 .map_err(|e| StoreError::Io(e.to_string()))?;
@@ -255,12 +254,7 @@ impl Store for RedbStore {
 
     fn load(&self) -> Result<Snapshot, StoreError> {
         let io = |e: redb::Error| StoreError::Io(e.to_string());
-        let db = self.db.read().unwrap_or_else(|e| e.into_inner());
-        let txn = db
-            .as_ref()
-            .ok_or_else(closed)?
-            .begin_read()
-            .map_err(|e| io(e.into()))?;
+        let txn = self.with_db(|db| db.begin_read().map_err(|e| io(e.into())))?;
         let mut snapshot = Snapshot::default();
         for (def, into) in [
             (RETAINED, &mut snapshot.retained),

@@ -4,6 +4,7 @@
 // Each `tests/<area>.rs` is its own crate and uses a different subset of these helpers.
 #![allow(dead_code)]
 
+pub mod process;
 #[path = "../wire/mod.rs"]
 mod wire;
 // Not every test crate that includes this module writes exact bytes.
