@@ -45,6 +45,10 @@ pub struct Common {
     /// MQTT protocol level: 4 (3.1.1) or 5 (5.0).
     #[arg(long, global = true, default_value_t = 4, value_parser = clap::value_parser!(u8).range(4..=5))]
     pub mqtt_version: u8,
+    /// Messages per second each subscriber handles at most: a slow reader (a phone on a slow
+    /// link), to see what a broker's overflow policy does; 0 = as fast as it can.
+    #[arg(long, global = true, default_value_t = 0)]
+    pub sub_rate: u64,
     /// QoS 1/2 PUBLISHes in flight per publisher (unacknowledged).
     #[arg(long, global = true, default_value_t = 100)]
     pub window: u32,

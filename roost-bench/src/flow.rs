@@ -175,8 +175,9 @@ fn spawn(
     let mut subs = Vec::new();
     for (i, client) in subscribers.into_iter().enumerate() {
         let (s, stop, errors) = (stats.subscriber(), stop_s.clone(), errors_tx.clone());
+        let pace = Pacer::new(common.sub_rate as f64, start);
         subs.push(tokio::spawn(async move {
-            let r = subscriber::run(client, s, stamps, stop).await;
+            let r = subscriber::run(client, s, stamps, pace, stop).await;
             if let Err(e) = &r {
                 let _ = errors.try_send(anyhow!("subscriber {i}: {e:#}"));
             }

@@ -6,6 +6,7 @@
 use crate::client::{self, Client, READ_CHUNK};
 use crate::frame::{self, PUBCOMP, PUBLISH, PUBREC, PUBREL};
 use crate::histogram::Histogram;
+use crate::pacer::Pacer;
 use crate::stats::ClientStats;
 use anyhow::{Context, Result, bail};
 use bytes::Buf;
@@ -24,21 +25,27 @@ pub struct Stamps {
     pub to_ns: u64,
 }
 
-/// Receives until `stop` turns true; returns the latencies recorded, if asked to.
+/// Receives until `stop` turns true, handling no more messages than `pace` allows (a slow
+/// reader; unthrottled by default); returns the latencies recorded, if asked to.
 pub async fn run(
     mut client: Client,
     stats: Arc<ClientStats>,
     stamps: Option<Stamps>,
+    pace: Pacer,
     mut stop: watch::Receiver<bool>,
 ) -> Result<Option<Histogram>> {
     let v5 = client.version.is_v5();
     let mut histogram = stamps.map(|_| Histogram::default());
     let mut out: Vec<u8> = Vec::with_capacity(4096);
+    let mut total = 0u64;
     client.rbuf.reserve(READ_CHUNK);
     loop {
         // Packets may already wait in the buffer from the handshake: handle them first.
         let mut received = 0u64;
-        while let Some(f) = frame::scan(&client.rbuf)? {
+        let budget = pace.due(total, Instant::now());
+        while received < budget
+            && let Some(f) = frame::scan(&client.rbuf)?
+        {
             match f.kind() {
                 PUBLISH => {
                     let p = frame::publish(f.first, f.body(&client.rbuf), v5)?;
@@ -61,9 +68,27 @@ pub async fn run(
             client.rbuf.advance(f.len);
         }
         ClientStats::add(&stats.received, received);
+        total += received;
         if !out.is_empty() {
             client.stream.send_all(&out).await.context("write")?;
             out.clear();
+        }
+        if pace.due(total, Instant::now()) == 0 {
+            // A slow reader: nothing more is read (so the broker's socket fills) until the
+            // next message is due; what waits in the buffer is handled first.
+            tokio::select! {
+                biased;
+                r = stop.changed() => {
+                    if r.is_err() || *stop.borrow() {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(pace.next_at(total).into()) => {}
+            }
+            continue;
+        }
+        if frame::scan(&client.rbuf)?.is_some() {
+            continue;
         }
         client.rbuf.reserve(READ_CHUNK);
         let read = tokio::select! {
