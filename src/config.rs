@@ -229,6 +229,9 @@ pub struct Sessions {
     pub queue_qos0_offline: bool,
     /// What a full queue does with a new message (see [`Overflow`]).
     pub overflow: Overflow,
+    /// With `overflow = "backpressure"`: the longest a publisher waits for room in a full
+    /// subscriber's queue before it is read again (its next message may wait once more).
+    pub backpressure_max_wait_ms: u64,
 }
 
 /// What a session's full queue does with one more message. Either way the drop is counted.
@@ -241,6 +244,11 @@ pub enum Overflow {
     /// The oldest queued message is dropped to make room: a device back from a long absence
     /// gets the latest state rather than the first messages of its absence.
     DropOldest,
+    /// A connected subscriber's full QoS 1/2 queue takes the message and the publisher is not
+    /// read again until there is room (or `backpressure_max_wait_ms` has passed: the
+    /// subscriber then drops until it has room): nothing the publisher was told is accepted is
+    /// dropped, at the cost of one slow subscriber slowing its publishers.
+    Backpressure,
 }
 
 /// What survives a restart, and where it is kept.
@@ -396,6 +404,7 @@ impl Default for Sessions {
             max_queued_bytes: 0,
             queue_qos0_offline: false,
             overflow: Overflow::DropNew,
+            backpressure_max_wait_ms: 1000,
         }
     }
 }
@@ -630,6 +639,12 @@ impl Config {
         }
         if self.sessions.max_queued_messages == 0 {
             return invalid("sessions.max_queued_messages", "must be at least 1");
+        }
+        if self.sessions.backpressure_max_wait_ms == 0 {
+            return invalid(
+                "sessions.backpressure_max_wait_ms",
+                "must be at least 1 (a publisher's wait for a full subscriber must end)",
+            );
         }
         Ok(())
     }

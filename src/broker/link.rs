@@ -77,13 +77,14 @@ impl Link {
     }
 
     /// Routes QoS 0 and 1 messages that share a topic; returns how many sessions matched.
+    /// Full sessions they pressed are the connection's to take (see [`Broker::take_pressure`]).
     pub(crate) fn publish_run(&self, run: &[Arc<Message>]) -> usize {
         self.broker.publish_run(run)
     }
 
-    /// Routes one message; returns how many sessions matched.
+    /// Routes one message; as [`Link::publish_run`].
     pub(crate) fn publish(&self, message: Message) -> usize {
-        self.broker.publish(message)
+        self.broker.publish_run(&[Arc::new(message)])
     }
 
     /// Subscribes the session to `filter`; the reason code for SUBACK (the granted QoS, or a
@@ -172,7 +173,12 @@ impl Link {
         if batch.is_empty() {
             st.session.compact();
         }
+        // Truncating: a count of progress, compared only for change.
+        st.taken = st.taken.wrapping_add(batch.len() as u32);
         st.register(waker);
+        let room = st.take_room_waiters(false);
+        drop(st);
+        room.into_iter().for_each(Waker::wake);
         Ok(drained)
     }
 

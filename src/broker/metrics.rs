@@ -31,6 +31,9 @@ pub struct Metrics {
     /// Dropped because a shared subscription's member left with it unfinished and its group
     /// had no other member, and its session ended.
     pub dropped_no_member: AtomicU64,
+    /// Times a publisher was held back because a connected subscriber's queue was full
+    /// (`sessions.overflow = "backpressure"`).
+    pub publishers_paused: AtomicU64,
     /// Will messages published, at once or after their Will Delay Interval.
     pub wills_published: AtomicU64,
     /// Clients connected right now (past CONNACK, until their connection ends).

@@ -10,6 +10,7 @@ pub(crate) mod keep_alive;
 mod link;
 mod logins;
 mod metrics;
+mod pressure;
 mod registry;
 mod retained;
 mod router;
@@ -22,6 +23,7 @@ pub(crate) use durable::{Owner, RestoredWills};
 pub(crate) use link::{ClientAck, Link};
 pub use metrics::Metrics;
 pub(crate) use metrics::OverloadLog;
+pub(crate) use pressure::{Pressure, pressed_any};
 pub(crate) use registry::{SessionSlot, TakenOver, owner_of};
 pub(crate) use shared::SharedGroup;
 
@@ -125,7 +127,7 @@ impl Broker {
             max_messages: s.max_queued_messages,
             max_bytes: s.max_queued_bytes,
             qos0_offline: s.queue_qos0_offline,
-            drop_oldest: s.overflow == crate::config::Overflow::DropOldest,
+            overflow: s.overflow,
         });
         Self {
             inner: Arc::new(Inner {

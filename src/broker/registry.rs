@@ -107,6 +107,10 @@ pub(crate) struct SlotState {
     pub(super) keep_alive_expired: bool,
     /// The attached connection took a turn since the idle sweeper last looked.
     pub(super) active: bool,
+    /// Messages taken out of the queue, wrapping: publishers held back by it tell a session
+    /// that drains slowly from one that takes nothing (see `broker/pressure.rs`). In the
+    /// padding beside the flags: free.
+    pub(super) taken: u32,
     /// Where the attached connection is in being parked (see `broker/idle.rs`).
     pub(super) park: Park,
     /// A delayed will and the session's timers (see [`Later`]).
@@ -125,6 +129,8 @@ struct Later {
     will: Option<Message>,
     will_timer: Option<AbortHandle>,
     expiry_timer: Option<AbortHandle>,
+    /// Publishers held back until the queue has room (see `broker/pressure.rs`).
+    room: Vec<Waker>,
 }
 
 impl SlotState {
@@ -170,17 +176,42 @@ impl SlotState {
 
     /// Frees the box once nothing waits in it.
     fn tidy_later(&mut self) {
-        if self
-            .later
-            .as_ref()
-            .is_some_and(|l| l.will.is_none() && l.will_timer.is_none() && l.expiry_timer.is_none())
-        {
+        if self.later.as_ref().is_some_and(|l| {
+            l.will.is_none()
+                && l.will_timer.is_none()
+                && l.expiry_timer.is_none()
+                && l.room.is_empty()
+        }) {
             self.later = None;
         }
     }
 }
 
 impl SlotState {
+    /// Registers a publisher's task to be woken when the queue has room again.
+    pub(super) fn wait_for_room(&mut self, waker: &Waker) {
+        let room = &mut self.later.get_or_insert_default().room;
+        if !room.iter().any(|w| w.will_wake(waker)) {
+            room.push(waker.clone());
+        }
+    }
+
+    /// The publishers waiting for room, if the queue has some or no one drains it any more
+    /// (`offline`): wake them after the lock is released.
+    pub(super) fn take_room_waiters(&mut self, offline: bool) -> Vec<Waker> {
+        let waiting = self.later.as_ref().is_some_and(|l| !l.room.is_empty());
+        if !waiting || !(offline || self.session.has_room()) {
+            return Vec::new();
+        }
+        let room = self
+            .later
+            .as_mut()
+            .map(|l| std::mem::take(&mut l.room))
+            .unwrap_or_default();
+        self.tidy_later();
+        room
+    }
+
     /// Whether a connection is attached.
     pub(super) fn is_attached(&self) -> bool {
         self.conn.is_some()
@@ -391,6 +422,7 @@ impl Broker {
                 waker: None,
                 keep_alive_expired: false,
                 active: true,
+                taken: 0,
                 park: Park::Running,
                 later: None,
             }),
@@ -419,6 +451,8 @@ impl Broker {
         slot.set_conn(&mut st, None);
         // The waker keeps the finished task's memory alive: not for a session's whole life.
         st.waker = None;
+        // No one drains the queue now: its publishers go on (it drops when full, offline).
+        let room = st.take_room_waiters(true);
         let (expiry, generation) = (st.expiry, st.generation);
         // Offline from now: its record says since when, so its expiry counts across restarts.
         self.persist_session(slot, &mut st);
@@ -427,6 +461,7 @@ impl Broker {
         // issue asks that none be lost].
         let handed_back = st.session.take_shared();
         drop(st);
+        room.into_iter().for_each(Waker::wake);
         if !handed_back.is_empty() {
             self.hand_back(slot, handed_back, expiry != 0);
         }
@@ -478,6 +513,7 @@ impl Broker {
                 waker: None,
                 keep_alive_expired: false,
                 active: false,
+                taken: 0,
                 park: Park::Running,
                 later: None,
             }),

@@ -225,7 +225,9 @@ impl Broker {
     /// Routes a message: updates the retained store if it is retained, then offers it to every
     /// matching session. Returns how many sessions it matched.
     pub fn publish(&self, message: Message) -> usize {
-        self.publish_run(&[Arc::new(message)])
+        let matched = self.publish_run(&[Arc::new(message)]);
+        super::pressure::discard();
+        matched
     }
 
     /// Routes a run of messages that share one topic and one publisher, in order: the matching
@@ -262,7 +264,9 @@ impl Broker {
         let shareable = targets.len() > 1 || targets.iter().any(|t| t.grant.qos == QoS::AtMostOnce);
         let whole = (run.len() > 1 && shareable).then(|| Run::new(run));
         for t in targets.drain(..) {
-            self.offer_run(&t.slot, run, whole.as_ref(), t.grant);
+            if self.offer_run(&t.slot, run, whole.as_ref(), t.grant) {
+                super::pressure::note(&t.slot);
+            }
         }
         TARGETS.with(|t| *t.borrow_mut() = targets);
         matched += self.route_shared(run);
@@ -272,20 +276,21 @@ impl Broker {
     /// Offers a run of messages to one session under one lock, and wakes its connection if the
     /// queue was empty. Drops by queue policy are counted and logged (rate-limited). `whole`
     /// is the run made shareable: an online session with room for all of it takes it as one
-    /// queue entry; others take the messages one by one.
+    /// queue entry; others take the messages one by one. Returns whether it queued any of
+    /// them past the session's limits (`sessions.overflow = "backpressure"`).
     pub(super) fn offer_run(
         &self,
         slot: &Arc<SessionSlot>,
         run: &[Arc<Message>],
         whole: Option<&Arc<Run>>,
         grant: Grant,
-    ) {
+    ) -> bool {
         let mut st = lock(&slot.state);
         let online = st.conn.is_some();
         // The connection drains its whole queue on every turn of its loop, so only a queue
         // that was empty can have a connection asleep on it: one wake per run at most.
         let was_empty = st.session.queued() == 0;
-        let (mut dropped, mut first_drop) = (0, false);
+        let (mut dropped, mut first_drop, mut pressed) = (0, false, false);
         // A shared subscription's messages are queued one by one: a leaving member hands each
         // on to another (`take_shared`).
         let whole = whole.filter(|_| grant.shared.is_none());
@@ -297,11 +302,15 @@ impl Broker {
         };
         let taken_whole = whole.is_some_and(|w| st.session.offer_run(w, &grant, online));
         let one_by_one = if taken_whole { &[][..] } else { run };
+        // A client's own queue never holds it back: it would stop reading the acknowledgements
+        // that drain it. Full, it drops.
+        let press = st.session.may_press(online)
+            && run.first().is_some_and(|m| m.publisher != slot.client_id);
         for m in one_by_one {
             let qos = m.qos.min(grant.qos);
             let outcome = st
                 .session
-                .offer(qos, m.payload.len(), online, || grant.delivery(m));
+                .offer(qos, m.payload.len(), online, press, || grant.delivery(m));
             match outcome {
                 Enqueued::Dropped { first } => {
                     dropped += 1;
@@ -311,6 +320,7 @@ impl Broker {
                     dropped += u64::from(n);
                     first_drop |= first;
                 }
+                Enqueued::Pressed => pressed = true,
                 Enqueued::Queued | Enqueued::Skipped => {}
             }
         }
@@ -327,7 +337,9 @@ impl Broker {
             self.inner.overload_log.queue_full(&slot.client_id);
         }
         self.count_queue_full(dropped);
+        pressed
     }
+
     /// Counts `n` messages dropped because a session's queue was full.
     pub(super) fn count_queue_full(&self, n: u64) {
         let metrics = self.metrics();

@@ -171,7 +171,9 @@ impl Broker {
             }
             groups = groups.max(picks.len());
             for (slot, grant) in picks.drain(..) {
-                self.offer_run(&slot, std::slice::from_ref(m), None, grant);
+                if self.offer_run(&slot, std::slice::from_ref(m), None, grant) {
+                    super::pressure::note(&slot);
+                }
             }
         }
         groups
@@ -200,7 +202,9 @@ impl Broker {
             };
             match other {
                 Some((to, grant)) => {
-                    self.offer_run(&to, std::slice::from_ref(&d.message), None, grant)
+                    // Handed on, not read from a publisher: no one to hold back.
+                    let _pressed =
+                        self.offer_run(&to, std::slice::from_ref(&d.message), None, grant);
                 }
                 None => stay.push(d),
             }
@@ -215,7 +219,7 @@ impl Broker {
                 match st.session.enqueue(d, false) {
                     Enqueued::Dropped { .. } => full += 1,
                     Enqueued::Displaced { dropped, .. } => full += u64::from(dropped),
-                    Enqueued::Queued | Enqueued::Skipped => {}
+                    Enqueued::Queued | Enqueued::Skipped | Enqueued::Pressed => {}
                 }
             }
             drop(st);

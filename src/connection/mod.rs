@@ -14,7 +14,7 @@ pub(crate) use close::Close;
 
 use bytes::{Buf, BytesMut};
 pub(crate) use engine::Certified;
-use engine::{Engine, WRITE_HIGH_WATER};
+use engine::{Engine, Reading, WRITE_HIGH_WATER};
 use std::mem::MaybeUninit;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -240,6 +240,9 @@ enum Turn {
     Read { n: usize, room: usize },
     /// Wrote some of the outgoing bytes.
     Wrote,
+    /// A wait for full subscribers ended (see `engine/backpressure.rs`): what the read buffer
+    /// holds is handled before anything more is read.
+    Resume,
     /// Idle, and asked to park.
     Park,
 }
@@ -315,11 +318,29 @@ impl Shell {
         // Whether the last read filled the buffer: more is probably waiting.
         let mut busy = false;
         loop {
-            let turn = std::future::poll_fn(|cx| self.poll_turn(cx, io, busy)).await;
+            let paused_until = self.engine.paused_until();
+            let turn = std::future::poll_fn(|cx| self.poll_turn(cx, io, busy));
+            let turn = match paused_until {
+                // Waiting for full subscribers, for a bounded time (see `broker/pressure.rs`).
+                Some(at) => match tokio::time::timeout_at(at.into(), turn).await {
+                    Ok(turn) => turn,
+                    Err(_) if self.engine.expire_pressure(Instant::now()) => continue,
+                    Err(_) => Ok(Turn::Resume),
+                },
+                None => turn.await,
+            };
             match turn {
                 Err(close) => break Ending::Closed(close),
                 Ok(Turn::Park) => break Ending::Park,
                 Ok(Turn::Wrote) => {}
+                Ok(Turn::Resume) => {
+                    let received =
+                        self.engine
+                            .receive(&mut self.inbuf, Instant::now(), &mut self.out);
+                    if let Err(close) = received {
+                        break Ending::Closed(close);
+                    }
+                }
                 Ok(Turn::Read { n, room }) => {
                     busy = n >= room;
                     let received =
@@ -359,7 +380,14 @@ impl Shell {
         let park = self
             .engine
             .poll_transmit(&mut self.out, Instant::now(), cx.waker())?;
-        if park && S::PARKS && self.out.is_empty() && self.inbuf.capacity() == 0 {
+        let reading = self.engine.poll_pressure(cx.waker());
+        if reading == Reading::Resumed && !self.inbuf.is_empty() {
+            return Poll::Ready(Ok(Turn::Resume));
+        }
+        // A wait that begins within this poll is bounded by the caller from its next turn on:
+        // this one returns as soon as it has written or read.
+        let paused = reading == Reading::Paused;
+        if park && !paused && S::PARKS && self.out.is_empty() && self.inbuf.capacity() == 0 {
             // Nothing to write, nothing half read: the task can go.
             return Poll::Ready(Ok(Turn::Park));
         }
@@ -403,6 +431,10 @@ impl Shell {
                 // Idle: hand the write buffer back rather than hold it per connection.
                 self.out = BytesMut::new();
             }
+        }
+        if paused {
+            // Woken when a full subscriber has room (or by the caller's deadline).
+            return Poll::Pending;
         }
         let inbuf = &mut self.inbuf;
         if inbuf.capacity() == 0 {

@@ -16,6 +16,7 @@ pub(crate) use message::{Delivery, DeliveryExtra, SubscriptionIds};
 pub(crate) use retained::{RetainedCursor, RetainedSource};
 pub(crate) use run::{Run, RunGrant, RunSlice, wire_estimate};
 
+use crate::config::Overflow;
 use crate::protocol::QoS;
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,8 +33,16 @@ pub(crate) struct QueueLimits {
     pub(crate) max_bytes: usize,
     /// Queue QoS 0 messages while offline.
     pub(crate) qos0_offline: bool,
-    /// A full queue drops its oldest message to take a new one (`sessions.overflow`).
-    pub(crate) drop_oldest: bool,
+    /// What a full queue does with one more message (`sessions.overflow`).
+    pub(crate) overflow: crate::config::Overflow,
+}
+
+impl QueueLimits {
+    /// Whether `len` messages of `bytes` payload bytes are within these limits times `times`.
+    fn within(&self, len: usize, bytes: usize, times: usize) -> bool {
+        len < self.max_messages.saturating_mul(times)
+            && (self.max_bytes == 0 || bytes <= self.max_bytes.saturating_mul(times))
+    }
 }
 
 /// What became of a message offered to a session. A drop must be counted (and logged once per
@@ -55,6 +64,9 @@ pub(crate) enum Enqueued {
         dropped: u32,
         first: bool,
     },
+    /// Queued beyond the limits (`sessions.overflow = "backpressure"`): its publisher should
+    /// wait until the session has room again (see [`Session::has_room`]).
+    Pressed,
 }
 
 /// What an acknowledgement from the client (PUBACK, PUBREC, PUBCOMP) did.
@@ -132,6 +144,8 @@ pub(crate) struct Session {
     window: u16,
     next_id: u16,
     dropping: bool,
+    /// Backpressure gave up on this session until it has room (see [`Session::stall`]).
+    stalled: bool,
     /// Deliveries restored from the store, at the front of the queue, that go with DUP set:
     /// they may have been in flight when the broker stopped. At the resume, as many as the
     /// window holds (those that could have been in flight).
@@ -150,6 +164,7 @@ impl Session {
             window: window.max(1),
             next_id: 1,
             dropping: false,
+            stalled: false,
             redeliver: 0,
             kept: None,
         }
@@ -282,7 +297,26 @@ impl Session {
     /// Offers a message. `online` says whether a connection is attached.
     pub(crate) fn enqueue(&mut self, delivery: Delivery, online: bool) -> Enqueued {
         let (qos, bytes) = (delivery.qos, delivery.message.payload.len());
-        self.offer(qos, bytes, online, || delivery)
+        let press = self.may_press(online);
+        self.offer(qos, bytes, online, press, || delivery)
+    }
+
+    /// Whether a full queue takes messages beyond its limits now, holding their publisher
+    /// back instead (`sessions.overflow = "backpressure"`): connected, and not stalled (see
+    /// [`Session::stall`]). Asked once per run of messages, which then goes in whole: a run
+    /// stopped half way could not be taken back from the sessions that took its first part.
+    /// Each publisher stops after the run that pressed the queue, so it grows by at most a
+    /// run per publisher beyond its limits.
+    pub(crate) fn may_press(&self, online: bool) -> bool {
+        online && self.limits.overflow == Overflow::Backpressure && !self.stalled
+    }
+
+    /// Its publishers waited `sessions.backpressure_max_wait_ms` and the queue is still
+    /// without room: it drops, as with `"drop_new"`, until it has room again.
+    pub(crate) fn stall(&mut self) {
+        if !self.has_room() {
+            self.stalled = true;
+        }
     }
 
     /// Queues every message of `run` as one entry if the session is online and all of them
@@ -303,36 +337,47 @@ impl Session {
 
     /// Offers a message of `qos` with a payload of `bytes`, building its delivery only if it
     /// is queued: under overload most offers are refused, and a refused delivery would cost
-    /// the router a reference count increment and decrement for nothing.
+    /// the router a reference count increment and decrement for nothing. `press`: a full queue
+    /// takes a QoS 1/2 message anyway (see [`Session::may_press`]).
     pub(crate) fn offer(
         &mut self,
         qos: QoS,
         bytes: usize,
         online: bool,
+        press: bool,
         delivery: impl FnOnce() -> Delivery,
     ) -> Enqueued {
         if !online && qos == QoS::AtMostOnce && !self.limits.qos0_offline {
             return Enqueued::Skipped;
         }
-        let full = self.queue.len() >= self.limits.max_messages
-            || (self.limits.max_bytes > 0 && self.queue.bytes() + bytes > self.limits.max_bytes);
-        let (mut displaced, mut first_drop) = (0, false);
+        let (len, queued_bytes) = (self.queue.len(), self.queue.bytes());
+        let full = !self.limits.within(len, queued_bytes + bytes, 1);
+        let (mut displaced, mut first_drop, mut pressed) = (0, false, false);
         if full {
-            let first = !self.dropping;
-            first_drop = first;
-            self.dropping = true;
-            if !self.limits.drop_oldest {
-                return Enqueued::Dropped { first };
-            }
-            while self.queue.len() >= self.limits.max_messages
-                || (self.limits.max_bytes > 0 && self.queue.bytes() + bytes > self.limits.max_bytes)
-            {
-                let Some(seq) = self.queue.drop_oldest() else {
-                    // Nothing left to drop (it alone is over the byte limit): it goes.
+            match self.limits.overflow {
+                // A connected subscriber's QoS 1/2 queue takes it, and the publisher waits for
+                // room.
+                Overflow::Backpressure if press && qos != QoS::AtMostOnce => pressed = true,
+                Overflow::DropNew | Overflow::Backpressure => {
+                    let first = !self.dropping;
+                    self.dropping = true;
                     return Enqueued::Dropped { first };
-                };
-                self.done(seq);
-                displaced += 1;
+                }
+                Overflow::DropOldest => {
+                    first_drop = !self.dropping;
+                    self.dropping = true;
+                    while !self
+                        .limits
+                        .within(self.queue.len(), self.queue.bytes() + bytes, 1)
+                    {
+                        let Some(seq) = self.queue.drop_oldest() else {
+                            // Nothing left to drop (it alone is over the byte limit): it goes.
+                            return Enqueued::Dropped { first: first_drop };
+                        };
+                        self.done(seq);
+                        displaced += 1;
+                    }
+                }
             }
         }
         let mut delivery = delivery();
@@ -354,7 +399,28 @@ impl Session {
                 first: first_drop,
             };
         }
+        if pressed {
+            return Enqueued::Pressed;
+        }
         Enqueued::Queued
+    }
+
+    /// Whether the queue is at its limits (a message more would be dropped, or press its
+    /// publisher).
+    pub(crate) fn is_full(&self) -> bool {
+        !self.limits.within(self.queue.len(), self.queue.bytes(), 1)
+    }
+
+    /// Whether publishers held back by this session's full queue are woken: the queue is
+    /// below three quarters of its limits (a margin, so that publishers are not woken and
+    /// stopped again for every message the subscriber takes).
+    pub(crate) fn has_room(&self) -> bool {
+        let low = QueueLimits {
+            max_messages: self.limits.max_messages - self.limits.max_messages / 4,
+            max_bytes: self.limits.max_bytes - self.limits.max_bytes / 4,
+            ..*self.limits
+        };
+        low.within(self.queue.len(), self.queue.bytes(), 1)
     }
 
     /// The next packet to send, if the window allows: QoS 0 messages go straight out, QoS 1/2
@@ -388,9 +454,7 @@ impl Session {
             _ => None,
         };
         let mut delivery = self.queue.pop_front()?;
-        if self.queue.len() < self.limits.max_messages / 2 {
-            self.dropping = false;
-        }
+        self.took_one();
         if delivery.qos == QoS::AtMostOnce {
             return Some(Outgoing::Publish {
                 packet_id: 0,
@@ -432,10 +496,19 @@ impl Session {
         let Some(slice) = slice else {
             return self.next_outgoing(now);
         };
+        self.took_one();
+        Some(Outgoing::Run(slice))
+    }
+
+    /// After messages were taken out of the queue: a drop episode ends below half the limit,
+    /// a stall once there is room.
+    fn took_one(&mut self) {
         if self.queue.len() < self.limits.max_messages / 2 {
             self.dropping = false;
         }
-        Some(Outgoing::Run(slice))
+        if self.stalled && self.has_room() {
+            self.stalled = false;
+        }
     }
 
     /// Takes out every delivery made through a shared subscription that another member may

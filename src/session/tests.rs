@@ -8,7 +8,7 @@ fn limits(max: usize) -> QueueLimits {
         max_messages: max,
         max_bytes: 0,
         qos0_offline: false,
-        drop_oldest: false,
+        overflow: crate::config::Overflow::DropNew,
     }
 }
 
@@ -142,7 +142,7 @@ fn byte_limit_and_offline_qos0_policy() {
             max_messages: 10,
             max_bytes: 2,
             qos0_offline: false,
-            drop_oldest: false,
+            overflow: crate::config::Overflow::DropNew,
         },
         5,
     );
@@ -158,7 +158,7 @@ fn byte_limit_and_offline_qos0_policy() {
             max_messages: 10,
             max_bytes: 0,
             qos0_offline: true,
-            drop_oldest: false,
+            overflow: crate::config::Overflow::DropNew,
         },
         5,
     );
@@ -364,7 +364,7 @@ fn a_run_that_does_not_fit_or_finds_the_session_offline_is_refused_whole() {
             max_messages: 100,
             max_bytes: 2,
             qos0_offline: false,
-            drop_oldest: false,
+            overflow: crate::config::Overflow::DropNew,
         },
         10,
     );
@@ -536,7 +536,7 @@ fn a_full_queue_drops_its_oldest_message_with_drop_oldest() {
             max_messages: 3,
             max_bytes: 0,
             qos0_offline: true,
-            drop_oldest: true,
+            overflow: crate::config::Overflow::DropOldest,
         },
         10,
     );
@@ -561,4 +561,61 @@ fn a_full_queue_drops_its_oldest_message_with_drop_oldest() {
     assert_eq!(s.queued(), 3);
     let sent: Vec<u8> = ids(&mut s).into_iter().map(|(_, n)| n).collect();
     assert_eq!(sent, [2, 3, 4], "the newest three, in order");
+}
+
+#[test]
+fn backpressure_queues_past_the_limit_for_a_connected_subscriber_until_it_stalls() {
+    let mut s = Session::new(
+        QueueLimits {
+            max_messages: 4,
+            max_bytes: 0,
+            qos0_offline: false,
+            overflow: crate::config::Overflow::Backpressure,
+        },
+        1,
+    );
+    let offer = |s: &mut Session, qos, n| {
+        let press = s.may_press(true);
+        s.offer(qos, 1, true, press, || d(qos, n))
+    };
+    for n in 0..4 {
+        assert_eq!(offer(&mut s, QoS::AtLeastOnce, n), Enqueued::Queued);
+    }
+    assert!(!s.has_room());
+    for n in 4..8 {
+        assert_eq!(offer(&mut s, QoS::AtLeastOnce, n), Enqueued::Pressed);
+    }
+    assert_eq!(
+        offer(&mut s, QoS::AtMostOnce, 8),
+        Enqueued::Dropped { first: true },
+        "QoS 0 never holds a publisher back"
+    );
+    // Its publishers waited long enough: it drops until it has room.
+    s.stall();
+    assert_eq!(
+        offer(&mut s, QoS::AtLeastOnce, 9),
+        Enqueued::Dropped { first: false }
+    );
+    // Offline, the limit is the limit.
+    let mut offline = Session::new(*s.limits, 1);
+    for n in 0..4 {
+        assert_eq!(
+            offline.enqueue(d(QoS::AtLeastOnce, n), false),
+            Enqueued::Queued
+        );
+    }
+    assert_eq!(
+        offline.enqueue(d(QoS::AtLeastOnce, 4), false),
+        Enqueued::Dropped { first: true }
+    );
+    // Room again below three quarters of the limit: 8 queued, one goes into the window.
+    assert_eq!(ids(&mut s).len(), 1);
+    assert!(!s.has_room(), "7 queued");
+    for id in 1..=5u16 {
+        assert_eq!(s.puback(id), Acked::Done);
+        let _ = s.next_outgoing(Instant::now());
+    }
+    assert_eq!(s.queued(), 2);
+    assert!(s.has_room(), "2 queued, below 3 of 4");
+    assert!(s.may_press(true), "the stall is over");
 }

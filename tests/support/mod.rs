@@ -116,6 +116,14 @@ impl Raw {
         }
     }
 
+    /// The next packet within `wait`; `None` on timeout or close.
+    pub async fn try_recv_for(&mut self, wait: Duration) -> Option<Packet> {
+        tokio::time::timeout(wait, self.try_recv(wait + Duration::from_secs(1)))
+            .await
+            .ok()
+            .flatten()
+    }
+
     /// The next packet, or `None` if the broker closed the connection. Panics on timeout.
     pub async fn try_recv(&mut self, wait: Duration) -> Option<Packet> {
         let deadline = tokio::time::Instant::now() + wait;

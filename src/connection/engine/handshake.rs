@@ -407,6 +407,7 @@ impl Engine {
                 aliases_in: Default::default(),
                 aliases_out,
                 hold: None,
+                pressure: None,
             })
         });
         let mut open = Open {

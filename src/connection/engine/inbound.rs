@@ -93,12 +93,17 @@ impl Open {
                     if let Err(close) = self.dispatch(packet, &mut run, now, out) {
                         break Err(close);
                     }
+                    if self.note_pressure(now) {
+                        // A full subscriber: the rest waits in `inbuf` until it has room.
+                        break Ok(());
+                    }
                 }
                 Ok(None) => break Ok(()),
                 Err(e) => break Err(Close::Decode(e)),
             }
         };
         self.flush_run(&mut run, out);
+        self.note_pressure(now);
         result
     }
 
@@ -118,6 +123,7 @@ impl Open {
         let mut run = Unrouted::new();
         let result = self.dispatch(packet, &mut run, now, out);
         self.flush_run(&mut run, out);
+        self.note_pressure(now);
         result
     }
 

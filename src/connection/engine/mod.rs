@@ -15,6 +15,7 @@
 
 mod alias;
 mod auth;
+mod backpressure;
 mod durable;
 mod handshake;
 mod inbound;
@@ -22,6 +23,7 @@ mod outbound;
 pub(crate) mod policy;
 mod rate;
 
+pub(crate) use backpressure::Reading;
 pub(crate) use outbound::WRITE_HIGH_WATER;
 
 #[cfg(test)]
@@ -162,6 +164,9 @@ struct Extras {
     aliases_out: Option<alias::Outbound>,
     /// Answers in the out buffer waiting for the disk (see `durable.rs`).
     hold: Option<durable::Hold>,
+    /// Full subscribers this client's messages pressed, waited for before reading on (see
+    /// `backpressure.rs`).
+    pressure: Option<crate::broker::Pressure>,
 }
 
 impl Engine {

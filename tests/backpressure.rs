@@ -1,0 +1,223 @@
+//! `sessions.overflow = "backpressure"` (issue 17): a connected QoS 1/2 subscriber whose queue
+//! is full holds its publishers back, rather than have the broker acknowledge messages it then
+//! drops. The wait is bounded, ends when the subscriber has room or goes offline, and a client
+//! never waits for its own queue.
+
+mod support;
+
+use bytes::BytesMut;
+use roost::Metrics;
+use roost::config::Overflow;
+use roost::protocol::ProtocolVersion::V3_1_1;
+use roost::protocol::{Packet, PubResp, QoS};
+use std::time::Duration;
+use support::*;
+
+const LIMIT: usize = 20;
+const SENT: u16 = 500;
+/// Most of one publisher's messages routed as one run: a run that finds a queue within twice its
+/// limit goes in whole.
+const RUN: usize = 256;
+
+fn backpressure(max_wait_ms: u64) -> impl FnOnce(&mut roost::config::Config) {
+    move |c| {
+        c.sessions.max_queued_messages = LIMIT;
+        c.sessions.overflow = Overflow::Backpressure;
+        c.sessions.backpressure_max_wait_ms = max_wait_ms;
+    }
+}
+
+/// QoS 1 PUBLISHes 1..=SENT to `topic`, payload = the packet id, in one write.
+async fn flood(publisher: &mut Raw, topic: &str) {
+    let mut out = BytesMut::new();
+    for id in 1..=SENT {
+        let p = publish_packet(topic, &id.to_be_bytes(), QoS::AtLeastOnce, false, id);
+        Packet::Publish(p).encode(V3_1_1, &mut out).unwrap();
+    }
+    publisher.send_bytes(&out).await;
+}
+
+/// Waits (polling the counter) until a publisher has been held back.
+async fn until_paused(b: &TestBroker) {
+    let metrics = b.server.broker().metrics();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while Metrics::get(&metrics.publishers_paused) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the publisher is held back");
+}
+
+/// Reads `n` PUBACKs, in order from 1, answering nothing else.
+async fn pubacks(publisher: &mut Raw, n: u16) {
+    for id in 1..=n {
+        match publisher.recv().await {
+            Packet::PubAck(a) => assert_eq!(a.packet_id, id),
+            other => panic!("expected PUBACK {id}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_slow_subscriber_gets_every_message_its_publisher_was_told_was_accepted() {
+    // The wait's bound is far off: only the subscriber's room lets the publisher go on.
+    let b = start_with(backpressure(60_000)).await;
+    let broker = b.server.broker().clone();
+    let mut slow = Raw::connect(b.addr, V3_1_1, "slow", true).await;
+    slow.subscribe("bp/#", QoS::AtLeastOnce).await;
+    let mut publisher = Raw::connect(b.addr, V3_1_1, "fast", true).await;
+    flood(&mut publisher, "bp/x").await;
+    until_paused(&b).await;
+    // Held back with the subscriber's queue at most twice its limit, nothing dropped.
+    let (queued, _) = broker.queue_depth("slow").unwrap();
+    assert!(queued <= 2 * LIMIT + RUN, "{queued} queued");
+    assert_eq!(Metrics::get(&broker.metrics().messages_dropped), 0);
+    // The subscriber reads (and acknowledges) at last: everything, in order.
+    let read = async {
+        for id in 1..=SENT {
+            let p = slow.expect_publish().await;
+            assert_eq!(p.payload[..], id.to_be_bytes(), "in order, none lost");
+            slow.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("all delivered within 20 s");
+    pubacks(&mut publisher, SENT).await;
+    assert_eq!(Metrics::get(&broker.metrics().messages_dropped), 0);
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_subscriber_that_takes_nothing_holds_its_publisher_for_the_bound_only() {
+    let b = start_with(backpressure(100)).await;
+    let broker = b.server.broker().clone();
+    let mut stalled = Raw::connect(b.addr, V3_1_1, "stalled", true).await;
+    stalled.subscribe("bp/#", QoS::AtLeastOnce).await;
+    let mut publisher = Raw::connect(b.addr, V3_1_1, "fast", true).await;
+    flood(&mut publisher, "bp/x").await;
+    // Every message is answered though the subscriber reads nothing: past the bound the
+    // publisher is read again, and beyond twice the limit the messages are dropped, counted.
+    tokio::time::timeout(Duration::from_secs(20), pubacks(&mut publisher, SENT))
+        .await
+        .expect("the publisher is read again");
+    assert!(Metrics::get(&broker.metrics().publishers_paused) >= 1);
+    let (queued, _) = broker.queue_depth("stalled").unwrap();
+    assert!(queued <= 2 * LIMIT + RUN, "{queued} queued");
+    assert!(Metrics::get(&broker.metrics().dropped_queue_full) > 0);
+    drop(stalled);
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_subscriber_going_offline_lets_its_publishers_go_on() {
+    let b = start_with(backpressure(60_000)).await;
+    let mut slow = Raw::connect(b.addr, V3_1_1, "leaving", true).await;
+    slow.subscribe("bp/#", QoS::AtLeastOnce).await;
+    let mut publisher = Raw::connect(b.addr, V3_1_1, "fast", true).await;
+    flood(&mut publisher, "bp/x").await;
+    until_paused(&b).await;
+    // Its unread messages are not read: DISCONNECT, and gone.
+    slow.send(&Packet::Disconnect(Default::default())).await;
+    drop(slow);
+    tokio::time::timeout(Duration::from_secs(20), pubacks(&mut publisher, SENT))
+        .await
+        .expect("the publisher goes on once no one drains the queue");
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_is_never_held_back_by_its_own_queue() {
+    // Held back by its own full queue, it would stop reading the PUBACKs that drain it: full,
+    // its own queue drops instead.
+    let b = start_with(backpressure(60_000)).await;
+    let broker = b.server.broker().clone();
+    let mut me = Raw::connect(b.addr, V3_1_1, "me", true).await;
+    me.subscribe("me/#", QoS::AtLeastOnce).await;
+    flood(&mut me, "me/x").await;
+    let (mut acks, mut delivered) = (0u16, Vec::new());
+    let read = async {
+        while acks < SENT {
+            match me.recv().await {
+                Packet::PubAck(a) => {
+                    acks += 1;
+                    assert_eq!(a.packet_id, acks);
+                }
+                Packet::Publish(p) => {
+                    delivered.push(u16::from_be_bytes([p.payload[0], p.payload[1]]));
+                    me.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        for p in me.drain().await {
+            delivered.push(u16::from_be_bytes([p.payload[0], p.payload[1]]));
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), read)
+        .await
+        .expect("no wait on itself");
+    assert!(delivered.windows(2).all(|w| w[0] < w[1]), "in order");
+    let dropped = Metrics::get(&broker.metrics().dropped_queue_full);
+    assert_eq!(delivered.len() as u64 + dropped, u64::from(SENT));
+    assert_eq!(Metrics::get(&broker.metrics().publishers_paused), 0);
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn publishers_waiting_on_a_draining_subscriber_lose_nothing_past_the_bound() {
+    // Four publishers, one subscriber that keeps taking messages but more slowly than they
+    // come, for longer in all than the wait's bound: the bound counts from the subscriber's
+    // last progress, not from the first wait, so no publisher gives up on it.
+    const PUBLISHERS: u16 = 4;
+    let b = start_with(backpressure(100)).await;
+    let broker = b.server.broker().clone();
+    let mut slow = Raw::connect(b.addr, V3_1_1, "slow", true).await;
+    slow.subscribe("bp/#", QoS::AtLeastOnce).await;
+    let mut publishers = Vec::new();
+    for i in 0..PUBLISHERS {
+        let mut p = Raw::connect(b.addr, V3_1_1, &format!("pub{i}"), true).await;
+        flood(&mut p, &format!("bp/{i}")).await;
+        publishers.push(p);
+    }
+    let started = std::time::Instant::now();
+    let read = async {
+        let mut next = vec![1u16; usize::from(PUBLISHERS)];
+        for n in 0..u32::from(SENT) * u32::from(PUBLISHERS) {
+            let Some(Packet::Publish(p)) = slow.try_recv_for(Duration::from_secs(2)).await else {
+                panic!(
+                    "after {n}: dropped {} paused {} {:?}",
+                    Metrics::get(&broker.metrics().messages_dropped),
+                    Metrics::get(&broker.metrics().publishers_paused),
+                    broker.queue_depth("slow")
+                );
+            };
+            let i: usize = p.topic[3..].parse().unwrap();
+            assert_eq!(
+                p.payload[..],
+                next[i].to_be_bytes(),
+                "per publisher in order"
+            );
+            next[i] += 1;
+            slow.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
+            if n % 10 == 0 {
+                // A slow reader: about 10,000 messages a second at most.
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("all delivered within 30 s");
+    assert!(
+        started.elapsed() > Duration::from_millis(100),
+        "the subscriber took longer than the bound"
+    );
+    for p in &mut publishers {
+        pubacks(p, SENT).await;
+    }
+    assert!(Metrics::get(&broker.metrics().publishers_paused) > 0);
+    assert_eq!(Metrics::get(&broker.metrics().messages_dropped), 0);
+    b.server.shutdown().await;
+}
