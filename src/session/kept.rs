@@ -61,12 +61,19 @@ pub(crate) fn packet_id_of(seq: u32) -> u16 {
 pub(super) struct Kept {
     /// The next sequence number; 0 is never given (it means "not kept").
     pub(super) next_seq: u32,
+    /// The last sequence number restored from the store into the queue (0: none): those up
+    /// to it may have been in flight when the broker stopped, and go with DUP set.
+    pub(super) restored_upto: u32,
     pub(super) sink: Sink,
 }
 
 impl std::fmt::Debug for Kept {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Kept {{ next_seq: {} }}", self.next_seq)
+        write!(
+            f,
+            "Kept {{ next_seq: {}, restored_upto: {} }}",
+            self.next_seq, self.restored_upto
+        )
     }
 }
 

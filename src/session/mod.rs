@@ -176,7 +176,11 @@ impl Session {
         if self.kept.is_some() {
             return;
         }
-        let mut kept = Box::new(kept::Kept { next_seq: 1, sink });
+        let mut kept = Box::new(kept::Kept {
+            next_seq: 1,
+            restored_upto: 0,
+            sink,
+        });
         if let Some(inflight) = self.inflight.outbound_if_any() {
             for (packet_id, state) in inflight.iter_mut() {
                 // A released one's message is the client's already: nothing to keep of it.
@@ -224,7 +228,7 @@ impl Session {
     /// was in flight under an identifier of its own (or released) is in flight again, to be
     /// resent; the others are queued, and go with the identifier their number gives them.
     pub(crate) fn restore(&mut self, deliveries: Vec<Restored>, inbound: Vec<u16>, sink: Sink) {
-        let mut next_seq = 1;
+        let (mut next_seq, mut restored_upto) = (1, 0);
         for r in deliveries {
             let seq = r.delivery.seq;
             next_seq = seq.checked_add(1).unwrap_or(1);
@@ -242,6 +246,7 @@ impl Session {
                     .outbound_mut()
                     .push_back((r.packet_id, InFlight::Sent(r.delivery)));
             } else {
+                restored_upto = seq;
                 self.queue.push(r.delivery);
                 self.redeliver = self.redeliver.saturating_add(1);
             }
@@ -249,7 +254,11 @@ impl Session {
         if !inbound.is_empty() {
             self.inflight.inbound_qos2_mut().extend(inbound);
         }
-        self.kept = Some(Box::new(kept::Kept { next_seq, sink }));
+        self.kept = Some(Box::new(kept::Kept {
+            next_seq,
+            restored_upto,
+            sink,
+        }));
     }
 
     /// Tells the store that the kept delivery `seq` is over (nothing if it is not kept).
@@ -480,8 +489,18 @@ impl Session {
         self.inflight
             .outbound_mut()
             .push_back((packet_id, InFlight::Sent(delivery.clone())));
-        let dup = self.redeliver > 0;
-        self.redeliver = self.redeliver.saturating_sub(1);
+        // Only a restored delivery may have been in flight before the restart: one that
+        // expired, or went to another member of its shared group, does not pass its DUP on
+        // to a message queued since. (Sequence numbers wrap after 2^32 messages; the restored
+        // ones are at the front of the queue, long gone by then.)
+        let restored = self
+            .kept
+            .as_ref()
+            .is_some_and(|k| delivery.seq != 0 && delivery.seq <= k.restored_upto);
+        let dup = restored && self.redeliver > 0;
+        if restored {
+            self.redeliver = self.redeliver.saturating_sub(1);
+        }
         Some(Outgoing::Publish {
             packet_id,
             delivery,

@@ -619,3 +619,34 @@ fn backpressure_queues_past_the_limit_for_a_connected_subscriber_until_it_stalls
     assert!(s.has_room(), "2 queued, below 3 of 4");
     assert!(s.may_press(true), "the stall is over");
 }
+
+#[test]
+fn only_restored_deliveries_go_with_dup_after_a_restart() {
+    let mut s = Session::new(limits(10), 10);
+    let restored = |seq: u32, delivery: Delivery| Restored {
+        delivery: Delivery { seq, ..delivery },
+        packet_id: 0,
+        released: false,
+    };
+    let start = Instant::now();
+    let mut expiring = d(QoS::AtLeastOnce, 1);
+    Arc::make_mut(&mut expiring.message).expires_at = Some(Deadline::after(start, 1));
+    let sink: Sink = Arc::new(|_| {});
+    // Two queued deliveries come back: the first has expired by the time it could go.
+    s.restore(
+        vec![restored(1, expiring), restored(2, d(QoS::AtLeastOnce, 2))],
+        Vec::new(),
+        sink,
+    );
+    assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 3), true), Enqueued::Queued);
+    let later = start + std::time::Duration::from_secs(5);
+    let mut dups = Vec::new();
+    while let Some(Outgoing::Publish { delivery, dup, .. }) = s.next_outgoing(later) {
+        dups.push((delivery.message.payload[0], dup));
+    }
+    assert_eq!(
+        dups,
+        [(2, true), (3, false)],
+        "the restored one may have been in flight; the new one was not"
+    );
+}
