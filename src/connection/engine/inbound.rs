@@ -382,7 +382,13 @@ impl Open {
             Packet::PubRec
         };
         self.ack(out, make, packet_id, reason);
-        tracing::info!(client_id = %self.link.client_id(), "PUBLISH refused: {why} ({reason})");
+        if reason == ReasonCode::QUOTA_EXCEEDED {
+            // The store cannot write: its writer logged that once, and says when it can
+            // again; a line per refused message would flood the log of a full disk.
+            tracing::debug!(client_id = %self.link.client_id(), "PUBLISH refused: {why} ({reason})");
+        } else {
+            tracing::info!(client_id = %self.link.client_id(), "PUBLISH refused: {why} ({reason})");
+        }
         Ok(())
     }
 
