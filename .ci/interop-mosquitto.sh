@@ -35,7 +35,8 @@ check() {
 }
 
 port=$(free_port)
-target/release/roost --config config/roost.toml --port "$port" >"$work/broker.log" 2>&1 &
+target/release/roost --config config/roost.toml --port "$port" --data-dir "$work/data" \
+    >"$work/broker.log" 2>&1 &
 broker_pid=$!
 if ! wait_port "$port" "$broker_pid"; then
     fail "broker accepts connections on port $port" "not within 10 s"

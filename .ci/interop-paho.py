@@ -406,7 +406,7 @@ def main():
         log_path = os.path.join(work, "broker.log")
         log = open(log_path, "w")
         proc = subprocess.Popen(
-            [BINARY, "--config", config],
+            [BINARY, "--config", config, "--data-dir", os.path.join(work, "data")],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "NO_COLOR": "1"},  # a plain log file

@@ -54,7 +54,8 @@ cleanup() {
 start_roost() {
     local what=$1
     shift
-    target/release/roost --config "$work/roost.toml" >"$work/roost.log" 2>&1 &
+    # A store of its own (the default persists, in data/ of the working directory).
+    target/release/roost --config "$work/roost.toml" --data-dir "$work/data" >"$work/roost.log" 2>&1 &
     pids+=($!)
     for port in "$@"; do
         if ! wait_port "$port" "${pids[-1]}"; then

@@ -104,7 +104,7 @@ case ${PERSIST:-} in
     always | periodic)
         # A copy of each broker's configuration with persistence on; each run gets its own
         # empty directory (see run_one).
-        { cat "$roost_conf"; printf '\n[persistence]\nenabled = true\nsync = "%s"\n' "$PERSIST"; } \
+        sed "s/^enabled = false\$/enabled = true\nsync = \"$PERSIST\"/" "$roost_conf" \
             >"$out/roost-persist.toml"
         roost_conf=$out/roost-persist.toml
         { cat "$mosquitto_conf"; printf 'persistence true\n'; } >"$out/mosquitto-persist.conf"

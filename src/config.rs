@@ -255,7 +255,7 @@ pub enum Overflow {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct Persistence {
-    /// Keep state on disk (`dir`) and restore it at start-up.
+    /// Keep state on disk (`dir`) and restore it at start-up (the default).
     pub enabled: bool,
     /// The store's directory, relative to the working directory; `roost --data-dir` overrides
     /// it. Created if missing.
@@ -364,7 +364,7 @@ impl Default for Config {
 impl Default for Persistence {
     fn default() -> Self {
         Self {
-            enabled: false,
+            enabled: true,
             dir: PathBuf::from("data"),
             sync: SyncMode::Always,
             sync_interval_ms: 100,

@@ -26,8 +26,22 @@ fn start_with(adjust: impl FnOnce(&mut Command)) -> (Broker, SocketAddr) {
     )
 }
 
-/// As `start_with`, with the configuration file `config`.
+/// As `start_with`, with the configuration file `config`, and a store of its own (the shipped
+/// configuration persists, in `data` under the working directory, which every test shares).
 fn start_config(config: &str, adjust: impl FnOnce(&mut Command)) -> (Broker, SocketAddr) {
+    static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("binary-data-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    start_config_as_is(config, |c| {
+        adjust(c);
+        c.arg("--data-dir").arg(&data);
+    })
+}
+
+/// As `start_config`, with the store where `config` puts it.
+fn start_config_as_is(config: &str, adjust: impl FnOnce(&mut Command)) -> (Broker, SocketAddr) {
     let mut command = Command::new(binary());
     adjust(&mut command);
     command.args(["-c", config]).args(["--port", "0"]);
@@ -345,7 +359,7 @@ fn the_store_outlives_the_process_and_roost_store_reads_it() {
         ),
     )
     .unwrap();
-    let (mut broker, addr) = start_config(config.to_str().unwrap(), |_| {});
+    let (mut broker, addr) = start_config_as_is(config.to_str().unwrap(), |_| {});
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(&[

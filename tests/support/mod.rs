@@ -51,6 +51,9 @@ pub async fn start_with(f: impl FnOnce(&mut Config)) -> TestBroker {
     // but `Raw::drain` (two PING round trips on the subscriber) assumes the publisher's packets
     // were handled first.
     config.limits.idle_park_secs = 0;
+    // Nothing kept on disk unless a test asks for it (in a directory of its own): the default
+    // directory, `data` in the working directory, would be every test's at once.
+    config.persistence.enabled = false;
     f(&mut config);
     let server = Server::start(config).await.expect("broker starts");
     let addr = server.local_addr();
