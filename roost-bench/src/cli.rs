@@ -113,6 +113,23 @@ pub enum Scenario {
         #[arg(long, default_value_t = 64)]
         concurrency: usize,
     },
+    /// Offline queues: S persistent sessions subscribed to offline/all (QoS --qos) are left,
+    /// then M messages of --payload bytes published to it: time, and broker RSS per session
+    /// and per queued message (--broker-pid).
+    Offline {
+        /// Persistent sessions to leave.
+        #[arg(long, default_value_t = 100_000)]
+        sessions: usize,
+        /// Messages each of them then holds.
+        #[arg(long, default_value_t = 100)]
+        messages: usize,
+        /// Source addresses 127.0.0.1 ..= 127.0.0.S, in turn.
+        #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=254))]
+        source_ips: u8,
+        /// Sessions being made at once.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+    },
     /// New connections per second: C loops each connect (TCP, TLS with --tls-ca, CONNECT/
     /// CONNACK), DISCONNECT and start over, from 127.0.0.1..127.0.0.S: handshakes/s, socket to
     /// CONNACK p50/p99, the broker's CPU per handshake.
@@ -150,6 +167,7 @@ impl Scenario {
             Self::Shared { .. } => "shared",
             Self::Retained { .. } => "retained",
             Self::Handshakes { .. } => "handshakes",
+            Self::Offline { .. } => "offline",
         }
     }
 }
@@ -222,6 +240,17 @@ impl Common {
             }
             Scenario::Retained { messages } => positive("messages", *messages),
             Scenario::Handshakes { concurrency, .. } => positive("concurrency", *concurrency),
+            Scenario::Offline { .. } if self.qos == 0 => {
+                bail!("--qos must be 1 or 2 for offline: offline queues hold QoS 1 and 2")
+            }
+            Scenario::Offline {
+                sessions,
+                messages,
+                concurrency,
+                ..
+            } => positive("sessions", *sessions)
+                .and_then(|_| positive("messages", *messages))
+                .and_then(|_| positive("concurrency", *concurrency)),
         }
     }
 }

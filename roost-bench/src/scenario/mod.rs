@@ -7,6 +7,7 @@ mod fanin;
 mod fanout;
 mod handshakes;
 mod latency;
+mod offline;
 mod retained;
 mod shared;
 
@@ -28,6 +29,12 @@ pub async fn run(scenario: &Scenario, common: &Common) -> Result<Report> {
             concurrency,
         } => conns::run(common, *connections, *source_ips, *concurrency).await,
         Scenario::Retained { messages } => retained::run(common, *messages).await,
+        Scenario::Offline {
+            sessions,
+            messages,
+            source_ips,
+            concurrency,
+        } => offline::run(common, *sessions, *messages, *source_ips, *concurrency).await,
         Scenario::Handshakes {
             concurrency,
             source_ips,
