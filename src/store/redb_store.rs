@@ -38,6 +38,19 @@ fn closed() -> StoreError {
     StoreError::Io("the store is closed after a failed write; reopening it failed".into())
 }
 
+/// redb's page cache. Its default, 1 GiB, was most of the broker's memory once the store
+/// held 10 million queued deliveries (1.9 GB RSS where 0.5 GB held them in memory alone):
+/// the broker keeps what it serves from in its own structures, and the store is read whole
+/// only at start-up, front to back, so a small cache costs nothing measurable.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
+/// How every handle on the file is opened.
+fn builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_cache_size(CACHE_BYTES);
+    b
+}
+
 impl RedbStore {
     /// Opens the store in `dir` (created with its file if missing), checking its format.
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
@@ -52,9 +65,9 @@ impl RedbStore {
         // `create` only for a file that is not there: it would make a new store of an empty
         // (truncated) file, where `open` refuses it.
         let db = if path.exists() {
-            Database::open(&path)
+            builder().open(&path)
         } else {
-            Database::create(&path)
+            builder().create(&path)
         }
         .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => open(
@@ -296,7 +309,9 @@ impl Store for RedbStore {
         let mut db = self.db.write().unwrap_or_else(|e| e.into_inner());
         // Closed first: the file is locked while open.
         drop(db.take());
-        let reopened = Database::open(&self.path).map_err(|e| StoreError::Io(e.to_string()))?;
+        let reopened = builder()
+            .open(&self.path)
+            .map_err(|e| StoreError::Io(e.to_string()))?;
         *db = Some(reopened);
         Ok(())
     }
