@@ -36,6 +36,47 @@ pub(crate) fn split_key(key: &str) -> Option<(&str, u32)> {
     Some((client_id, u32::from_str_radix(hex, 16).ok()?))
 }
 
+/// The client id and number of a delivery's key as [`entry_key`] writes it (eight lowercase
+/// hex digits, not 0); `None` for any other key.
+pub(crate) fn split_entry_key(key: &str) -> Option<(&str, u32)> {
+    let (client_id, hex) = key.split_once('\0')?;
+    let canonical = hex.len() == 8 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let seq = u32::from_str_radix(hex, 16).ok().filter(|_| canonical)?;
+    (seq != 0).then_some((client_id, seq))
+}
+
+/// The delivery rows of the persistent sessions, decoded and grouped by session as they are
+/// read: a restart with 10 million queued deliveries held each as a key string and a byte
+/// vector first, and peaked at 1.95 GB where the deliveries, once in place, take 0.6.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Deliveries {
+    /// Each client id with its rows (number, row), in the order of their keys.
+    pub(crate) clients: Vec<(String, Vec<(u32, Row)>)>,
+    /// Keys that are not a delivery's key as Roost writes it: deleted at start.
+    pub(crate) strays: Vec<String>,
+}
+
+impl Deliveries {
+    /// Adds the row `bytes` at `key` (keys come in order, so a session's rows together). A row
+    /// that does not decode is the error, named.
+    pub(crate) fn push(&mut self, key: &str, bytes: &[u8]) -> Result<(), super::StoreError> {
+        let row = Row::decode(bytes).map_err(|why| super::StoreError::Record {
+            what: "delivery",
+            key: key.to_owned(),
+            why,
+        })?;
+        let Some((client_id, seq)) = split_entry_key(key) else {
+            self.strays.push(key.to_owned());
+            return Ok(());
+        };
+        match self.clients.last_mut() {
+            Some((c, rows)) if c == client_id => rows.push((seq, row)),
+            _ => self.clients.push((client_id.to_owned(), vec![(seq, row)])),
+        }
+        Ok(())
+    }
+}
+
 /// What a delivery's row holds.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Row {
@@ -211,5 +252,40 @@ mod tests {
         let mut plain: Vec<(u32, ())> = [5, 9, 7].into_iter().map(|s| (s, ())).collect();
         order_by_seq(&mut plain);
         assert_eq!(plain.iter().map(|i| i.0).collect::<Vec<_>>(), [5, 7, 9]);
+    }
+
+    #[test]
+    fn delivery_rows_group_by_session_and_odd_keys_are_strays() {
+        let row = Row {
+            message: 9,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            released: false,
+            packet_id: 0,
+            extra: None,
+        };
+        let bytes = row.encode();
+        let mut d = Deliveries::default();
+        for key in [
+            entry_key("a", 1),
+            entry_key("a", 2),
+            "a\u{0}0000003".into(),  // seven digits: not a key Roost writes
+            "a\u{0}0000000A".into(), // uppercase
+            entry_key("a", 0),
+            "no separator".into(),
+            entry_key("b", 7),
+        ] {
+            d.push(&key, &bytes).unwrap();
+        }
+        assert_eq!(
+            d.clients,
+            [
+                ("a".to_string(), vec![(1, row.clone()), (2, row.clone())]),
+                ("b".to_string(), vec![(7, row.clone())]),
+            ]
+        );
+        assert_eq!(d.strays.len(), 4);
+        let e = d.push(&entry_key("c", 1), &[0xFF]).unwrap_err().to_string();
+        assert!(e.contains("delivery") && e.contains("c\\0"), "{e}");
     }
 }

@@ -16,7 +16,9 @@ mod restore;
 mod transfer;
 mod writer;
 
-pub(crate) use entry::{Row, entry_key, inbound_key, order_by_seq, split_key};
+pub(crate) use entry::{
+    Deliveries, Row, entry_key, inbound_key, order_by_seq, split_entry_key, split_key,
+};
 pub(crate) use record::{
     SessionRecord, decode_retained, decode_subscription, decode_will, encode_retained,
     encode_subscription, encode_will, now_unix_ms, split_subscription_key, subscription_key,
@@ -108,7 +110,10 @@ pub(crate) struct Snapshot {
     pub(crate) subscriptions: Vec<(String, Vec<u8>)>,
     /// Id and record of each message a delivery row points at.
     pub(crate) messages: Vec<(u64, Vec<u8>)>,
-    /// Key and row of each delivery of a persistent session.
+    /// The delivery rows of the persistent sessions, decoded ([`Store::load`]).
+    pub(crate) deliveries: Deliveries,
+    /// Key and row of each delivery of a persistent session, as stored: only
+    /// [`RedbStore::load_raw`] (an export writes even a row that does not decode).
     pub(crate) entries: Vec<(String, Vec<u8>)>,
     /// Key of each inbound QoS 2 identifier awaiting PUBREL.
     pub(crate) inbound: Vec<String>,
@@ -121,7 +126,8 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Applies `changes` in one commit, on disk when this returns if `durable`. Returns the
     /// ids of the messages it deleted, the last rows pointing at them gone.
     fn commit(&self, changes: &[Change], durable: bool) -> Result<Vec<u64>, StoreError>;
-    /// Everything stored.
+    /// Everything stored, the delivery rows decoded (the first that does not decode is the
+    /// error).
     fn load(&self) -> Result<Snapshot, StoreError>;
     /// Makes the store usable again after a failed commit (a full disk): what was durable
     /// before it is there; commits made since the last durable one may not be.

@@ -52,6 +52,56 @@ fn builder() -> redb::Builder {
 }
 
 impl RedbStore {
+    /// Everything stored, with the delivery rows as they are stored, undecoded: for an export,
+    /// which writes out even a row that does not decode.
+    pub(crate) fn load_raw(&self) -> Result<Snapshot, StoreError> {
+        self.load_with(true)
+    }
+
+    /// Everything stored; the delivery rows decoded into `deliveries`, or (`raw`) as stored
+    /// into `entries`.
+    fn load_with(&self, raw: bool) -> Result<Snapshot, StoreError> {
+        let io = |e: redb::Error| StoreError::Io(e.to_string());
+        let txn = self.with_db(|db| db.begin_read().map_err(|e| io(e.into())))?;
+        let mut snapshot = Snapshot::default();
+        for (def, into) in [
+            (RETAINED, &mut snapshot.retained),
+            (SESSIONS, &mut snapshot.sessions),
+            (SUBSCRIPTIONS, &mut snapshot.subscriptions),
+            (WILLS, &mut snapshot.wills),
+        ] {
+            let table = txn.open_table(def).map_err(|e| io(e.into()))?;
+            for entry in table.iter().map_err(|e| io(e.into()))? {
+                let (key, record) = entry.map_err(|e| io(e.into()))?;
+                into.push((key.value().to_owned(), record.value().to_vec()));
+            }
+        }
+        let table = txn.open_table(ENTRIES).map_err(|e| io(e.into()))?;
+        for entry in table.iter().map_err(|e| io(e.into()))? {
+            let (key, row) = entry.map_err(|e| io(e.into()))?;
+            if raw {
+                snapshot
+                    .entries
+                    .push((key.value().to_owned(), row.value().to_vec()));
+            } else {
+                snapshot.deliveries.push(key.value(), row.value())?;
+            }
+        }
+        let table = txn.open_table(MESSAGES).map_err(|e| io(e.into()))?;
+        for entry in table.iter().map_err(|e| io(e.into()))? {
+            let (id, record) = entry.map_err(|e| io(e.into()))?;
+            snapshot
+                .messages
+                .push((id.value(), record.value().to_vec()));
+        }
+        let table = txn.open_table(INBOUND).map_err(|e| io(e.into()))?;
+        for entry in table.iter().map_err(|e| io(e.into()))? {
+            let (key, _) = entry.map_err(|e| io(e.into()))?;
+            snapshot.inbound.push(key.value().to_owned());
+        }
+        Ok(snapshot)
+    }
+
     /// Opens the store in `dir` (created with its file if missing), checking its format.
     pub(crate) fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.join(super::FILE_NAME);
@@ -266,41 +316,7 @@ impl Store for RedbStore {
     }
 
     fn load(&self) -> Result<Snapshot, StoreError> {
-        let io = |e: redb::Error| StoreError::Io(e.to_string());
-        let txn = self.with_db(|db| db.begin_read().map_err(|e| io(e.into())))?;
-        let mut snapshot = Snapshot::default();
-        for (def, into) in [
-            (RETAINED, &mut snapshot.retained),
-            (SESSIONS, &mut snapshot.sessions),
-            (SUBSCRIPTIONS, &mut snapshot.subscriptions),
-            (WILLS, &mut snapshot.wills),
-        ] {
-            let table = txn.open_table(def).map_err(|e| io(e.into()))?;
-            for entry in table.iter().map_err(|e| io(e.into()))? {
-                let (key, record) = entry.map_err(|e| io(e.into()))?;
-                into.push((key.value().to_owned(), record.value().to_vec()));
-            }
-        }
-        let table = txn.open_table(ENTRIES).map_err(|e| io(e.into()))?;
-        for entry in table.iter().map_err(|e| io(e.into()))? {
-            let (key, row) = entry.map_err(|e| io(e.into()))?;
-            snapshot
-                .entries
-                .push((key.value().to_owned(), row.value().to_vec()));
-        }
-        let table = txn.open_table(MESSAGES).map_err(|e| io(e.into()))?;
-        for entry in table.iter().map_err(|e| io(e.into()))? {
-            let (id, record) = entry.map_err(|e| io(e.into()))?;
-            snapshot
-                .messages
-                .push((id.value(), record.value().to_vec()));
-        }
-        let table = txn.open_table(INBOUND).map_err(|e| io(e.into()))?;
-        for entry in table.iter().map_err(|e| io(e.into()))? {
-            let (key, _) = entry.map_err(|e| io(e.into()))?;
-            snapshot.inbound.push(key.value().to_owned());
-        }
-        Ok(snapshot)
+        self.load_with(false)
     }
 
     /// After a failed write redb answers every transaction with `PreviousIo`: the file is

@@ -31,8 +31,8 @@ pub(crate) struct StoredSession {
     pub(crate) will: Option<(u64, Message)>,
 }
 
-/// A delivery row with its number in its session, and its key.
-type NumberedRow = (u32, (String, Row));
+/// A delivery row with its number in its session.
+type NumberedRow = (u32, Row);
 
 /// What a store's records say, every one decoded.
 pub(super) struct Decoded {
@@ -97,20 +97,22 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
             decode_retained(&record, now).map_err(|why| bad("message", &id.to_string(), why))?;
         messages.insert(id, m.map(Arc::new));
     }
-    let mut dead_entries = Vec::new();
-    // Client id -> (number, (key, row)) of each of its deliveries.
-    let mut entries: HashMap<String, Vec<NumberedRow>> = HashMap::new();
+    // Rows as stored (a snapshot made for an export): decoded here.
+    let mut deliveries = snapshot.deliveries;
     for (key, bytes) in snapshot.entries {
-        let row = Row::decode(&bytes).map_err(|why| bad("delivery", &key, why))?;
-        match split_key(&key) {
-            Some((client_id, seq)) if seq != 0 => {
-                let client_id = client_id.to_owned();
-                entries
-                    .entry(client_id)
-                    .or_default()
-                    .push((seq, (key, row)));
+        deliveries.push(&key, &bytes)?;
+    }
+    let mut dead_entries = deliveries.strays;
+    // Client id -> (number, row) of each of its deliveries.
+    let mut entries: HashMap<String, Vec<NumberedRow>> =
+        HashMap::with_capacity(deliveries.clients.len());
+    for (client_id, rows) in deliveries.clients {
+        // Each client's rows come together, so once: moved in, not copied.
+        match entries.entry(client_id) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(rows);
             }
-            _ => dead_entries.push(key),
+            std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().extend(rows),
         }
     }
     let mut inbound: HashMap<String, Vec<u16>> = HashMap::new();
@@ -136,12 +138,12 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
         let mut rows = entries.remove(&client_id).unwrap_or_default();
         order_by_seq(&mut rows);
         let mut deliveries = Vec::with_capacity(rows.len());
-        for (seq, (key, row)) in rows {
+        for (seq, row) in rows {
             let message = match messages.get(&row.message) {
                 Some(Some(message)) => message,
                 // Expired while the broker was down: dropped, as it would have been on the way.
                 Some(None) => {
-                    dead_entries.push(key);
+                    dead_entries.push(super::entry_key(&client_id, seq));
                     continue;
                 }
                 None => {
@@ -151,7 +153,7 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
                         message = row.message,
                         "a stored delivery points at a message the store does not have: dropped"
                     );
-                    dead_entries.push(key);
+                    dead_entries.push(super::entry_key(&client_id, seq));
                     continue;
                 }
             };
@@ -183,7 +185,10 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
         subs.into_iter()
             .map(move |(filter, ..)| super::subscription_key(&client_id, &filter))
     }));
-    dead_entries.extend(entries.into_values().flatten().map(|(_, (key, _))| key));
+    dead_entries.extend(entries.into_iter().flat_map(|(client_id, rows)| {
+        rows.into_iter()
+            .map(move |(seq, _)| super::entry_key(&client_id, seq))
+    }));
     dead_inbound.extend(
         inbound
             .into_iter()

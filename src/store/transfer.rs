@@ -15,7 +15,7 @@
 
 use super::{
     Change, RedbStore, Row, SessionRecord, Store, StoreError, decode_retained, decode_subscription,
-    decode_will, split_key, split_subscription_key,
+    decode_will, split_entry_key, split_key, split_subscription_key,
 };
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -26,7 +26,7 @@ use std::path::Path;
 /// Writes every record of the store in `dir` to `file`; returns a summary.
 pub fn export(dir: &Path, file: &Path) -> Result<String, StoreError> {
     let store = RedbStore::open_existing(dir)?;
-    let snapshot = store.load()?;
+    let snapshot = store.load_raw()?;
     let io = |e: std::io::Error| StoreError::Io(format!("{}: {e}", file.display()));
     let mut out = std::io::BufWriter::new(std::fs::File::create(file).map_err(io)?);
     let now = std::time::Instant::now();
@@ -206,8 +206,11 @@ pub fn import(dir: &Path, file: &Path) -> Result<String, StoreError> {
             }
             "delivery" => {
                 Row::decode(&record).map_err(&bad)?;
-                if split_key(key).is_none() {
-                    return Err(bad("the key is not a client id, NUL, a number".into()));
+                if split_entry_key(key).is_none() {
+                    return Err(bad(
+                        "the key is not a client id, NUL, eight lowercase hex digits (not 0)"
+                            .into(),
+                    ));
                 }
                 Change::Entry {
                     key: key.into(),
@@ -340,8 +343,8 @@ mod tests {
         );
         import(&to, &file).unwrap();
         let (a, b) = (
-            RedbStore::open(&from).unwrap().load().unwrap(),
-            RedbStore::open(&to).unwrap().load().unwrap(),
+            RedbStore::open(&from).unwrap().load_raw().unwrap(),
+            RedbStore::open(&to).unwrap().load_raw().unwrap(),
         );
         assert_eq!(
             (a.retained, a.sessions, a.subscriptions),
