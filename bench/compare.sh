@@ -42,8 +42,9 @@ case $scenario in
     conns) default_metrics="connect_secs rss_per_conn_kib tcp_mean_us connack_mean_us connack_p99_us" ;;
     retained) default_metrics="received_total missing_total receive_secs rss_stored_kib rss_peak_kib" ;;
     handshakes) default_metrics="handshakes_per_sec connect_p50_us connect_p99_us broker_us_per_handshake" ;;
+    offline) default_metrics="rss_queued_kib bytes_per_queued bytes_per_session publish_secs sessions_secs" ;;
     *)
-        echo "unknown scenario '$scenario' (fanin, fanout, latency, conns, handshakes, shared, retained)" >&2
+        echo "unknown scenario '$scenario' (fanin, fanout, latency, conns, handshakes, shared, retained, offline)" >&2
         exit 2
         ;;
 esac
@@ -104,8 +105,13 @@ case ${PERSIST:-} in
     always | periodic)
         # A copy of each broker's configuration with persistence on; each run gets its own
         # empty directory (see run_one).
-        sed "s/^enabled = false\$/enabled = true\nsync = \"$PERSIST\"/" "$roost_conf" \
-            >"$out/roost-persist.toml"
+        # The `enabled = false` under [persistence] (the last table of roost-bench.toml).
+        sed "/^\[persistence\]/,\$ s/^enabled = false\$/enabled = true\nsync = \"$PERSIST\"/" \
+            "$roost_conf" >"$out/roost-persist.toml"
+        if ! grep -q "^sync = \"$PERSIST\"" "$out/roost-persist.toml"; then
+            echo "no 'enabled = false' under [persistence] in $roost_conf to turn on" >&2
+            exit 2
+        fi
         roost_conf=$out/roost-persist.toml
         { cat "$mosquitto_conf"; printf 'persistence true\n'; } >"$out/mosquitto-persist.conf"
         mosquitto_conf=$out/mosquitto-persist.conf

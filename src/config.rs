@@ -229,8 +229,10 @@ pub struct Sessions {
     pub queue_qos0_offline: bool,
     /// What a full queue does with a new message (see [`Overflow`]).
     pub overflow: Overflow,
-    /// With `overflow = "backpressure"`: the longest a publisher waits for room in a full
-    /// subscriber's queue before it is read again (its next message may wait once more).
+    /// With `overflow = "backpressure"`: how long a subscriber may take nothing out of its full
+    /// queue before it is given up on (it drops until it has room) and its publishers go on.
+    /// A publisher waits at most 8 of these in all, and at most half its keep-alive grace
+    /// between two looks.
     pub backpressure_max_wait_ms: u64,
 }
 

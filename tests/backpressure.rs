@@ -15,8 +15,8 @@ use support::*;
 
 const LIMIT: usize = 20;
 const SENT: u16 = 500;
-/// Most of one publisher's messages routed as one run: a run that finds a queue within twice its
-/// limit goes in whole.
+/// Most of one publisher's messages routed as one run: a run goes into a full queue whole, and
+/// its publisher stops after it, so a queue exceeds its limit by about a run per publisher.
 const RUN: usize = 256;
 
 fn backpressure(max_wait_ms: u64) -> impl FnOnce(&mut roost::config::Config) {
@@ -69,7 +69,8 @@ async fn a_slow_subscriber_gets_every_message_its_publisher_was_told_was_accepte
     let mut publisher = Raw::connect(b.addr, V3_1_1, "fast", true).await;
     flood(&mut publisher, "bp/x").await;
     until_paused(&b).await;
-    // Held back with the subscriber's queue at most twice its limit, nothing dropped.
+    // Held back with the subscriber's queue over its limit by at most two runs (the one that
+    // found it full, and the one being read then), nothing dropped.
     let (queued, _) = broker.queue_depth("slow").unwrap();
     assert!(queued <= 2 * LIMIT + RUN, "{queued} queued");
     assert_eq!(Metrics::get(&broker.metrics().messages_dropped), 0);
@@ -97,8 +98,9 @@ async fn a_subscriber_that_takes_nothing_holds_its_publisher_for_the_bound_only(
     stalled.subscribe("bp/#", QoS::AtLeastOnce).await;
     let mut publisher = Raw::connect(b.addr, V3_1_1, "fast", true).await;
     flood(&mut publisher, "bp/x").await;
-    // Every message is answered though the subscriber reads nothing: past the bound the
-    // publisher is read again, and beyond twice the limit the messages are dropped, counted.
+    // Every message is answered though the subscriber reads nothing: past the bound it is
+    // stalled, the publisher is read again, and the messages it has no room for are dropped,
+    // counted.
     tokio::time::timeout(Duration::from_secs(20), pubacks(&mut publisher, SENT))
         .await
         .expect("the publisher is read again");
@@ -171,7 +173,8 @@ async fn publishers_waiting_on_a_draining_subscriber_lose_nothing_past_the_bound
     // come, for longer in all than the wait's bound: the bound counts from the subscriber's
     // last progress, not from the first wait, so no publisher gives up on it.
     const PUBLISHERS: u16 = 4;
-    let b = start_with(backpressure(100)).await;
+    const BOUND_MS: u64 = 300;
+    let b = start_with(backpressure(BOUND_MS)).await;
     let broker = b.server.broker().clone();
     let mut slow = Raw::connect(b.addr, V3_1_1, "slow", true).await;
     slow.subscribe("bp/#", QoS::AtLeastOnce).await;
@@ -202,8 +205,10 @@ async fn publishers_waiting_on_a_draining_subscriber_lose_nothing_past_the_bound
             next[i] += 1;
             slow.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
             if n % 10 == 0 {
-                // A slow reader: about 10,000 messages a second at most.
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                // A slow reader: about 5,000 messages a second at most, so 2,000 take longer
+                // than the bound; the bound is long enough that a busy machine does not leave
+                // this reader without a turn for all of it.
+                tokio::time::sleep(Duration::from_millis(2)).await;
             }
         }
     };
@@ -211,13 +216,84 @@ async fn publishers_waiting_on_a_draining_subscriber_lose_nothing_past_the_bound
         .await
         .expect("all delivered within 30 s");
     assert!(
-        started.elapsed() > Duration::from_millis(100),
+        started.elapsed() > Duration::from_millis(BOUND_MS),
         "the subscriber took longer than the bound"
     );
     for p in &mut publishers {
         pubacks(p, SENT).await;
     }
     assert!(Metrics::get(&broker.metrics().publishers_paused) > 0);
+    assert_eq!(Metrics::get(&broker.metrics().messages_dropped), 0);
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_message_no_connection_sent_holds_no_one_back_and_grows_no_queue() {
+    // `Broker::publish` (wills, an embedder's messages) has no publisher to hold back: a full
+    // queue drops it, as with "drop_new", rather than take it beyond its limit for nothing.
+    let b = start_with(backpressure(60_000)).await;
+    let broker = b.server.broker().clone();
+    let mut stalled = Raw::connect(b.addr, V3_1_1, "stalled", true).await;
+    stalled.subscribe("bp/#", QoS::AtLeastOnce).await;
+    for n in 0..500u16 {
+        broker.publish(roost::Message {
+            topic: roost::protocol::ByteStr::from_static("bp/x").unwrap(),
+            payload: n.to_be_bytes().to_vec().into(),
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+            publisher: "".into(),
+            expires_at: None,
+        });
+    }
+    let (queued, inflight) = broker.queue_depth("stalled").unwrap();
+    assert!(queued <= LIMIT, "{queued} queued");
+    assert_eq!(
+        queued + inflight + Metrics::get(&broker.metrics().dropped_queue_full) as usize,
+        500
+    );
+    assert_eq!(Metrics::get(&broker.metrics().publishers_paused), 0);
+    drop(stalled);
+    b.server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_publisher_held_back_longer_than_its_keep_alive_is_not_cut_off() {
+    // Keep alive 1 s: the broker closes a client it has not heard from for 1.5 s. A held-back
+    // publisher is not read, so it is marked heard from while it waits (the bound is at most
+    // half its grace), here for the 2.4 s a slow subscriber takes to drain the first run that
+    // filled its queue.
+    let b = start_with(backpressure(60_000)).await;
+    let broker = b.server.broker().clone();
+    let mut slow = Raw::connect(b.addr, V3_1_1, "slow", true).await;
+    slow.subscribe("bp/#", QoS::AtLeastOnce).await;
+    let mut publisher = Raw::open(b.addr, V3_1_1).await;
+    let mut connect = connect_packet(V3_1_1, "brief", true);
+    connect.keep_alive = 1;
+    publisher.send(&Packet::Connect(Box::new(connect))).await;
+    assert!(matches!(publisher.recv().await, Packet::ConnAck(a) if !a.reason.is_error()));
+    flood(&mut publisher, "bp/x").await;
+    until_paused(&b).await;
+    let started = std::time::Instant::now();
+    let read = async {
+        for id in 1..=SENT {
+            let p = slow.expect_publish().await;
+            assert_eq!(p.payload[..], id.to_be_bytes());
+            slow.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
+            if id % 10 == 0 {
+                // About 100 messages a second: 5 s for the 500.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), read)
+        .await
+        .expect("all delivered within 30 s");
+    assert!(
+        started.elapsed() > Duration::from_millis(1500),
+        "held past its grace"
+    );
+    pubacks(&mut publisher, SENT).await;
     assert_eq!(Metrics::get(&broker.metrics().messages_dropped), 0);
     b.server.shutdown().await;
 }

@@ -29,14 +29,10 @@ thread_local! {
     static PRESSED: RefCell<Vec<Arc<SessionSlot>>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Notes that a run pressed `slot` (once per session).
+/// Notes that a run pressed `slot` (duplicates are removed when the list is taken: a run
+/// pressing ten thousand full subscribers must not compare each with all the others).
 pub(super) fn note(slot: &Arc<SessionSlot>) {
-    PRESSED.with(|p| {
-        let mut p = p.borrow_mut();
-        if !p.iter().any(|s| Arc::ptr_eq(s, slot)) {
-            p.push(slot.clone());
-        }
-    });
+    PRESSED.with(|p| p.borrow_mut().push(slot.clone()));
 }
 
 /// Whether routing on this thread pressed anyone since the last take.
@@ -44,20 +40,23 @@ pub(crate) fn pressed_any() -> bool {
     PRESSED.with(|p| !p.borrow().is_empty())
 }
 
-/// Forgets what routing on this thread pressed: a message no connection read (a will, a
-/// message from the admin API) holds no one back.
-pub(super) fn discard() {
-    PRESSED.with(|p| p.borrow_mut().clear());
-}
-
 /// The full sessions a publisher waits for, until `until` at the latest.
 #[derive(Debug)]
 pub(crate) struct Pressure {
+    /// By address, each once.
     slots: Vec<Watched>,
     until: Instant,
-    /// `sessions.backpressure_max_wait_ms`.
+    /// The bound on a wait without progress: `sessions.backpressure_max_wait_ms`, or half the
+    /// publisher's keep-alive grace if that is shorter (a paused client is not read, so it
+    /// must be marked heard from while it waits, see `Engine::expire_pressure`).
     max_wait: Duration,
+    /// When the wait began: a publisher is let go after [`MAX_BOUNDS`] bounds even if the
+    /// sessions drained meanwhile (other traffic may keep a queue full for ever).
+    began: Instant,
 }
+
+/// How many bounds a publisher waits at most, progress or not.
+const MAX_BOUNDS: u32 = 8;
 
 /// A full session, and how many messages it had taken out when last looked at.
 #[derive(Debug)]
@@ -69,28 +68,48 @@ struct Watched {
 impl Broker {
     /// Merges what the runs this thread routed since the last call pressed into `pending`,
     /// the wait of the connection that read them (a new one from `now` if it had none).
-    pub(crate) fn take_pressure(&self, now: Instant, pending: &mut Option<Pressure>) {
-        let slots = PRESSED.with(|p| std::mem::take(&mut *p.borrow_mut()));
+    /// `grace_ms`: the connection's keep-alive grace (0: none).
+    pub(crate) fn take_pressure(
+        &self,
+        now: Instant,
+        grace_ms: u32,
+        pending: &mut Option<Box<Pressure>>,
+    ) {
+        let mut slots = PRESSED.with(|p| std::mem::take(&mut *p.borrow_mut()));
         if slots.is_empty() {
             // Give the (empty) vector's capacity back for the next run.
             PRESSED.with(|p| *p.borrow_mut() = slots);
             return;
         }
+        slots.sort_unstable_by_key(Arc::as_ptr);
+        slots.dedup_by(|a, b| Arc::ptr_eq(a, b));
         let pressure = pending.get_or_insert_with(|| {
             Metrics::inc(&self.metrics().publishers_paused);
-            let max_wait = Duration::from_millis(self.config().sessions.backpressure_max_wait_ms);
-            Pressure {
+            let mut max_wait =
+                Duration::from_millis(self.config().sessions.backpressure_max_wait_ms);
+            if grace_ms > 0 {
+                max_wait = max_wait.min(Duration::from_millis(u64::from(grace_ms / 2).max(1)));
+            }
+            Box::new(Pressure {
                 slots: Vec::new(),
                 until: now + max_wait,
                 max_wait,
-            }
+                began: now,
+            })
         });
+        let before = pressure.slots.len();
         for slot in slots {
-            if !pressure.slots.iter().any(|w| Arc::ptr_eq(&w.slot, &slot)) {
+            let known = pressure.slots[..before]
+                .binary_search_by_key(&Arc::as_ptr(&slot), |w| Arc::as_ptr(&w.slot))
+                .is_ok();
+            if !known {
                 let taken = lock(&slot.state).taken;
                 pressure.slots.push(Watched { slot, taken });
             }
         }
+        pressure
+            .slots
+            .sort_unstable_by_key(|w| Arc::as_ptr(&w.slot));
     }
 }
 
@@ -119,19 +138,21 @@ impl Pressure {
     /// The bound has passed at `now`: a session that took nothing out of its queue since it
     /// was last looked at is stalled (it drops until it has room again, see `Session::stall`)
     /// and waited for no longer; one that did is given another bound, as a slow subscriber
-    /// is not a dead one. Whether the publisher must still wait.
+    /// is not a dead one, unless the publisher has waited [`MAX_BOUNDS`] bounds already: it
+    /// then goes on (its next run may press again). Whether the publisher must still wait.
     pub(crate) fn expire(&mut self, now: Instant) -> bool {
+        let long = now.saturating_duration_since(self.began) >= self.max_wait * MAX_BOUNDS;
         self.slots.retain_mut(|w| {
             let mut st = lock(&w.slot.state);
             if !st.is_attached() || !st.session.is_full() {
                 return false;
             }
-            if st.taken != w.taken {
-                w.taken = st.taken;
-                return true;
+            if st.taken == w.taken {
+                st.session.stall();
+                return false;
             }
-            st.session.stall();
-            false
+            w.taken = st.taken;
+            !long
         });
         self.until = now + self.max_wait;
         !self.slots.is_empty()

@@ -224,17 +224,25 @@ impl Broker {
 
     /// Routes a message: updates the retained store if it is retained, then offers it to every
     /// matching session. Returns how many sessions it matched.
+    /// No one is held back by it (`sessions.overflow = "backpressure"` holds back the
+    /// connection a message was read from; a will or an embedder's message has none).
     pub fn publish(&self, message: Message) -> usize {
-        let matched = self.publish_run(&[Arc::new(message)]);
-        super::pressure::discard();
-        matched
+        self.route_run(&[Arc::new(message)], false)
     }
 
     /// Routes a run of messages that share one topic and one publisher, in order: the matching
     /// is done once, and each matching session is locked and woken once for the whole run. A
     /// device's burst of telemetry arrives as such runs, many to a read. Returns how many
     /// sessions the topic matched.
+    /// The full sessions it pressed are noted for the connection it was read from to take
+    /// (see `broker/pressure.rs`).
     pub(crate) fn publish_run(&self, run: &[Arc<Message>]) -> usize {
+        self.route_run(run, true)
+    }
+
+    /// Routes a run (see [`Broker::publish_run`]); `may_wait`: its publisher is a connection
+    /// that can be held back, so a full connected subscriber takes it beyond its limits.
+    fn route_run(&self, run: &[Arc<Message>], may_wait: bool) -> usize {
         let Some(first) = run.first() else { return 0 };
         debug_assert!(run.iter().all(|m| m.topic == first.topic));
         if self.config().limits.retain_available && run.iter().any(|m| m.retain) {
@@ -264,26 +272,28 @@ impl Broker {
         let shareable = targets.len() > 1 || targets.iter().any(|t| t.grant.qos == QoS::AtMostOnce);
         let whole = (run.len() > 1 && shareable).then(|| Run::new(run));
         for t in targets.drain(..) {
-            if self.offer_run(&t.slot, run, whole.as_ref(), t.grant) {
+            if self.offer_run(&t.slot, run, whole.as_ref(), t.grant, may_wait) {
                 super::pressure::note(&t.slot);
             }
         }
         TARGETS.with(|t| *t.borrow_mut() = targets);
-        matched += self.route_shared(run);
+        matched += self.route_shared(run, may_wait);
         matched
     }
 
     /// Offers a run of messages to one session under one lock, and wakes its connection if the
     /// queue was empty. Drops by queue policy are counted and logged (rate-limited). `whole`
     /// is the run made shareable: an online session with room for all of it takes it as one
-    /// queue entry; others take the messages one by one. Returns whether it queued any of
-    /// them past the session's limits (`sessions.overflow = "backpressure"`).
+    /// queue entry; others take the messages one by one. `may_wait`: the run's publisher can
+    /// be held back; returns whether it queued any of them past the session's limits for that
+    /// (`sessions.overflow = "backpressure"`).
     pub(super) fn offer_run(
         &self,
         slot: &Arc<SessionSlot>,
         run: &[Arc<Message>],
         whole: Option<&Arc<Run>>,
         grant: Grant,
+        may_wait: bool,
     ) -> bool {
         let mut st = lock(&slot.state);
         let online = st.conn.is_some();
@@ -304,7 +314,8 @@ impl Broker {
         let one_by_one = if taken_whole { &[][..] } else { run };
         // A client's own queue never holds it back: it would stop reading the acknowledgements
         // that drain it. Full, it drops.
-        let press = st.session.may_press(online)
+        let press = may_wait
+            && st.session.may_press(online)
             && run.first().is_some_and(|m| m.publisher != slot.client_id);
         for m in one_by_one {
             let qos = m.qos.min(grant.qos);

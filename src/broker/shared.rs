@@ -147,7 +147,7 @@ impl Broker {
     /// Gives each message of a run to one member of every shared subscription it matches; a
     /// member is picked per message, so a run is spread over the group as single messages
     /// would be. Returns how many groups the topic matched.
-    pub(super) fn route_shared(&self, run: &[Arc<Message>]) -> usize {
+    pub(super) fn route_shared(&self, run: &[Arc<Message>], may_wait: bool) -> usize {
         let strategy = self.config().shared_subscriptions.strategy;
         let mut picks: Vec<(Arc<SessionSlot>, Grant)> = Vec::new();
         let mut groups = 0;
@@ -171,7 +171,7 @@ impl Broker {
             }
             groups = groups.max(picks.len());
             for (slot, grant) in picks.drain(..) {
-                if self.offer_run(&slot, std::slice::from_ref(m), None, grant) {
+                if self.offer_run(&slot, std::slice::from_ref(m), None, grant, may_wait) {
                     super::pressure::note(&slot);
                 }
             }
@@ -203,8 +203,8 @@ impl Broker {
             match other {
                 Some((to, grant)) => {
                     // Handed on, not read from a publisher: no one to hold back.
-                    let _pressed =
-                        self.offer_run(&to, std::slice::from_ref(&d.message), None, grant);
+                    let m = std::slice::from_ref(&d.message);
+                    let _pressed = self.offer_run(&to, m, None, grant, false);
                 }
                 None => stay.push(d),
             }

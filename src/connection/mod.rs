@@ -141,7 +141,10 @@ fn connection<S: Transport>(
                 };
                 // Most devices say nothing for a while after CONNACK: park at once rather
                 // than hold a task (and its memory) until the idle sweeper comes.
-                let idle = shell.inbuf.is_empty() && shell.engine.parks_when_idle();
+                // Not one waiting for full subscribers: its wait has a deadline to keep.
+                let idle = shell.inbuf.is_empty()
+                    && shell.engine.parks_when_idle()
+                    && shell.engine.paused_until().is_none();
                 (shell, idle)
             }
         };
@@ -322,7 +325,9 @@ impl Shell {
             let turn = std::future::poll_fn(|cx| self.poll_turn(cx, io, busy));
             let turn = match paused_until {
                 // Waiting for full subscribers, for a bounded time (see `broker/pressure.rs`).
-                Some(at) => match tokio::time::timeout_at(at.into(), turn).await {
+                // Boxed: the timer's state would otherwise be in every connection's future,
+                // paused or not.
+                Some(at) => match Box::pin(tokio::time::timeout_at(at.into(), turn)).await {
                     Ok(turn) => turn,
                     Err(_) if self.engine.expire_pressure(Instant::now()) => continue,
                     Err(_) => Ok(Turn::Resume),

@@ -5,6 +5,7 @@
 
 mod kept;
 mod message;
+mod overflow;
 mod queue;
 mod retained;
 mod run;
@@ -13,61 +14,16 @@ mod window;
 pub(crate) use kept::{Journal, Sink, packet_id_of};
 pub use message::{Deadline, Message};
 pub(crate) use message::{Delivery, DeliveryExtra, SubscriptionIds};
+pub(crate) use overflow::{Enqueued, QueueLimits};
 pub(crate) use retained::{RetainedCursor, RetainedSource};
 pub(crate) use run::{Run, RunGrant, RunSlice, wire_estimate};
 
-use crate::config::Overflow;
 use crate::protocol::QoS;
 use std::sync::Arc;
 use std::time::Instant;
 
 /// Queue capacity above which an empty queue is given back (see [`Session::compact`]).
 const SHRINK_ABOVE: usize = 64;
-
-/// Queue policy for one session (from `[sessions]` in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct QueueLimits {
-    /// Most messages queued.
-    pub(crate) max_messages: usize,
-    /// Most payload bytes queued; 0 = unlimited.
-    pub(crate) max_bytes: usize,
-    /// Queue QoS 0 messages while offline.
-    pub(crate) qos0_offline: bool,
-    /// What a full queue does with one more message (`sessions.overflow`).
-    pub(crate) overflow: crate::config::Overflow,
-}
-
-impl QueueLimits {
-    /// Whether `len` messages of `bytes` payload bytes are within these limits times `times`.
-    fn within(&self, len: usize, bytes: usize, times: usize) -> bool {
-        len < self.max_messages.saturating_mul(times)
-            && (self.max_bytes == 0 || bytes <= self.max_bytes.saturating_mul(times))
-    }
-}
-
-/// What became of a message offered to a session. A drop must be counted (and logged once per
-/// episode) by whoever offered it, hence `must_use`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[must_use = "a dropped message must be counted"]
-pub(crate) enum Enqueued {
-    Queued,
-    /// Dropped by policy (queue full). `first` is true for the first drop of an episode, so the
-    /// broker logs once per episode rather than once per message.
-    Dropped {
-        first: bool,
-    },
-    /// QoS 0 for an offline session: not queued, by policy, and not counted as a drop.
-    Skipped,
-    /// Queued, and `dropped` older messages were dropped to make room for it
-    /// (`sessions.overflow = "drop_oldest"`); `first` as for `Dropped`.
-    Displaced {
-        dropped: u32,
-        first: bool,
-    },
-    /// Queued beyond the limits (`sessions.overflow = "backpressure"`): its publisher should
-    /// wait until the session has room again (see [`Session::has_room`]).
-    Pressed,
-}
 
 /// What an acknowledgement from the client (PUBACK, PUBREC, PUBCOMP) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,135 +259,6 @@ impl Session {
         self.inflight.len()
     }
 
-    /// Offers a message. `online` says whether a connection is attached.
-    pub(crate) fn enqueue(&mut self, delivery: Delivery, online: bool) -> Enqueued {
-        let (qos, bytes) = (delivery.qos, delivery.message.payload.len());
-        let press = self.may_press(online);
-        self.offer(qos, bytes, online, press, || delivery)
-    }
-
-    /// Whether a full queue takes messages beyond its limits now, holding their publisher
-    /// back instead (`sessions.overflow = "backpressure"`): connected, and not stalled (see
-    /// [`Session::stall`]). Asked once per run of messages, which then goes in whole: a run
-    /// stopped half way could not be taken back from the sessions that took its first part.
-    /// Each publisher stops after the run that pressed the queue, so it grows by at most a
-    /// run per publisher beyond its limits.
-    pub(crate) fn may_press(&self, online: bool) -> bool {
-        online && self.limits.overflow == Overflow::Backpressure && !self.stalled
-    }
-
-    /// Its publishers waited `sessions.backpressure_max_wait_ms` and the queue is still
-    /// without room: it drops, as with `"drop_new"`, until it has room again.
-    pub(crate) fn stall(&mut self) {
-        if !self.has_room() {
-            self.stalled = true;
-        }
-    }
-
-    /// Queues every message of `run` as one entry if the session is online and all of them
-    /// fit; otherwise queues nothing and returns false, and the caller offers them one by one,
-    /// which applies the drop policy to each.
-    pub(crate) fn offer_run(&mut self, run: &Arc<Run>, grant: &RunGrant, online: bool) -> bool {
-        let fits = self.queue.len() + run.len() <= self.limits.max_messages
-            && (self.limits.max_bytes == 0
-                || self.queue.bytes() + run.payload_bytes() <= self.limits.max_bytes);
-        // A kept session numbers each QoS 1/2 message as it is queued, so takes them one by one.
-        let numbered = self.kept.is_some() && grant.qos != QoS::AtMostOnce;
-        if !online || !fits || numbered {
-            return false;
-        }
-        self.queue.push_run(run, grant.clone());
-        true
-    }
-
-    /// Offers a message of `qos` with a payload of `bytes`, building its delivery only if it
-    /// is queued: under overload most offers are refused, and a refused delivery would cost
-    /// the router a reference count increment and decrement for nothing. `press`: a full queue
-    /// takes a QoS 1/2 message anyway (see [`Session::may_press`]).
-    pub(crate) fn offer(
-        &mut self,
-        qos: QoS,
-        bytes: usize,
-        online: bool,
-        press: bool,
-        delivery: impl FnOnce() -> Delivery,
-    ) -> Enqueued {
-        if !online && qos == QoS::AtMostOnce && !self.limits.qos0_offline {
-            return Enqueued::Skipped;
-        }
-        let (len, queued_bytes) = (self.queue.len(), self.queue.bytes());
-        let full = !self.limits.within(len, queued_bytes + bytes, 1);
-        let (mut displaced, mut first_drop, mut pressed) = (0, false, false);
-        if full {
-            match self.limits.overflow {
-                // A connected subscriber's QoS 1/2 queue takes it, and the publisher waits for
-                // room.
-                Overflow::Backpressure if press && qos != QoS::AtMostOnce => pressed = true,
-                Overflow::DropNew | Overflow::Backpressure => {
-                    let first = !self.dropping;
-                    self.dropping = true;
-                    return Enqueued::Dropped { first };
-                }
-                Overflow::DropOldest => {
-                    first_drop = !self.dropping;
-                    self.dropping = true;
-                    while !self
-                        .limits
-                        .within(self.queue.len(), self.queue.bytes() + bytes, 1)
-                    {
-                        let Some(seq) = self.queue.drop_oldest() else {
-                            // Nothing left to drop (it alone is over the byte limit): it goes.
-                            return Enqueued::Dropped { first: first_drop };
-                        };
-                        self.done(seq);
-                        displaced += 1;
-                    }
-                }
-            }
-        }
-        let mut delivery = delivery();
-        delivery.seq = 0;
-        if let Some(kept) = &mut self.kept
-            && delivery.qos != QoS::AtMostOnce
-        {
-            delivery.seq = kept.take_seq();
-            kept.record(Journal::Queued {
-                seq: delivery.seq,
-                delivery: delivery.clone(),
-                packet_id: 0,
-            });
-        }
-        self.queue.push(delivery);
-        if displaced > 0 {
-            return Enqueued::Displaced {
-                dropped: displaced,
-                first: first_drop,
-            };
-        }
-        if pressed {
-            return Enqueued::Pressed;
-        }
-        Enqueued::Queued
-    }
-
-    /// Whether the queue is at its limits (a message more would be dropped, or press its
-    /// publisher).
-    pub(crate) fn is_full(&self) -> bool {
-        !self.limits.within(self.queue.len(), self.queue.bytes(), 1)
-    }
-
-    /// Whether publishers held back by this session's full queue are woken: the queue is
-    /// below three quarters of its limits (a margin, so that publishers are not woken and
-    /// stopped again for every message the subscriber takes).
-    pub(crate) fn has_room(&self) -> bool {
-        let low = QueueLimits {
-            max_messages: self.limits.max_messages - self.limits.max_messages / 4,
-            max_bytes: self.limits.max_bytes - self.limits.max_bytes / 4,
-            ..*self.limits
-        };
-        low.within(self.queue.len(), self.queue.bytes(), 1)
-    }
-
     /// The next packet to send, if the window allows: QoS 0 messages go straight out, QoS 1/2
     /// take a packet identifier and a place in the window. Order is kept: a QoS 1/2 message
     /// waiting for the window holds back the messages behind it. Messages whose expiry interval
@@ -491,8 +318,7 @@ impl Session {
             .push_back((packet_id, InFlight::Sent(delivery.clone())));
         // Only a restored delivery may have been in flight before the restart: one that
         // expired, or went to another member of its shared group, does not pass its DUP on
-        // to a message queued since. (Sequence numbers wrap after 2^32 messages; the restored
-        // ones are at the front of the queue, long gone by then.)
+        // to a message queued since.
         let restored = self
             .kept
             .as_ref()
@@ -500,6 +326,9 @@ impl Session {
         let dup = restored && self.redeliver > 0;
         if restored {
             self.redeliver = self.redeliver.saturating_sub(1);
+        } else {
+            // Past the restored ones (they are at the front): none is left to go with DUP.
+            self.redeliver = 0;
         }
         Some(Outgoing::Publish {
             packet_id,
@@ -517,17 +346,6 @@ impl Session {
         };
         self.took_one();
         Some(Outgoing::Run(slice))
-    }
-
-    /// After messages were taken out of the queue: a drop episode ends below half the limit,
-    /// a stall once there is room.
-    fn took_one(&mut self) {
-        if self.queue.len() < self.limits.max_messages / 2 {
-            self.dropping = false;
-        }
-        if self.stalled && self.has_room() {
-            self.stalled = false;
-        }
     }
 
     /// Takes out every delivery made through a shared subscription that another member may

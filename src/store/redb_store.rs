@@ -39,9 +39,11 @@ fn closed() -> StoreError {
 }
 
 /// redb's page cache. Its default, 1 GiB, was most of the broker's memory once the store
-/// held 10 million queued deliveries (1.9 GB RSS where 0.5 GB held them in memory alone):
-/// the broker keeps what it serves from in its own structures, and the store is read whole
-/// only at start-up, front to back, so a small cache costs nothing measurable.
+/// held 10 million queued deliveries (1.9 GB RSS where 0.5 GB held them in memory alone).
+/// The broker serves from its own structures and reads the store whole only at start-up,
+/// front to back; what a smaller cache costs is writing into a very large store, where each
+/// commit touches pages across the whole deliveries tree (queueing those 10 million: 149 s
+/// with 64 MiB, 127 s with 256 MiB, 93 s with 1 GiB; `docs/benchmarks.md`).
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// How every handle on the file is opened.

@@ -25,9 +25,9 @@ impl Open {
         if !crate::broker::pressed_any() {
             return self.extras.as_ref().is_some_and(|e| e.pressure.is_some());
         }
-        let broker = self.link.broker().clone();
+        let (broker, grace_ms) = (self.link.broker().clone(), self.grace_ms);
         let extras = self.extras.get_or_insert_with(Default::default);
-        broker.take_pressure(now, &mut extras.pressure);
+        broker.take_pressure(now, grace_ms, &mut extras.pressure);
         extras.pressure.is_some()
     }
 }
@@ -61,7 +61,9 @@ impl Engine {
     }
 
     /// The wait reached its bound at `now`: subscribers that took nothing since are given up
-    /// on (see `Pressure::expire`). Whether the client must still wait.
+    /// on (see `Pressure::expire`). Whether the client must still wait. A client that waits on
+    /// is marked heard from: it is not read while it waits, so its keep alive cannot be
+    /// checked (the bound is at most half its grace, so this comes in time).
     pub(crate) fn expire_pressure(&mut self, now: Instant) -> bool {
         let State::Open(open) = &mut self.state else {
             return false;
@@ -70,7 +72,9 @@ impl Engine {
             return false;
         };
         let waiting = extras.pressure.as_mut().is_some_and(|p| p.expire(now));
-        if !waiting {
+        if waiting {
+            open.heard_from(now);
+        } else {
             extras.pressure = None;
         }
         waiting

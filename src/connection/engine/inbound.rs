@@ -128,7 +128,7 @@ impl Open {
     }
 
     /// Notes, for the keep alive, that the client sent something at `now`.
-    fn heard_from(&mut self, now: Instant) {
+    pub(super) fn heard_from(&mut self, now: Instant) {
         if self.grace_ms > 0 {
             let ms = clock::ms(now);
             self.last_heard_ms = ms;

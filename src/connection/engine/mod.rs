@@ -166,7 +166,7 @@ struct Extras {
     hold: Option<durable::Hold>,
     /// Full subscribers this client's messages pressed, waited for before reading on (see
     /// `backpressure.rs`).
-    pressure: Option<crate::broker::Pressure>,
+    pressure: Option<Box<crate::broker::Pressure>>,
 }
 
 impl Engine {
