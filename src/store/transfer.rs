@@ -174,7 +174,13 @@ pub fn import(dir: &Path, file: &Path) -> Result<String, StoreError> {
             .map_err(|e| bad(format!("\"record\" is not base64: {e}")))?;
         let change = match kind {
             "retained" => {
-                decode_retained(&record, now).map_err(&bad)?;
+                // Stored under another topic, it would be found by the wrong subscriptions,
+                // and a later message to its topic would not replace it. (An expired one is
+                // dropped at the next start whatever its key.)
+                let m = decode_retained(&record, now).map_err(&bad)?;
+                if m.is_some_and(|m| &*m.topic != key) {
+                    return Err(bad("the key is not the retained message's topic".into()));
+                }
                 Change::Retained {
                     topic: key.into(),
                     record: Some(record),
@@ -365,6 +371,22 @@ mod tests {
         .unwrap();
         let e = import(&base.join("third"), &file).unwrap_err().to_string();
         assert!(e.contains("line 7"), "{e}");
+
+        // A retained message under a key that is not its topic is refused.
+        let moved: String = text
+            .lines()
+            .map(|l| {
+                if l.contains("\"kind\":\"retained\"") {
+                    l.replacen("\"key\":\"t/1\"", "\"key\":\"t/2\"", 1) + "\n"
+                } else {
+                    format!("{l}\n")
+                }
+            })
+            .collect();
+        assert_ne!(moved, text, "the export has the retained message of t/1");
+        std::fs::write(&file, moved).unwrap();
+        let e = import(&base.join("fourth"), &file).unwrap_err().to_string();
+        assert!(e.contains("not the retained message's topic"), "{e}");
         std::fs::remove_dir_all(&base).unwrap();
     }
 }
