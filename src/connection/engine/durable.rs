@@ -243,4 +243,61 @@ mod tests {
         assert_eq!(publisher.take(), [0x40, 2, 0, 2]);
         broker.store().expect("a store").close();
     }
+
+    /// A PUBLISH that came in the same read as its CONNECT: the CONNACK goes at once, the
+    /// PUBACK behind it waits for the disk as any other (the handshake writes only what
+    /// `sendable` allows).
+    #[tokio::test]
+    async fn a_puback_read_with_the_connect_waits_for_the_disk_too() {
+        let now = Instant::now();
+        let broker = broker_with(|c| {
+            c.persistence.enabled = true;
+            c.persistence.sync = SyncMode::Always;
+        });
+        let store = Arc::new(Gated::default());
+        let writer = Writer::start(
+            store.clone(),
+            SyncMode::Always,
+            Duration::from_secs(1),
+            vec![],
+            1,
+        );
+        broker.persist_to(Arc::new(writer.expect("a writer thread")));
+        let mut sub = Client::open(&broker, &connect(4, 0, 0, &[], &s(b"sub")), now);
+        let mut body = vec![0, 1];
+        body.extend(s(b"kept"));
+        body.push(1);
+        sub.send(&frame(0x82, &body), now).expect("SUBSCRIBE");
+        store.set(true);
+        let mut publisher = Client::new(&broker, now);
+        let mut bytes = connect(4, CLEAN, 0, &[], &s(b"pub"));
+        let mut body = s(b"kept");
+        body.extend([0, 7]);
+        body.extend(b"payload");
+        bytes.extend(frame(0x32, &body));
+        publisher.send(&bytes, now).expect("CONNECT and PUBLISH");
+        assert_eq!(publisher.out.len(), 8, "CONNACK and PUBACK written");
+        assert_eq!(
+            publisher.engine.sendable(8),
+            4,
+            "the CONNACK may go, the PUBACK waits"
+        );
+        let (tx, woken) = mpsc::channel();
+        let waker = Waker::from(Arc::new(Signal(Mutex::new(tx))));
+        publisher
+            .engine
+            .poll_transmit(&mut publisher.out, now, &waker)
+            .expect("open");
+        store.set(false);
+        woken
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the writer wakes the connection once the message is on disk");
+        publisher
+            .engine
+            .poll_transmit(&mut publisher.out, now, &waker)
+            .expect("open");
+        assert_eq!(publisher.engine.sendable(8), 8, "released");
+        assert_eq!(&publisher.take()[4..], [0x40, 2, 0, 7]);
+        broker.store().expect("a store").close();
+    }
 }
