@@ -642,10 +642,10 @@ impl Config {
         if self.sessions.max_queued_messages == 0 {
             return invalid("sessions.max_queued_messages", "must be at least 1");
         }
-        if self.sessions.backpressure_max_wait_ms == 0 {
+        if !(1..=3_600_000).contains(&self.sessions.backpressure_max_wait_ms) {
             return invalid(
                 "sessions.backpressure_max_wait_ms",
-                "must be at least 1 (a publisher's wait for a full subscriber must end)",
+                "must be 1 to 3600000 (an hour): a publisher's wait for a full subscriber must end",
             );
         }
         Ok(())

@@ -50,8 +50,8 @@ pub(crate) struct Pressure {
     /// publisher's keep-alive grace if that is shorter (a paused client is not read, so it
     /// must be marked heard from while it waits, see `Engine::expire_pressure`).
     max_wait: Duration,
-    /// When the wait began: a publisher is let go after [`MAX_BOUNDS`] bounds even if the
-    /// sessions drained meanwhile (other traffic may keep a queue full for ever).
+    /// When the wait began: after [`MAX_BOUNDS`] bounds the sessions still full are stalled
+    /// even if they drained meanwhile (other traffic may keep a queue full for ever).
     began: Instant,
 }
 
@@ -138,8 +138,10 @@ impl Pressure {
     /// The bound has passed at `now`: a session that took nothing out of its queue since it
     /// was last looked at is stalled (it drops until it has room again, see `Session::stall`)
     /// and waited for no longer; one that did is given another bound, as a slow subscriber
-    /// is not a dead one, unless the publisher has waited [`MAX_BOUNDS`] bounds already: it
-    /// then goes on (its next run may press again). Whether the publisher must still wait.
+    /// is not a dead one, unless the publisher has waited [`MAX_BOUNDS`] bounds already: the
+    /// session is stalled too (too slow to get room in that time, or kept full by other
+    /// traffic: letting the publisher go without would add a run beyond its limits every
+    /// [`MAX_BOUNDS`] bounds, without end). Whether the publisher must still wait.
     pub(crate) fn expire(&mut self, now: Instant) -> bool {
         let long = now.saturating_duration_since(self.began) >= self.max_wait * MAX_BOUNDS;
         self.slots.retain_mut(|w| {
@@ -147,12 +149,12 @@ impl Pressure {
             if !st.is_attached() || !st.session.is_full() {
                 return false;
             }
-            if st.taken == w.taken {
+            if st.taken == w.taken || long {
                 st.session.stall();
                 return false;
             }
             w.taken = st.taken;
-            !long
+            true
         });
         self.until = now + self.max_wait;
         !self.slots.is_empty()

@@ -20,6 +20,19 @@ thread_local! {
     static TARGETS: std::cell::RefCell<Vec<Target>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// Whether a full connected session takes messages past its limits under
+/// `sessions.overflow = "backpressure"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Beyond {
+    /// No: it drops them (a will, an embedder's message: no one to hold back).
+    No,
+    /// Yes, and the publishing connection is held back until it has room (see `pressure.rs`).
+    Hold,
+    /// Yes, with no one to hold back: messages already accepted and handed on from a shared
+    /// subscription's leaving member (as many as it held).
+    Take,
+}
+
 /// One session's share of a PUBLISH while the match is being collected.
 struct Target {
     slot: Arc<SessionSlot>,
@@ -227,7 +240,7 @@ impl Broker {
     /// No one is held back by it (`sessions.overflow = "backpressure"` holds back the
     /// connection a message was read from; a will or an embedder's message has none).
     pub fn publish(&self, message: Message) -> usize {
-        self.route_run(&[Arc::new(message)], false)
+        self.route_run(&[Arc::new(message)], Beyond::No)
     }
 
     /// Routes a run of messages that share one topic and one publisher, in order: the matching
@@ -237,12 +250,12 @@ impl Broker {
     /// The full sessions it pressed are noted for the connection it was read from to take
     /// (see `broker/pressure.rs`).
     pub(crate) fn publish_run(&self, run: &[Arc<Message>]) -> usize {
-        self.route_run(run, true)
+        self.route_run(run, Beyond::Hold)
     }
 
-    /// Routes a run (see [`Broker::publish_run`]); `may_wait`: its publisher is a connection
-    /// that can be held back, so a full connected subscriber takes it beyond its limits.
-    fn route_run(&self, run: &[Arc<Message>], may_wait: bool) -> usize {
+    /// Routes a run (see [`Broker::publish_run`]); `beyond`: whether a full connected
+    /// subscriber takes it beyond its limits, holding its publisher back.
+    fn route_run(&self, run: &[Arc<Message>], beyond: Beyond) -> usize {
         let Some(first) = run.first() else { return 0 };
         debug_assert!(run.iter().all(|m| m.topic == first.topic));
         if self.config().limits.retain_available && run.iter().any(|m| m.retain) {
@@ -272,28 +285,30 @@ impl Broker {
         let shareable = targets.len() > 1 || targets.iter().any(|t| t.grant.qos == QoS::AtMostOnce);
         let whole = (run.len() > 1 && shareable).then(|| Run::new(run));
         for t in targets.drain(..) {
-            if self.offer_run(&t.slot, run, whole.as_ref(), t.grant, may_wait) {
+            if self.offer_run(&t.slot, run, whole.as_ref(), t.grant, beyond)
+                && beyond == Beyond::Hold
+            {
                 super::pressure::note(&t.slot);
             }
         }
         TARGETS.with(|t| *t.borrow_mut() = targets);
-        matched += self.route_shared(run, may_wait);
+        matched += self.route_shared(run, beyond);
         matched
     }
 
     /// Offers a run of messages to one session under one lock, and wakes its connection if the
     /// queue was empty. Drops by queue policy are counted and logged (rate-limited). `whole`
     /// is the run made shareable: an online session with room for all of it takes it as one
-    /// queue entry; others take the messages one by one. `may_wait`: the run's publisher can
-    /// be held back; returns whether it queued any of them past the session's limits for that
-    /// (`sessions.overflow = "backpressure"`).
+    /// queue entry; others take the messages one by one. `beyond`: whether a full session
+    /// (connected, `sessions.overflow = "backpressure"`) takes them past its limits; returns
+    /// whether it did, for [`Beyond::Hold`] to hold the publisher back.
     pub(super) fn offer_run(
         &self,
         slot: &Arc<SessionSlot>,
         run: &[Arc<Message>],
         whole: Option<&Arc<Run>>,
         grant: Grant,
-        may_wait: bool,
+        beyond: Beyond,
     ) -> bool {
         let mut st = lock(&slot.state);
         let online = st.conn.is_some();
@@ -314,7 +329,7 @@ impl Broker {
         let one_by_one = if taken_whole { &[][..] } else { run };
         // A client's own queue never holds it back: it would stop reading the acknowledgements
         // that drain it. Full, it drops.
-        let press = may_wait
+        let press = beyond != Beyond::No
             && st.session.may_press(online)
             && run.first().is_some_and(|m| m.publisher != slot.client_id);
         for m in one_by_one {

@@ -2,7 +2,7 @@
 //! EMQX do): the members of `$share/{group}/{filter}` compete for its messages, each message
 //! going to one of them, picked by the configured [`ShareStrategy`].
 
-use super::router::Grant;
+use super::router::{Beyond, Grant};
 use super::{Broker, Metrics, SessionSlot, SubEntry, Subscriptions, lock};
 use crate::config::ShareStrategy;
 use crate::session::{Delivery, Enqueued, Message};
@@ -147,7 +147,7 @@ impl Broker {
     /// Gives each message of a run to one member of every shared subscription it matches; a
     /// member is picked per message, so a run is spread over the group as single messages
     /// would be. Returns how many groups the topic matched.
-    pub(super) fn route_shared(&self, run: &[Arc<Message>], may_wait: bool) -> usize {
+    pub(super) fn route_shared(&self, run: &[Arc<Message>], beyond: Beyond) -> usize {
         let strategy = self.config().shared_subscriptions.strategy;
         let mut picks: Vec<(Arc<SessionSlot>, Grant)> = Vec::new();
         let mut groups = 0;
@@ -171,7 +171,9 @@ impl Broker {
             }
             groups = groups.max(picks.len());
             for (slot, grant) in picks.drain(..) {
-                if self.offer_run(&slot, std::slice::from_ref(m), None, grant, may_wait) {
+                if self.offer_run(&slot, std::slice::from_ref(m), None, grant, beyond)
+                    && beyond == Beyond::Hold
+                {
                     super::pressure::note(&slot);
                 }
             }
@@ -202,9 +204,10 @@ impl Broker {
             };
             match other {
                 Some((to, grant)) => {
-                    // Handed on, not read from a publisher: no one to hold back.
+                    // Accepted already, and handed on: taken past a full member's limits (as
+                    // many as the leaving one held), with no publisher to hold back.
                     let m = std::slice::from_ref(&d.message);
-                    let _pressed = self.offer_run(&to, m, None, grant, false);
+                    let _pressed = self.offer_run(&to, m, None, grant, Beyond::Take);
                 }
                 None => stay.push(d),
             }

@@ -192,11 +192,16 @@ pub fn check(dir: &std::path::Path) -> Result<String, StoreError> {
     let ended = decoded.sessions.len() - sessions;
     let deliveries: usize = decoded.sessions.iter().map(|s| s.deliveries.len()).sum();
     let wills = decoded.sessions.iter().filter(|s| s.will.is_some()).count();
+    let strays = match decoded.strays {
+        0 => String::new(),
+        n => format!(", {n} delivery rows under keys Roost does not write"),
+    };
     Ok(format!(
         "{}: format version {FORMAT_VERSION}, {live} retained messages ({expired} expired), \
          {sessions} persistent sessions ({ended} expired) with {subscriptions} subscriptions \
          and {deliveries} queued or in-flight deliveries of {} stored messages, {wills} held \
-         wills; expired ones are dropped at the next start; every record decodes",
+         wills{strays}; expired ones (and strays) are dropped at the next start; every record \
+         decodes",
         path.display(),
         decoded.messages.len(),
     ))

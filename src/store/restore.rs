@@ -49,8 +49,11 @@ pub(super) struct Decoded {
     /// Above every stored message's id, expired ones' too (their rows are deleted only
     /// after the start: a new message must not take their id meanwhile).
     pub(super) next_message_id: u64,
-    /// Delivery rows to delete: of no session, or whose message expired (or is missing).
+    /// Delivery rows to delete: of no session, or whose message expired (or is missing), or
+    /// under a key Roost does not write.
     pub(super) dead_entries: Vec<String>,
+    /// How many of those are under a key Roost does not write (see `Deliveries::strays`).
+    pub(super) strays: usize,
     /// Inbound identifiers of no session, to delete.
     pub(super) dead_inbound: Vec<String>,
     /// Wills of no session, to delete.
@@ -102,6 +105,7 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
     for (key, bytes) in snapshot.entries {
         deliveries.push(&key, &bytes)?;
     }
+    let strays = deliveries.strays.len();
     let mut dead_entries = deliveries.strays;
     // Client id -> (number, row) of each of its deliveries.
     let mut entries: HashMap<String, Vec<NumberedRow>> =
@@ -205,6 +209,7 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
             .collect(),
         next_message_id,
         dead_entries,
+        strays,
         dead_inbound,
         dead_wills: wills.into_keys().collect(),
     })
@@ -228,9 +233,16 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         messages,
         next_message_id,
         dead_entries,
+        strays,
         dead_inbound,
         dead_wills,
     } = decode(store.load()?, Instant::now())?;
+    if strays > 0 {
+        tracing::warn!(
+            strays,
+            "delivery rows under keys Roost does not write (an import, or an older store): deleted"
+        );
+    }
     let stored_messages = messages.len();
     // Started first: restored sessions send their changes to it from the start. Nothing is
     // written back for what is restored as it was.

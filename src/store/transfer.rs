@@ -247,7 +247,7 @@ pub fn import(dir: &Path, file: &Path) -> Result<String, StoreError> {
     // Message ids are the store's own: ones from elsewhere would point rows at the wrong
     // messages of a store that has some.
     let brings_messages = changes.iter().any(|c| matches!(c, Change::Message { .. }));
-    if brings_messages && !store.load()?.messages.is_empty() {
+    if brings_messages && !store.load_raw()?.messages.is_empty() {
         return Err(StoreError::Io(format!(
             "{}: queued messages can only be imported into a store that has none; import \
              into a new --data-dir",
