@@ -59,6 +59,19 @@ async fn pubacks(publisher: &mut Raw, n: u16) {
     }
 }
 
+/// Reads and acknowledges the SENT messages of one [`flood`], checking each arrives in order;
+/// `pause`, if given, after every tenth (a slow reader).
+async fn take_in_order(sub: &mut Raw, pause: Option<Duration>) {
+    for id in 1..=SENT {
+        let p = sub.expect_publish().await;
+        assert_eq!(p.payload[..], id.to_be_bytes(), "in order, none lost");
+        sub.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
+        if let Some(pause) = pause.filter(|_| id % 10 == 0) {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_slow_subscriber_gets_every_message_its_publisher_was_told_was_accepted() {
     // The wait's bound is far off: only the subscriber's room lets the publisher go on.
@@ -75,14 +88,7 @@ async fn a_slow_subscriber_gets_every_message_its_publisher_was_told_was_accepte
     assert!(queued <= LIMIT + 2 * RUN, "{queued} queued");
     assert_eq!(Metrics::get(&broker.metrics().messages_dropped), 0);
     // The subscriber reads (and acknowledges) at last: everything, in order.
-    let read = async {
-        for id in 1..=SENT {
-            let p = slow.expect_publish().await;
-            assert_eq!(p.payload[..], id.to_be_bytes(), "in order, none lost");
-            slow.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(20), read)
+    tokio::time::timeout(Duration::from_secs(20), take_in_order(&mut slow, None))
         .await
         .expect("all delivered within 20 s");
     pubacks(&mut publisher, SENT).await;
@@ -276,17 +282,8 @@ async fn a_publisher_held_back_longer_than_its_keep_alive_is_not_cut_off() {
     flood(&mut publisher, "bp/x").await;
     until_paused(&b).await;
     let started = std::time::Instant::now();
-    let read = async {
-        for id in 1..=SENT {
-            let p = slow.expect_publish().await;
-            assert_eq!(p.payload[..], id.to_be_bytes());
-            slow.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
-            if id % 10 == 0 {
-                // About 100 messages a second: 5 s for the 500.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
+    // About 100 messages a second: 5 s for the 500.
+    let read = take_in_order(&mut slow, Some(Duration::from_millis(100)));
     tokio::time::timeout(Duration::from_secs(30), read)
         .await
         .expect("all delivered within 30 s");

@@ -7,11 +7,11 @@
 //! nothing through); the publishing connection takes the list as a [`Pressure`] and polls it
 //! before each read, waiting in the pressed sessions' lists of waiters, which a session wakes as
 //! its connection drains it below three quarters of its limits (see `Link::take_outgoing`) or
-//! when it goes offline. Each publisher routes at most one more run into a full queue before it
-//! stops, so the queue exceeds its limits by at most a run per publisher.
+//! when it goes offline. Each publisher stops after the run that found the queue full (and the
+//! one it was reading then), so the queue exceeds its limits by at most two runs per publisher.
 //!
-//! The wait is bounded (`sessions.backpressure_max_wait_ms`): a subscriber that takes nothing
-//! at all must not stop a topic for good, and two clients that each publish to the other would
+//! The wait is bounded (`sessions.backpressure_max_wait_ms` without progress, 8 of them in
+//! all): a subscriber that takes nothing at all must not stop a topic for good, and two clients that each publish to the other would
 //! otherwise stop reading the acknowledgements that drain their own queues and wait for each
 //! other for ever. A session still full at the bound is stalled: it drops new messages, as with
 //! `"drop_new"` (counted and logged), until it has room again. A client's own queue never holds

@@ -285,11 +285,7 @@ impl Broker {
         let shareable = targets.len() > 1 || targets.iter().any(|t| t.grant.qos == QoS::AtMostOnce);
         let whole = (run.len() > 1 && shareable).then(|| Run::new(run));
         for t in targets.drain(..) {
-            if self.offer_run(&t.slot, run, whole.as_ref(), t.grant, beyond)
-                && beyond == Beyond::Hold
-            {
-                super::pressure::note(&t.slot);
-            }
+            self.offer_run(&t.slot, run, whole.as_ref(), t.grant, beyond);
         }
         TARGETS.with(|t| *t.borrow_mut() = targets);
         matched += self.route_shared(run, beyond);
@@ -300,8 +296,8 @@ impl Broker {
     /// queue was empty. Drops by queue policy are counted and logged (rate-limited). `whole`
     /// is the run made shareable: an online session with room for all of it takes it as one
     /// queue entry; others take the messages one by one. `beyond`: whether a full session
-    /// (connected, `sessions.overflow = "backpressure"`) takes them past its limits; returns
-    /// whether it did, for [`Beyond::Hold`] to hold the publisher back.
+    /// (connected, `sessions.overflow = "backpressure"`) takes them past its limits; with
+    /// [`Beyond::Hold`] one that did is noted for the publisher to wait on (see `pressure.rs`).
     pub(super) fn offer_run(
         &self,
         slot: &Arc<SessionSlot>,
@@ -309,7 +305,7 @@ impl Broker {
         whole: Option<&Arc<Run>>,
         grant: Grant,
         beyond: Beyond,
-    ) -> bool {
+    ) {
         let mut st = lock(&slot.state);
         let online = st.conn.is_some();
         // The connection drains its whole queue on every turn of its loop, so only a queue
@@ -363,7 +359,9 @@ impl Broker {
             self.inner.overload_log.queue_full(&slot.client_id);
         }
         self.count_queue_full(dropped);
-        pressed
+        if pressed && beyond == Beyond::Hold {
+            super::pressure::note(slot);
+        }
     }
 
     /// Counts `n` messages dropped because a session's queue was full.

@@ -171,11 +171,7 @@ impl Broker {
             }
             groups = groups.max(picks.len());
             for (slot, grant) in picks.drain(..) {
-                if self.offer_run(&slot, std::slice::from_ref(m), None, grant, beyond)
-                    && beyond == Beyond::Hold
-                {
-                    super::pressure::note(&slot);
-                }
+                self.offer_run(&slot, std::slice::from_ref(m), None, grant, beyond);
             }
         }
         groups
@@ -207,7 +203,7 @@ impl Broker {
                     // Accepted already, and handed on: taken past a full member's limits (as
                     // many as the leaving one held), with no publisher to hold back.
                     let m = std::slice::from_ref(&d.message);
-                    let _pressed = self.offer_run(&to, m, None, grant, Beyond::Take);
+                    self.offer_run(&to, m, None, grant, Beyond::Take);
                 }
                 None => stay.push(d),
             }

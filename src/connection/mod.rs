@@ -339,19 +339,13 @@ impl Shell {
                 Ok(Turn::Park) => break Ending::Park,
                 Ok(Turn::Wrote) => {}
                 Ok(Turn::Resume) => {
-                    let received =
-                        self.engine
-                            .receive(&mut self.inbuf, Instant::now(), &mut self.out);
-                    if let Err(close) = received {
+                    if let Err(close) = self.receive() {
                         break Ending::Closed(close);
                     }
                 }
                 Ok(Turn::Read { n, room }) => {
                     busy = n >= room;
-                    let received =
-                        self.engine
-                            .receive(&mut self.inbuf, Instant::now(), &mut self.out);
-                    if let Err(close) = received {
+                    if let Err(close) = self.receive() {
                         break Ending::Closed(close);
                     }
                     if n >= READ_CHUNK / 2 {
@@ -370,6 +364,12 @@ impl Shell {
                 }
             }
         }
+    }
+
+    /// Hands what the read buffer holds to the engine.
+    fn receive(&mut self) -> Result<(), Close> {
+        self.engine
+            .receive(&mut self.inbuf, Instant::now(), &mut self.out)
     }
 
     /// One turn: what the engine has to send into the write buffer, then a write if there is

@@ -175,6 +175,30 @@ mod tests {
         }
     }
 
+    /// A broker with `sync = "always"` on a [`Gated`] store, and a 3.1.1 persistent session
+    /// (Clean Session 0) subscribed to "kept" at QoS 1.
+    fn kept_subscriber(now: Instant) -> (crate::broker::Broker, Arc<Gated>, Client) {
+        let broker = broker_with(|c| {
+            c.persistence.enabled = true;
+            c.persistence.sync = SyncMode::Always;
+        });
+        let store = Arc::new(Gated::default());
+        let writer = Writer::start(
+            store.clone(),
+            SyncMode::Always,
+            Duration::from_secs(1),
+            vec![],
+            1,
+        );
+        broker.persist_to(Arc::new(writer.expect("a writer thread")));
+        let mut sub = Client::open(&broker, &connect(4, 0, 0, &[], &s(b"sub")), now);
+        let mut body = vec![0, 1];
+        body.extend(s(b"kept"));
+        body.push(1);
+        sub.send(&frame(0x82, &body), now).expect("SUBSCRIBE");
+        (broker, store, sub)
+    }
+
     /// A waker that says on a channel that it was woken.
     struct Signal(Mutex<mpsc::Sender<()>>);
 
@@ -190,25 +214,7 @@ mod tests {
     #[tokio::test]
     async fn a_puback_waits_for_the_disk_only_when_its_message_was_kept() {
         let now = Instant::now();
-        let broker = broker_with(|c| {
-            c.persistence.enabled = true;
-            c.persistence.sync = SyncMode::Always;
-        });
-        let store = Arc::new(Gated::default());
-        let writer = Writer::start(
-            store.clone(),
-            SyncMode::Always,
-            Duration::from_secs(1),
-            vec![],
-            1,
-        );
-        broker.persist_to(Arc::new(writer.expect("a writer thread")));
-        // A 3.1.1 persistent session (Clean Session 0) subscribed to "kept" at QoS 1.
-        let mut sub = Client::open(&broker, &connect(4, 0, 0, &[], &s(b"sub")), now);
-        let mut body = vec![0, 1];
-        body.extend(s(b"kept"));
-        body.push(1);
-        sub.send(&frame(0x82, &body), now).expect("SUBSCRIBE");
+        let (broker, store, _sub) = kept_subscriber(now);
         let mut publisher = Client::open(&broker, &connect(4, CLEAN, 0, &[], &s(b"pub")), now);
         store.set(true);
         let publish = |topic: &[u8], id: u8| {
@@ -250,24 +256,7 @@ mod tests {
     #[tokio::test]
     async fn a_puback_read_with_the_connect_waits_for_the_disk_too() {
         let now = Instant::now();
-        let broker = broker_with(|c| {
-            c.persistence.enabled = true;
-            c.persistence.sync = SyncMode::Always;
-        });
-        let store = Arc::new(Gated::default());
-        let writer = Writer::start(
-            store.clone(),
-            SyncMode::Always,
-            Duration::from_secs(1),
-            vec![],
-            1,
-        );
-        broker.persist_to(Arc::new(writer.expect("a writer thread")));
-        let mut sub = Client::open(&broker, &connect(4, 0, 0, &[], &s(b"sub")), now);
-        let mut body = vec![0, 1];
-        body.extend(s(b"kept"));
-        body.push(1);
-        sub.send(&frame(0x82, &body), now).expect("SUBSCRIBE");
+        let (broker, store, _sub) = kept_subscriber(now);
         store.set(true);
         let mut publisher = Client::new(&broker, now);
         let mut bytes = connect(4, CLEAN, 0, &[], &s(b"pub"));
