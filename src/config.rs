@@ -200,6 +200,21 @@ pub struct Limits {
     /// Most subscriptions one session may hold; a new filter beyond it gets SUBACK 0x97 Quota
     /// exceeded (3.1.1: 0x80). 0 = no limit.
     pub max_subscriptions_per_client: usize,
+    /// Memory the sessions' queued messages may take, all sessions together (payload plus a
+    /// fixed cost each, as if each session held its own copy). Beyond it a persistent
+    /// session's QoS 1/2 messages stay on disk only (with persistence on), and other messages
+    /// are dropped and counted. Default: a quarter of the machine's memory. 0 = no limit.
+    pub max_memory_bytes: u64,
+}
+
+/// A quarter of the machine's memory (`MemTotal` in /proc/meminfo), or 1 GiB where that
+/// cannot be read.
+pub fn default_memory_budget() -> u64 {
+    let total_kib = std::fs::read_to_string("/proc/meminfo").ok().and_then(|m| {
+        let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    });
+    total_kib.map_or(1 << 30, |kib| kib * 1024 / 4)
 }
 
 /// MQTT 5 features an operator sets.
@@ -395,6 +410,7 @@ impl Default for Limits {
             idle_park_secs: 5,
             max_connections: 60_000,
             max_subscriptions_per_client: 10_000,
+            max_memory_bytes: default_memory_budget(),
         }
     }
 }
@@ -612,6 +628,12 @@ impl Config {
         }
         if self.limits.max_topic_length == 0 {
             return invalid("limits.max_topic_length", "must be at least 1");
+        }
+        if self.limits.max_memory_bytes != 0 && self.limits.max_memory_bytes < 1 << 20 {
+            return invalid(
+                "limits.max_memory_bytes",
+                "must be 0 (no limit) or at least 1048576 (1 MiB)",
+            );
         }
         if self.limits.max_topic_levels == 0 {
             return invalid("limits.max_topic_levels", "must be at least 1");

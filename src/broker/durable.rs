@@ -9,7 +9,7 @@
 //! and (through the session's [`Sink`]) its QoS 1/2 deliveries and inbound QoS 2 identifiers.
 
 use super::registry::{Filters, Granted, SlotState};
-use super::{Broker, SessionSlot, SubEntry, lock};
+use super::{Broker, Metrics, SessionSlot, SubEntry, lock};
 use crate::auth::Realm;
 use crate::session::{Journal, Message, Sink};
 use crate::store::{
@@ -79,8 +79,23 @@ impl Broker {
         if kept {
             st.session.keep(sink(store, &slot.client_id));
         } else {
-            // Its rows went with its record.
-            st.session.unkeep();
+            // Its rows go with its record: what it held on disk only is read back first.
+            let disk = super::disk_queue::DiskQueue {
+                writer: store,
+                client_id: &slot.client_id,
+            };
+            let lost = st.session.unkeep(Some(&disk));
+            if lost > 0 {
+                tracing::warn!(
+                    client_id = &*slot.client_id,
+                    lost,
+                    "messages held on disk could not be read back as the session stopped \
+                     being persistent: dropped"
+                );
+                let metrics = self.metrics();
+                Metrics::add(&metrics.messages_dropped, lost as u64);
+                Metrics::add(&metrics.dropped_memory, lost as u64);
+            }
         }
     }
 
@@ -152,7 +167,8 @@ impl Broker {
                 record: None,
             });
         }
-        st.session.unkeep();
+        // It ends: its queue goes with it.
+        st.session.unkeep(None);
     }
 
     /// Writes the restored session of `client_id` back as it is now: offline from this start.
@@ -293,23 +309,31 @@ impl Broker {
 /// Where a kept session's changes go: to `store`, as rows keyed by `client_id`.
 fn sink(store: &Arc<Writer>, client_id: &Arc<str>) -> Sink {
     let (store, client_id) = (store.clone(), client_id.clone());
-    Arc::new(move |change| match change {
+    Arc::new(move |change| {
+        journal(&store, &client_id, change);
+        Writer::last_sent_here()
+    })
+}
+
+/// Sends one change of `client_id`'s kept session to `store`.
+fn journal(store: &Writer, client_id: &str, change: Journal) {
+    match change {
         Journal::Queued {
             seq,
             delivery,
             packet_id,
-        } => store.deliver(entry_key(&client_id, seq).into(), delivery, packet_id),
+        } => store.deliver(entry_key(client_id, seq).into(), delivery, packet_id),
         Journal::Released { seq, packet_id } => store.send(Change::Released {
-            key: entry_key(&client_id, seq).into(),
+            key: entry_key(client_id, seq).into(),
             packet_id,
         }),
         Journal::Done { seq } => store.send(Change::Entry {
-            key: entry_key(&client_id, seq).into(),
+            key: entry_key(client_id, seq).into(),
             row: None,
         }),
         Journal::Inbound { packet_id, pending } => store.send(Change::Inbound {
-            key: inbound_key(&client_id, packet_id).into(),
+            key: inbound_key(client_id, packet_id).into(),
             pending,
         }),
-    })
+    }
 }

@@ -7,7 +7,7 @@
 use super::registry::{Park, SessionSlot, TakenOver};
 use super::{Broker, Metrics};
 use crate::protocol::{ReasonCode, SubscriptionOptions};
-use crate::session::{Acked, Message, Outgoing};
+use crate::session::{Acked, Message, Outgoing, Refill, StoredSource};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::task::Waker;
@@ -158,14 +158,28 @@ impl Link {
         if drained.keep_alive_lapsed {
             return Ok(drained);
         }
+        let writer = self.broker.store();
+        let disk = writer.map(|writer| super::disk_queue::DiskQueue {
+            writer,
+            client_id: &self.slot.client_id,
+        });
+        let disk = disk.as_ref().map(|d| d as &dyn StoredSource);
         while budget > 0 {
             let Some(o) = st.session.next_outgoing_within(now, budget) else {
-                // A subscription's retained messages come from the store a batch at a time
-                // (the store's lock is taken under the session's, never the reverse).
-                if st.session.refill_retained(&self.broker) {
-                    continue;
+                // A subscription's retained messages come from the retained store a batch at a
+                // time (its lock is taken under the session's, never the reverse), as do
+                // messages held on disk from the store.
+                match st.session.refill(&self.broker, disk) {
+                    Refill::Again => continue,
+                    Refill::Wait(n) => {
+                        // Not committed yet: the writer wakes this connection once they are.
+                        if let Some(writer) = writer {
+                            writer.wake_when_done(n, waker);
+                        }
+                        break;
+                    }
+                    Refill::Nothing => break,
                 }
-                break;
             };
             budget = budget.saturating_sub(o.estimated_len());
             batch.push(o);

@@ -18,6 +18,12 @@ pub struct Metrics {
     pub messages_dropped: AtomicU64,
     /// Dropped because a session's queue was full (a slow or offline subscriber).
     pub dropped_queue_full: AtomicU64,
+    /// Dropped because the queues were over `limits.max_memory_bytes` and the message could
+    /// not be held on disk instead (QoS 0, or a session not kept in the store).
+    pub dropped_memory: AtomicU64,
+    /// QoS 1/2 messages of persistent sessions held on disk only, the queues being over
+    /// `limits.max_memory_bytes`; read back as they are sent.
+    pub messages_spilled: AtomicU64,
     /// Dropped because the PUBLISH exceeded the client's Maximum Packet Size [MQTT-3.1.2-25].
     pub dropped_too_large: AtomicU64,
     /// PUBLISHes refused, and deliveries withheld, because the ACL file does not allow them.

@@ -4,6 +4,7 @@
 //! an `.await`; nothing here parses bytes.
 
 mod connect_rate;
+mod disk_queue;
 mod durable;
 mod idle;
 pub(crate) mod keep_alive;
@@ -128,6 +129,9 @@ impl Broker {
             max_bytes: s.max_queued_bytes,
             qos0_offline: s.queue_qos0_offline,
             overflow: s.overflow,
+            memory: Arc::new(crate::session::MemoryBudget::new(
+                config.limits.max_memory_bytes,
+            )),
         });
         Self {
             inner: Arc::new(Inner {
@@ -154,6 +158,16 @@ impl Broker {
     /// Sends durable changes to `writer` from now on (start-up, after restoring).
     pub(crate) fn persist_to(&self, writer: Arc<crate::store::Writer>) {
         let _ = self.inner.store.set(writer);
+    }
+
+    /// The memory budget of the sessions' queues (`limits.max_memory_bytes`).
+    pub(crate) fn memory(&self) -> &crate::session::MemoryBudget {
+        &self.inner.queue_limits.memory
+    }
+
+    /// What the sessions' queues hold in memory, as counted against `limits.max_memory_bytes`.
+    pub fn queued_memory_bytes(&self) -> usize {
+        self.memory().used()
     }
 
     /// The store's writer, if state is persisted.

@@ -312,6 +312,7 @@ impl Broker {
         // that was empty can have a connection asleep on it: one wake per run at most.
         let was_empty = st.session.queued() == 0;
         let (mut dropped, mut first_drop, mut pressed) = (0, false, false);
+        let (mut over_budget, mut spilled) = (0, 0);
         // A shared subscription's messages are queued one by one: a leaving member hands each
         // on to another (`take_shared`).
         let whole = whole.filter(|_| grant.shared.is_none());
@@ -343,6 +344,8 @@ impl Broker {
                     first_drop |= first;
                 }
                 Enqueued::Pressed => pressed = true,
+                Enqueued::OverBudget => over_budget += 1,
+                Enqueued::Spilled => spilled += 1,
                 Enqueued::Queued | Enqueued::Skipped => {}
             }
         }
@@ -359,6 +362,7 @@ impl Broker {
             self.inner.overload_log.queue_full(&slot.client_id);
         }
         self.count_queue_full(dropped);
+        self.count_memory(over_budget, spilled);
         if pressed && beyond == Beyond::Hold {
             super::pressure::note(slot);
         }
@@ -369,6 +373,27 @@ impl Broker {
         let metrics = self.metrics();
         Metrics::add(&metrics.messages_dropped, n);
         Metrics::add(&metrics.dropped_queue_full, n);
+    }
+
+    /// Counts `dropped` messages refused, and `spilled` held on disk only, because the queues
+    /// were over the memory budget; logs the first refusal of an episode.
+    pub(super) fn count_memory(&self, dropped: u64, spilled: u64) {
+        let metrics = self.metrics();
+        Metrics::add(&metrics.messages_spilled, spilled);
+        if dropped == 0 {
+            return;
+        }
+        Metrics::add(&metrics.messages_dropped, dropped);
+        Metrics::add(&metrics.dropped_memory, dropped);
+        let budget = self.memory();
+        if budget.first_refusal() {
+            tracing::warn!(
+                used = budget.used(),
+                limit = budget.limit(),
+                "queued messages are over limits.max_memory_bytes: new messages that cannot be \
+                 held on disk are dropped (counted as dropped_memory) until queues drain"
+            );
+        }
     }
 
     /// One target per session: overlapping subscriptions collapse to the highest granted QoS,

@@ -213,16 +213,19 @@ impl Broker {
         }
         if keep {
             let mut st = lock(&slot.state);
-            let mut full = 0;
+            let (mut full, mut over_budget, mut spilled) = (0, 0, 0);
             for d in stay {
                 match st.session.enqueue(d, false) {
                     Enqueued::Dropped { .. } => full += 1,
                     Enqueued::Displaced { dropped, .. } => full += u64::from(dropped),
+                    Enqueued::OverBudget => over_budget += 1,
+                    Enqueued::Spilled => spilled += 1,
                     Enqueued::Queued | Enqueued::Skipped | Enqueued::Pressed => {}
                 }
             }
             drop(st);
             self.count_queue_full(full);
+            self.count_memory(over_budget, spilled);
         } else {
             let metrics = self.metrics();
             Metrics::add(&metrics.messages_dropped, stay.len() as u64);

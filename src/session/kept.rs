@@ -12,8 +12,9 @@
 use super::Delivery;
 use std::sync::Arc;
 
-/// Where a kept session's changes go.
-pub(crate) type Sink = Arc<dyn Fn(Journal) + Send + Sync>;
+/// Where a kept session's changes go. Returns the writer's number for the change (0 where
+/// there is no writer): a message held on disk only is read back once that is committed.
+pub(crate) type Sink = Arc<dyn Fn(Journal) -> u64 + Send + Sync>;
 
 /// One change to a kept session's durable state.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,8 +92,8 @@ impl Kept {
         self.next_seq
     }
 
-    /// Hands a change to the store.
-    pub(super) fn record(&self, change: Journal) {
-        (self.sink)(change);
+    /// Hands a change to the store; returns the writer's number for it.
+    pub(super) fn record(&self, change: Journal) -> u64 {
+        (self.sink)(change)
     }
 }

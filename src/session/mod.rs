@@ -4,19 +4,23 @@
 //! drives it.
 
 mod kept;
+mod memory;
 mod message;
 mod overflow;
 mod queue;
 mod retained;
 mod run;
+mod spill;
 mod window;
 
 pub(crate) use kept::{Journal, Sink, packet_id_of};
+pub(crate) use memory::MemoryBudget;
 pub use message::{Deadline, Message};
 pub(crate) use message::{Delivery, DeliveryExtra, SubscriptionIds};
 pub(crate) use overflow::{Enqueued, QueueLimits};
 pub(crate) use retained::{RetainedCursor, RetainedSource};
 pub(crate) use run::{Run, RunGrant, RunSlice, wire_estimate};
+pub(crate) use spill::{Refill, StoredSource};
 
 use crate::protocol::QoS;
 use std::sync::Arc;
@@ -108,6 +112,14 @@ pub(crate) struct Session {
     redeliver: u16,
     /// Set while the session is kept in the store (see [`kept`]).
     kept: Option<Box<kept::Kept>>,
+    /// What this session has counted against the memory budget (see [`Session::settle`]).
+    charged: usize,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.limits.memory.credit(self.charged);
+    }
 }
 
 impl Session {
@@ -123,6 +135,22 @@ impl Session {
             stalled: false,
             redeliver: 0,
             kept: None,
+            charged: 0,
+        }
+    }
+
+    /// Brings what this session counts against the memory budget up to what its queue holds
+    /// in memory: at once when it grows, in batches when it shrinks (see
+    /// [`memory::CREDIT_BATCH`]).
+    fn settle(&mut self) {
+        let resident = self.queue.resident();
+        let budget = &self.limits.memory;
+        if resident > self.charged {
+            budget.charge(resident - self.charged);
+            self.charged = resident;
+        } else if self.charged - resident >= memory::CREDIT_BATCH || resident == 0 {
+            budget.credit(self.charged - resident);
+            self.charged = resident;
         }
     }
 
@@ -164,8 +192,18 @@ impl Session {
         self.kept = Some(kept);
     }
 
-    /// Stops keeping the session in the store (its rows were deleted with its record).
-    pub(crate) fn unkeep(&mut self) {
+    /// Stops keeping the session in the store (its rows are deleted with its record): what
+    /// it holds on disk only is read back from `stored` first. Returns how many of those could
+    /// not be read (not yet committed, or the store failed): they are lost with the rows.
+    pub(crate) fn unkeep(&mut self, stored: Option<&dyn StoredSource>) -> usize {
+        let mut lost = 0;
+        if self.queue.is_spilled() {
+            match stored.map(|s| self.queue.read_back_all(s)) {
+                Some(Ok(gone)) => gone.into_iter().for_each(|seq| self.done(seq)),
+                _ => lost = self.queue.drop_stored(),
+            }
+            self.settle();
+        }
         if self.kept.take().is_some() {
             self.queue.for_each_one(|d| d.seq = 0);
             if let Some(inflight) = self.inflight.outbound_if_any() {
@@ -177,6 +215,7 @@ impl Session {
                 }
             }
         }
+        lost
     }
 
     /// Puts back what the store kept of this (new, empty) session: its deliveries in order, the
@@ -210,6 +249,7 @@ impl Session {
         if !inbound.is_empty() {
             self.inflight.inbound_qos2_mut().extend(inbound);
         }
+        self.settle();
         self.kept = Some(Box::new(kept::Kept {
             next_seq,
             restored_upto,
@@ -247,11 +287,21 @@ impl Session {
         self.queue.drop_retained(filter);
     }
 
-    /// When [`Session::next_outgoing`] found nothing because a retained stream at the front of
-    /// the queue has no batch ready: takes the next one from `source`. Returns whether it did
-    /// (or finished the stream), so the caller asks for the next packet again.
-    pub(crate) fn refill_retained(&mut self, source: &dyn RetainedSource) -> bool {
-        self.queue.refill_front(source)
+    /// When [`Session::next_outgoing`] found nothing because a retained stream, or messages
+    /// held on disk, at the front of the queue have no batch ready: takes the next one from
+    /// `retained` or `stored`. [`Refill::Again`]: the caller asks for the next packet again.
+    pub(crate) fn refill(
+        &mut self,
+        retained: &dyn RetainedSource,
+        stored: Option<&dyn StoredSource>,
+    ) -> Refill {
+        let mut gone = Vec::new();
+        let refill = self.queue.refill_front(retained, stored, &mut gone);
+        // Expired while on disk [MQTT-3.3.2-5]: not sent, and their rows go.
+        for seq in gone {
+            self.done(seq);
+        }
+        refill
     }
 
     /// QoS 1/2 messages awaiting acknowledgement.
@@ -367,6 +417,7 @@ impl Session {
         for d in &taken {
             self.done(d.seq);
         }
+        self.settle();
         taken
     }
 
@@ -520,6 +571,7 @@ impl Session {
     /// must not leave every subscriber holding its peak capacity. The connection calls it when
     /// a turn finds nothing to send, so a steady stream does not pay for regrowing.
     pub(crate) fn compact(&mut self) {
+        self.settle();
         if self.queue.capacity() > SHRINK_ABOVE {
             self.queue.release();
         }
@@ -529,5 +581,7 @@ impl Session {
     }
 }
 
+#[cfg(test)]
+mod spill_tests;
 #[cfg(test)]
 mod tests;

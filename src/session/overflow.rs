@@ -2,13 +2,14 @@
 //! message offered, and the overflow policies: drop the new message, drop the oldest, or
 //! take it and hold its publisher back (`broker/pressure.rs`).
 
+use super::memory::MemoryBudget;
 use super::{Delivery, Journal, Run, RunGrant, Session};
 use crate::config::Overflow;
 use crate::protocol::QoS;
 use std::sync::Arc;
 
 /// Queue policy for one session (from `[sessions]` in the config).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) struct QueueLimits {
     /// Most messages queued.
     pub(crate) max_messages: usize,
@@ -18,13 +19,21 @@ pub(crate) struct QueueLimits {
     pub(crate) qos0_offline: bool,
     /// What a full queue does with one more message (`sessions.overflow`).
     pub(crate) overflow: Overflow,
+    /// What every session's queue holds in memory, together (`limits.max_memory_bytes`).
+    pub(crate) memory: Arc<MemoryBudget>,
 }
 
 impl QueueLimits {
     /// Whether `len` messages of `bytes` payload bytes are within these limits.
     fn within(&self, len: usize, bytes: usize) -> bool {
-        len < self.max_messages && (self.max_bytes == 0 || bytes <= self.max_bytes)
+        within(self.max_messages, self.max_bytes, len, bytes)
     }
+}
+
+/// Whether `len` messages of `bytes` payload bytes are within `max_messages` and `max_bytes`
+/// (0: no byte limit).
+fn within(max_messages: usize, max_bytes: usize, len: usize, bytes: usize) -> bool {
+    len < max_messages && (max_bytes == 0 || bytes <= max_bytes)
 }
 
 /// What became of a message offered to a session. A drop must be counted (and logged once per
@@ -49,6 +58,11 @@ pub(crate) enum Enqueued {
     /// Queued beyond the limits (`sessions.overflow = "backpressure"`): its publisher should
     /// wait until the session has room again (see [`Session::has_room`]).
     Pressed,
+    /// Queued, held on disk only: the queues are over the memory budget.
+    Spilled,
+    /// Dropped: the queues are over the memory budget and the message cannot be held on disk
+    /// (QoS 0, or a session not kept in the store).
+    OverBudget,
 }
 
 impl Session {
@@ -86,10 +100,11 @@ impl Session {
                 || self.queue.bytes() + run.payload_bytes() <= self.limits.max_bytes);
         // A kept session numbers each QoS 1/2 message as it is queued, so takes them one by one.
         let numbered = self.kept.is_some() && grant.qos != QoS::AtMostOnce;
-        if !online || !fits || numbered {
+        if !online || !fits || numbered || self.limits.memory.is_spent() {
             return false;
         }
         self.queue.push_run(run, grant.clone());
+        self.settle();
         true
     }
 
@@ -111,6 +126,15 @@ impl Session {
         if self.stalled && self.has_room() {
             // Emptied other than by sending (expiry, a shared hand-back): the stall is over.
             self.stalled = false;
+        }
+        // Over the memory budget a kept session's QoS 1/2 message is held on disk only, and
+        // so is every one after it until those are read back (they stay in order); any other
+        // message is dropped. A shared subscription's stays in memory: another member may
+        // have to take it.
+        let numbered = self.kept.is_some() && qos != QoS::AtMostOnce;
+        let spent = self.limits.memory.is_spent();
+        if spent && !numbered {
+            return Enqueued::OverBudget;
         }
         let (len, queued_bytes) = (self.queue.len(), self.queue.bytes());
         let full = !self.limits.within(len, queued_bytes + bytes);
@@ -144,17 +168,33 @@ impl Session {
         }
         let mut delivery = delivery();
         delivery.seq = 0;
+        let mut spilled = false;
         if let Some(kept) = &mut self.kept
             && delivery.qos != QoS::AtMostOnce
         {
             delivery.seq = kept.take_seq();
-            kept.record(Journal::Queued {
-                seq: delivery.seq,
-                delivery: delivery.clone(),
-                packet_id: 0,
-            });
+            let seq = delivery.seq;
+            let to_disk = (spent || self.queue.is_spilled()) && delivery.shared().is_none();
+            if to_disk {
+                let written = kept.record(Journal::Queued {
+                    seq,
+                    delivery,
+                    packet_id: 0,
+                });
+                self.queue.push_stored(seq, bytes, written);
+                spilled = true;
+            } else {
+                kept.record(Journal::Queued {
+                    seq,
+                    delivery: delivery.clone(),
+                    packet_id: 0,
+                });
+                self.queue.push(delivery);
+            }
+        } else {
+            self.queue.push(delivery);
         }
-        self.queue.push(delivery);
+        self.settle();
         if displaced > 0 {
             return Enqueued::Displaced {
                 dropped: displaced,
@@ -163,6 +203,9 @@ impl Session {
         }
         if pressed {
             return Enqueued::Pressed;
+        }
+        if spilled {
+            return Enqueued::Spilled;
         }
         Enqueued::Queued
     }
@@ -177,17 +220,19 @@ impl Session {
     /// below three quarters of its limits (a margin, so that publishers are not woken and
     /// stopped again for every message the subscriber takes).
     pub(crate) fn has_room(&self) -> bool {
-        let low = QueueLimits {
-            max_messages: self.limits.max_messages - self.limits.max_messages / 4,
-            max_bytes: self.limits.max_bytes - self.limits.max_bytes / 4,
-            ..*self.limits
-        };
-        low.within(self.queue.len(), self.queue.bytes())
+        let (messages, bytes) = (self.limits.max_messages, self.limits.max_bytes);
+        within(
+            messages - messages / 4,
+            bytes - bytes / 4,
+            self.queue.len(),
+            self.queue.bytes(),
+        )
     }
 
     /// After messages were taken out of the queue: a drop episode ends below half the limit,
     /// a stall once there is room.
     pub(super) fn took_one(&mut self) {
+        self.settle();
         if self.queue.len() < self.limits.max_messages / 2 {
             self.dropping = false;
         }

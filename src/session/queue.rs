@@ -4,8 +4,10 @@
 //! entries and raises 1,000 reference counts, not 800,000 of each. The entry becomes one
 //! [`Delivery`] at a time as the connection takes messages out.
 
+use super::memory::PER_MESSAGE;
 use super::retained::{RetainedCursor, RetainedSource, RetainedStream};
 use super::run::{Run, RunGrant, RunSlice, wire_estimate};
+use super::spill::{Refill, Spilled, StoredSource};
 use super::{Delivery, Message};
 use crate::protocol::QoS;
 use std::collections::VecDeque;
@@ -23,6 +25,8 @@ enum Entry {
     /// A subscription's retained messages, taken from the store as they are sent. Counted
     /// neither in `len` nor against the queue's limits: they are not copies held here.
     Retained(Box<RetainedStream>),
+    /// Messages of a kept session held on disk only, over the memory budget (see `spill`).
+    Stored(Box<Spilled>),
 }
 
 /// Messages waiting for the connection or for room in the in-flight window, in order.
@@ -33,6 +37,10 @@ pub(super) struct MessageQueue {
     len: usize,
     /// Payload bytes queued.
     bytes: usize,
+    /// Of `len` and `bytes`, what `Stored` entries hold (on disk, or read back and not yet
+    /// taken out).
+    stored_len: usize,
+    stored_bytes: usize,
 }
 
 impl MessageQueue {
@@ -44,6 +52,35 @@ impl MessageQueue {
     /// Payload bytes queued.
     pub(super) fn bytes(&self) -> usize {
         self.bytes
+    }
+
+    /// What the queue holds in memory, for the memory budget: each message not held on disk,
+    /// its payload and [`PER_MESSAGE`].
+    pub(super) fn resident(&self) -> usize {
+        (self.bytes - self.stored_bytes) + PER_MESSAGE * (self.len - self.stored_len)
+    }
+
+    /// Whether messages are held on disk: a kept session's next QoS 1/2 message goes there
+    /// too, behind them, whatever the budget.
+    pub(super) fn is_spilled(&self) -> bool {
+        self.stored_len > 0
+    }
+
+    /// Queues the kept delivery `seq` of `bytes` payload bytes as held on disk only: its row
+    /// is the writer's change `written`, readable once that is committed. A run of numbers
+    /// goes into one entry.
+    pub(super) fn push_stored(&mut self, seq: u32, bytes: usize, written: u64) {
+        self.len += 1;
+        self.bytes += bytes;
+        self.stored_len += 1;
+        self.stored_bytes += bytes;
+        if let Some(Entry::Stored(s)) = self.entries.back_mut()
+            && s.extend(seq, bytes, written)
+        {
+            return;
+        }
+        self.entries
+            .push_back(Entry::Stored(Box::new(Spilled::new(seq, bytes, written))));
     }
 
     /// Entries the queue has room for without growing.
@@ -91,21 +128,95 @@ impl MessageQueue {
             .retain(|e| !matches!(e, Entry::Retained(s) if *s.cursor.filter == *filter));
     }
 
-    /// If a retained stream at the front has nothing ready, takes its next batch from `source`,
-    /// or removes it once it is over. Returns whether it did either: the front may then have a
-    /// message to send.
-    pub(super) fn refill_front(&mut self, source: &dyn RetainedSource) -> bool {
-        let Some(Entry::Retained(stream)) = self.entries.front_mut() else {
-            return false;
-        };
-        if !stream.ready.is_empty() {
-            return false;
+    /// If a retained stream or messages held on disk at the front have nothing ready, takes
+    /// the next batch from `retained` or `stored`, or removes the entry once it is over.
+    /// [`Refill::Again`]: the front may now have a message to send. Numbers of messages the
+    /// store no longer had (expired) are added to `gone`.
+    pub(super) fn refill_front(
+        &mut self,
+        retained: &dyn RetainedSource,
+        stored: Option<&dyn StoredSource>,
+        gone: &mut Vec<u32>,
+    ) -> Refill {
+        match self.entries.front_mut() {
+            Some(Entry::Retained(stream)) => {
+                if !stream.ready.is_empty() {
+                    return Refill::Nothing;
+                }
+                stream.refill(retained);
+                if stream.is_over() {
+                    self.entries.pop_front();
+                }
+                Refill::Again
+            }
+            Some(Entry::Stored(spilled)) => {
+                if !spilled.ready.is_empty() {
+                    return Refill::Nothing;
+                }
+                let Some(stored) = stored else {
+                    return Refill::Nothing;
+                };
+                let outcome = spilled.refill(stored, gone);
+                if spilled.is_over() {
+                    self.pop_stored_front();
+                }
+                outcome
+            }
+            _ => Refill::Nothing,
         }
-        stream.refill(source);
-        if stream.is_over() {
-            self.entries.pop_front();
+    }
+
+    /// Removes the `Stored` entry at the front, over: what it still counted (messages the
+    /// store no longer had) is no longer queued.
+    fn pop_stored_front(&mut self) {
+        if let Some(Entry::Stored(s)) = self.entries.pop_front() {
+            self.uncount_stored(s.len, s.bytes);
         }
-        true
+    }
+
+    fn uncount_stored(&mut self, len: usize, bytes: usize) {
+        self.len -= len;
+        self.bytes -= bytes;
+        self.stored_len -= len;
+        self.stored_bytes -= bytes;
+    }
+
+    /// Drops every message held on disk only; returns how many.
+    pub(super) fn drop_stored(&mut self) -> usize {
+        let dropped = self.stored_len;
+        self.entries.retain(|e| !matches!(e, Entry::Stored(_)));
+        self.uncount_stored(self.stored_len, self.stored_bytes);
+        dropped
+    }
+
+    /// Reads every message held on disk back into memory, in place (the session stops being
+    /// kept, and its rows go). Returns the numbers of those the store no longer had; an error,
+    /// and nothing changed, if some cannot be read (yet).
+    pub(super) fn read_back_all(&mut self, stored: &dyn StoredSource) -> Result<Vec<u32>, String> {
+        let mut gone = Vec::new();
+        if !self.is_spilled() {
+            return Ok(gone);
+        }
+        // Read first, changing nothing: a failure leaves the queue as it was.
+        let mut read = Vec::new();
+        for e in &self.entries {
+            if let Entry::Stored(s) = e {
+                read.push(s.read_rest(stored, &mut gone)?);
+            }
+        }
+        let mut read = read.into_iter();
+        for e in std::mem::take(&mut self.entries) {
+            match e {
+                Entry::Stored(s) => {
+                    self.uncount_stored(s.len, s.bytes);
+                    for d in read.next().unwrap_or_default() {
+                        self.push(d);
+                    }
+                }
+                e => self.entries.push_back(e),
+            }
+        }
+        Ok(gone)
     }
 
     /// The next message and the QoS it goes at. `None` also while a retained stream at the
@@ -114,6 +225,7 @@ impl MessageQueue {
         match self.entries.front()? {
             Entry::One(d) => Some((&d.message, d.qos)),
             Entry::Retained(stream) => stream.ready.front().map(|d| (&*d.message, d.qos)),
+            Entry::Stored(s) => s.ready.front().map(|d| (&*d.message, d.qos)),
             Entry::Run { run, next, grant } => {
                 let m = run.messages().get(*next as usize)?;
                 Some((m, m.qos.min(grant.qos)))
@@ -126,6 +238,7 @@ impl MessageQueue {
     pub(super) fn front_seq(&self) -> u32 {
         match self.entries.front() {
             Some(Entry::One(d)) => d.seq,
+            Some(Entry::Stored(s)) => s.ready.front().map_or(0, |d| d.seq),
             _ => 0,
         }
     }
@@ -148,6 +261,15 @@ impl MessageQueue {
             .position(|e| !matches!(e, Entry::Retained(_)))?;
         let (seq, bytes) = match &mut self.entries[i] {
             Entry::One(d) => (d.seq, d.message.payload.len()),
+            Entry::Stored(s) => {
+                let (seq, bytes) = s.drop_oldest()?;
+                let over = s.is_over();
+                self.uncount_stored(1, bytes);
+                if over && let Some(Entry::Stored(s)) = self.entries.remove(i) {
+                    self.uncount_stored(s.len, s.bytes);
+                }
+                return Some(seq);
+            }
             Entry::Run { run, next, .. } => {
                 let bytes = run.messages().get(*next as usize)?.payload.len();
                 *next += 1;
@@ -189,6 +311,14 @@ impl MessageQueue {
                     self.entries.pop_front();
                 }
                 // Not counted in `len` or `bytes`.
+                return Some(delivery);
+            }
+            Entry::Stored(s) => {
+                let delivery = s.pop()?;
+                if s.is_over() {
+                    self.pop_stored_front();
+                }
+                self.uncount_stored(1, delivery.message.payload.len());
                 return Some(delivery);
             }
         };

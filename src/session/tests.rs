@@ -9,6 +9,7 @@ fn limits(max: usize) -> QueueLimits {
         max_bytes: 0,
         qos0_offline: false,
         overflow: crate::config::Overflow::DropNew,
+        memory: Default::default(),
     }
 }
 
@@ -143,6 +144,7 @@ fn byte_limit_and_offline_qos0_policy() {
             max_bytes: 2,
             qos0_offline: false,
             overflow: crate::config::Overflow::DropNew,
+            memory: Default::default(),
         },
         5,
     );
@@ -159,6 +161,7 @@ fn byte_limit_and_offline_qos0_policy() {
             max_bytes: 0,
             qos0_offline: true,
             overflow: crate::config::Overflow::DropNew,
+            memory: Default::default(),
         },
         5,
     );
@@ -365,6 +368,7 @@ fn a_run_that_does_not_fit_or_finds_the_session_offline_is_refused_whole() {
             max_bytes: 2,
             qos0_offline: false,
             overflow: crate::config::Overflow::DropNew,
+            memory: Default::default(),
         },
         10,
     );
@@ -478,7 +482,10 @@ fn a_kept_session_journals_every_step_of_its_deliveries() {
     let log = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink: Sink = {
         let log = log.clone();
-        Arc::new(move |j| log.lock().unwrap().push(j))
+        Arc::new(move |j| {
+            log.lock().unwrap().push(j);
+            0
+        })
     };
     let take = |log: &std::sync::Mutex<Vec<Journal>>| {
         std::mem::take(&mut *log.lock().unwrap())
@@ -519,7 +526,7 @@ fn a_kept_session_journals_every_step_of_its_deliveries() {
             "i7/false"
         ]
     );
-    s.unkeep();
+    s.unkeep(None);
     assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 3), true), Enqueued::Queued);
     assert!(take(&log).is_empty(), "no longer kept");
 }
@@ -537,6 +544,7 @@ fn a_full_queue_drops_its_oldest_message_with_drop_oldest() {
             max_bytes: 0,
             qos0_offline: true,
             overflow: crate::config::Overflow::DropOldest,
+            memory: Default::default(),
         },
         10,
     );
@@ -571,6 +579,7 @@ fn backpressure_queues_past_the_limit_for_a_connected_subscriber_until_it_stalls
             max_bytes: 0,
             qos0_offline: false,
             overflow: crate::config::Overflow::Backpressure,
+            memory: Default::default(),
         },
         1,
     );
@@ -597,7 +606,7 @@ fn backpressure_queues_past_the_limit_for_a_connected_subscriber_until_it_stalls
         Enqueued::Dropped { first: false }
     );
     // Offline, the limit is the limit.
-    let mut offline = Session::new(*s.limits, 1);
+    let mut offline = Session::new(s.limits.clone(), 1);
     for n in 0..4 {
         assert_eq!(
             offline.enqueue(d(QoS::AtLeastOnce, n), false),
@@ -631,7 +640,7 @@ fn only_restored_deliveries_go_with_dup_after_a_restart() {
     let start = Instant::now();
     let mut expiring = d(QoS::AtLeastOnce, 1);
     Arc::make_mut(&mut expiring.message).expires_at = Some(Deadline::after(start, 1));
-    let sink: Sink = Arc::new(|_| {});
+    let sink: Sink = Arc::new(|_| 0);
     // Two queued deliveries come back: the first has expired by the time it could go.
     s.restore(
         vec![restored(1, expiring), restored(2, d(QoS::AtLeastOnce, 2))],

@@ -121,6 +121,9 @@ pub(crate) struct Snapshot {
     pub(crate) wills: Vec<(String, Vec<u8>)>,
 }
 
+/// Rows read back by [`Store::read_queue`]: number, row, message record.
+pub(crate) type QueueRows = Vec<(u32, Row, Option<Vec<u8>>)>;
+
 /// A durable state engine.
 pub(crate) trait Store: Send + Sync + 'static {
     /// Applies `changes` in one commit, on disk when this returns if `durable`. Returns the
@@ -129,6 +132,10 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// Everything stored, the delivery rows decoded (the first that does not decode is the
     /// error).
     fn load(&self) -> Result<Snapshot, StoreError>;
+    /// The rows of `client_id`'s deliveries numbered `from` on, `count` numbers (wrapping past
+    /// `u32::MAX` to 1), in order, each with its number and its message's record (`None` if
+    /// the store does not have it): a queue held on disk, read back.
+    fn read_queue(&self, client_id: &str, from: u32, count: u32) -> Result<QueueRows, StoreError>;
     /// Makes the store usable again after a failed commit (a full disk): what was durable
     /// before it is there; commits made since the last durable one may not be.
     fn recover(&self) -> Result<(), StoreError> {

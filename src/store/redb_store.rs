@@ -2,7 +2,9 @@
 //! commit slot, so a crash (or power loss) leaves the last durable commit, never a torn one;
 //! an opened file that redb finds damaged is refused with a message, never started empty.
 
-use super::{Change, FORMAT_VERSION, Row, Snapshot, Store, StoreError};
+use super::{
+    Change, FORMAT_VERSION, QueueRows, Row, Snapshot, Store, StoreError, entry_key, split_entry_key,
+};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -319,6 +321,43 @@ impl Store for RedbStore {
 
     fn load(&self) -> Result<Snapshot, StoreError> {
         self.load_with(false)
+    }
+
+    fn read_queue(&self, client_id: &str, from: u32, count: u32) -> Result<QueueRows, StoreError> {
+        let io = |e: redb::Error| StoreError::Io(e.to_string());
+        let txn = self.with_db(|db| db.begin_read().map_err(|e| io(e.into())))?;
+        let entries = txn.open_table(ENTRIES).map_err(|e| io(e.into()))?;
+        let messages = txn.open_table(MESSAGES).map_err(|e| io(e.into()))?;
+        // Numbers run 1 to u32::MAX and wrap: one range, or two across the wrap.
+        let last = u64::from(from) + u64::from(count.max(1)) - 1;
+        let max = u64::from(u32::MAX);
+        let ranges = if last <= max {
+            vec![(from, last as u32)]
+        } else {
+            // `last - max` is at most `count`, a u32.
+            vec![(from, u32::MAX), (1, (last - max) as u32)]
+        };
+        let mut out = Vec::with_capacity(count as usize);
+        for (first, last) in ranges {
+            let (lo, hi) = (entry_key(client_id, first), entry_key(client_id, last));
+            for entry in entries
+                .range::<&str>(lo.as_str()..=hi.as_str())
+                .map_err(|e| io(e.into()))?
+            {
+                let (key, bytes) = entry.map_err(|e| io(e.into()))?;
+                let Some((_, seq)) = split_entry_key(key.value()) else {
+                    continue;
+                };
+                let row = Row::decode(bytes.value()).map_err(|why| StoreError::Record {
+                    what: "delivery",
+                    key: key.value().to_owned(),
+                    why,
+                })?;
+                let record = messages.get(row.message).map_err(|e| io(e.into()))?;
+                out.push((seq, row, record.map(|r| r.value().to_vec())));
+            }
+        }
+        Ok(out)
     }
 
     /// After a failed write redb answers every transaction with `PreviousIo`: the file is

@@ -50,6 +50,10 @@ pub(crate) struct Writer {
     /// and the connections waiting for a change to get there.
     done: Arc<Done>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The store, for reading queues held on disk back (reads run beside the thread's
+    /// commits: redb gives each the last committed state). Let go at `close`: the file stays
+    /// locked while any handle on it lives.
+    store: std::sync::RwLock<Option<Arc<dyn Store>>>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -236,6 +240,7 @@ impl Writer {
             waiting: Mutex::new(Some(Vec::new())),
         });
         let done2 = done.clone();
+        let reader = store.clone();
         let thread = std::thread::Builder::new()
             .name("roost-store".into())
             .spawn(move || {
@@ -249,6 +254,7 @@ impl Writer {
             tx,
             done,
             thread: Mutex::new(Some(thread)),
+            store: std::sync::RwLock::new(Some(reader)),
         })
     }
 
@@ -322,6 +328,20 @@ impl Writer {
         true
     }
 
+    /// Reads the rows of a queue held on disk back (see [`Store::read_queue`]).
+    pub(crate) fn read_queue(
+        &self,
+        client_id: &str,
+        from: u32,
+        count: u32,
+    ) -> Result<super::QueueRows, super::StoreError> {
+        let store = self.store.read().unwrap_or_else(|e| e.into_inner());
+        match &*store {
+            Some(store) => store.read_queue(client_id, from, count),
+            None => Err(super::StoreError::Io("the store is closed".into())),
+        }
+    }
+
     /// Commits what is queued, durably, and stops the thread; later changes are not kept.
     pub(crate) fn close(&self) {
         crate::broker::lock(&self.tx.queue).closed = true;
@@ -329,6 +349,7 @@ impl Writer {
         if let Some(thread) = crate::broker::lock(&self.thread).take() {
             let _ = thread.join();
         }
+        self.store.write().unwrap_or_else(|e| e.into_inner()).take();
     }
 }
 
@@ -492,7 +513,7 @@ fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Snapshot, StoreError};
+    use crate::store::{QueueRows, Snapshot, StoreError};
 
     /// Records each commit's size and durability; the first commit waits for the gate.
     #[derive(Default)]
@@ -508,6 +529,9 @@ mod tests {
         }
         fn load(&self) -> Result<Snapshot, StoreError> {
             Ok(Snapshot::default())
+        }
+        fn read_queue(&self, _: &str, _: u32, _: u32) -> Result<QueueRows, StoreError> {
+            Ok(Vec::new())
         }
     }
 

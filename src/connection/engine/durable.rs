@@ -143,7 +143,7 @@ impl Engine {
 mod tests {
     use super::super::tests::{CLEAN, Client, broker_with, connect, frame, s};
     use crate::config::SyncMode;
-    use crate::store::{Change, Snapshot, Store, StoreError, Writer};
+    use crate::store::{Change, QueueRows, Snapshot, Store, StoreError, Writer};
     use std::sync::{Arc, Condvar, Mutex, mpsc};
     use std::task::{Wake, Waker};
     use std::time::{Duration, Instant};
@@ -172,6 +172,9 @@ mod tests {
         }
         fn load(&self) -> Result<Snapshot, StoreError> {
             Ok(Snapshot::default())
+        }
+        fn read_queue(&self, _: &str, _: u32, _: u32) -> Result<QueueRows, StoreError> {
+            Ok(Vec::new())
         }
     }
 

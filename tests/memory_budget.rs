@@ -1,0 +1,202 @@
+//! `limits.max_memory_bytes`: what the sessions' queues may hold in memory, all together. Over
+//! it a persistent session's QoS 1/2 messages wait on disk only (a real redb file in a
+//! temporary directory) and arrive whole and in order; without a store they are dropped, and
+//! counted by cause.
+
+mod support;
+
+use roost::Metrics;
+use roost::config::{Config, SyncMode};
+use roost::protocol::ProtocolVersion::V5;
+use roost::protocol::{Packet, QoS};
+use std::path::{Path, PathBuf};
+use support::*;
+
+const BUDGET: u64 = 1 << 20;
+/// What one queued message of `PAYLOAD` bytes counts (its payload and 64 bytes).
+const PAYLOAD: usize = 1024;
+const COST: usize = PAYLOAD + 64;
+const MESSAGES: u16 = 2_000;
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("roost-budget-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+fn budgeted(store: Option<(&Path, SyncMode)>) -> impl FnOnce(&mut Config) + use<> {
+    let store = store.map(|(d, sync)| (d.to_path_buf(), sync));
+    move |c: &mut Config| {
+        c.limits.max_memory_bytes = BUDGET;
+        c.sessions.max_queued_messages = 10_000;
+        if let Some((dir, sync)) = store {
+            c.persistence.enabled = true;
+            c.persistence.dir = dir;
+            c.persistence.sync = sync;
+            c.persistence.sync_interval_ms = 20;
+        }
+    }
+}
+
+fn lasting(client_id: &str) -> roost::protocol::Connect {
+    let mut c = connect_packet(V5, client_id, false);
+    c.properties.make_mut().session_expiry_interval = Some(3600);
+    c
+}
+
+/// Message `i`: its number, padded to `PAYLOAD` bytes.
+fn payload(i: u16) -> Vec<u8> {
+    let mut p = format!("m{i}:").into_bytes();
+    p.resize(PAYLOAD, b'.');
+    p
+}
+
+fn numbers(got: &[roost::protocol::Publish]) -> Vec<u16> {
+    got.iter()
+        .map(|p| {
+            let s = std::str::from_utf8(&p.payload).unwrap();
+            s[1..s.find(':').unwrap()].parse().unwrap()
+        })
+        .collect()
+}
+
+/// Publishes `MESSAGES` messages to `n/0`..`n/2` at QoS 1 and 2 by turns, 100 at a time
+/// before reading their acknowledgements.
+async fn publish_all(p: &mut Raw) {
+    for start in (0..MESSAGES).step_by(100) {
+        let end = (start + 100).min(MESSAGES);
+        for i in start..end {
+            let qos = if i % 2 == 0 {
+                QoS::AtLeastOnce
+            } else {
+                QoS::ExactlyOnce
+            };
+            p.publish(&format!("n/{}", i % 3), &payload(i), qos, false, i + 1)
+                .await;
+        }
+        let mut answered = start;
+        while answered < end {
+            match p.recv().await {
+                Packet::PubAck(a) => assert!(!a.reason.is_error(), "{a:?}"),
+                Packet::PubRec(r) => {
+                    assert!(!r.reason.is_error(), "{r:?}");
+                    p.send(&Packet::PubRel(roost::protocol::PubResp::new(r.packet_id)))
+                        .await;
+                }
+                Packet::PubComp(_) => continue,
+                other => panic!("expected PUBACK, PUBREC or PUBCOMP, got {other:?}"),
+            }
+            answered += 1;
+        }
+    }
+    // The PUBCOMPs of the QoS 2 ones, and nothing else.
+    while let Some(packet) = p.try_recv_for(std::time::Duration::from_millis(300)).await {
+        assert!(matches!(packet, Packet::PubComp(_)), "{packet:?}");
+    }
+}
+
+#[tokio::test]
+async fn over_the_budget_a_persistent_sessions_messages_wait_on_disk_and_arrive_in_order() {
+    for sync in [SyncMode::Always, SyncMode::Periodic] {
+        let d = dir(&format!("spill-{sync:?}"));
+        let b = start_with(budgeted(Some((&d, sync)))).await;
+        for (id, qos) in [("phone", QoS::AtLeastOnce), ("tablet", QoS::ExactlyOnce)] {
+            let (mut c, _) = Raw::connect_with(b.addr, lasting(id)).await;
+            c.subscribe("n/#", qos).await;
+            c.disconnect().await;
+        }
+        let mut p = Raw::connect(b.addr, V5, "pub", true).await;
+        publish_all(&mut p).await;
+        p.disconnect().await;
+
+        let broker = b.server.broker();
+        let metrics = broker.metrics();
+        let spilled = Metrics::get(&metrics.messages_spilled);
+        // Two sessions of 2,000 messages of 1 KiB: 4.3 MB counted, four times the budget.
+        assert!(spilled > 2_000, "{sync:?}: {spilled} held on disk");
+        assert_eq!(Metrics::get(&metrics.messages_dropped), 0, "{sync:?}");
+        let used = broker.queued_memory_bytes();
+        assert!(
+            used <= BUDGET as usize + COST,
+            "{sync:?}: {used} bytes counted in memory"
+        );
+        let want: Vec<u16> = (0..MESSAGES).collect();
+        let (mut c, ack) = Raw::connect_with(b.addr, lasting("phone")).await;
+        assert!(ack.session_present);
+        let got = c.drain().await;
+        assert_eq!(numbers(&got), want, "{sync:?}: every one, in order");
+        assert!(got.iter().all(|m| m.payload.len() == PAYLOAD && !m.dup));
+        c.disconnect().await;
+        assert!(
+            broker.queued_memory_bytes() < used,
+            "{sync:?}: what was taken out is counted no more"
+        );
+
+        // What waits on disk survives a restart too.
+        b.server.shutdown().await;
+        let b = start_with(budgeted(Some((&d, sync)))).await;
+        let (mut c, ack) = Raw::connect_with(b.addr, lasting("tablet")).await;
+        assert!(ack.session_present);
+        let got = c.drain().await;
+        assert_eq!(numbers(&got), want, "{sync:?}: tablet after a restart");
+        let qos: Vec<QoS> = got.iter().map(|m| m.qos).collect();
+        assert!(
+            qos.iter().enumerate().all(|(i, q)| *q
+                == if i % 2 == 0 {
+                    QoS::AtLeastOnce
+                } else {
+                    QoS::ExactlyOnce
+                }),
+            "{sync:?}: each at the QoS it was published with"
+        );
+        c.disconnect().await;
+        b.server.shutdown().await;
+        let summary = roost::store::check(&d).unwrap();
+        assert!(
+            summary.contains("0 queued or in-flight deliveries of 0 stored messages"),
+            "{sync:?}: {summary}"
+        );
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn over_the_budget_without_a_store_new_messages_are_dropped_and_counted() {
+    let b = start_with(budgeted(None)).await;
+    let (mut c, _) = Raw::connect_with(b.addr, lasting("phone")).await;
+    c.subscribe("n/#", QoS::AtLeastOnce).await;
+    c.disconnect().await;
+    let mut p = Raw::connect(b.addr, V5, "pub", true).await;
+    publish_all(&mut p).await;
+    p.disconnect().await;
+
+    let broker = b.server.broker();
+    let metrics = broker.metrics();
+    let dropped = Metrics::get(&metrics.dropped_memory);
+    let kept = usize::from(MESSAGES) - dropped as usize;
+    // The budget holds what fits in it, and not one message more.
+    assert_eq!(kept, (BUDGET as usize).div_ceil(COST), "dropped {dropped}");
+    assert_eq!(Metrics::get(&metrics.messages_dropped), dropped);
+    assert_eq!(Metrics::get(&metrics.dropped_queue_full), 0);
+    assert_eq!(Metrics::get(&metrics.messages_spilled), 0);
+    let (mut c, ack) = Raw::connect_with(b.addr, lasting("phone")).await;
+    assert!(ack.session_present);
+    let got = c.drain().await;
+    let want: Vec<u16> = (0..kept as u16).collect();
+    assert_eq!(numbers(&got), want, "the first ones, in order");
+    c.disconnect().await;
+    // Taken out and acknowledged: the budget is free again, and new messages are taken.
+    assert_eq!(broker.queued_memory_bytes(), 0);
+}
+
+#[tokio::test]
+async fn a_budget_below_one_mebibyte_is_refused_at_start_up_naming_the_key() {
+    let e = Config::from_toml("[limits]\nmax_memory_bytes = 1000\n")
+        .and_then(|c| c.validate().map(|()| c))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("limits.max_memory_bytes"), "{e}");
+    assert!(e.contains("1048576"), "{e}");
+    let c = Config::from_toml("[limits]\nmax_memory_bytes = 0\n").unwrap();
+    assert!(c.validate().is_ok(), "0 = no limit");
+}
