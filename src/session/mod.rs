@@ -20,7 +20,7 @@ pub(crate) use message::{Delivery, DeliveryExtra, SubscriptionIds};
 pub(crate) use overflow::{Enqueued, QueueLimits};
 pub(crate) use retained::{RetainedCursor, RetainedSource};
 pub(crate) use run::{Run, RunGrant, RunSlice, wire_estimate};
-pub(crate) use spill::{Refill, StoredSource};
+pub(crate) use spill::{Refill, StoredSource, advance};
 
 use crate::protocol::QoS;
 use std::sync::Arc;
@@ -77,7 +77,29 @@ enum InFlight {
     Released(u32),
 }
 
-/// A kept delivery read back from the store, in the order of its session's queue.
+/// A kept delivery as start-up finds it in the store, in the order of its session's queue.
+#[derive(Debug)]
+pub(crate) enum Resumed {
+    /// Read back whole: in flight under an identifier of its own, or PUBREC'd.
+    Whole(Restored),
+    /// Queued, `count` of them numbered from `first` on: only their numbers are read at
+    /// start-up; the connection reads them back from the store when they are due (as messages
+    /// held on disk over the memory budget), so a restart with millions of queued messages
+    /// holds none of them in memory.
+    OnDisk { first: u32, count: u32 },
+}
+
+impl Resumed {
+    /// How many deliveries.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Self::Whole(_) => 1,
+            Self::OnDisk { count, .. } => *count as usize,
+        }
+    }
+}
+
+/// A kept delivery read back from the store.
 #[derive(Debug)]
 pub(crate) struct Restored {
     /// The delivery, its sequence number in it.
@@ -221,10 +243,25 @@ impl Session {
     /// Puts back what the store kept of this (new, empty) session: its deliveries in order, the
     /// inbound QoS 2 identifiers awaiting PUBREL; then keeps it, with `sink`. A delivery that
     /// was in flight under an identifier of its own (or released) is in flight again, to be
-    /// resent; the others are queued, and go with the identifier their number gives them.
-    pub(crate) fn restore(&mut self, deliveries: Vec<Restored>, inbound: Vec<u16>, sink: Sink) {
+    /// resent; the others are queued (on disk, or in memory), and go with the identifier their
+    /// number gives them.
+    pub(crate) fn restore(&mut self, deliveries: Vec<Resumed>, inbound: Vec<u16>, sink: Sink) {
         let (mut next_seq, mut restored_upto) = (1, 0);
         for r in deliveries {
+            let r = match r {
+                Resumed::OnDisk { first, count } => {
+                    if count == 0 {
+                        continue;
+                    }
+                    restored_upto = spill::advance(first, count - 1);
+                    next_seq = spill::advance(first, count);
+                    self.queue.push_stored_run(first, count);
+                    let count = u16::try_from(count).unwrap_or(u16::MAX);
+                    self.redeliver = self.redeliver.saturating_add(count);
+                    continue;
+                }
+                Resumed::Whole(r) => r,
+            };
             let seq = r.delivery.seq;
             next_seq = seq.checked_add(1).unwrap_or(1);
             if r.released {

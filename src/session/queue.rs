@@ -79,8 +79,22 @@ impl MessageQueue {
         {
             return;
         }
+        self.entries.push_back(Entry::Stored(Box::new(Spilled::new(
+            seq, 1, bytes, written,
+        ))));
+    }
+
+    /// Queues `count` kept deliveries numbered from `first` on, as held on disk only, their
+    /// rows committed: a restored session's queue. Their payload sizes are not known: counted
+    /// as 0 bytes until they are read back.
+    pub(super) fn push_stored_run(&mut self, first: u32, count: u32) {
+        if count == 0 {
+            return;
+        }
+        self.len += count as usize;
+        self.stored_len += count as usize;
         self.entries
-            .push_back(Entry::Stored(Box::new(Spilled::new(seq, bytes, written))));
+            .push_back(Entry::Stored(Box::new(Spilled::new(first, count, 0, 0))));
     }
 
     /// Entries the queue has room for without growing.
@@ -314,11 +328,11 @@ impl MessageQueue {
                 return Some(delivery);
             }
             Entry::Stored(s) => {
-                let delivery = s.pop()?;
+                let (delivery, bytes) = s.pop()?;
                 if s.is_over() {
                     self.pop_stored_front();
                 }
-                self.uncount_stored(1, delivery.message.payload.len());
+                self.uncount_stored(1, bytes);
                 return Some(delivery);
             }
         };

@@ -56,19 +56,20 @@ pub(super) struct Spilled {
 }
 
 /// The number `n` after `seq` (kept numbers wrap past `u32::MAX` to 1; 0 is never given).
-fn advance(seq: u32, n: u32) -> u32 {
+pub(crate) fn advance(seq: u32, n: u32) -> u32 {
     let period = u64::from(u32::MAX);
     // Below `u32::MAX` before the `+ 1`, so it fits.
     ((u64::from(seq.max(1)) - 1 + u64::from(n)) % period + 1) as u32
 }
 
 impl Spilled {
-    /// One message, `seq`, of `bytes` payload bytes, written by change `written`.
-    pub(super) fn new(seq: u32, bytes: usize, written: u64) -> Self {
+    /// `count` messages numbered from `first` on, of `bytes` payload bytes in all, written by
+    /// change `written`.
+    pub(super) fn new(first: u32, count: u32, bytes: usize, written: u64) -> Self {
         Self {
-            next: seq,
-            unread: 1,
-            len: 1,
+            next: first,
+            unread: count,
+            len: count as usize,
             bytes,
             written,
             ready: VecDeque::new(),
@@ -129,19 +130,22 @@ impl Spilled {
         self.unread == 0 && self.ready.is_empty()
     }
 
-    /// Takes the next message read back out; the entry no longer counts it.
-    pub(super) fn pop(&mut self) -> Option<Delivery> {
+    /// Takes the next message read back out; the entry no longer counts it. Returns it and
+    /// the payload bytes the entry counted for it (less than its payload for messages
+    /// restored at start-up, counted as 0 bytes: their sizes are not read until they are).
+    pub(super) fn pop(&mut self) -> Option<(Delivery, usize)> {
         let d = self.ready.pop_front()?;
+        let bytes = d.message.payload.len().min(self.bytes);
         self.len = self.len.saturating_sub(1);
-        self.bytes = self.bytes.saturating_sub(d.message.payload.len());
-        Some(d)
+        self.bytes -= bytes;
+        Some((d, bytes))
     }
 
     /// Drops the oldest message: the first read back, or else the next on disk (its payload
     /// size unknown here: the entry's average). Returns its number and payload bytes.
     pub(super) fn drop_oldest(&mut self) -> Option<(u32, usize)> {
-        if let Some(d) = self.pop() {
-            return Some((d.seq, d.message.payload.len()));
+        if let Some((d, bytes)) = self.pop() {
+            return Some((d.seq, bytes));
         }
         if self.unread == 0 {
             return None;

@@ -632,10 +632,12 @@ fn backpressure_queues_past_the_limit_for_a_connected_subscriber_until_it_stalls
 #[test]
 fn only_restored_deliveries_go_with_dup_after_a_restart() {
     let mut s = Session::new(limits(10), 10);
-    let restored = |seq: u32, delivery: Delivery| Restored {
-        delivery: Delivery { seq, ..delivery },
-        packet_id: 0,
-        released: false,
+    let restored = |seq: u32, delivery: Delivery| {
+        Resumed::Whole(Restored {
+            delivery: Delivery { seq, ..delivery },
+            packet_id: 0,
+            released: false,
+        })
     };
     let start = Instant::now();
     let mut expiring = d(QoS::AtLeastOnce, 1);

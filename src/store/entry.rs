@@ -47,13 +47,24 @@ pub(crate) fn split_entry_key(key: &str) -> Option<(&str, u32)> {
 
 /// The delivery rows of the persistent sessions, decoded and grouped by session as they are
 /// read: a restart with 10 million queued deliveries held each as a key string and a byte
-/// vector first, and peaked at 1.95 GB where the deliveries, once in place, take 0.6.
+/// vector first, and peaked at 1.95 GB where the deliveries, once in place, take 0.6. A queued
+/// delivery is kept as its number only: it is read back from the store when it is sent.
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct Deliveries {
-    /// Each client id with its rows (number, row), in the order of their keys.
-    pub(crate) clients: Vec<(String, Vec<(u32, Row)>)>,
+    /// Each client id with its rows, in the order of their keys.
+    pub(crate) clients: Vec<(String, ClientRows)>,
     /// Keys that are not a delivery's key as Roost writes it: deleted at start.
     pub(crate) strays: Vec<String>,
+}
+
+/// One session's delivery rows, as start-up needs them.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct ClientRows {
+    /// Number and row of each delivery in flight under an identifier of its own, or
+    /// PUBREC'd: put back whole.
+    pub(crate) whole: Vec<(u32, Row)>,
+    /// Numbers of the queued ones.
+    pub(crate) queued: Vec<u32>,
 }
 
 impl Deliveries {
@@ -69,11 +80,25 @@ impl Deliveries {
             self.strays.push(key.to_owned());
             return Ok(());
         };
-        match self.clients.last_mut() {
-            Some((c, rows)) if c == client_id => rows.push((seq, row)),
-            _ => self.clients.push((client_id.to_owned(), vec![(seq, row)])),
+        if !matches!(self.clients.last(), Some((c, _)) if c == client_id) {
+            (self.clients).push((client_id.to_owned(), ClientRows::default()));
+        }
+        let Some((_, rows)) = self.clients.last_mut() else {
+            return Ok(());
+        };
+        if row.released || row.packet_id != 0 {
+            rows.whole.push((seq, row));
+        } else {
+            rows.queued.push(seq);
         }
         Ok(())
+    }
+
+    /// The ids of the messages the rows put back whole point at.
+    pub(crate) fn whole_messages(&self) -> impl Iterator<Item = u64> + '_ {
+        self.clients
+            .iter()
+            .flat_map(|(_, rows)| rows.whole.iter().map(|(_, row)| row.message))
     }
 }
 
@@ -265,7 +290,12 @@ mod tests {
             extra: None,
         };
         let bytes = row.encode();
+        let released = Row {
+            released: true,
+            ..row.clone()
+        };
         let mut d = Deliveries::default();
+        d.push(&entry_key("a", 9), &released.encode()).unwrap();
         for key in [
             entry_key("a", 1),
             entry_key("a", 2),
@@ -280,8 +310,20 @@ mod tests {
         assert_eq!(
             d.clients,
             [
-                ("a".to_string(), vec![(1, row.clone()), (2, row.clone())]),
-                ("b".to_string(), vec![(7, row.clone())]),
+                (
+                    "a".to_string(),
+                    ClientRows {
+                        whole: vec![(9, released)],
+                        queued: vec![1, 2],
+                    }
+                ),
+                (
+                    "b".to_string(),
+                    ClientRows {
+                        whole: Vec::new(),
+                        queued: vec![7],
+                    }
+                ),
             ]
         );
         assert_eq!(d.strays.len(), 4);

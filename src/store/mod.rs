@@ -17,7 +17,7 @@ mod transfer;
 mod writer;
 
 pub(crate) use entry::{
-    Deliveries, Row, entry_key, inbound_key, order_by_seq, split_entry_key, split_key,
+    ClientRows, Deliveries, Row, entry_key, inbound_key, order_by_seq, split_entry_key, split_key,
 };
 pub(crate) use record::{
     SessionRecord, decode_retained, decode_subscription, decode_will, encode_retained,
@@ -108,8 +108,13 @@ pub(crate) struct Snapshot {
     pub(crate) sessions: Vec<(String, Vec<u8>)>,
     /// Key and row of each subscription of a persistent session, a session's together.
     pub(crate) subscriptions: Vec<(String, Vec<u8>)>,
-    /// Id and record of each message a delivery row points at.
+    /// Id and record of each message a delivery row points at (at start-up, only those
+    /// of the rows put back whole).
     pub(crate) messages: Vec<(u64, Vec<u8>)>,
+    /// How many messages the store holds.
+    pub(crate) message_count: u64,
+    /// Above every message id the store holds.
+    pub(crate) message_ids_end: u64,
     /// The delivery rows of the persistent sessions, decoded ([`Store::load`]).
     pub(crate) deliveries: Deliveries,
     /// Key and row of each delivery of a persistent session, as stored: only
@@ -197,7 +202,9 @@ pub fn check(dir: &std::path::Path) -> Result<String, StoreError> {
         .filter(|s| s.record.remaining_secs(now_ms).is_some())
         .count();
     let ended = decoded.sessions.len() - sessions;
-    let deliveries: usize = decoded.sessions.iter().map(|s| s.deliveries.len()).sum();
+    let deliveries: usize = (decoded.sessions.iter())
+        .flat_map(|s| s.deliveries.iter().map(crate::session::Resumed::len))
+        .sum();
     let wills = decoded.sessions.iter().filter(|s| s.will.is_some()).count();
     let strays = match decoded.strays {
         0 => String::new(),
@@ -210,6 +217,6 @@ pub fn check(dir: &std::path::Path) -> Result<String, StoreError> {
          wills{strays}; expired ones (and strays) are dropped at the next start; every record \
          decodes",
         path.display(),
-        decoded.messages.len(),
+        decoded.message_count,
     ))
 }

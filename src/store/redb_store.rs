@@ -5,7 +5,9 @@
 use super::{
     Change, FORMAT_VERSION, QueueRows, Row, Snapshot, Store, StoreError, entry_key, split_entry_key,
 };
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -27,6 +29,18 @@ const ENTRIES: TableDefinition<&str, &[u8]> = TableDefinition::new("deliveries")
 const WILLS: TableDefinition<&str, &[u8]> = TableDefinition::new("wills");
 /// Client id, NUL, packet id -> nothing: an inbound QoS 2 id awaiting PUBREL.
 const INBOUND: TableDefinition<&str, ()> = TableDefinition::new("inbound_qos2");
+
+/// How much of the store a load reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Load {
+    /// Everything, the delivery rows as stored (an export writes even one that does not
+    /// decode).
+    Raw,
+    /// Everything, the delivery rows decoded (`roost store check`).
+    Full,
+    /// The delivery rows decoded, and only the messages of those put back whole (start-up).
+    Start,
+}
 
 /// A redb file holding Roost's durable state.
 pub(crate) struct RedbStore {
@@ -59,12 +73,18 @@ impl RedbStore {
     /// Everything stored, with the delivery rows as they are stored, undecoded: for an export,
     /// which writes out even a row that does not decode.
     pub(crate) fn load_raw(&self) -> Result<Snapshot, StoreError> {
-        self.load_with(true)
+        self.load_with(Load::Raw)
     }
 
-    /// Everything stored; the delivery rows decoded into `deliveries`, or (`raw`) as stored
-    /// into `entries`.
-    fn load_with(&self, raw: bool) -> Result<Snapshot, StoreError> {
+    /// What start-up needs: as [`Store::load`], but of the messages only those that deliveries
+    /// put back whole point at (queued ones are read back as they are sent).
+    pub(crate) fn load_for_start(&self) -> Result<Snapshot, StoreError> {
+        self.load_with(Load::Start)
+    }
+
+    /// What `load` reads (see [`Load`]).
+    fn load_with(&self, how: Load) -> Result<Snapshot, StoreError> {
+        let raw = how == Load::Raw;
         let io = |e: redb::Error| StoreError::Io(e.to_string());
         let txn = self.with_db(|db| db.begin_read().map_err(|e| io(e.into())))?;
         let mut snapshot = Snapshot::default();
@@ -92,11 +112,27 @@ impl RedbStore {
             }
         }
         let table = txn.open_table(MESSAGES).map_err(|e| io(e.into()))?;
-        for entry in table.iter().map_err(|e| io(e.into()))? {
-            let (id, record) = entry.map_err(|e| io(e.into()))?;
-            snapshot
-                .messages
-                .push((id.value(), record.value().to_vec()));
+        snapshot.message_count = table.len().map_err(|e| io(e.into()))?;
+        snapshot.message_ids_end = match table.last().map_err(|e| io(e.into()))? {
+            Some((id, _)) => id.value() + 1,
+            None => 1,
+        };
+        if how == Load::Start {
+            let mut ids: Vec<u64> = snapshot.deliveries.whole_messages().collect();
+            ids.sort_unstable();
+            ids.dedup();
+            for id in ids {
+                if let Some(record) = table.get(id).map_err(|e| io(e.into()))? {
+                    snapshot.messages.push((id, record.value().to_vec()));
+                }
+            }
+        } else {
+            for entry in table.iter().map_err(|e| io(e.into()))? {
+                let (id, record) = entry.map_err(|e| io(e.into()))?;
+                snapshot
+                    .messages
+                    .push((id.value(), record.value().to_vec()));
+            }
         }
         let table = txn.open_table(INBOUND).map_err(|e| io(e.into()))?;
         for entry in table.iter().map_err(|e| io(e.into()))? {
@@ -320,7 +356,7 @@ impl Store for RedbStore {
     }
 
     fn load(&self) -> Result<Snapshot, StoreError> {
-        self.load_with(false)
+        self.load_with(Load::Full)
     }
 
     fn read_queue(&self, client_id: &str, from: u32, count: u32) -> Result<QueueRows, StoreError> {

@@ -3,14 +3,14 @@
 //! stops start-up with what is wrong and what to do: never a silent empty start.
 
 use super::{
-    Change, RedbStore, Row, SessionRecord, Store, StoreError, Writer, decode_retained,
+    Change, ClientRows, RedbStore, Row, SessionRecord, StoreError, Writer, decode_retained,
     decode_subscription, decode_will, order_by_seq, split_key, split_subscription_key,
 };
 use crate::auth::Realm;
 use crate::broker::Broker;
 use crate::config::SyncMode;
 use crate::protocol::SubscriptionOptions;
-use crate::session::{Delivery, Message, Restored};
+use crate::session::{Delivery, Message, Restored, Resumed, advance};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,15 +24,12 @@ pub(crate) struct StoredSession {
     /// Its subscriptions: filter, options, identifier.
     pub(crate) subscriptions: Vec<(String, SubscriptionOptions, Option<u32>)>,
     /// Its QoS 1/2 deliveries, in order.
-    pub(crate) deliveries: Vec<Restored>,
+    pub(crate) deliveries: Vec<Resumed>,
     /// Its inbound QoS 2 identifiers awaiting PUBREL.
     pub(crate) inbound: Vec<u16>,
     /// The will it held for its delay, and when that is over (Unix ms).
     pub(crate) will: Option<(u64, Message)>,
 }
-
-/// A delivery row with its number in its session.
-type NumberedRow = (u32, Row);
 
 /// What a store's records say, every one decoded.
 pub(super) struct Decoded {
@@ -44,8 +41,10 @@ pub(super) struct Decoded {
     pub(super) sessions: Vec<StoredSession>,
     /// Keys of subscription rows that belong to no session (none should).
     pub(super) orphans: Vec<String>,
-    /// The messages deliveries point at, by id, each once in memory.
+    /// The messages deliveries put back whole point at, by id, each once in memory.
     pub(super) messages: Vec<(u64, Arc<Message>)>,
+    /// How many messages the store holds.
+    pub(super) message_count: u64,
     /// Above every stored message's id, expired ones' too (their rows are deleted only
     /// after the start: a new message must not take their id meanwhile).
     pub(super) next_message_id: u64,
@@ -89,10 +88,8 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
     }
     // Live messages; an expired one's id maps to `None`.
     let mut messages: HashMap<u64, Option<Arc<Message>>> = HashMap::new();
-    let next_message_id = snapshot
-        .messages
-        .iter()
-        .map(|(id, _)| id + 1)
+    let next_message_id = (snapshot.messages.iter().map(|(id, _)| id + 1))
+        .chain([snapshot.message_ids_end, 1])
         .max()
         .unwrap_or(1);
     for (id, record) in snapshot.messages {
@@ -107,16 +104,18 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
     }
     let strays = deliveries.strays.len();
     let mut dead_entries = deliveries.strays;
-    // Client id -> (number, row) of each of its deliveries.
-    let mut entries: HashMap<String, Vec<NumberedRow>> =
-        HashMap::with_capacity(deliveries.clients.len());
+    // Client id -> its deliveries.
+    let mut entries: HashMap<String, ClientRows> = HashMap::with_capacity(deliveries.clients.len());
     for (client_id, rows) in deliveries.clients {
         // Each client's rows come together, so once: moved in, not copied.
         match entries.entry(client_id) {
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(rows);
             }
-            std::collections::hash_map::Entry::Occupied(mut o) => o.get_mut().extend(rows),
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                o.get_mut().whole.extend(rows.whole);
+                o.get_mut().queued.extend(rows.queued);
+            }
         }
     }
     let mut inbound: HashMap<String, Vec<u16>> = HashMap::new();
@@ -139,10 +138,32 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
         let session =
             SessionRecord::decode(&record).map_err(|why| bad("session", &client_id, why))?;
         let subs = subscriptions.remove(&client_id).unwrap_or_default();
-        let mut rows = entries.remove(&client_id).unwrap_or_default();
-        order_by_seq(&mut rows);
-        let mut deliveries = Vec::with_capacity(rows.len());
-        for (seq, row) in rows {
+        let rows = entries.remove(&client_id).unwrap_or_default();
+        // In the session's order, both kinds together.
+        let mut ordered: Vec<(u32, Option<Row>)> = (rows.whole.into_iter())
+            .map(|(seq, row)| (seq, Some(row)))
+            .chain(rows.queued.into_iter().map(|seq| (seq, None)))
+            .collect();
+        order_by_seq(&mut ordered);
+        // Not sized for `ordered`: a queued run of any length is one entry.
+        let mut deliveries = Vec::new();
+        for (seq, row) in ordered {
+            let Some(row) = row else {
+                // Queued: read back when it is due (an expired one is dropped then). Runs of
+                // consecutive numbers go as one.
+                if let Some(Resumed::OnDisk { first, count }) = deliveries.last_mut()
+                    && advance(*first, *count) == seq
+                    && *count < u32::MAX
+                {
+                    *count += 1;
+                } else {
+                    deliveries.push(Resumed::OnDisk {
+                        first: seq,
+                        count: 1,
+                    });
+                }
+                continue;
+            };
             let message = match messages.get(&row.message) {
                 Some(Some(message)) => message,
                 // Expired while the broker was down: dropped, as it would have been on the way.
@@ -161,7 +182,7 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
                     continue;
                 }
             };
-            deliveries.push(Restored {
+            deliveries.push(Resumed::Whole(Restored {
                 delivery: Delivery {
                     message: message.clone(),
                     qos: row.qos,
@@ -171,7 +192,7 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
                 },
                 packet_id: row.packet_id,
                 released: row.released,
-            });
+            }));
         }
         let inbound = inbound.remove(&client_id).unwrap_or_default();
         let will = wills.remove(&client_id);
@@ -190,8 +211,9 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
             .map(move |(filter, ..)| super::subscription_key(&client_id, &filter))
     }));
     dead_entries.extend(entries.into_iter().flat_map(|(client_id, rows)| {
-        rows.into_iter()
-            .map(move |(seq, _)| super::entry_key(&client_id, seq))
+        (rows.whole.into_iter().map(|(seq, _)| seq))
+            .chain(rows.queued)
+            .map(move |seq| super::entry_key(&client_id, seq))
     }));
     dead_inbound.extend(
         inbound
@@ -207,6 +229,7 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
             .into_iter()
             .filter_map(|(id, m)| Some((id, m?)))
             .collect(),
+        message_count: snapshot.message_count,
         next_message_id,
         dead_entries,
         strays,
@@ -236,14 +259,15 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         strays,
         dead_inbound,
         dead_wills,
-    } = decode(store.load()?, Instant::now())?;
+        message_count,
+    } = decode(store.load_for_start()?, Instant::now())?;
     if strays > 0 {
         tracing::warn!(
             strays,
             "delivery rows under keys Roost does not write (an import, or an older store): deleted"
         );
     }
-    let stored_messages = messages.len();
+    let stored_messages = message_count;
     // Started first: restored sessions send their changes to it from the start. Nothing is
     // written back for what is restored as it was.
     let writer = Arc::new(Writer::start(
@@ -265,7 +289,7 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
     for s in sessions {
         let online = s.record.offline_since == 0;
         let client_id = s.client_id.clone();
-        let deliveries = s.deliveries.len();
+        let deliveries: usize = s.deliveries.iter().map(Resumed::len).sum();
         match broker.restore_session(s, &realms, now_ms, &mut wills) {
             Some(refused) => {
                 resumable += 1;
@@ -343,6 +367,7 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
 mod tests {
     use super::*;
     use crate::config::Config;
+    use crate::store::Store;
 
     /// A session whose connection was attached when the broker stopped (a crash: its record
     /// says "connected") is written back at start-up as offline from then, so that its expiry
