@@ -17,6 +17,9 @@ const BUDGET: u64 = 1 << 20;
 const PAYLOAD: usize = 1024;
 const COST: usize = PAYLOAD + 64;
 const MESSAGES: u16 = 2_000;
+/// What the topics of `MESSAGES` retained messages count beyond the budget at most: each topic
+/// (`r/` and up to four digits) and 64 bytes.
+const INDEX: usize = MESSAGES as usize * (6 + 64);
 
 fn dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("roost-budget-{name}-{}", std::process::id()));
@@ -63,6 +66,11 @@ fn numbers(got: &[roost::protocol::Publish]) -> Vec<u16> {
 /// Publishes `MESSAGES` messages to `n/0`..`n/2` at QoS 1 and 2 by turns, 100 at a time
 /// before reading their acknowledgements.
 async fn publish_all(p: &mut Raw) {
+    publish_each(p, |i| format!("n/{}", i % 3), false).await;
+}
+
+/// Publishes `MESSAGES` messages, message `i` to `topic(i)`, as [`publish_all`] does.
+async fn publish_each(p: &mut Raw, topic: impl Fn(u16) -> String, retain: bool) {
     for start in (0..MESSAGES).step_by(100) {
         let end = (start + 100).min(MESSAGES);
         for i in start..end {
@@ -71,8 +79,7 @@ async fn publish_all(p: &mut Raw) {
             } else {
                 QoS::ExactlyOnce
             };
-            p.publish(&format!("n/{}", i % 3), &payload(i), qos, false, i + 1)
-                .await;
+            p.publish(&topic(i), &payload(i), qos, retain, i + 1).await;
         }
         let mut answered = start;
         while answered < end {
@@ -199,4 +206,55 @@ async fn a_budget_below_one_mebibyte_is_refused_at_start_up_naming_the_key() {
     assert!(e.contains("1048576"), "{e}");
     let c = Config::from_toml("[limits]\nmax_memory_bytes = 0\n").unwrap();
     assert!(c.validate().is_ok(), "0 = no limit");
+}
+
+#[tokio::test]
+async fn retained_messages_over_the_budget_stay_on_disk_and_are_sent_whole() {
+    let d = dir("retained");
+    let b = start_with(budgeted(Some((&d, SyncMode::Always)))).await;
+    let mut p = Raw::connect(b.addr, V5, "pub", true).await;
+    publish_each(&mut p, |i| format!("r/{i}"), true).await;
+    p.disconnect().await;
+    let broker = b.server.broker();
+    let used = broker.queued_memory_bytes();
+    // 2,000 retained messages of 1 KiB: 2.2 MB, twice the budget. Over it, a message goes to
+    // disk only once the writer has committed it, seen at the next retained message or
+    // subscription: what the last two rounds of 100 published is over the budget here. Each
+    // topic stays in memory, with or without its message (`INDEX` each).
+    assert!(
+        used <= BUDGET as usize + 200 * COST + INDEX,
+        "{used} bytes counted in memory"
+    );
+
+    let mut want: Vec<u16> = (0..MESSAGES).collect();
+    // In topic order: r/0, r/1, r/10, r/100, ...
+    want.sort_by_key(|i| i.to_string());
+    let mut s = Raw::connect(b.addr, V5, "sub", true).await;
+    s.subscribe("r/#", QoS::AtLeastOnce).await;
+    let got = s.drain().await;
+    assert_eq!(numbers(&got), want, "every one, whole");
+    assert!(got.iter().all(|m| m.retain && m.payload.len() == PAYLOAD));
+    s.disconnect().await;
+    let after = broker.queued_memory_bytes();
+    assert!(
+        after <= BUDGET as usize + INDEX,
+        "{after} after the subscription"
+    );
+
+    // At start-up, those beyond half the budget stay on disk.
+    b.server.shutdown().await;
+    let b = start_with(budgeted(Some((&d, SyncMode::Always)))).await;
+    let used = b.server.broker().queued_memory_bytes();
+    assert!(
+        used <= BUDGET as usize / 2 + COST + INDEX,
+        "{used} bytes counted after the restart"
+    );
+    let mut s = Raw::connect(b.addr, V5, "sub", true).await;
+    s.subscribe("r/#", QoS::AtLeastOnce).await;
+    let got = s.drain().await;
+    assert_eq!(numbers(&got), want, "every one, after a restart");
+    assert!(got.iter().all(|m| m.retain && m.payload.len() == PAYLOAD));
+    s.disconnect().await;
+    b.server.shutdown().await;
+    std::fs::remove_dir_all(&d).unwrap();
 }

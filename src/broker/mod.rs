@@ -184,11 +184,19 @@ impl Broker {
     }
 
     /// Puts retained messages read from the store in place (start-up, before any listener
-    /// opens, so nothing is written back).
-    pub(crate) fn restore_retained(&self, messages: Vec<crate::session::Message>) {
+    /// opens, so nothing is written back): `messages` in memory, and the topics of those
+    /// beyond the memory budget, `on_disk`, to be read back when they are sent.
+    pub(crate) fn restore_retained(
+        &self,
+        messages: Vec<crate::session::Message>,
+        on_disk: Vec<String>,
+    ) {
         let mut retained = lock(&self.inner.retained);
         for m in messages {
-            retained.restore(m);
+            retained.restore(m, self.memory());
+        }
+        for topic in on_disk {
+            retained.restore_on_disk(topic, self.memory());
         }
     }
 

@@ -3,11 +3,13 @@
 //! `session/retained.rs`).
 
 use super::{Broker, lock};
-use crate::session::{Delivery, Message, RetainedCursor, RetainedSource};
+use crate::session::{
+    Delivery, MemoryBudget, Message, PER_MESSAGE, RetainedCursor, RetainedSource,
+};
 use crate::topic::RetainedTree;
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 /// Nodes of the tree a batch may visit for each message it hands out, so that a filter that
@@ -15,32 +17,135 @@ use std::time::Instant;
 /// cursor remembers where the walk stopped.
 const LOOK_AHEAD: usize = 16;
 
+/// One topic's retained message.
+#[derive(Debug)]
+enum Held {
+    /// In memory.
+    Memory(Arc<Message>),
+    /// On disk only, its topic here (over `limits.max_memory_bytes`): read back from the
+    /// store when a subscription is sent it.
+    Disk(Box<str>),
+}
+
+impl Held {
+    /// What it counts against the memory budget: its topic and [`PER_MESSAGE`], and its
+    /// payload while in memory.
+    fn cost(&self) -> usize {
+        match self {
+            Self::Memory(m) => m.topic.len() + m.payload.len() + PER_MESSAGE,
+            Self::Disk(topic) => topic.len() + PER_MESSAGE,
+        }
+    }
+}
+
 /// The retained messages, by topic.
 #[derive(Debug, Default)]
 pub(super) struct RetainedStore {
-    tree: RetainedTree<Arc<Message>>,
+    tree: RetainedTree<Held>,
+    /// Messages stored while the memory budget was spent, to be held on disk only once the
+    /// writer has committed them: its change number, and the message (to tell it from a
+    /// newer one of its topic).
+    spilling: VecDeque<(u64, Weak<Message>)>,
 }
 
 impl RetainedStore {
     /// Stores a retained message, or deletes the topic's message for an empty payload
-    /// [MQTT-3.3.1-5, MQTT-3.3.1-10].
-    pub(super) fn update(&mut self, m: &Message) {
+    /// [MQTT-3.3.1-5, MQTT-3.3.1-10]; counted against `memory`. `written`: the writer's
+    /// change that stores it, if there is a store: over the budget it goes to disk only once
+    /// that is committed (see [`RetainedStore::settle`]).
+    pub(super) fn update(&mut self, m: &Message, memory: &MemoryBudget, written: Option<u64>) {
         if m.payload.is_empty() {
-            self.tree.remove(&m.topic);
-        } else {
-            // Not a slice of the publisher's read buffer: it may be kept for years.
-            self.tree.insert(&m.topic, Arc::new(m.compacted()));
+            self.remove(&m.topic, memory);
+            return;
+        }
+        // Not a slice of the publisher's read buffer: it may be kept for years.
+        let kept = Arc::new(m.compacted());
+        if let Some(n) = written.filter(|_| memory.is_spent()) {
+            self.spilling.push_back((n, Arc::downgrade(&kept)));
+        }
+        self.put(&m.topic, Held::Memory(kept), memory);
+    }
+
+    /// Moves the messages stored over the budget whose records `committed` says are on disk
+    /// out of memory. Called as retained messages are stored and sent, so what waits is at
+    /// most what the writer has not committed yet.
+    pub(super) fn settle(&mut self, memory: &MemoryBudget, committed: impl Fn(u64) -> bool) {
+        while let Some((n, _)) = self.spilling.front()
+            && committed(*n)
+        {
+            let Some((_, message)) = self.spilling.pop_front() else {
+                break;
+            };
+            // Gone (replaced, cleared or expired) or replaced by a newer one: nothing to do.
+            let Some(message) = message.upgrade() else {
+                continue;
+            };
+            let current = matches!(
+                self.tree.get(&message.topic),
+                Some(Held::Memory(m)) if Arc::ptr_eq(m, &message)
+            );
+            if current {
+                let disk = Held::Disk(message.topic.as_str().into());
+                self.put(&message.topic, disk, memory);
+            }
         }
     }
 
     /// Puts a message read back from the store in place: one buffer already, as a record is.
-    pub(super) fn restore(&mut self, m: Message) {
-        self.tree.insert(&m.topic.clone(), Arc::new(m));
+    pub(super) fn restore(&mut self, m: Message, memory: &MemoryBudget) {
+        let topic = m.topic.clone();
+        self.put(&topic, Held::Memory(Arc::new(m)), memory);
+    }
+
+    /// Puts a topic whose message stays on disk in place (start-up, over the budget).
+    pub(super) fn restore_on_disk(&mut self, topic: String, memory: &MemoryBudget) {
+        let held = Held::Disk(topic.as_str().into());
+        self.put(&topic, held, memory);
+    }
+
+    /// Sets `topic`'s message to `held`, counting the change against `memory`.
+    fn put(&mut self, topic: &str, held: Held, memory: &MemoryBudget) {
+        memory.charge(held.cost());
+        if let Some(old) = self.tree.insert(topic, held) {
+            memory.credit(old.cost());
+        }
+    }
+
+    /// Removes `topic`'s message.
+    fn remove(&mut self, topic: &str, memory: &MemoryBudget) {
+        if let Some(old) = self.tree.remove(topic) {
+            memory.credit(old.cost());
+        }
     }
 
     /// Number of retained messages.
     pub(super) fn len(&self) -> usize {
         self.tree.len()
+    }
+}
+
+impl Broker {
+    /// Reads `topic`'s retained message back from the store (it is held on disk only). `None`
+    /// if the store does not have it, or cannot be read (logged).
+    fn read_retained(&self, topic: &str, now: Instant) -> Option<Option<Arc<Message>>> {
+        let record = match self.store()?.read_retained(topic) {
+            Ok(record) => record?,
+            Err(e) => {
+                tracing::warn!(topic, error = %e, "cannot read a retained message back from the store");
+                return None;
+            }
+        };
+        match crate::store::decode_retained(&record, now) {
+            Ok(m) => Some(m.map(Arc::new)),
+            Err(why) => {
+                tracing::warn!(
+                    topic,
+                    why,
+                    "a retained message read back from the store does not decode"
+                );
+                None
+            }
+        }
     }
 }
 
@@ -53,16 +158,30 @@ impl RetainedSource for Broker {
     ) -> bool {
         let now = Instant::now();
         let mut store = lock(&self.inner.retained);
+        if let Some(writer) = self.store() {
+            store.settle(self.memory(), |n| writer.is_done(n));
+        }
         let mut expired = Vec::new();
         let mut handed = 0;
         let stopped = store.tree.walk(
             &cursor.filter,
             cursor.after.as_deref(),
             max * LOOK_AHEAD,
-            |m| {
+            |held| {
+                let m = match held {
+                    Held::Memory(m) => m.clone(),
+                    Held::Disk(topic) => match self.read_retained(topic, now) {
+                        Some(Some(m)) => m,
+                        Some(None) => {
+                            expired.push(topic.to_string());
+                            return ControlFlow::Continue(());
+                        }
+                        None => return ControlFlow::Continue(()),
+                    },
+                };
                 if m.expired(now) {
                     // [MQTT-3.3.2-5] an expired retained message is not sent, and goes.
-                    expired.push(m.topic.clone());
+                    expired.push(m.topic.to_string());
                     return ControlFlow::Continue(());
                 }
                 if cursor
@@ -73,8 +192,8 @@ impl RetainedSource for Broker {
                     return ControlFlow::Continue(());
                 }
                 out.push_back(Delivery {
-                    message: m.clone(),
                     qos: m.qos.min(cursor.qos),
+                    message: m,
                     retain: true, // [MQTT-3.3.1-8]
                     extra: cursor.extra.clone(),
                     seq: 0,
@@ -88,7 +207,7 @@ impl RetainedSource for Broker {
             },
         );
         for topic in expired {
-            store.tree.remove(&topic);
+            store.remove(&topic, self.memory());
         }
         let done = stopped.is_none();
         cursor.after = stopped.map(String::into_boxed_str);

@@ -261,9 +261,8 @@ impl Broker {
         if self.config().limits.retain_available && run.iter().any(|m| m.retain) {
             let mut retained = lock(&self.inner.retained);
             for m in run.iter().filter(|m| m.retain) {
-                retained.update(m);
                 // Sent under the lock, so the store sees a topic's changes in their order.
-                if let Some(store) = self.store() {
+                let written = self.store().map(|store| {
                     let now = std::time::Instant::now();
                     store.send(crate::store::Change::Retained {
                         topic: (&*m.topic).into(),
@@ -271,7 +270,12 @@ impl Broker {
                             .then(|| crate::store::encode_retained(m, now))
                             .flatten(),
                     });
-                }
+                    crate::store::Writer::last_sent_here()
+                });
+                retained.update(m, self.memory(), written);
+            }
+            if let Some(store) = self.store() {
+                retained.settle(self.memory(), |n| store.is_done(n));
             }
         }
         // One vector per thread, reused: collecting a thousand targets into a fresh vector grew

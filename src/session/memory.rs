@@ -50,13 +50,15 @@ impl MemoryBudget {
         self.limit
     }
 
-    pub(super) fn charge(&self, bytes: usize) {
+    /// Counts `bytes` more.
+    pub(crate) fn charge(&self, bytes: usize) {
         if bytes > 0 {
             self.used.fetch_add(bytes, Relaxed);
         }
     }
 
-    pub(super) fn credit(&self, bytes: usize) {
+    /// Counts `bytes` less.
+    pub(crate) fn credit(&self, bytes: usize) {
         if bytes > 0 {
             let before = self.used.fetch_sub(bytes, Relaxed);
             if before - bytes < self.limit && self.logged.load(Relaxed) {

@@ -102,8 +102,12 @@ pub(crate) enum Change {
 /// Everything a store holds, as records, for start-up.
 #[derive(Debug, Default)]
 pub(crate) struct Snapshot {
-    /// Topic and record of each retained message.
+    /// Topic and record of each retained message (at start-up, of those within the memory
+    /// budget).
     pub(crate) retained: Vec<(String, Vec<u8>)>,
+    /// At start-up, the topics of the retained messages beyond the memory budget: they stay
+    /// on disk.
+    pub(crate) retained_on_disk: Vec<String>,
     /// Client id and record of each persistent session.
     pub(crate) sessions: Vec<(String, Vec<u8>)>,
     /// Key and row of each subscription of a persistent session, a session's together.
@@ -141,6 +145,9 @@ pub(crate) trait Store: Send + Sync + 'static {
     /// `u32::MAX` to 1), in order, each with its number and its message's record (`None` if
     /// the store does not have it): a queue held on disk, read back.
     fn read_queue(&self, client_id: &str, from: u32, count: u32) -> Result<QueueRows, StoreError>;
+    /// The record of `topic`'s retained message, if the store has one: a message held on
+    /// disk only, read back.
+    fn read_retained(&self, topic: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Makes the store usable again after a failed commit (a full disk): what was durable
     /// before it is there; commits made since the last durable one may not be.
     fn recover(&self) -> Result<(), StoreError> {

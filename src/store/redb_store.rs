@@ -38,8 +38,9 @@ enum Load {
     Raw,
     /// Everything, the delivery rows decoded (`roost store check`).
     Full,
-    /// The delivery rows decoded, and only the messages of those put back whole (start-up).
-    Start,
+    /// The delivery rows decoded, only the messages of those put back whole, and the retained
+    /// records that fit in `budget` bytes (start-up).
+    Start { budget: usize },
 }
 
 /// A redb file holding Roost's durable state.
@@ -77,19 +78,39 @@ impl RedbStore {
     }
 
     /// What start-up needs: as [`Store::load`], but of the messages only those that deliveries
-    /// put back whole point at (queued ones are read back as they are sent).
-    pub(crate) fn load_for_start(&self) -> Result<Snapshot, StoreError> {
-        self.load_with(Load::Start)
+    /// put back whole point at (queued ones are read back as they are sent), and of the
+    /// retained messages' records only as many as fit in `budget` bytes (counted as the
+    /// broker counts them in memory; 0: all): the others' topics only.
+    pub(crate) fn load_for_start(&self, budget: usize) -> Result<Snapshot, StoreError> {
+        self.load_with(Load::Start { budget })
     }
 
     /// What `load` reads (see [`Load`]).
     fn load_with(&self, how: Load) -> Result<Snapshot, StoreError> {
         let raw = how == Load::Raw;
+        let mut retained_room = match how {
+            Load::Start { budget } if budget > 0 => budget,
+            _ => usize::MAX,
+        };
         let io = |e: redb::Error| StoreError::Io(e.to_string());
         let txn = self.with_db(|db| db.begin_read().map_err(|e| io(e.into())))?;
         let mut snapshot = Snapshot::default();
+        let table = txn.open_table(RETAINED).map_err(|e| io(e.into()))?;
+        for entry in table.iter().map_err(|e| io(e.into()))? {
+            let (topic, record) = entry.map_err(|e| io(e.into()))?;
+            let (topic, record) = (topic.value(), record.value());
+            // As `broker/retained.rs` counts one in memory: topic, payload (less than the
+            // record) and the fixed cost.
+            let cost = topic.len() + record.len() + crate::session::PER_MESSAGE;
+            if cost <= retained_room {
+                retained_room -= cost;
+                snapshot.retained.push((topic.to_owned(), record.to_vec()));
+            } else {
+                retained_room = 0;
+                snapshot.retained_on_disk.push(topic.to_owned());
+            }
+        }
         for (def, into) in [
-            (RETAINED, &mut snapshot.retained),
             (SESSIONS, &mut snapshot.sessions),
             (SUBSCRIPTIONS, &mut snapshot.subscriptions),
             (WILLS, &mut snapshot.wills),
@@ -117,7 +138,7 @@ impl RedbStore {
             Some((id, _)) => id.value() + 1,
             None => 1,
         };
-        if how == Load::Start {
+        if matches!(how, Load::Start { .. }) {
             let mut ids: Vec<u64> = snapshot.deliveries.whole_messages().collect();
             ids.sort_unstable();
             ids.dedup();
@@ -357,6 +378,14 @@ impl Store for RedbStore {
 
     fn load(&self) -> Result<Snapshot, StoreError> {
         self.load_with(Load::Full)
+    }
+
+    fn read_retained(&self, topic: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let io = |e: redb::Error| StoreError::Io(e.to_string());
+        let txn = self.with_db(|db| db.begin_read().map_err(|e| io(e.into())))?;
+        let table = txn.open_table(RETAINED).map_err(|e| io(e.into()))?;
+        let record = table.get(topic).map_err(|e| io(e.into()))?;
+        Ok(record.map(|r| r.value().to_vec()))
     }
 
     fn read_queue(&self, client_id: &str, from: u32, count: u32) -> Result<QueueRows, StoreError> {

@@ -35,6 +35,8 @@ pub(crate) struct StoredSession {
 pub(super) struct Decoded {
     /// Retained messages still live.
     pub(super) retained: Vec<Message>,
+    /// Topics of the retained messages left on disk (beyond the memory budget).
+    pub(super) retained_on_disk: Vec<String>,
     /// Topics whose retained message expired while the broker was down.
     pub(super) expired: Vec<String>,
     /// Each persistent session with its subscriptions and deliveries.
@@ -222,6 +224,7 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
     );
     Ok(Decoded {
         retained,
+        retained_on_disk: snapshot.retained_on_disk,
         expired,
         sessions,
         orphans,
@@ -250,6 +253,7 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
     let store = RedbStore::open(&p.dir)?;
     let Decoded {
         retained,
+        retained_on_disk,
         expired,
         sessions,
         mut orphans,
@@ -260,7 +264,12 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         dead_inbound,
         dead_wills,
         message_count,
-    } = decode(store.load_for_start()?, Instant::now())?;
+    } = decode(
+        // Retained messages take at most half the budget at start-up: the queues must not
+        // start with it spent.
+        store.load_for_start(broker.memory().limit().div_ceil(2))?,
+        Instant::now(),
+    )?;
     if strays > 0 {
         tracing::warn!(
             strays,
@@ -278,8 +287,9 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         next_message_id,
     )?);
     broker.persist_to(writer.clone());
-    let restored = retained.len();
-    broker.restore_retained(retained);
+    let restored = retained.len() + retained_on_disk.len();
+    let retained_on_disk_count = retained_on_disk.len();
+    broker.restore_retained(retained, retained_on_disk);
     let mut realms = vec![broker.realm().clone()];
     realms.extend(listener_realms.iter().cloned());
     let now_ms = super::now_unix_ms();
@@ -351,6 +361,7 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
     tracing::info!(
         dir = %p.dir.display(),
         retained = restored,
+        retained_on_disk = retained_on_disk_count,
         expired = expired.len(),
         sessions = resumable,
         sessions_expired = ended.len(),

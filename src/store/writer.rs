@@ -342,6 +342,15 @@ impl Writer {
         }
     }
 
+    /// Reads a retained message's record back (see [`Store::read_retained`]).
+    pub(crate) fn read_retained(&self, topic: &str) -> Result<Option<Vec<u8>>, super::StoreError> {
+        let store = self.store.read().unwrap_or_else(|e| e.into_inner());
+        match &*store {
+            Some(store) => store.read_retained(topic),
+            None => Err(super::StoreError::Io("the store is closed".into())),
+        }
+    }
+
     /// Commits what is queued, durably, and stops the thread; later changes are not kept.
     pub(crate) fn close(&self) {
         crate::broker::lock(&self.tx.queue).closed = true;
@@ -532,6 +541,9 @@ mod tests {
         }
         fn read_queue(&self, _: &str, _: u32, _: u32) -> Result<QueueRows, StoreError> {
             Ok(Vec::new())
+        }
+        fn read_retained(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
         }
     }
 

@@ -176,6 +176,9 @@ mod tests {
         fn read_queue(&self, _: &str, _: u32, _: u32) -> Result<QueueRows, StoreError> {
             Ok(Vec::new())
         }
+        fn read_retained(&self, _: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            Ok(None)
+        }
     }
 
     /// A broker with `sync = "always"` on a [`Gated`] store, and a 3.1.1 persistent session
