@@ -26,6 +26,7 @@ pub use metrics::Metrics;
 pub(crate) use metrics::OverloadLog;
 pub(crate) use pressure::{Pressure, pressed_any};
 pub(crate) use registry::{SessionSlot, TakenOver, owner_of};
+pub(crate) use retained::IN_MEMORY as RETAINED_IN_MEMORY;
 pub(crate) use shared::SharedGroup;
 
 use crate::config::Config;

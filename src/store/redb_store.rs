@@ -100,8 +100,8 @@ impl RedbStore {
             let (topic, record) = entry.map_err(|e| io(e.into()))?;
             let (topic, record) = (topic.value(), record.value());
             // As `broker/retained.rs` counts one in memory: topic, payload (less than the
-            // record) and the fixed cost.
-            let cost = topic.len() + record.len() + crate::session::PER_MESSAGE;
+            // record) and its fixed cost.
+            let cost = topic.len() + record.len() + crate::broker::RETAINED_IN_MEMORY;
             if cost <= retained_room {
                 retained_room -= cost;
                 snapshot.retained.push((topic.to_owned(), record.to_vec()));
