@@ -42,6 +42,11 @@ enum Op {
     },
 }
 
+/// Longest a new group waits for the open ones to end (see [`Writer::group`]): a group held
+/// longer than this (a thread descheduled for that long) lets new ones begin again rather than
+/// stall every connection.
+const MAX_GROUP_WAIT: Duration = Duration::from_secs(1);
+
 /// The handle the broker sends changes through.
 pub(crate) struct Writer {
     /// What the broker has sent and the thread not yet taken.
@@ -70,6 +75,11 @@ impl std::fmt::Debug for Writer {
 struct Inbox {
     queue: Mutex<Queue>,
     ready: std::sync::Condvar,
+    /// The thread waits for the groups open to end before it commits: a new group waits
+    /// for that (see [`Writer::group`]). Without it, two threads whose groups always overlap
+    /// would leave the writer waiting for a moment with none open, and commits (and the
+    /// acknowledgements waiting on them) would stop for as long as the load lasts.
+    draining: AtomicBool,
 }
 
 #[derive(Default)]
@@ -267,9 +277,15 @@ impl Writer {
     /// that a crash never keeps part of what one packet changed: a QoS 2 message's id without
     /// its copies for every subscriber, or some subscribers' copies without the others'.
     /// A group begun inside another is part of it (its guard does nothing).
+    /// While the writer waits for the groups open to end (it commits only between groups),
+    /// a new one waits for that first: a group is the handling of one read, so that is short.
     pub(crate) fn group(self: &Arc<Self>) -> Group {
         if GROUP.get() != 0 {
             return Group(None);
+        }
+        let began = Instant::now();
+        while self.tx.draining.load(Ordering::Acquire) && began.elapsed() < MAX_GROUP_WAIT {
+            std::thread::yield_now();
         }
         GROUP.set(1);
         Group(Some(self.clone()))
@@ -441,10 +457,12 @@ fn run(
                 }
             }
             // A group still open: its end is on its way (its sender never waits for this
-            // thread), so wait for it.
+            // thread), so wait for it, and hold new groups back meanwhile.
             if open == 0 || closed {
+                rx.draining.store(false, Ordering::Release);
                 break;
             }
+            rx.draining.store(true, Ordering::Release);
             closed = !rx.take(&mut ops, None);
         }
         let due = dirty_since.is_some_and(|since| since.elapsed() >= interval);
@@ -580,5 +598,104 @@ mod tests {
                 assert!(commits.iter().all(|c| c.1), "{commits:?}");
             }
         }
+    }
+
+    /// A group begun while the writer waits for an open one to end waits for it too: two
+    /// threads whose groups always overlap cannot keep the writer from committing.
+    #[test]
+    fn a_new_group_waits_while_the_writer_waits_for_an_open_one() {
+        let log = Arc::new(Log::default());
+        let w = Arc::new(
+            Writer::start(
+                log.clone(),
+                SyncMode::Always,
+                Duration::from_secs(60),
+                Vec::new(),
+                1,
+            )
+            .unwrap(),
+        );
+        let (held, hold) = mpsc::channel::<()>();
+        let (opened, is_open) = mpsc::channel();
+        let b = {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                let group = w.group();
+                w.send(change(1));
+                opened.send(Writer::last_sent_here()).unwrap();
+                let _ = hold.recv();
+                drop(group);
+            })
+        };
+        let first = is_open.recv().unwrap();
+        while !w.tx.draining.load(Ordering::Acquire) {
+            std::thread::yield_now();
+        }
+        let (through, passed) = mpsc::channel();
+        let a = {
+            let w = w.clone();
+            std::thread::spawn(move || {
+                let group = w.group();
+                w.send(change(2));
+                through.send(Writer::last_sent_here()).unwrap();
+                drop(group);
+            })
+        };
+        assert!(
+            passed.recv_timeout(Duration::from_millis(100)).is_err(),
+            "a new group began while the writer waited for an open one"
+        );
+        assert!(!w.is_done(first));
+        held.send(()).unwrap();
+        let second = passed.recv_timeout(Duration::from_secs(5)).unwrap();
+        a.join().unwrap();
+        b.join().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !w.is_done(second) {
+            assert!(Instant::now() < deadline, "never committed");
+            std::thread::yield_now();
+        }
+        w.close();
+    }
+
+    /// Two threads each beginning a group as soon as the last ended: commits go on while they
+    /// do.
+    #[test]
+    fn commits_go_on_under_groups_that_always_overlap() {
+        let log = Arc::new(Log::default());
+        let w = Arc::new(
+            Writer::start(
+                log.clone(),
+                SyncMode::Always,
+                Duration::from_secs(60),
+                Vec::new(),
+                1,
+            )
+            .unwrap(),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads: Vec<_> = (0..2)
+            .map(|t| {
+                let (w, stop) = (w.clone(), stop.clone());
+                std::thread::spawn(move || {
+                    let mut i = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let _group = w.group();
+                        w.send(change(t * 1_000_000 + i));
+                        w.send(change(t * 1_000_000 + i + 1));
+                        i += 2;
+                    }
+                })
+            })
+            .collect();
+        // Ten commits while the groups go on.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while crate::broker::lock(&log.0).len() < 10 {
+            assert!(Instant::now() < deadline, "commits stopped under load");
+            std::thread::yield_now();
+        }
+        stop.store(true, Ordering::Relaxed);
+        threads.into_iter().for_each(|t| t.join().unwrap());
+        w.close();
     }
 }
