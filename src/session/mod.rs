@@ -14,7 +14,7 @@ mod spill;
 mod window;
 
 pub(crate) use kept::{Journal, Sink, packet_id_of};
-pub(crate) use memory::{MemoryBudget, PER_MESSAGE};
+pub(crate) use memory::MemoryBudget;
 pub use message::{Deadline, Message};
 pub(crate) use message::{Delivery, DeliveryExtra, SubscriptionIds};
 pub(crate) use overflow::{Enqueued, QueueLimits};
