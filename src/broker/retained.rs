@@ -56,21 +56,25 @@ pub(super) struct RetainedStore {
 }
 
 impl RetainedStore {
-    /// Stores a retained message, or deletes the topic's message for an empty payload
-    /// [MQTT-3.3.1-5, MQTT-3.3.1-10]; counted against `memory`. `written`: the writer's
-    /// change that stores it, if there is a store: over the budget it goes to disk only once
-    /// that is committed (see [`RetainedStore::settle`]).
-    pub(super) fn update(&mut self, m: &Message, memory: &MemoryBudget, written: Option<u64>) {
-        if m.payload.is_empty() {
-            self.remove(&m.topic, memory);
+    /// Stores `topic`'s retained message (compacted: see `Message::compacted`), or deletes
+    /// it for `None`, an empty payload [MQTT-3.3.1-5, MQTT-3.3.1-10]; counted against
+    /// `memory`. `written`: the writer's change that stores it, if there is a store: over the
+    /// budget it goes to disk only once that is committed (see [`RetainedStore::settle`]).
+    pub(super) fn update(
+        &mut self,
+        topic: &str,
+        kept: Option<Arc<Message>>,
+        memory: &MemoryBudget,
+        written: Option<u64>,
+    ) {
+        let Some(kept) = kept else {
+            self.remove(topic, memory);
             return;
-        }
-        // Not a slice of the publisher's read buffer: it may be kept for years.
-        let kept = Arc::new(m.compacted());
+        };
         if let Some(n) = written.filter(|_| memory.is_spent()) {
             self.spilling.push_back((n, Arc::downgrade(&kept)));
         }
-        self.put(&m.topic, Held::Memory(kept), memory);
+        self.put(topic, Held::Memory(kept), memory);
     }
 
     /// Moves the messages stored over the budget whose records `committed` says are on disk

@@ -259,20 +259,33 @@ impl Broker {
         let Some(first) = run.first() else { return 0 };
         debug_assert!(run.iter().all(|m| m.topic == first.topic));
         if self.config().limits.retain_available && run.iter().any(|m| m.retain) {
+            // Prepared before the lock, which every retained PUBLISH and every subscription's
+            // retained stream takes: the message in one buffer of its own (it may be kept for
+            // years, and must not pin the read it came in) and its record for the store.
+            let now = std::time::Instant::now();
+            let prepared: Vec<_> = (run.iter().filter(|m| m.retain))
+                .map(|m| {
+                    let kept = (!m.payload.is_empty()).then(|| Arc::new(m.compacted()));
+                    let record = (self.store().is_some())
+                        .then(|| {
+                            kept.as_ref()
+                                .and_then(|k| crate::store::encode_retained(k, now))
+                        })
+                        .flatten();
+                    (m, kept, record)
+                })
+                .collect();
             let mut retained = lock(&self.inner.retained);
-            for m in run.iter().filter(|m| m.retain) {
+            for (m, kept, record) in prepared {
                 // Sent under the lock, so the store sees a topic's changes in their order.
                 let written = self.store().map(|store| {
-                    let now = std::time::Instant::now();
                     store.send(crate::store::Change::Retained {
                         topic: (&*m.topic).into(),
-                        record: (!m.payload.is_empty())
-                            .then(|| crate::store::encode_retained(m, now))
-                            .flatten(),
+                        record,
                     });
                     crate::store::Writer::last_sent_here()
                 });
-                retained.update(m, self.memory(), written);
+                retained.update(&m.topic, kept, self.memory(), written);
             }
             if let Some(store) = self.store() {
                 retained.settle(self.memory(), |n| store.is_done(n));

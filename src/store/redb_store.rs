@@ -334,11 +334,21 @@ impl Store for RedbStore {
                         let Some(row) = row.map(|r| Row::released(r.value(), *packet_id)) else {
                             continue;
                         };
-                        let row = row.map_err(|why| StoreError::Record {
-                            what: "delivery",
-                            key: key.to_string(),
-                            why,
-                        })?;
+                        // A row that does not decode is left as it is, and named: failing the
+                        // commit would fail every retry of it too, and stop all writing.
+                        // `roost store check` and start-up report it.
+                        let row = match row {
+                            Ok(row) => row,
+                            Err(why) => {
+                                tracing::error!(
+                                    key = &**key,
+                                    why,
+                                    "persistence: a delivery row does not decode; its PUBREC is \
+                                     not recorded"
+                                );
+                                continue;
+                            }
+                        };
                         entries
                             .insert(&**key, row.as_slice())
                             .map_err(|e| io(e.into()))?;
