@@ -261,3 +261,27 @@ async fn retained_messages_over_the_budget_stay_on_disk_and_are_sent_whole() {
     b.server.shutdown().await;
     std::fs::remove_dir_all(&d).unwrap();
 }
+
+/// A session resumed without an expiry stops being persistent, and its rows go: what waited
+/// on disk is read back first, and every message still arrives, once.
+#[tokio::test]
+async fn a_session_resumed_without_expiry_still_gets_what_waited_on_disk() {
+    let d = dir("unkeep");
+    let b = start_with(budgeted(Some((&d, SyncMode::Always)))).await;
+    let (mut c, _) = Raw::connect_with(b.addr, lasting("phone")).await;
+    c.subscribe("n/#", QoS::AtLeastOnce).await;
+    c.disconnect().await;
+    let mut p = Raw::connect(b.addr, V5, "pub", true).await;
+    publish_all(&mut p).await;
+    p.disconnect().await;
+    assert!(Metrics::get(&b.server.broker().metrics().messages_spilled) > 0);
+    // Clean Start 0 and no Session Expiry Interval: resumed, to end with this connection.
+    let (mut c, ack) = Raw::connect_with(b.addr, connect_packet(V5, "phone", false)).await;
+    assert!(ack.session_present);
+    let got = c.drain().await;
+    assert_eq!(numbers(&got), (0..MESSAGES).collect::<Vec<_>>());
+    c.disconnect().await;
+    assert_eq!(Metrics::get(&b.server.broker().metrics().messages_dropped), 0);
+    b.server.shutdown().await;
+    std::fs::remove_dir_all(&d).unwrap();
+}

@@ -9,6 +9,10 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Longest a session that stops being persistent waits for the writer to commit what it
+/// holds on disk, to read it back.
+const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// One session's queue in the store.
 pub(crate) struct DiskQueue<'a> {
     pub(crate) writer: &'a Writer,
@@ -18,6 +22,18 @@ pub(crate) struct DiskQueue<'a> {
 impl StoredSource for DiskQueue<'_> {
     fn committed(&self, n: u64) -> bool {
         self.writer.is_done(n)
+    }
+
+    fn wait_committed(&self, n: u64) -> bool {
+        // One commit is milliseconds; a failing store (a full disk) is not waited for.
+        let began = Instant::now();
+        while !self.writer.is_done(n) {
+            if self.writer.is_failing() || began.elapsed() > MAX_WAIT {
+                return false;
+            }
+            std::thread::yield_now();
+        }
+        true
     }
 
     fn read(
@@ -34,7 +50,12 @@ impl StoredSource for DiskQueue<'_> {
         let now = Instant::now();
         // A batch often holds several deliveries of one message: decoded once.
         let mut decoded: HashMap<u64, Option<Arc<Message>>> = HashMap::default();
-        for (seq, row, record) in rows {
+        for (seq, row) in rows {
+            // A row that does not decode (logged by the store) cannot be sent: it goes.
+            let Some((row, record)) = row else {
+                gone.push(seq);
+                continue;
+            };
             let message = decoded.entry(row.message).or_insert_with(|| {
                 let record = record?;
                 match decode_retained(&record, now) {

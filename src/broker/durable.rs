@@ -72,14 +72,9 @@ impl Broker {
             .encode()
         });
         let kept = record.is_some();
-        store.send(Change::Session {
-            client_id: (&*slot.client_id).into(),
-            record,
-        });
-        if kept {
-            st.session.keep(sink(store, &slot.client_id));
-        } else {
-            // Its rows go with its record: what it held on disk only is read back first.
+        if !kept {
+            // Its rows go with its record: what it held on disk only is read back first,
+            // before the deletion is sent (the writer could commit it before a read).
             let disk = super::disk_queue::DiskQueue {
                 writer: store,
                 client_id: &slot.client_id,
@@ -96,6 +91,13 @@ impl Broker {
                 Metrics::add(&metrics.messages_dropped, lost as u64);
                 Metrics::add(&metrics.dropped_memory, lost as u64);
             }
+        }
+        store.send(Change::Session {
+            client_id: (&*slot.client_id).into(),
+            record,
+        });
+        if kept {
+            st.session.keep(sink(store, &slot.client_id));
         }
     }
 

@@ -278,6 +278,8 @@ impl Broker {
             let mut retained = lock(&self.inner.retained);
             for (m, kept, record) in prepared {
                 // Sent under the lock, so the store sees a topic's changes in their order.
+                // Only a message whose record is stored may leave memory.
+                let spillable = record.is_some();
                 let written = self.store().map(|store| {
                     store.send(crate::store::Change::Retained {
                         topic: (&*m.topic).into(),
@@ -285,6 +287,7 @@ impl Broker {
                     });
                     crate::store::Writer::last_sent_here()
                 });
+                let written = written.filter(|_| spillable);
                 retained.update(&m.topic, kept, self.memory(), written);
             }
             if let Some(store) = self.store() {
@@ -402,6 +405,11 @@ impl Broker {
         }
         Metrics::add(&metrics.messages_dropped, dropped);
         Metrics::add(&metrics.dropped_memory, dropped);
+        // Retained bodies waiting for the writer leave memory at the next retained message or
+        // subscription; when the queues are dropping for want of memory, now.
+        if let Some(store) = self.store() {
+            lock(&self.inner.retained).settle(self.memory(), |n| store.is_done(n));
+        }
         let budget = self.memory();
         if budget.first_refusal() {
             tracing::warn!(

@@ -214,15 +214,20 @@ impl Session {
         self.kept = Some(kept);
     }
 
-    /// Stops keeping the session in the store (its rows are deleted with its record): what
-    /// it holds on disk only is read back from `stored` first. Returns how many of those could
-    /// not be read (not yet committed, or the store failed): they are lost with the rows.
+    /// Stops keeping the session in the store (its rows are deleted with its record, which
+    /// the caller sends after this): what it holds on disk only is read back from `stored`
+    /// first. Returns how many of those could not be read (the store failed, or the writer
+    /// did not commit them in time): they are lost with the rows.
     pub(crate) fn unkeep(&mut self, stored: Option<&dyn StoredSource>) -> usize {
         let mut lost = 0;
         if self.queue.is_spilled() {
-            match stored.map(|s| self.queue.read_back_all(s)) {
-                Some(Ok(gone)) => gone.into_iter().for_each(|seq| self.done(seq)),
-                _ => lost = self.queue.drop_stored(),
+            match stored {
+                Some(stored) => {
+                    let (gone, failed) = self.queue.read_back_all(stored);
+                    gone.into_iter().for_each(|seq| self.done(seq));
+                    lost = failed;
+                }
+                None => lost = self.queue.drop_stored(),
             }
             self.settle();
         }
@@ -606,9 +611,14 @@ impl Session {
 
     /// Gives back the memory of queues that grew under a burst and have drained: an overload
     /// must not leave every subscriber holding its peak capacity. The connection calls it when
-    /// a turn finds nothing to send, so a steady stream does not pay for regrowing.
+    /// a turn finds nothing to send, so a steady stream does not pay for regrowing. Its count
+    /// against the memory budget is brought to the byte.
     pub(crate) fn compact(&mut self) {
-        self.settle();
+        let resident = self.queue.resident();
+        let budget = &self.limits.memory;
+        budget.charge(resident.saturating_sub(self.charged));
+        budget.credit(self.charged.saturating_sub(resident));
+        self.charged = resident;
         if self.queue.capacity() > SHRINK_ABOVE {
             self.queue.release();
         }

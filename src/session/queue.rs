@@ -204,33 +204,40 @@ impl MessageQueue {
     }
 
     /// Reads every message held on disk back into memory, in place (the session stops being
-    /// kept, and its rows go). Returns the numbers of those the store no longer had; an error,
-    /// and nothing changed, if some cannot be read (yet).
-    pub(super) fn read_back_all(&mut self, stored: &dyn StoredSource) -> Result<Vec<u32>, String> {
+    /// kept, and its rows go), once the writer has committed the last of them. Returns the
+    /// numbers of those the store no longer had (expired), and how many could not be read
+    /// (an entry that fails to read is dropped whole).
+    pub(super) fn read_back_all(&mut self, stored: &dyn StoredSource) -> (Vec<u32>, usize) {
         let mut gone = Vec::new();
         if !self.is_spilled() {
-            return Ok(gone);
+            return (gone, 0);
         }
-        // Read first, changing nothing: a failure leaves the queue as it was.
-        let mut read = Vec::new();
-        for e in &self.entries {
-            if let Entry::Stored(s) = e {
-                read.push(s.read_rest(stored, &mut gone)?);
-            }
-        }
-        let mut read = read.into_iter();
+        let last = (self.entries.iter())
+            .filter_map(|e| match e {
+                Entry::Stored(s) => Some(s.written()),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        stored.wait_committed(last);
+        let mut lost = 0;
         for e in std::mem::take(&mut self.entries) {
             match e {
                 Entry::Stored(s) => {
+                    let read = s.read_rest(stored, &mut gone);
                     self.uncount_stored(s.len, s.bytes);
-                    for d in read.next().unwrap_or_default() {
-                        self.push(d);
+                    match read {
+                        Ok(read) => read.into_iter().for_each(|d| self.push(d)),
+                        Err(why) => {
+                            tracing::warn!(error = why, "cannot read queued messages back");
+                            lost += s.len;
+                        }
                     }
                 }
                 e => self.entries.push_back(e),
             }
         }
-        Ok(gone)
+        (gone, lost)
     }
 
     /// The next message and the QoS it goes at. `None` also while a retained stream at the

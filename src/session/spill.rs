@@ -15,6 +15,11 @@ const READ_BATCH: u32 = 64;
 pub(crate) trait StoredSource {
     /// Whether the writer's change `n` is committed (the rows sent up to it can be read).
     fn committed(&self, n: u64) -> bool;
+    /// Waits (briefly: at most one commit) for the writer's change `n` to be committed;
+    /// whether it was. For reading everything back at once (see `Session::unkeep`).
+    fn wait_committed(&self, n: u64) -> bool {
+        self.committed(n)
+    }
     /// Appends, in order, the deliveries the store holds numbered `from` on, `count` numbers
     /// (wrapping past `u32::MAX` to 1), each with its number as its `seq`; adds the numbers
     /// of those whose message expired to `gone`. An error if the store cannot be read.
@@ -76,10 +81,13 @@ impl Spilled {
         }
     }
 
-    /// Adds message `seq` if it is the next number after the last one held; false otherwise
-    /// (the caller starts another entry).
+    /// Adds message `seq` if it is the next number after the last one held and the entry
+    /// holds less than a batch; false otherwise (the caller starts another entry). An entry
+    /// is read once its last message is committed: one that grew with every new message would
+    /// wait for each new commit in turn, and a session fed faster than the writer commits
+    /// would never be sent anything.
     pub(super) fn extend(&mut self, seq: u32, bytes: usize, written: u64) -> bool {
-        if self.unread == 0 || advance(self.next, self.unread) != seq || self.unread == u32::MAX {
+        if self.unread == 0 || self.unread >= READ_BATCH || advance(self.next, self.unread) != seq {
             return false;
         }
         self.unread += 1;
@@ -111,16 +119,24 @@ impl Spilled {
         Refill::Again
     }
 
+    /// The writer's change that wrote the last of them.
+    pub(super) fn written(&self) -> u64 {
+        self.written
+    }
+
     /// Every message not yet taken out: those read back and the rest, read now.
     pub(super) fn read_rest(
         &self,
         stored: &dyn StoredSource,
         gone: &mut Vec<u32>,
     ) -> Result<VecDeque<Delivery>, String> {
+        let mut out = self.ready.clone();
+        if self.unread == 0 {
+            return Ok(out);
+        }
         if !stored.committed(self.written) {
             return Err("not committed yet".into());
         }
-        let mut out = self.ready.clone();
         stored.read(self.next, self.unread, &mut out, gone)?;
         Ok(out)
     }

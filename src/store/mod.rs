@@ -130,8 +130,9 @@ pub(crate) struct Snapshot {
     pub(crate) wills: Vec<(String, Vec<u8>)>,
 }
 
-/// Rows read back by [`Store::read_queue`]: number, row, message record.
-pub(crate) type QueueRows = Vec<(u32, Row, Option<Vec<u8>>)>;
+/// Rows read back by [`Store::read_queue`]: number, and row with its message's record (`None`
+/// for a row that does not decode).
+pub(crate) type QueueRows = Vec<(u32, Option<(Row, Option<Vec<u8>>)>)>;
 
 /// A durable state engine.
 pub(crate) trait Store: Send + Sync + 'static {
@@ -143,7 +144,8 @@ pub(crate) trait Store: Send + Sync + 'static {
     fn load(&self) -> Result<Snapshot, StoreError>;
     /// The rows of `client_id`'s deliveries numbered `from` on, `count` numbers (wrapping past
     /// `u32::MAX` to 1), in order, each with its number and its message's record (`None` if
-    /// the store does not have it): a queue held on disk, read back.
+    /// the store does not have it): a queue held on disk, read back. A row that does not
+    /// decode is logged and given as `None`.
     fn read_queue(&self, client_id: &str, from: u32, count: u32) -> Result<QueueRows, StoreError>;
     /// The record of `topic`'s retained message, if the store has one: a message held on
     /// disk only, read back.

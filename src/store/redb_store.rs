@@ -404,7 +404,10 @@ impl Store for RedbStore {
         let entries = txn.open_table(ENTRIES).map_err(|e| io(e.into()))?;
         let messages = txn.open_table(MESSAGES).map_err(|e| io(e.into()))?;
         // Numbers run 1 to u32::MAX and wrap: one range, or two across the wrap.
-        let last = u64::from(from) + u64::from(count.max(1)) - 1;
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let last = u64::from(from) + u64::from(count) - 1;
         let max = u64::from(u32::MAX);
         let ranges = if last <= max {
             vec![(from, last as u32)]
@@ -423,13 +426,20 @@ impl Store for RedbStore {
                 let Some((_, seq)) = split_entry_key(key.value()) else {
                     continue;
                 };
-                let row = Row::decode(bytes.value()).map_err(|why| StoreError::Record {
-                    what: "delivery",
-                    key: key.value().to_owned(),
-                    why,
-                })?;
+                let row = match Row::decode(bytes.value()) {
+                    Ok(row) => row,
+                    Err(why) => {
+                        tracing::error!(
+                            key = key.value(),
+                            why,
+                            "persistence: a queued delivery's row does not decode: dropped"
+                        );
+                        out.push((seq, None));
+                        continue;
+                    }
+                };
                 let record = messages.get(row.message).map_err(|e| io(e.into()))?;
-                out.push((seq, row, record.map(|r| r.value().to_vec())));
+                out.push((seq, Some((row, record.map(|r| r.value().to_vec())))));
             }
         }
         Ok(out)
@@ -464,6 +474,55 @@ mod tests {
             topic: topic.into(),
             record: Some(record.to_vec()),
         }
+    }
+
+    /// A queue's rows read back by number: a range, across the wrap past `u32::MAX`, of
+    /// only the client asked for; nothing for no numbers.
+    #[test]
+    fn queued_rows_are_read_back_by_number() {
+        let d = dir("queue");
+        let s = RedbStore::open(&d).unwrap();
+        let row = |message: u64| Row {
+            message,
+            qos: crate::protocol::QoS::AtLeastOnce,
+            retain: false,
+            released: false,
+            packet_id: 0,
+            extra: None,
+        };
+        let mut changes = vec![Change::Message {
+            id: 1,
+            record: b"m".to_vec(),
+        }];
+        for (client, seq) in [
+            ("a", 1),
+            ("a", 2),
+            ("a", 3),
+            ("a", u32::MAX),
+            ("ab", 2),
+            ("b", 2),
+        ] {
+            changes.push(Change::Entry {
+                key: entry_key(client, seq).into(),
+                row: Some(row(1).encode()),
+            });
+        }
+        changes.push(Change::Entry {
+            key: entry_key("a", 4).into(),
+            row: Some(vec![0xFF]),
+        });
+        s.commit(&changes, true).unwrap();
+        let seqs = |from, count| -> Vec<(u32, bool)> {
+            (s.read_queue("a", from, count).unwrap().into_iter())
+                .map(|(seq, row)| (seq, row.is_some()))
+                .collect()
+        };
+        assert_eq!(seqs(2, 3), [(2, true), (3, true), (4, false)]);
+        assert_eq!(seqs(u32::MAX, 3), [(u32::MAX, true), (1, true), (2, true)]);
+        assert_eq!(seqs(2, 0), []);
+        let (_, got) = &s.read_queue("a", 1, 1).unwrap()[0];
+        assert_eq!(got.as_ref().unwrap().1.as_deref(), Some(&b"m"[..]));
+        std::fs::remove_dir_all(&d).unwrap();
     }
 
     #[test]
