@@ -20,7 +20,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use support::process::{self, Process};
@@ -221,7 +221,7 @@ fn subscribe(c: &mut Conn) {
 /// Sends messages 0..n one at a time, each to the end of its handshake, resuming across the
 /// broker's restarts as a client does (the same packet id again, DUP set; a PUBREL again once
 /// PUBREC came). Returns the messages the broker acknowledged (PUBACK or PUBREC).
-fn publish_all(addr: &Mutex<SocketAddr>, n: u32) -> Vec<u32> {
+fn publish_all(addr: &Mutex<SocketAddr>, n: u32, progress: &AtomicU32) -> Vec<u32> {
     let mut acked = Vec::new();
     let (mut c, _) = Conn::open_retrying(addr, "crash-pub");
     let mut i = 0;
@@ -266,6 +266,7 @@ fn publish_all(addr: &Mutex<SocketAddr>, n: u32) -> Vec<u32> {
         match step {
             Ok(_) => {
                 i += 1;
+                progress.store(i, Ordering::Release);
                 (recd, dup) = (false, false);
             }
             Err(_) => {
@@ -350,17 +351,24 @@ fn acknowledged_messages_survive_sigkill() {
         let (addr, stop) = (addr.clone(), stop.clone());
         std::thread::spawn(move || stay_online(&addr, &stop))
     };
+    let progress = Arc::new(AtomicU32::new(0));
     let publisher = {
-        let addr = addr.clone();
-        std::thread::spawn(move || publish_all(&addr, n))
+        let (addr, progress) = (addr.clone(), progress.clone());
+        std::thread::spawn(move || publish_all(&addr, n, &progress))
     };
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(1, |d| d.as_nanos() as u64 | 1);
     let mut rng = Rng(seed);
     let mut killed = 0;
-    for _ in 0..kills {
-        std::thread::sleep(Duration::from_millis(100 + rng.below(500)));
+    // Each kill at a random message of its share of the run (not at a random time: a fast
+    // run could end before the first).
+    let share = (n / kills.max(1)).max(1);
+    for k in 0..kills {
+        let at = k * share + rng.below(u64::from(share)) as u32;
+        while progress.load(Ordering::Acquire) < at && !publisher.is_finished() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         if publisher.is_finished() {
             break;
         }
