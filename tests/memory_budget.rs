@@ -262,8 +262,9 @@ async fn retained_messages_over_the_budget_stay_on_disk_and_are_sent_whole() {
     std::fs::remove_dir_all(&d).unwrap();
 }
 
-/// A session resumed without an expiry stops being persistent, and its rows go: what waited
-/// on disk is read back first, and every message still arrives, once.
+/// A session resumed without an expiry stops being persistent: its record goes at once (a
+/// crash must not bring it back), its rows when it ends; meanwhile it reads what waited on
+/// disk, and every message still arrives, once.
 #[tokio::test]
 async fn a_session_resumed_without_expiry_still_gets_what_waited_on_disk() {
     let d = dir("unkeep");
@@ -286,5 +287,11 @@ async fn a_session_resumed_without_expiry_still_gets_what_waited_on_disk() {
         0
     );
     b.server.shutdown().await;
+    let summary = roost::store::check(&d).unwrap();
+    assert!(
+        summary.contains("0 persistent sessions")
+            && summary.contains("0 queued or in-flight deliveries"),
+        "{summary}"
+    );
     std::fs::remove_dir_all(&d).unwrap();
 }

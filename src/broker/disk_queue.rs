@@ -9,10 +9,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Longest a session that stops being persistent waits for the writer to commit what it
-/// holds on disk, to read it back.
-const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
-
 /// One session's queue in the store.
 pub(crate) struct DiskQueue<'a> {
     pub(crate) writer: &'a Writer,
@@ -22,18 +18,6 @@ pub(crate) struct DiskQueue<'a> {
 impl StoredSource for DiskQueue<'_> {
     fn committed(&self, n: u64) -> bool {
         self.writer.is_done(n)
-    }
-
-    fn wait_committed(&self, n: u64) -> bool {
-        // One commit is milliseconds; a failing store (a full disk) is not waited for.
-        let began = Instant::now();
-        while !self.writer.is_done(n) {
-            if self.writer.is_failing() || began.elapsed() > MAX_WAIT {
-                return false;
-            }
-            std::thread::yield_now();
-        }
-        true
     }
 
     fn read(

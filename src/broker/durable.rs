@@ -9,7 +9,7 @@
 //! and (through the session's [`Sink`]) its QoS 1/2 deliveries and inbound QoS 2 identifiers.
 
 use super::registry::{Filters, Granted, SlotState};
-use super::{Broker, Metrics, SessionSlot, SubEntry, lock};
+use super::{Broker, SessionSlot, SubEntry, lock};
 use crate::auth::Realm;
 use crate::session::{Journal, Message, Sink};
 use crate::store::{
@@ -72,25 +72,13 @@ impl Broker {
             .encode()
         });
         let kept = record.is_some();
-        if !kept {
-            // Its rows go with its record: what it held on disk only is read back first,
-            // before the deletion is sent (the writer could commit it before a read).
-            let disk = super::disk_queue::DiskQueue {
-                writer: store,
-                client_id: &slot.client_id,
-            };
-            let lost = st.session.unkeep(Some(&disk));
-            if lost > 0 {
-                tracing::warn!(
-                    client_id = &*slot.client_id,
-                    lost,
-                    "messages held on disk could not be read back as the session stopped \
-                     being persistent: dropped"
-                );
-                let metrics = self.metrics();
-                Metrics::add(&metrics.messages_dropped, lost as u64);
-                Metrics::add(&metrics.dropped_memory, lost as u64);
-            }
+        if !kept && st.session.is_spilled() {
+            // Messages of it wait on disk: it goes on reading them from its rows, which stay
+            // until it ends; only its record goes now (a crash must not bring it back).
+            store.send(Change::Unpersisted {
+                client_id: (&*slot.client_id).into(),
+            });
+            return;
         }
         store.send(Change::Session {
             client_id: (&*slot.client_id).into(),
@@ -98,6 +86,9 @@ impl Broker {
         });
         if kept {
             st.session.keep(sink(store, &slot.client_id));
+        } else {
+            // Its rows went with its record.
+            st.session.unkeep();
         }
     }
 
@@ -170,7 +161,7 @@ impl Broker {
             });
         }
         // It ends: its queue goes with it.
-        st.session.unkeep(None);
+        st.session.unkeep();
     }
 
     /// Writes the restored session of `client_id` back as it is now: offline from this start.

@@ -173,7 +173,9 @@ impl Link {
                     Refill::Again => continue,
                     Refill::Wait(n) => {
                         // Not committed yet: the writer wakes this connection once they are.
-                        if let Some(writer) = writer {
+                        if let Some(writer) = writer
+                            && st.ask_disk_wake(n, waker)
+                        {
                             writer.wake_when_done(n, waker);
                         }
                         break;

@@ -101,6 +101,9 @@ struct Inner {
     idle_sweeper: AtomicBool,
     /// The queue policy of every session (from `[sessions]`).
     queue_limits: Arc<crate::session::QueueLimits>,
+    /// Retained bodies wait for the writer to move out of memory (see
+    /// `RetainedStore::settle`): read without the retained lock.
+    retained_spilling: AtomicBool,
     /// Where durable changes go (`[persistence]`), set once at start-up.
     store: std::sync::OnceLock<Arc<crate::store::Writer>>,
 }
@@ -151,6 +154,7 @@ impl Broker {
                 logins: Mutex::default(),
                 connect_rates: Mutex::default(),
                 queue_limits,
+                retained_spilling: AtomicBool::new(false),
                 store: std::sync::OnceLock::new(),
             }),
         }

@@ -131,6 +131,9 @@ struct Later {
     expiry_timer: Option<AbortHandle>,
     /// Publishers held back until the queue has room (see `broker/pressure.rs`).
     room: Vec<Waker>,
+    /// The writer's change the attached connection waits for, to read messages held on disk
+    /// back, and its waker: it asks the writer once, not on every turn.
+    disk_wait: Option<(u64, Waker)>,
 }
 
 impl SlotState {
@@ -218,6 +221,17 @@ impl SlotState {
     }
 
     /// Registers the attached connection's task to be woken by [`SlotState::take_waker`].
+    /// Whether the writer must be asked to wake `waker` once change `n` is done: not if it
+    /// was asked that already.
+    pub(super) fn ask_disk_wake(&mut self, n: u64, waker: &Waker) -> bool {
+        let wait = &mut self.later.get_or_insert_default().disk_wait;
+        if matches!(wait, Some((m, w)) if *m == n && w.will_wake(waker)) {
+            return false;
+        }
+        *wait = Some((n, waker.clone()));
+        true
+    }
+
     pub(super) fn register(&mut self, waker: &Waker) {
         match &self.waker {
             Some(w) if w.will_wake(waker) => {}

@@ -7,6 +7,7 @@ use crate::session::{Delivery, MemoryBudget, Message, RetainedCursor, RetainedSo
 use crate::topic::RetainedTree;
 use std::collections::VecDeque;
 use std::ops::ControlFlow;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Instant;
 
@@ -130,6 +131,11 @@ impl RetainedStore {
         }
     }
 
+    /// Whether messages wait for the writer to move out of memory.
+    pub(super) fn is_spilling(&self) -> bool {
+        !self.spilling.is_empty()
+    }
+
     /// Number of retained messages.
     pub(super) fn len(&self) -> usize {
         self.tree.len()
@@ -172,6 +178,7 @@ impl RetainedSource for Broker {
         let mut store = lock(&self.inner.retained);
         if let Some(writer) = self.store() {
             store.settle(self.memory(), |n| writer.is_done(n));
+            (self.inner.retained_spilling).store(store.is_spilling(), Ordering::Relaxed);
         }
         let mut expired = Vec::new();
         let mut handed = 0;

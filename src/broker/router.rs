@@ -11,6 +11,7 @@ use crate::session::{
 use crate::topic::{parse_shared, too_big, validate_filter};
 use std::num::NonZeroU64;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::metrics::Metrics;
 use super::registry::SessionSlot;
@@ -293,6 +294,7 @@ impl Broker {
             if let Some(store) = self.store() {
                 retained.settle(self.memory(), |n| store.is_done(n));
             }
+            (self.inner.retained_spilling).store(retained.is_spilling(), Ordering::Relaxed);
         }
         // One vector per thread, reused: collecting a thousand targets into a fresh vector grew
         // it ten times per PUBLISH, and the allocator handed back freshly zeroed pages each time.
@@ -407,8 +409,12 @@ impl Broker {
         Metrics::add(&metrics.dropped_memory, dropped);
         // Retained bodies waiting for the writer leave memory at the next retained message or
         // subscription; when the queues are dropping for want of memory, now.
-        if let Some(store) = self.store() {
-            lock(&self.inner.retained).settle(self.memory(), |n| store.is_done(n));
+        if let Some(store) = self.store()
+            && self.inner.retained_spilling.load(Ordering::Relaxed)
+        {
+            let mut retained = lock(&self.inner.retained);
+            retained.settle(self.memory(), |n| store.is_done(n));
+            (self.inner.retained_spilling).store(retained.is_spilling(), Ordering::Relaxed);
         }
         let budget = self.memory();
         if budget.first_refusal() {

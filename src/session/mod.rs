@@ -214,21 +214,11 @@ impl Session {
         self.kept = Some(kept);
     }
 
-    /// Stops keeping the session in the store (its rows are deleted with its record, which
-    /// the caller sends after this): what it holds on disk only is read back from `stored`
-    /// first. Returns how many of those could not be read (the store failed, or the writer
-    /// did not commit them in time): they are lost with the rows.
-    pub(crate) fn unkeep(&mut self, stored: Option<&dyn StoredSource>) -> usize {
-        let mut lost = 0;
+    /// Stops keeping the session in the store (its rows were deleted with its record): what
+    /// it held on disk only goes with them.
+    pub(crate) fn unkeep(&mut self) {
         if self.queue.is_spilled() {
-            match stored {
-                Some(stored) => {
-                    let (gone, failed) = self.queue.read_back_all(stored);
-                    gone.into_iter().for_each(|seq| self.done(seq));
-                    lost = failed;
-                }
-                None => lost = self.queue.drop_stored(),
-            }
+            self.queue.drop_stored();
             self.settle();
         }
         if self.kept.take().is_some() {
@@ -242,7 +232,11 @@ impl Session {
                 }
             }
         }
-        lost
+    }
+
+    /// Whether messages of it are held on disk only (see `spill`).
+    pub(crate) fn is_spilled(&self) -> bool {
+        self.queue.is_spilled()
     }
 
     /// Puts back what the store kept of this (new, empty) session: its deliveries in order, the

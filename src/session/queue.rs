@@ -195,49 +195,10 @@ impl MessageQueue {
         self.stored_bytes -= bytes;
     }
 
-    /// Drops every message held on disk only; returns how many.
-    pub(super) fn drop_stored(&mut self) -> usize {
-        let dropped = self.stored_len;
+    /// Drops every message held on disk only (their rows are gone).
+    pub(super) fn drop_stored(&mut self) {
         self.entries.retain(|e| !matches!(e, Entry::Stored(_)));
         self.uncount_stored(self.stored_len, self.stored_bytes);
-        dropped
-    }
-
-    /// Reads every message held on disk back into memory, in place (the session stops being
-    /// kept, and its rows go), once the writer has committed the last of them. Returns the
-    /// numbers of those the store no longer had (expired), and how many could not be read
-    /// (an entry that fails to read is dropped whole).
-    pub(super) fn read_back_all(&mut self, stored: &dyn StoredSource) -> (Vec<u32>, usize) {
-        let mut gone = Vec::new();
-        if !self.is_spilled() {
-            return (gone, 0);
-        }
-        let last = (self.entries.iter())
-            .filter_map(|e| match e {
-                Entry::Stored(s) => Some(s.written()),
-                _ => None,
-            })
-            .max()
-            .unwrap_or(0);
-        stored.wait_committed(last);
-        let mut lost = 0;
-        for e in std::mem::take(&mut self.entries) {
-            match e {
-                Entry::Stored(s) => {
-                    let read = s.read_rest(stored, &mut gone);
-                    self.uncount_stored(s.len, s.bytes);
-                    match read {
-                        Ok(read) => read.into_iter().for_each(|d| self.push(d)),
-                        Err(why) => {
-                            tracing::warn!(error = why, "cannot read queued messages back");
-                            lost += s.len;
-                        }
-                    }
-                }
-                e => self.entries.push_back(e),
-            }
-        }
-        (gone, lost)
     }
 
     /// The next message and the QoS it goes at. `None` also while a retained stream at the

@@ -15,11 +15,6 @@ const READ_BATCH: u32 = 64;
 pub(crate) trait StoredSource {
     /// Whether the writer's change `n` is committed (the rows sent up to it can be read).
     fn committed(&self, n: u64) -> bool;
-    /// Waits (briefly: at most one commit) for the writer's change `n` to be committed;
-    /// whether it was. For reading everything back at once (see `Session::unkeep`).
-    fn wait_committed(&self, n: u64) -> bool {
-        self.committed(n)
-    }
     /// Appends, in order, the deliveries the store holds numbered `from` on, `count` numbers
     /// (wrapping past `u32::MAX` to 1), each with its number as its `seq`; adds the numbers
     /// of those whose message expired to `gone`. An error if the store cannot be read.
@@ -117,28 +112,6 @@ impl Spilled {
         self.next = advance(self.next, count);
         self.unread -= count;
         Refill::Again
-    }
-
-    /// The writer's change that wrote the last of them.
-    pub(super) fn written(&self) -> u64 {
-        self.written
-    }
-
-    /// Every message not yet taken out: those read back and the rest, read now.
-    pub(super) fn read_rest(
-        &self,
-        stored: &dyn StoredSource,
-        gone: &mut Vec<u32>,
-    ) -> Result<VecDeque<Delivery>, String> {
-        let mut out = self.ready.clone();
-        if self.unread == 0 {
-            return Ok(out);
-        }
-        if !stored.committed(self.written) {
-            return Err("not committed yet".into());
-        }
-        stored.read(self.next, self.unread, &mut out, gone)?;
-        Ok(out)
     }
 
     /// Whether every message was read back and taken out.

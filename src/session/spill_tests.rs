@@ -230,27 +230,6 @@ fn the_oldest_dropped_may_be_on_disk_and_its_row_goes() {
     assert_eq!(s.queued(), 0);
 }
 
-#[test]
-fn a_session_no_longer_kept_reads_what_waits_on_disk_back_first() {
-    let rows = Arc::new(Rows::default());
-    let mut s = kept_session(1 << 20, &rows);
-    for n in 0..FITS + 50 {
-        let _ = offer(&mut s, n, QoS::AtLeastOnce);
-    }
-    // Not yet committed: those on disk cannot be read, and are lost with the rows.
-    let other = Arc::new(Rows::default());
-    let mut t = kept_session(1 << 20, &other);
-    for n in 0..FITS + 50 {
-        let _ = offer(&mut t, n, QoS::AtLeastOnce);
-    }
-    assert_eq!(t.unkeep(Some(&*other)), 50);
-    assert_eq!(t.queued(), usize::from(FITS));
-    rows.committed.store(u64::MAX, Relaxed);
-    assert_eq!(s.unkeep(Some(&*rows)), 0);
-    let got = send_all(&mut s, &rows);
-    assert_eq!(got, (0..FITS + 50).collect::<Vec<_>>());
-}
-
 /// Messages on disk are read a batch at a time, each batch once its own last message is
 /// committed: a session fed faster than the writer commits still gets the older ones.
 #[test]
@@ -265,29 +244,4 @@ fn each_batch_on_disk_is_read_once_its_own_messages_are_committed() {
         .store(u64::from(FITS) + 64, std::sync::atomic::Ordering::Relaxed);
     let got = send_all(&mut s, &rows);
     assert_eq!(got, (0..FITS + 64).collect::<Vec<_>>());
-}
-
-/// A session that stops being kept after a batch was read back, with a message on disk
-/// after it, gets each message once.
-#[test]
-fn reading_everything_back_takes_each_message_once() {
-    let rows = Arc::new(Rows::default());
-    let mut s = kept_session(1 << 20, &rows);
-    for n in 0..FITS + 64 {
-        let _ = offer(&mut s, n, QoS::AtLeastOnce);
-    }
-    rows.committed.store(u64::MAX, Relaxed);
-    // Memory first, then the batch on disk is read back (and none of it sent yet).
-    let mut sent = Vec::new();
-    while let Some(Outgoing::Publish { delivery, .. }) = s.next_outgoing(std::time::Instant::now())
-    {
-        let p = &delivery.message.payload;
-        sent.push(u16::from_be_bytes([p[0], p[1]]));
-        s.puback(packet_id_of(delivery.seq));
-    }
-    assert_eq!(s.refill(&NoRetained, Some(&*rows)), Refill::Again);
-    let _ = offer(&mut s, FITS + 64, QoS::AtLeastOnce);
-    assert_eq!(s.unkeep(Some(&*rows)), 0);
-    sent.extend(send_all(&mut s, &rows));
-    assert_eq!(sent, (0..FITS + 65).collect::<Vec<_>>());
 }

@@ -526,7 +526,7 @@ fn a_kept_session_journals_every_step_of_its_deliveries() {
             "i7/false"
         ]
     );
-    s.unkeep(None);
+    s.unkeep();
     assert_eq!(s.enqueue(d(QoS::AtLeastOnce, 3), true), Enqueued::Queued);
     assert!(take(&log).is_empty(), "no longer kept");
 }

@@ -53,6 +53,14 @@ pub(crate) enum Change {
         /// Its record; `None` deletes it and every subscription row of it.
         record: Option<Vec<u8>>,
     },
+    /// A session stops outliving its connection (resumed without an expiry) while messages
+    /// of it wait on disk: its record, subscriptions and held will are deleted, its delivery
+    /// rows and inbound identifiers left for it to read and finish until it ends (they go
+    /// then with a `Session` deletion, or at the next start as rows of no session).
+    Unpersisted {
+        /// Its client id.
+        client_id: Box<str>,
+    },
     /// One subscription of a persistent session, written or deleted.
     Subscription {
         /// The row's key ([`subscription_key`]).

@@ -304,6 +304,14 @@ impl Store for RedbStore {
                         wills.remove(&**client_id).map_err(|e| io(e.into()))?;
                         (&mut sessions, client_id, &None)
                     }
+                    Change::Unpersisted { client_id } => {
+                        let (from, to) = (format!("{client_id}\0"), format!("{client_id}\u{1}"));
+                        subscriptions
+                            .retain_in::<&str, _>(from.as_str()..to.as_str(), |_, _| false)
+                            .map_err(|e| io(e.into()))?;
+                        wills.remove(&**client_id).map_err(|e| io(e.into()))?;
+                        (&mut sessions, client_id, &None)
+                    }
                     Change::Session { client_id, record } => (&mut sessions, client_id, record),
                     Change::Subscription { key, record } => (&mut subscriptions, key, record),
                     Change::Will { client_id, record } => (&mut wills, client_id, record),

@@ -335,11 +335,7 @@ impl Writer {
             let Some(waiting) = waiting.as_mut() else {
                 return false;
             };
-            // A connection asks again on each turn while it waits: once is enough (the list
-            // would grow for as long as commits fail).
-            if !waiting.iter().any(|(m, w)| *m == n && w.will_wake(waker)) {
-                waiting.push((n, waker.clone()));
-            }
+            waiting.push((n, waker.clone()));
         }
         // Done meanwhile, before the writer could see the waker: wake now.
         if self.is_done(n) {
