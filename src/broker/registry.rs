@@ -76,6 +76,12 @@ impl SessionSlot {
         self.owner
             .store(link.as_ref().map_or(0, |l| l.id.get()), Ordering::Release);
         st.conn = link;
+        // A wait on the writer was the old connection's: its waker would keep that finished
+        // task's memory alive.
+        if let Some(later) = &mut st.later {
+            later.disk_wait = None;
+        }
+        st.tidy_later();
     }
 }
 
@@ -184,6 +190,7 @@ impl SlotState {
                 && l.will_timer.is_none()
                 && l.expiry_timer.is_none()
                 && l.room.is_empty()
+                && l.disk_wait.is_none()
         }) {
             self.later = None;
         }
@@ -220,7 +227,6 @@ impl SlotState {
         self.conn.is_some()
     }
 
-    /// Registers the attached connection's task to be woken by [`SlotState::take_waker`].
     /// Whether the writer must be asked to wake `waker` once change `n` is done: not if it
     /// was asked that already.
     pub(super) fn ask_disk_wake(&mut self, n: u64, waker: &Waker) -> bool {
@@ -232,6 +238,7 @@ impl SlotState {
         true
     }
 
+    /// Registers the attached connection's task to be woken by [`SlotState::take_waker`].
     pub(super) fn register(&mut self, waker: &Waker) {
         match &self.waker {
             Some(w) if w.will_wake(waker) => {}

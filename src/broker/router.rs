@@ -402,13 +402,11 @@ impl Broker {
     pub(super) fn count_memory(&self, dropped: u64, spilled: u64) {
         let metrics = self.metrics();
         Metrics::add(&metrics.messages_spilled, spilled);
-        if dropped == 0 {
+        if dropped == 0 && spilled == 0 {
             return;
         }
-        Metrics::add(&metrics.messages_dropped, dropped);
-        Metrics::add(&metrics.dropped_memory, dropped);
         // Retained bodies waiting for the writer leave memory at the next retained message or
-        // subscription; when the queues are dropping for want of memory, now.
+        // subscription; when the queues spill or drop for want of memory, now.
         if let Some(store) = self.store()
             && self.inner.retained_spilling.load(Ordering::Relaxed)
         {
@@ -416,6 +414,11 @@ impl Broker {
             retained.settle(self.memory(), |n| store.is_done(n));
             (self.inner.retained_spilling).store(retained.is_spilling(), Ordering::Relaxed);
         }
+        if dropped == 0 {
+            return;
+        }
+        Metrics::add(&metrics.messages_dropped, dropped);
+        Metrics::add(&metrics.dropped_memory, dropped);
         let budget = self.memory();
         if budget.first_refusal() {
             tracing::warn!(

@@ -227,12 +227,16 @@ pub fn check(dir: &std::path::Path) -> Result<String, StoreError> {
         0 => String::new(),
         n => format!(", {n} delivery rows under keys Roost does not write"),
     };
+    let orphans = match (decoded.orphan_rows, decoded.orphan_inbound) {
+        (0, 0) => String::new(),
+        (rows, ids) => format!(", {rows} delivery rows and {ids} inbound QoS 2 ids of no session"),
+    };
     Ok(format!(
         "{}: format version {FORMAT_VERSION}, {live} retained messages ({expired} expired), \
          {sessions} persistent sessions ({ended} expired) with {subscriptions} subscriptions \
          and {deliveries} queued or in-flight deliveries of {} stored messages, {wills} held \
-         wills{strays}; expired ones (and strays) are dropped at the next start; every record \
-         decodes",
+         wills{strays}{orphans}; expired ones (and strays, and rows of no session) are dropped \
+         at the next start; every record decodes",
         path.display(),
         decoded.message_count,
     ))

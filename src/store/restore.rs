@@ -57,6 +57,11 @@ pub(super) struct Decoded {
     pub(super) strays: usize,
     /// Inbound identifiers of no session, to delete.
     pub(super) dead_inbound: Vec<String>,
+    /// Client ids of no session with delivery rows or inbound identifiers: all of them go.
+    pub(super) dead_clients: Vec<String>,
+    /// How many delivery rows and inbound identifiers those hold.
+    pub(super) orphan_rows: usize,
+    pub(super) orphan_inbound: usize,
     /// Wills of no session, to delete.
     pub(super) dead_wills: Vec<String>,
 }
@@ -212,16 +217,17 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
         subs.into_iter()
             .map(move |(filter, ..)| super::subscription_key(&client_id, &filter))
     }));
-    dead_entries.extend(entries.into_iter().flat_map(|(client_id, rows)| {
-        (rows.whole.into_iter().map(|(seq, _)| seq))
-            .chain(rows.queued)
-            .map(move |seq| super::entry_key(&client_id, seq))
-    }));
-    dead_inbound.extend(
-        inbound
-            .into_iter()
-            .flat_map(|(c, ids)| ids.into_iter().map(move |id| super::inbound_key(&c, id))),
-    );
+    // Rows of no session (one that stopped being persistent with messages on disk, and the
+    // broker stopped before it ended): deleted a client at a time, as a range, not row by row
+    // (there may be millions).
+    let orphan_rows = entries
+        .values()
+        .map(|r| r.whole.len() + r.queued.len())
+        .sum();
+    let orphan_inbound = inbound.values().map(Vec::len).sum();
+    let mut dead_clients: Vec<String> = entries.into_keys().chain(inbound.into_keys()).collect();
+    dead_clients.sort_unstable();
+    dead_clients.dedup();
     Ok(Decoded {
         retained,
         retained_on_disk: snapshot.retained_on_disk,
@@ -237,6 +243,9 @@ pub(super) fn decode(snapshot: super::Snapshot, now: Instant) -> Result<Decoded,
         dead_entries,
         strays,
         dead_inbound,
+        dead_clients,
+        orphan_rows,
+        orphan_inbound,
         dead_wills: wills.into_keys().collect(),
     })
 }
@@ -264,6 +273,9 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
         dead_inbound,
         dead_wills,
         message_count,
+        dead_clients,
+        orphan_rows: _,
+        orphan_inbound: _,
     } = decode(
         // Retained messages take at most half the budget at start-up: the queues must not
         // start with it spent.
@@ -346,6 +358,12 @@ pub(crate) fn start(broker: &Broker, listener_realms: &[Arc<Realm>]) -> Result<(
             record: None,
         });
     }
+    for client_id in dead_clients {
+        writer.send(Change::Session {
+            client_id: client_id.into(),
+            record: None,
+        });
+    }
     for key in dead_inbound {
         writer.send(Change::Inbound {
             key: key.into(),
@@ -420,6 +438,64 @@ mod tests {
         let back = SessionRecord::decode(&stored.sessions[0].1).unwrap();
         assert_ne!(back.offline_since, 0, "offline since this start");
         assert_eq!(stored.subscriptions.len(), 1, "its subscription stays");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Rows of a session that stopped being persistent and never ended (the broker was
+    /// killed): `roost store check` names them, and the next start deletes them all.
+    #[tokio::test]
+    async fn rows_of_no_session_are_named_and_deleted_at_start() {
+        let dir = std::env::temp_dir().join(format!("roost-orphans-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let row = crate::store::Row {
+            message: 1,
+            qos: crate::protocol::QoS::AtLeastOnce,
+            retain: false,
+            released: false,
+            packet_id: 0,
+            extra: None,
+        };
+        let message = Message {
+            topic: crate::protocol::ByteStr::from_static("t").unwrap(),
+            payload: bytes::Bytes::from_static(b"m"),
+            qos: crate::protocol::QoS::AtLeastOnce,
+            retain: false,
+            properties: Default::default(),
+            publisher: Arc::from(""),
+            expires_at: None,
+        };
+        let mut changes = vec![Change::Message {
+            id: 1,
+            record: super::super::encode_retained(&message, Instant::now()).unwrap(),
+        }];
+        for seq in 1..=3 {
+            changes.push(Change::Entry {
+                key: super::super::entry_key("ghost", seq).into(),
+                row: Some(row.encode()),
+            });
+        }
+        changes.push(Change::Inbound {
+            key: super::super::inbound_key("ghost", 7).into(),
+            pending: true,
+        });
+        RedbStore::open(&dir)
+            .unwrap()
+            .commit(&changes, true)
+            .unwrap();
+        let summary = crate::store::check(&dir).unwrap();
+        assert!(
+            summary.contains("3 delivery rows and 1 inbound QoS 2 ids of no session"),
+            "{summary}"
+        );
+        let mut config = Config::default();
+        config.persistence.enabled = true;
+        config.persistence.dir = dir.clone();
+        let broker = Broker::new(Arc::new(config));
+        start(&broker, &[]).unwrap();
+        broker.store().unwrap().close();
+        let summary = crate::store::check(&dir).unwrap();
+        assert!(!summary.contains("ids of no session"), "{summary}");
+        assert!(summary.contains("of 0 stored messages"), "{summary}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
