@@ -25,8 +25,11 @@ pub fn build() -> std::io::Result<tokio::runtime::Runtime> {
         .enable_all()
         .on_thread_park(|| {
             PARKING.with(|p| {
-                if let Some(until) = p.spin_until(Instant::now()) {
-                    while Instant::now() < until {
+                // Not while the store's writer is awake: see `store::writers_busy`.
+                if let Some(until) = p.spin_until(Instant::now())
+                    && !crate::store::writers_busy()
+                {
+                    while Instant::now() < until && !crate::store::writers_busy() {
                         std::hint::spin_loop();
                     }
                 }

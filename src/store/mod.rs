@@ -26,7 +26,7 @@ pub(crate) use record::{
 pub(crate) use redb_store::RedbStore;
 pub(crate) use restore::{StoredSession, start};
 pub use transfer::{export, import};
-pub(crate) use writer::{Group, Writer};
+pub(crate) use writer::{Group, Writer, writers_busy};
 
 /// The store's file in `persistence.dir`.
 pub const FILE_NAME: &str = "roost.redb";

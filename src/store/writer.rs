@@ -17,6 +17,17 @@ use std::task::Waker;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// Writer threads awake (committing, or about to): see [`writers_busy`].
+static BUSY: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether a writer thread is awake. A runtime worker about to sleep spins first while
+/// events come often (`runtime.rs`); not while a writer is awake: the worker is then mostly
+/// waiting for that writer's commit, and on a core the two share its spin only delays it
+/// (durable QoS 1 fan-in on one core: 575k messages/s spinning, 648k not).
+pub(crate) fn writers_busy() -> bool {
+    BUSY.load(Ordering::Relaxed) > 0
+}
+
 thread_local! {
     /// The number of the last change this thread sent (see [`Writer::last_sent_here`]).
     static LAST_SENT: Cell<u64> = const { Cell::new(0) };
@@ -123,6 +134,7 @@ impl Inbox {
         let mut q = crate::broker::lock(&self.queue);
         if q.ops.is_empty() && !q.closed {
             q.sleeping = true;
+            BUSY.fetch_sub(1, Ordering::Relaxed);
             q = match wait {
                 Some(wait) => {
                     self.ready
@@ -133,6 +145,7 @@ impl Inbox {
                 None => self.ready.wait(q).unwrap_or_else(|e| e.into_inner()),
             };
             q.sleeping = false;
+            BUSY.fetch_add(1, Ordering::Relaxed);
         }
         std::mem::swap(into, &mut q.ops);
         !(q.closed && into.is_empty())
@@ -254,7 +267,9 @@ impl Writer {
         let thread = std::thread::Builder::new()
             .name("roost-store".into())
             .spawn(move || {
+                BUSY.fetch_add(1, Ordering::Relaxed);
                 run(&*store, &rx, sync, interval, messages, &done2);
+                BUSY.fetch_sub(1, Ordering::Relaxed);
                 // Whoever waits now waits for nothing: wake them to see it.
                 let waiting = crate::broker::lock(&done2.waiting).take();
                 waiting.into_iter().flatten().for_each(|(_, w)| w.wake());
