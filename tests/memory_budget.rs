@@ -8,7 +8,7 @@ mod support;
 use roost::Metrics;
 use roost::config::{Config, SyncMode};
 use roost::protocol::ProtocolVersion::V5;
-use roost::protocol::{Packet, QoS};
+use roost::protocol::{Packet, Publish, QoS};
 use std::path::{Path, PathBuf};
 use support::*;
 
@@ -57,7 +57,7 @@ fn payload(i: u16) -> Vec<u8> {
     p
 }
 
-fn numbers(got: &[roost::protocol::Publish]) -> Vec<u16> {
+fn numbers(got: &[Publish]) -> Vec<u16> {
     got.iter()
         .map(|p| {
             let s = std::str::from_utf8(&p.payload).unwrap();
@@ -66,14 +66,40 @@ fn numbers(got: &[roost::protocol::Publish]) -> Vec<u16> {
         .collect()
 }
 
+/// Leaves a persistent session `id` subscribed to `n/#` at `qos`.
+async fn leave_subscribed(addr: std::net::SocketAddr, id: &str, qos: QoS) {
+    let (mut c, _) = Raw::connect_with(addr, lasting(id)).await;
+    c.subscribe("n/#", qos).await;
+    c.disconnect().await;
+}
+
+/// Resumes the persistent session `id` with `connect` and takes everything it has.
+async fn resume(addr: std::net::SocketAddr, connect: roost::protocol::Connect) -> Vec<Publish> {
+    let (mut c, ack) = Raw::connect_with(addr, connect).await;
+    assert!(ack.session_present);
+    let got = c.drain().await;
+    c.disconnect().await;
+    got
+}
+
+/// Subscribes a new session to `r/#` and takes the retained messages it is sent.
+async fn subscribe_retained(addr: std::net::SocketAddr) -> Vec<Publish> {
+    let mut s = Raw::connect(addr, V5, "sub", true).await;
+    s.subscribe("r/#", QoS::AtLeastOnce).await;
+    let got = s.drain().await;
+    s.disconnect().await;
+    got
+}
+
 /// Publishes `MESSAGES` messages to `n/0`..`n/2` at QoS 1 and 2 by turns, 100 at a time
 /// before reading their acknowledgements.
-async fn publish_all(p: &mut Raw) {
-    publish_each(p, |i| format!("n/{}", i % 3), false).await;
+async fn publish_all(addr: std::net::SocketAddr) {
+    publish_each(addr, |i| format!("n/{}", i % 3), false).await;
 }
 
 /// Publishes `MESSAGES` messages, message `i` to `topic(i)`, as [`publish_all`] does.
-async fn publish_each(p: &mut Raw, topic: impl Fn(u16) -> String, retain: bool) {
+async fn publish_each(addr: std::net::SocketAddr, topic: impl Fn(u16) -> String, retain: bool) {
+    let mut p = Raw::connect(addr, V5, "pub", true).await;
     for start in (0..MESSAGES).step_by(100) {
         let end = (start + 100).min(MESSAGES);
         for i in start..end {
@@ -103,6 +129,7 @@ async fn publish_each(p: &mut Raw, topic: impl Fn(u16) -> String, retain: bool) 
     while let Some(packet) = p.try_recv_for(std::time::Duration::from_millis(300)).await {
         assert!(matches!(packet, Packet::PubComp(_)), "{packet:?}");
     }
+    p.disconnect().await;
 }
 
 #[tokio::test]
@@ -110,14 +137,9 @@ async fn over_the_budget_a_persistent_sessions_messages_wait_on_disk_and_arrive_
     for sync in [SyncMode::Always, SyncMode::Periodic] {
         let d = dir(&format!("spill-{sync:?}"));
         let b = start_with(budgeted(Some((&d, sync)))).await;
-        for (id, qos) in [("phone", QoS::AtLeastOnce), ("tablet", QoS::ExactlyOnce)] {
-            let (mut c, _) = Raw::connect_with(b.addr, lasting(id)).await;
-            c.subscribe("n/#", qos).await;
-            c.disconnect().await;
-        }
-        let mut p = Raw::connect(b.addr, V5, "pub", true).await;
-        publish_all(&mut p).await;
-        p.disconnect().await;
+        leave_subscribed(b.addr, "phone", QoS::AtLeastOnce).await;
+        leave_subscribed(b.addr, "tablet", QoS::ExactlyOnce).await;
+        publish_all(b.addr).await;
 
         let broker = b.server.broker();
         let metrics = broker.metrics();
@@ -131,12 +153,9 @@ async fn over_the_budget_a_persistent_sessions_messages_wait_on_disk_and_arrive_
             "{sync:?}: {used} bytes counted in memory"
         );
         let want: Vec<u16> = (0..MESSAGES).collect();
-        let (mut c, ack) = Raw::connect_with(b.addr, lasting("phone")).await;
-        assert!(ack.session_present);
-        let got = c.drain().await;
+        let got = resume(b.addr, lasting("phone")).await;
         assert_eq!(numbers(&got), want, "{sync:?}: every one, in order");
         assert!(got.iter().all(|m| m.payload.len() == PAYLOAD && !m.dup));
-        c.disconnect().await;
         assert!(
             broker.queued_memory_bytes() < used,
             "{sync:?}: what was taken out is counted no more"
@@ -145,9 +164,7 @@ async fn over_the_budget_a_persistent_sessions_messages_wait_on_disk_and_arrive_
         // What waits on disk survives a restart too.
         b.server.shutdown().await;
         let b = start_with(budgeted(Some((&d, sync)))).await;
-        let (mut c, ack) = Raw::connect_with(b.addr, lasting("tablet")).await;
-        assert!(ack.session_present);
-        let got = c.drain().await;
+        let got = resume(b.addr, lasting("tablet")).await;
         assert_eq!(numbers(&got), want, "{sync:?}: tablet after a restart");
         let qos: Vec<QoS> = got.iter().map(|m| m.qos).collect();
         assert!(
@@ -159,7 +176,6 @@ async fn over_the_budget_a_persistent_sessions_messages_wait_on_disk_and_arrive_
                 }),
             "{sync:?}: each at the QoS it was published with"
         );
-        c.disconnect().await;
         b.server.shutdown().await;
         let summary = roost::store::check(&d).unwrap();
         assert!(
@@ -173,12 +189,8 @@ async fn over_the_budget_a_persistent_sessions_messages_wait_on_disk_and_arrive_
 #[tokio::test]
 async fn over_the_budget_without_a_store_new_messages_are_dropped_and_counted() {
     let b = start_with(budgeted(None)).await;
-    let (mut c, _) = Raw::connect_with(b.addr, lasting("phone")).await;
-    c.subscribe("n/#", QoS::AtLeastOnce).await;
-    c.disconnect().await;
-    let mut p = Raw::connect(b.addr, V5, "pub", true).await;
-    publish_all(&mut p).await;
-    p.disconnect().await;
+    leave_subscribed(b.addr, "phone", QoS::AtLeastOnce).await;
+    publish_all(b.addr).await;
 
     let broker = b.server.broker();
     let metrics = broker.metrics();
@@ -189,12 +201,9 @@ async fn over_the_budget_without_a_store_new_messages_are_dropped_and_counted() 
     assert_eq!(Metrics::get(&metrics.messages_dropped), dropped);
     assert_eq!(Metrics::get(&metrics.dropped_queue_full), 0);
     assert_eq!(Metrics::get(&metrics.messages_spilled), 0);
-    let (mut c, ack) = Raw::connect_with(b.addr, lasting("phone")).await;
-    assert!(ack.session_present);
-    let got = c.drain().await;
+    let got = resume(b.addr, lasting("phone")).await;
     let want: Vec<u16> = (0..kept as u16).collect();
     assert_eq!(numbers(&got), want, "the first ones, in order");
-    c.disconnect().await;
     // Taken out and acknowledged: the budget is free again, and new messages are taken.
     assert_eq!(broker.queued_memory_bytes(), 0);
 }
@@ -215,15 +224,13 @@ async fn a_budget_below_one_mebibyte_is_refused_at_start_up_naming_the_key() {
 async fn retained_messages_over_the_budget_stay_on_disk_and_are_sent_whole() {
     let d = dir("retained");
     let b = start_with(budgeted(Some((&d, SyncMode::Always)))).await;
-    let mut p = Raw::connect(b.addr, V5, "pub", true).await;
-    publish_each(&mut p, |i| format!("r/{i}"), true).await;
-    p.disconnect().await;
+    publish_each(b.addr, |i| format!("r/{i}"), true).await;
     let broker = b.server.broker();
     let used = broker.queued_memory_bytes();
-    // 2,000 retained messages of 1 KiB: 3.5 MB counted, over three times the budget. Over it, a message goes to
-    // disk only once the writer has committed it, seen at the next retained message or
-    // subscription: what the last two rounds of 100 published is over the budget here. Each
-    // topic stays in memory, with or without its message (`INDEX` each).
+    // 2,000 retained messages of 1 KiB: 3.5 MB counted, over three times the budget. Over
+    // it, a message goes to disk only once the writer has committed it, seen at the next
+    // retained message or subscription: what the last two rounds of 100 published is over the
+    // budget here. Each topic stays in memory, with or without its message (`INDEX` each).
     assert!(
         used <= BUDGET as usize + 200 * RETAINED + INDEX,
         "{used} bytes counted in memory"
@@ -232,12 +239,9 @@ async fn retained_messages_over_the_budget_stay_on_disk_and_are_sent_whole() {
     let mut want: Vec<u16> = (0..MESSAGES).collect();
     // In topic order: r/0, r/1, r/10, r/100, ...
     want.sort_by_key(|i| i.to_string());
-    let mut s = Raw::connect(b.addr, V5, "sub", true).await;
-    s.subscribe("r/#", QoS::AtLeastOnce).await;
-    let got = s.drain().await;
+    let got = subscribe_retained(b.addr).await;
     assert_eq!(numbers(&got), want, "every one, whole");
     assert!(got.iter().all(|m| m.retain && m.payload.len() == PAYLOAD));
-    s.disconnect().await;
     let after = broker.queued_memory_bytes();
     assert!(
         after <= BUDGET as usize + INDEX,
@@ -252,12 +256,9 @@ async fn retained_messages_over_the_budget_stay_on_disk_and_are_sent_whole() {
         used <= BUDGET as usize / 2 + RETAINED + INDEX,
         "{used} bytes counted after the restart"
     );
-    let mut s = Raw::connect(b.addr, V5, "sub", true).await;
-    s.subscribe("r/#", QoS::AtLeastOnce).await;
-    let got = s.drain().await;
+    let got = subscribe_retained(b.addr).await;
     assert_eq!(numbers(&got), want, "every one, after a restart");
     assert!(got.iter().all(|m| m.retain && m.payload.len() == PAYLOAD));
-    s.disconnect().await;
     b.server.shutdown().await;
     std::fs::remove_dir_all(&d).unwrap();
 }
@@ -269,19 +270,12 @@ async fn retained_messages_over_the_budget_stay_on_disk_and_are_sent_whole() {
 async fn a_session_resumed_without_expiry_still_gets_what_waited_on_disk() {
     let d = dir("unkeep");
     let b = start_with(budgeted(Some((&d, SyncMode::Always)))).await;
-    let (mut c, _) = Raw::connect_with(b.addr, lasting("phone")).await;
-    c.subscribe("n/#", QoS::AtLeastOnce).await;
-    c.disconnect().await;
-    let mut p = Raw::connect(b.addr, V5, "pub", true).await;
-    publish_all(&mut p).await;
-    p.disconnect().await;
+    leave_subscribed(b.addr, "phone", QoS::AtLeastOnce).await;
+    publish_all(b.addr).await;
     assert!(Metrics::get(&b.server.broker().metrics().messages_spilled) > 0);
     // Clean Start 0 and no Session Expiry Interval: resumed, to end with this connection.
-    let (mut c, ack) = Raw::connect_with(b.addr, connect_packet(V5, "phone", false)).await;
-    assert!(ack.session_present);
-    let got = c.drain().await;
+    let got = resume(b.addr, connect_packet(V5, "phone", false)).await;
     assert_eq!(numbers(&got), (0..MESSAGES).collect::<Vec<_>>());
-    c.disconnect().await;
     assert_eq!(
         Metrics::get(&b.server.broker().metrics().messages_dropped),
         0

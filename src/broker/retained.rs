@@ -143,6 +143,24 @@ impl RetainedStore {
 }
 
 impl Broker {
+    /// Moves the retained bodies whose records the writer has committed out of memory (see
+    /// [`RetainedStore::settle`]), `store` being the retained store under its lock; notes
+    /// whether any still wait, for [`Broker::settle_retained_if_waiting`].
+    pub(super) fn settle_retained(&self, store: &mut RetainedStore) {
+        if let Some(writer) = self.store() {
+            store.settle(self.memory(), |n| writer.is_done(n));
+        }
+        (self.inner.retained_spilling).store(store.is_spilling(), Ordering::Relaxed);
+    }
+
+    /// As [`Broker::settle_retained`], taking the lock only if bodies wait (a flag read
+    /// without it).
+    pub(super) fn settle_retained_if_waiting(&self) {
+        if self.inner.retained_spilling.load(Ordering::Relaxed) {
+            self.settle_retained(&mut lock(&self.inner.retained));
+        }
+    }
+
     /// Reads `topic`'s retained message back from the store (it is held on disk only). `None`
     /// if the store does not have it, or cannot be read (logged).
     fn read_retained(&self, topic: &str, now: Instant) -> Option<Option<Arc<Message>>> {
@@ -176,10 +194,7 @@ impl RetainedSource for Broker {
     ) -> bool {
         let now = Instant::now();
         let mut store = lock(&self.inner.retained);
-        if let Some(writer) = self.store() {
-            store.settle(self.memory(), |n| writer.is_done(n));
-            (self.inner.retained_spilling).store(store.is_spilling(), Ordering::Relaxed);
-        }
+        self.settle_retained(&mut store);
         let mut expired = Vec::new();
         let mut handed = 0;
         let stopped = store.tree.walk(

@@ -11,7 +11,6 @@ use crate::session::{
 use crate::topic::{parse_shared, too_big, validate_filter};
 use std::num::NonZeroU64;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use super::metrics::Metrics;
 use super::registry::SessionSlot;
@@ -291,10 +290,7 @@ impl Broker {
                 let written = written.filter(|_| spillable);
                 retained.update(&m.topic, kept, self.memory(), written);
             }
-            if let Some(store) = self.store() {
-                retained.settle(self.memory(), |n| store.is_done(n));
-            }
-            (self.inner.retained_spilling).store(retained.is_spilling(), Ordering::Relaxed);
+            self.settle_retained(&mut retained);
         }
         // One vector per thread, reused: collecting a thousand targets into a fresh vector grew
         // it ten times per PUBLISH, and the allocator handed back freshly zeroed pages each time.
@@ -407,13 +403,7 @@ impl Broker {
         }
         // Retained bodies waiting for the writer leave memory at the next retained message or
         // subscription; when the queues spill or drop for want of memory, now.
-        if let Some(store) = self.store()
-            && self.inner.retained_spilling.load(Ordering::Relaxed)
-        {
-            let mut retained = lock(&self.inner.retained);
-            retained.settle(self.memory(), |n| store.is_done(n));
-            (self.inner.retained_spilling).store(retained.is_spilling(), Ordering::Relaxed);
-        }
+        self.settle_retained_if_waiting();
         if dropped == 0 {
             return;
         }

@@ -83,7 +83,7 @@ impl Kept {
     /// session's rows by the gap a wrap leaves, see `store::order_by_seq`).
     pub(super) fn take_seq(&mut self) -> u32 {
         let seq = self.next_seq;
-        self.next_seq = self.next_seq.checked_add(1).unwrap_or(1);
+        self.next_seq = super::spill::advance(self.next_seq, 1);
         seq
     }
 

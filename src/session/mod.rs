@@ -165,12 +165,18 @@ impl Session {
     /// in memory: at once when it grows, in batches when it shrinks (see
     /// [`memory::CREDIT_BATCH`]).
     fn settle(&mut self) {
+        self.settle_within(memory::CREDIT_BATCH);
+    }
+
+    /// As [`Session::settle`], giving back what the queue no longer holds once it is `batch`
+    /// bytes or more (or the queue is empty).
+    fn settle_within(&mut self, batch: usize) {
         let resident = self.queue.resident();
         let budget = &self.limits.memory;
         if resident > self.charged {
             budget.charge(resident - self.charged);
             self.charged = resident;
-        } else if self.charged - resident >= memory::CREDIT_BATCH || resident == 0 {
+        } else if self.charged - resident >= batch || resident == 0 {
             budget.credit(self.charged - resident);
             self.charged = resident;
         }
@@ -262,7 +268,7 @@ impl Session {
                 Resumed::Whole(r) => r,
             };
             let seq = r.delivery.seq;
-            next_seq = seq.checked_add(1).unwrap_or(1);
+            next_seq = spill::advance(seq, 1);
             if r.released {
                 let id = if r.packet_id != 0 {
                     r.packet_id
@@ -608,11 +614,7 @@ impl Session {
     /// a turn finds nothing to send, so a steady stream does not pay for regrowing. Its count
     /// against the memory budget is brought to the byte.
     pub(crate) fn compact(&mut self) {
-        let resident = self.queue.resident();
-        let budget = &self.limits.memory;
-        budget.charge(resident.saturating_sub(self.charged));
-        budget.credit(self.charged.saturating_sub(resident));
-        self.charged = resident;
+        self.settle_within(0);
         if self.queue.capacity() > SHRINK_ABOVE {
             self.queue.release();
         }

@@ -174,22 +174,17 @@ impl Session {
         {
             delivery.seq = kept.take_seq();
             let seq = delivery.seq;
-            let to_disk = (spent || self.queue.is_spilled()) && delivery.shared().is_none();
-            if to_disk {
-                let written = kept.record(Journal::Queued {
-                    seq,
-                    delivery,
-                    packet_id: 0,
-                });
-                self.queue.push_stored(seq, bytes, written);
-                spilled = true;
-            } else {
-                kept.record(Journal::Queued {
-                    seq,
-                    delivery: delivery.clone(),
-                    packet_id: 0,
-                });
-                self.queue.push(delivery);
+            spilled = (spent || self.queue.is_spilled()) && delivery.shared().is_none();
+            // Held on disk only, the delivery goes to the store alone, not copied.
+            let in_memory = (!spilled).then(|| delivery.clone());
+            let written = kept.record(Journal::Queued {
+                seq,
+                delivery,
+                packet_id: 0,
+            });
+            match in_memory {
+                Some(delivery) => self.queue.push(delivery),
+                None => self.queue.push_stored(seq, bytes, written),
             }
         } else {
             self.queue.push(delivery);

@@ -285,30 +285,26 @@ impl Store for RedbStore {
                     Change::Session {
                         client_id,
                         record: None,
-                    } => {
-                        // Its rows go with it: every key from "id\0" up to "id\x01".
+                    }
+                    | Change::Unpersisted { client_id } => {
+                        // Every key from "id\0" up to "id\x01"; an unpersisted session's
+                        // delivery rows and inbound ids stay until it ends.
                         let (from, to) = (format!("{client_id}\0"), format!("{client_id}\u{1}"));
                         let range = from.as_str()..to.as_str();
                         subscriptions
                             .retain_in::<&str, _>(range.clone(), |_, _| false)
                             .map_err(|e| io(e.into()))?;
-                        entries
-                            .retain_in::<&str, _>(range.clone(), |_, row| {
-                                *deltas.entry(Row::message_of(row)).or_default() -= 1;
-                                false
-                            })
-                            .map_err(|e| io(e.into()))?;
-                        inbound
-                            .retain_in::<&str, _>(range, |_, ()| false)
-                            .map_err(|e| io(e.into()))?;
-                        wills.remove(&**client_id).map_err(|e| io(e.into()))?;
-                        (&mut sessions, client_id, &None)
-                    }
-                    Change::Unpersisted { client_id } => {
-                        let (from, to) = (format!("{client_id}\0"), format!("{client_id}\u{1}"));
-                        subscriptions
-                            .retain_in::<&str, _>(from.as_str()..to.as_str(), |_, _| false)
-                            .map_err(|e| io(e.into()))?;
+                        if matches!(change, Change::Session { .. }) {
+                            entries
+                                .retain_in::<&str, _>(range.clone(), |_, row| {
+                                    *deltas.entry(Row::message_of(row)).or_default() -= 1;
+                                    false
+                                })
+                                .map_err(|e| io(e.into()))?;
+                            inbound
+                                .retain_in::<&str, _>(range, |_, ()| false)
+                                .map_err(|e| io(e.into()))?;
+                        }
                         wills.remove(&**client_id).map_err(|e| io(e.into()))?;
                         (&mut sessions, client_id, &None)
                     }

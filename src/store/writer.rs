@@ -580,6 +580,18 @@ mod tests {
         }
     }
 
+    /// A writer with `sync = "always"` over `log`.
+    fn always(log: &Arc<Log>) -> Arc<Writer> {
+        let w = Writer::start(
+            log.clone(),
+            SyncMode::Always,
+            Duration::from_secs(60),
+            Vec::new(),
+            1,
+        );
+        Arc::new(w.unwrap())
+    }
+
     fn change(i: usize) -> Change {
         Change::Retained {
             topic: format!("t/{i}").into(),
@@ -620,16 +632,7 @@ mod tests {
     #[test]
     fn a_new_group_waits_while_the_writer_waits_for_an_open_one() {
         let log = Arc::new(Log::default());
-        let w = Arc::new(
-            Writer::start(
-                log.clone(),
-                SyncMode::Always,
-                Duration::from_secs(60),
-                Vec::new(),
-                1,
-            )
-            .unwrap(),
-        );
+        let w = always(&log);
         let (held, hold) = mpsc::channel::<()>();
         let (opened, is_open) = mpsc::channel();
         let b = {
@@ -678,16 +681,7 @@ mod tests {
     #[test]
     fn commits_go_on_under_groups_that_always_overlap() {
         let log = Arc::new(Log::default());
-        let w = Arc::new(
-            Writer::start(
-                log.clone(),
-                SyncMode::Always,
-                Duration::from_secs(60),
-                Vec::new(),
-                1,
-            )
-            .unwrap(),
-        );
+        let w = always(&log);
         let stop = Arc::new(AtomicBool::new(false));
         let threads: Vec<_> = (0..2)
             .map(|t| {
